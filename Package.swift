@@ -68,6 +68,7 @@ let package = Package(
                 "Store",
                 "Postgres",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Configuration", package: "swift-configuration"),
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
@@ -76,7 +77,11 @@ let package = Package(
             dependencies: [
                 "Postgres",
                 "Store",
+                "JSONRPC",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Subprocess", package: "swift-subprocess"),
             ]
         ),
         .testTarget(
@@ -99,6 +104,11 @@ let package = Package(
             name: "ServerTests",
             dependencies: [
                 "Server",
+                "JSONRPC",
+                // The command-line tests run the real binary, so it must be built.
+                "pbc",
+                .product(name: "Subprocess", package: "swift-subprocess"),
+                .product(name: "Configuration", package: "swift-configuration"),
                 "TestSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

@@ -1,0 +1,148 @@
+import Foundation
+import Logging
+import NIOCore
+import NIOPosix
+import Postgres
+import ServiceLifecycle
+import Store
+import UnixSignals
+
+/// pbc as a whole: find or start the database, migrate, serve until told to stop.
+public struct Application: Sendable {
+    public let configuration: AppConfiguration
+    let environment: [String: String]
+    let database: ConnectionTarget?
+    let logger: Logger
+
+    /// `database`, when given, is used as it is (tests and embedders that
+    /// already hold a target); otherwise `databaseChoice` decides.
+    public init(
+        configuration: AppConfiguration, environment: [String: String] = ProcessInfo.processInfo.environment,
+        database: ConnectionTarget? = nil, logger: Logger
+    ) {
+        self.configuration = configuration
+        self.environment = environment
+        self.database = database
+        self.logger = logger
+    }
+
+    /// Serves until one of `signals` arrives (or the task is cancelled), then
+    /// shuts down in order: stop accepting, finish requests, close
+    /// connections, close the pool, stop a cluster pbc started.
+    public func run(
+        shutdownSignals: [UnixSignal] = [.sigterm, .sigint],
+        onListening: @escaping @Sendable (SocketAddress) async -> Void = { _ in }
+    ) async throws {
+        try await withDatabase(owner: true) { target in
+            let pool = PostgresPool(
+                configuration: .init(target: target, maxConnections: configuration.poolSize), logger: logger)
+            do {
+                try await migrate(pool)
+                let server = RPCServer(
+                    configuration: .init(
+                        host: configuration.host, port: configuration.port, maxLineBytes: configuration.maxLineBytes,
+                        maxBatchSize: configuration.maxBatchSize),
+                    methods: Methods(pool: pool, logger: logger), logger: logger, onListening: onListening)
+                let group = ServiceGroup(
+                    configuration: .init(services: [server], gracefulShutdownSignals: shutdownSignals, logger: logger))
+                try await group.run()
+            } catch {
+                await pool.shutdown()
+                throw error
+            }
+            await pool.shutdown()
+        }
+    }
+
+    /// Applies pending migrations and returns what was done.
+    public func migrateOnly() async throws -> Migrator.Report {
+        try await withDatabase(owner: false) { target in
+            let pool = PostgresPool(configuration: .init(target: target, maxConnections: 1), logger: logger)
+            do {
+                let report = try await migrate(pool)
+                await pool.shutdown()
+                return report
+            } catch {
+                await pool.shutdown()
+                throw error
+            }
+        }
+    }
+
+    @discardableResult
+    func migrate(_ pool: PostgresPool) async throws -> Migrator.Report {
+        let migrator = Migrator(directory: URL(fileURLWithPath: configuration.sqlDirectory), logger: logger)
+        let report = try await pool.withConnection { try await migrator.migrate(on: $0) }
+        logger.info("database schema is up to date", metadata: ["applied": "\(report.applied.count)", "already": "\(report.alreadyApplied)"])
+        return report
+    }
+
+    /// Where the database is, by precedence: the configured URL (or
+    /// `DATABASE_URL`), the `PG*` variables, or a private cluster.
+    public enum DatabaseChoice: Equatable, Sendable {
+        case url(String)
+        case environment
+        case localCluster(directory: String)
+    }
+
+    public var databaseChoice: DatabaseChoice {
+        if let url = configuration.databaseURL { return .url(url) }
+        if ["PGHOST", "PGHOSTADDR", "PGSERVICE"].contains(where: { environment[$0]?.isEmpty == false }) { return .environment }
+        return .localCluster(directory: configuration.dataDirectory)
+    }
+
+    /// Runs `body` with the database's target; a private cluster is started
+    /// first and stopped after when this process is its owner.
+    private func withDatabase<Result: Sendable>(owner: Bool, _ body: (ConnectionTarget) async throws -> Result) async throws -> Result {
+        if let database { return try await body(database) }
+        switch databaseChoice {
+        case .url(let url):
+            return try await body(ConnectionTarget(conninfo: url))
+        case .environment:
+            return try await body(ConnectionTarget(conninfo: ""))
+        case .localCluster(let directory):
+            let cluster = try LocalCluster(configuration: .init(directory: URL(fileURLWithPath: directory).standardizedFileURL))
+            let running = try await cluster.start()
+            // A server owns the cluster unless another live pbc does; a one-off command owns only what it started.
+            let owns = owner ? claimOwnership(of: cluster, adopted: running.adopted) : !running.adopted
+            logger.info(
+                running.adopted ? "using the PostgreSQL cluster already running" : "started a private PostgreSQL cluster",
+                metadata: ["directory": "\(cluster.configuration.directory.path)", "socket": "\(running.socketDirectory)", "port": "\(running.port)"])
+            do {
+                let threads = NIOThreadPool(numberOfThreads: 1)
+                threads.start()
+                defer { threads.shutdownGracefully { _ in } }
+                try await Database.createIfMissing("pbc", on: running.target, threadPool: threads)
+                let result = try await body(running.target.database("pbc"))
+                if owns { try await stop(cluster) }
+                return result
+            } catch {
+                if owns { try? await stop(cluster) }
+                throw error
+            }
+        }
+    }
+
+    private func stop(_ cluster: LocalCluster) async throws {
+        try await cluster.stop()
+        try? FileManager.default.removeItem(at: ownerFile(cluster))
+        logger.info("stopped the private PostgreSQL cluster")
+    }
+
+    private func ownerFile(_ cluster: LocalCluster) -> URL {
+        cluster.configuration.directory.appendingPathComponent("pbc.pid")
+    }
+
+    /// A serving pbc owns the cluster (and stops it at exit) unless another
+    /// live pbc already does; a cluster left by a pbc that died is taken over.
+    private func claimOwnership(of cluster: LocalCluster, adopted: Bool) -> Bool {
+        let file = ownerFile(cluster)
+        if adopted, let text = try? String(contentsOf: file, encoding: .utf8),
+            let pid = pid_t(text.trimmingCharacters(in: .whitespacesAndNewlines)), pid != getpid(), kill(pid, 0) == 0
+        {
+            return false
+        }
+        try? "\(getpid())\n".write(to: file, atomically: true, encoding: .utf8)
+        return true
+    }
+}

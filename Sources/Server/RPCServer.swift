@@ -1,0 +1,104 @@
+import JSONRPC
+import Logging
+import NIOCore
+import NIOPosix
+import ServiceLifecycle
+import Synchronization
+
+/// The JSON-RPC listener: newline-delimited JSON over TCP.
+///
+/// On graceful shutdown it stops accepting, lets each connection finish the
+/// request it is handling, then closes it.
+public struct RPCServer: Service {
+    public struct Configuration: Sendable {
+        public var host: String
+        public var port: Int
+        public var maxLineBytes: Int
+        public var maxBatchSize: Int
+    }
+
+    let configuration: Configuration
+    let methods: Methods
+    let logger: Logger
+    let onListening: @Sendable (SocketAddress) async -> Void
+
+    public init(
+        configuration: Configuration, methods: Methods, logger: Logger,
+        onListening: @escaping @Sendable (SocketAddress) async -> Void = { _ in }
+    ) {
+        self.configuration = configuration
+        self.methods = methods
+        self.logger = logger
+        self.onListening = onListening
+    }
+
+    public func run() async throws {
+        let maxLineBytes = configuration.maxLineBytes
+        let listener = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            // A client may send its requests and close its side at once
+            // (`printf ... | nc`); it is still owed every answer.
+            .childChannelOption(.allowRemoteHalfClosure, value: true)
+            .bind(host: configuration.host, port: configuration.port) { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(LineFrameDecoder(maxLineBytes: maxLineBytes)))
+                    return try NIOAsyncChannel<Frame, ByteBuffer>(wrappingChannelSynchronously: channel)
+                }
+            }
+        guard let address = listener.channel.localAddress else {
+            throw ConfigurationError("the listener has no address")
+        }
+        logger.info("listening", metadata: ["address": "\(address)"])
+        await onListening(address)
+
+        let dispatcher = Dispatcher(maxBatchSize: configuration.maxBatchSize) { request in
+            await methods.handle(request)
+        }
+        let connections = ConnectionRegistry()
+        try await withGracefulShutdownHandler {
+            try await withThrowingDiscardingTaskGroup { group in
+                try await listener.executeThenClose { inbound in
+                    for try await connection in inbound {
+                        group.addTask {
+                            await Connection(
+                                channel: connection, dispatcher: dispatcher, maxLineBytes: maxLineBytes, registry: connections,
+                                logger: logger
+                            ).run()
+                        }
+                    }
+                }
+            }
+        } onGracefulShutdown: {
+            listener.channel.close(promise: nil)
+            connections.shutDownAll()
+        }
+    }
+}
+
+/// The open connections, so that shutdown can reach each one.
+final class ConnectionRegistry: Sendable {
+    private let state = Mutex<(next: Int, closers: [Int: @Sendable () -> Void], shuttingDown: Bool)>((0, [:], false))
+
+    /// Registers a closer; runs it at once when shutdown has begun.
+    func add(_ closer: @escaping @Sendable () -> Void) -> Int {
+        let (id, late) = state.withLock { state -> (Int, Bool) in
+            state.next += 1
+            if !state.shuttingDown { state.closers[state.next] = closer }
+            return (state.next, state.shuttingDown)
+        }
+        if late { closer() }
+        return id
+    }
+
+    func remove(_ id: Int) {
+        _ = state.withLock { $0.closers.removeValue(forKey: id) }
+    }
+
+    func shutDownAll() {
+        let closers = state.withLock { state in
+            state.shuttingDown = true
+            return Array(state.closers.values)
+        }
+        closers.forEach { $0() }
+    }
+}

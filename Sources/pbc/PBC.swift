@@ -1,0 +1,58 @@
+import ArgumentParser
+import Foundation
+import Logging
+
+@main
+struct PBC: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "pbc",
+        abstract: "The coordination service of a Peacebuilding Commission: intake, overlap screening, workflows, audit.",
+        subcommands: [Serve.self, Migrate.self]
+    )
+}
+
+/// Options every server-side command shares.
+struct ServerOptions: ParsableArguments {
+    @Option(name: .customLong("config"), help: "YAML configuration file (default: Config/pbc.yaml, if present).")
+    var configFile: String?
+
+    @Option(name: .customLong("database-url"), help: "libpq connection string or URI (default: DATABASE_URL, then the PG* variables, then a private cluster).")
+    var databaseURL: String?
+
+    @Option(name: .customLong("data-dir"), help: "Directory of the private PostgreSQL cluster (default: .pbc/postgres).")
+    var dataDirectory: String?
+
+    @Option(name: .customLong("sql-dir"), help: "Directory of the migrations (default: sql).")
+    var sqlDirectory: String?
+
+    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical (default: info, or PBC_LOG_LEVEL).")
+    var logLevel: Logger.Level?
+}
+
+extension Logger.Level: @retroactive ExpressibleByArgument {}
+
+/// Runs a command's body and turns any error into one line on standard error
+/// and exit status 1: a user sees what went wrong, never a stack trace.
+func reportingErrors(_ body: () async throws -> Void) async throws {
+    do {
+        try await body()
+    } catch let error as ExitCode {
+        throw error
+    } catch let error as CleanExit {
+        throw error
+    } catch {
+        FileHandle.standardError.write(Data("pbc: error: \(error)\n".utf8))
+        throw ExitCode(1)
+    }
+}
+
+/// Logs go to standard error, so that standard output carries only results.
+func bootstrapLogging(_ level: Logger.Level?) -> Logger {
+    let resolved = level ?? ProcessInfo.processInfo.environment["PBC_LOG_LEVEL"].flatMap(Logger.Level.init(rawValue:)) ?? .info
+    LoggingSystem.bootstrap { label in
+        var handler = StreamLogHandler.standardError(label: label)
+        handler.logLevel = resolved
+        return handler
+    }
+    return Logger(label: "pbc")
+}

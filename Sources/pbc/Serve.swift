@@ -1,0 +1,62 @@
+import ArgumentParser
+import Configuration
+import Foundation
+import Server
+
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Serve JSON-RPC over TCP: connect to (or start) PostgreSQL, migrate, listen.")
+
+    @OptionGroup var options: ServerOptions
+
+    @Option(help: "Address to listen on (default: 127.0.0.1).")
+    var host: String?
+
+    @Option(help: "Port to listen on; 0 picks a free one (default: 7411).")
+    var port: Int?
+
+    func run() async throws {
+        let logger = bootstrapLogging(options.logLevel)
+        try await reportingErrors {
+            var flags = options.flags
+            if let host { flags[ConfigurationLoader.Key.host] = .init(.string(host), isSecret: false) }
+            if let port { flags[ConfigurationLoader.Key.port] = .init(.int(port), isSecret: false) }
+            let configuration = try await ConfigurationLoader.load(flags: flags, file: options.configFile)
+            try await Application(configuration: configuration, logger: logger).run { address in
+                // The one line on standard output: scripts read the address from it.
+                // Written straight away (not buffered): scripts wait for it.
+                FileHandle.standardOutput.write(Data("pbc serving JSON-RPC on \(address.ipAddress ?? "?"):\(address.port ?? 0)\n".utf8))
+            }
+        }
+    }
+}
+
+struct Migrate: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Apply the migrations in sql/ that the database lacks.")
+
+    @OptionGroup var options: ServerOptions
+
+    func run() async throws {
+        let logger = bootstrapLogging(options.logLevel)
+        try await reportingErrors {
+            let configuration = try await ConfigurationLoader.load(flags: options.flags, file: options.configFile)
+            let report = try await Application(configuration: configuration, logger: logger).migrateOnly()
+            if report.applied.isEmpty {
+                print("up to date: \(report.alreadyApplied) migrations already applied")
+            } else {
+                for file in report.applied { print("applied \(file)") }
+            }
+        }
+    }
+}
+
+extension ServerOptions {
+    /// The flags given, under the configuration keys they set.
+    var flags: [String: ConfigValue] {
+        var flags: [String: ConfigValue] = [:]
+        if let databaseURL { flags[ConfigurationLoader.Key.databaseURL] = .init(.string(databaseURL), isSecret: true) }
+        if let dataDirectory { flags[ConfigurationLoader.Key.dataDirectory] = .init(.string(dataDirectory), isSecret: false) }
+        if let sqlDirectory { flags[ConfigurationLoader.Key.sqlDirectory] = .init(.string(sqlDirectory), isSecret: false) }
+        return flags
+    }
+}
