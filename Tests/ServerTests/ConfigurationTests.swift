@@ -10,7 +10,7 @@ import Testing
         return path
     }
 
-    @Test func defaultsWithNothingSet() async throws {
+    @Test func theShippedFileHoldsTheDefaults() async throws {
         let configuration = try await ConfigurationLoader.load(file: nil, environment: [:])
         #expect(configuration == AppConfiguration())
         #expect(configuration.host == "127.0.0.1")
