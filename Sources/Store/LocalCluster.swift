@@ -203,20 +203,25 @@ public struct LocalCluster: Sendable {
     }
 
     /// Where initdb and pg_ctl are: PATH first, then the usual install locations.
-    struct Binaries: Sendable {
-        let initdb: String
-        let pgCtl: String
+    public struct Binaries: Sendable {
+        public let initdb: String
+        public let pgCtl: String
         static let runuser = ["/usr/sbin/runuser", "/sbin/runuser", "/usr/bin/runuser"]
             .first { FileManager.default.isExecutableFile(atPath: $0) } ?? "runuser"
 
-        static func find() throws -> Binaries {
-            let fileManager = FileManager.default
+        /// PATH, then Debian's versioned directories (newest first), then the usual prefixes.
+        static var searchDirectories: [String] {
             var directories = (ProcessInfo.processInfo.environment["PATH"] ?? "").split(separator: ":").map(String.init)
             let debian = "/usr/lib/postgresql"
-            let versions = ((try? fileManager.contentsOfDirectory(atPath: debian)) ?? [])
+            let versions = ((try? FileManager.default.contentsOfDirectory(atPath: debian)) ?? [])
                 .compactMap(Int.init).sorted(by: >)
             directories += versions.map { "\(debian)/\($0)/bin" }
             directories += ["/usr/local/pgsql/bin", "/opt/homebrew/bin", "/usr/local/opt/postgresql/bin"]
+            return directories
+        }
+
+        public static func find(in directories: [String] = searchDirectories) throws -> Binaries {
+            let fileManager = FileManager.default
             for directory in directories {
                 let initdb = "\(directory)/initdb"
                 let pgCtl = "\(directory)/pg_ctl"
