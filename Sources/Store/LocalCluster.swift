@@ -210,7 +210,7 @@ public struct LocalCluster: Sendable {
             .first { FileManager.default.isExecutableFile(atPath: $0) } ?? "runuser"
 
         /// PATH, then Debian's versioned directories (newest first), then the usual prefixes.
-        static var searchDirectories: [String] {
+        public static var searchDirectories: [String] {
             var directories = (ProcessInfo.processInfo.environment["PATH"] ?? "").split(separator: ":").map(String.init)
             let debian = "/usr/lib/postgresql"
             let versions = ((try? FileManager.default.contentsOfDirectory(atPath: debian)) ?? [])
