@@ -15,6 +15,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-configuration", from: "1.4.0", traits: [.defaults, "YAML"]),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
         .package(url: "https://github.com/swiftlang/swift-subprocess", from: "1.0.2"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
     ],
     targets: [
         // libpq, the PostgreSQL C client, as found by pkg-config.
@@ -32,10 +33,18 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // The domain: agencies, tasks, workflows, guards, the engine. No I/O.
+        .target(
+            name: "Coordination",
+            dependencies: [
+                .product(name: "Yams", package: "Yams"),
+            ]
+        ),
         .target(
             name: "Store",
             dependencies: [
                 "Postgres",
+                "Coordination",
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
@@ -87,6 +96,10 @@ let package = Package(
         .testTarget(
             name: "PostgresTests",
             dependencies: ["Postgres", "TestSupport"]
+        ),
+        .testTarget(
+            name: "CoordinationTests",
+            dependencies: ["Coordination"]
         ),
         .testTarget(
             name: "StoreTests",

@@ -1,0 +1,203 @@
+import Foundation
+
+/// What a principal may do, broadly; workflows say which roles may take each action.
+public enum Role: String, Sendable, Codable, CaseIterable, Hashable {
+    case liaison, coordinator, approver, observer, admin, system
+}
+
+public enum AgencyKind: String, Sendable, Codable, CaseIterable {
+    case unEntity = "un_entity"
+    case bilateral
+    case regionalOrganization = "regional_organization"
+    case ifi, ngo, government, secretariat, external
+}
+
+public enum Priority: String, Sendable, Codable, CaseIterable, Comparable {
+    case low, normal, high, urgent
+
+    public var rank: Int { Self.allCases.firstIndex(of: self)! }
+    public static func < (lhs: Priority, rhs: Priority) -> Bool { lhs.rank < rhs.rank }
+}
+
+/// An agency's part in a task, as IATI names them.
+public enum ParticipantRole: String, Sendable, Codable, CaseIterable {
+    case funding, implementing, accountable
+}
+
+public struct Participant: Sendable, Codable, Hashable {
+    public var agency: String
+    public var role: ParticipantRole
+    public init(agency: String, role: ParticipantRole) {
+        self.agency = agency
+        self.role = role
+    }
+}
+
+/// A calendar day, `YYYY-MM-DD`.
+public struct CalendarDate: Sendable, Codable, Hashable, Comparable, CustomStringConvertible {
+    public let year: Int, month: Int, day: Int
+
+    public init?(iso text: String) {
+        let parts = text.split(separator: "-", omittingEmptySubsequences: false)
+        guard parts.count == 3, parts[0].count == 4, parts[1].count == 2, parts[2].count == 2,
+            let year = Int(parts[0]), let month = Int(parts[1]), let day = Int(parts[2]),
+            (1...9999).contains(year), (1...12).contains(month), (1...Self.daysIn(month: month, year: year)).contains(day)
+        else { return nil }
+        self.year = year
+        self.month = month
+        self.day = day
+    }
+
+    public var iso: String { String(format: "%04d-%02d-%02d", year, month, day) }
+    public var description: String { iso }
+
+    /// Days since 1970-01-01 (proleptic Gregorian).
+    public var daysSinceEpoch: Int {
+        let y = month <= 2 ? year - 1 : year
+        let era = (y >= 0 ? y : y - 399) / 400
+        let yoe = y - era * 400
+        let doy = (153 * ((month + 9) % 12) + 2) / 5 + day - 1
+        return era * 146_097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719_468
+    }
+
+    /// The UTC day of an instant.
+    public init(_ date: Date) {
+        var calendar = Calendar(identifier: .gregorian)
+        calendar.timeZone = TimeZone(identifier: "UTC")!
+        let parts = calendar.dateComponents([.year, .month, .day], from: date)
+        self.year = parts.year!
+        self.month = parts.month!
+        self.day = parts.day!
+    }
+
+    public static func < (lhs: CalendarDate, rhs: CalendarDate) -> Bool { lhs.daysSinceEpoch < rhs.daysSinceEpoch }
+
+    static func daysIn(month: Int, year: Int) -> Int {
+        switch month {
+        case 2: return year % 4 == 0 && (year % 100 != 0 || year % 400 == 0) ? 29 : 28
+        case 4, 6, 9, 11: return 30
+        default: return 31
+        }
+    }
+
+    public init(from decoder: Decoder) throws {
+        let text = try decoder.singleValueContainer().decode(String.self)
+        guard let date = CalendarDate(iso: text) else {
+            throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: "not a YYYY-MM-DD date: \(text)"))
+        }
+        self = date
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var container = encoder.singleValueContainer()
+        try container.encode(iso)
+    }
+}
+
+public struct Period: Sendable, Codable, Hashable {
+    public var start: CalendarDate
+    public var end: CalendarDate
+    public init(start: CalendarDate, end: CalendarDate) {
+        self.start = start
+        self.end = end
+    }
+}
+
+/// An amount of money: a decimal kept as text (never floating point) and an ISO 4217 code.
+public struct Money: Sendable, Codable, Hashable {
+    public var amount: String
+    public var currency: String
+
+    public init(amount: String, currency: String) {
+        self.amount = amount
+        self.currency = currency
+    }
+
+    public var decimal: Decimal? { Decimal(string: amount, locale: Locale(identifier: "en_US_POSIX")) }
+}
+
+/// A workflow-specific field value.
+public enum FieldValue: Sendable, Codable, Hashable, CustomStringConvertible {
+    case string(String)
+    case number(Double)
+    case bool(Bool)
+
+    public init(from decoder: Decoder) throws {
+        let container = try decoder.singleValueContainer()
+        if let value = try? container.decode(Bool.self) {
+            self = .bool(value)
+        } else if let value = try? container.decode(Double.self) {
+            self = .number(value)
+        } else {
+            self = .string(try container.decode(String.self))
+        }
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var container = encoder.singleValueContainer()
+        switch self {
+        case .string(let value): try container.encode(value)
+        case .number(let value): try container.encode(value)
+        case .bool(let value): try container.encode(value)
+        }
+    }
+
+    public var number: Double? {
+        switch self {
+        case .number(let value): value
+        case .string(let value): Double(value)
+        case .bool: nil
+        }
+    }
+
+    public var description: String {
+        switch self {
+        case .string(let value): value
+        case .number(let value): value.rounded() == value ? String(Int(value)) : String(value)
+        case .bool(let value): String(value)
+        }
+    }
+}
+
+/// Who is acting.
+public struct Actor: Sendable, Hashable {
+    public var principal: String
+    public var role: Role
+    /// The principal's agency; liaisons always have one.
+    public var agency: String?
+
+    public init(principal: String, role: Role, agency: String?) {
+        self.principal = principal
+        self.role = role
+        self.agency = agency
+    }
+
+    public static let system = Actor(principal: "system", role: .system, agency: nil)
+}
+
+/// The part of a task the engine reads.
+public struct TaskRecord: Sendable, Hashable {
+    public var state: String
+    public var leadAgency: String
+    public var participants: [Participant]
+    public var period: Period?
+    public var budget: Money?
+    public var fields: [String: FieldValue]
+    public var priority: Priority
+
+    public init(
+        state: String, leadAgency: String, participants: [Participant] = [], period: Period? = nil, budget: Money? = nil,
+        fields: [String: FieldValue] = [:], priority: Priority = .normal
+    ) {
+        self.state = state
+        self.leadAgency = leadAgency
+        self.participants = participants
+        self.period = period
+        self.budget = budget
+        self.fields = fields
+        self.priority = priority
+    }
+
+    /// The lead agency and every participating agency.
+    public var agencies: Set<String> { Set([leadAgency] + participants.map(\.agency)) }
+}

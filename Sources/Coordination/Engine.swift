@@ -1,0 +1,191 @@
+import Foundation
+
+/// What the person acting supplies with an action.
+public struct ActionInputs: Sendable, Hashable {
+    public var comment: String?
+    public var fields: [String: FieldValue]
+
+    public init(comment: String? = nil, fields: [String: FieldValue] = [:]) {
+        self.comment = comment
+        self.fields = fields
+    }
+}
+
+/// One step through the workflow.
+public struct Transition: Sendable, Hashable {
+    public var action: String
+    public var from: String
+    public var to: String
+    /// Taken by the system on leaving an automatic state.
+    public var automatic: Bool
+}
+
+/// Why an action was refused, precisely enough to act on.
+public enum Refusal: Error, Sendable, Hashable, CustomStringConvertible {
+    case unknownAction(action: String, known: [String])
+    case notAllowedInState(action: String, state: String, allowed: [String])
+    case roleNotAllowed(action: String, role: Role, allowedRoles: [Role])
+    case guardFailed(action: String, guard: String, reason: String)
+    case commentRequired(action: String)
+    case fieldNotSettable(action: String, field: String, settable: [String])
+    case noAutomaticExit(state: String, reasons: [String])
+
+    public var description: String {
+        switch self {
+        case .unknownAction(let action, _):
+            "the workflow has no action \(action)"
+        case .notAllowedInState(let action, let state, let allowed):
+            "\(action) is not allowed in state \(state)" + (allowed.isEmpty ? "" : "; allowed: \(allowed.joined(separator: ", "))")
+        case .roleNotAllowed(let action, let role, let allowedRoles):
+            "a \(role.rawValue) may not \(action); it is for: \(allowedRoles.map(\.rawValue).joined(separator: ", "))"
+        case .guardFailed(let action, let guardName, let reason):
+            "\(action) refused by \(guardName): \(reason)"
+        case .commentRequired(let action):
+            "\(action) needs a comment"
+        case .fieldNotSettable(let action, let field, let settable):
+            "\(action) cannot set \(field)" + (settable.isEmpty ? "" : "; it sets: \(settable.joined(separator: ", "))")
+        case .noAutomaticExit(let state, let reasons):
+            "no way out of automatic state \(state): \(reasons.joined(separator: "; "))"
+        }
+    }
+}
+
+/// An overlap that screening reports for a task.
+public struct OverlapFinding: Sendable, Hashable {
+    /// The other portfolio entry (a task ref or an imported activity's identifier).
+    public var other: String
+    public var score: Double
+    /// Which fields matched and each component's score, in words.
+    public var reasons: [String]
+
+    public init(other: String, score: Double, reasons: [String]) {
+        self.other = other
+        self.score = score
+        self.reasons = reasons
+    }
+}
+
+/// Screening for overlap, which a workflow state can ask for on entry.
+/// The overlap issue provides the one that reads the portfolio.
+public protocol Screener: Sendable {
+    /// The overlaps the task has with the portfolio, after `task` is as the transition left it.
+    func screen(_ task: TaskRecord) async throws -> [OverlapFinding]
+}
+
+/// What an action does, all of it decided before anything is written.
+public struct Decision: Sendable {
+    /// The action taken and any automatic steps after it, in order.
+    public var transitions: [Transition]
+    public var task: TaskRecord
+    /// The queue of the state the task ends in.
+    public var queue: String?
+    /// When the task is due out of that state, from its SLA.
+    public var dueAt: Date?
+    /// What screening found on the way, when a state screened.
+    public var findings: [OverlapFinding]
+    public var screened: Bool
+
+    public var finalState: String { task.state }
+}
+
+/// The workflow engine: (definition, task, actor, action, inputs) gives a
+/// decision or a precise refusal. It reads and writes nothing.
+public enum Engine {
+    /// The actions `actor` may take now: allowed in the state and for the role.
+    /// Guards are not evaluated; `decide` says why a guarded action is refused.
+    public static func availableActions(_ workflow: WorkflowDefinition, state: String, actor: Actor) -> [String] {
+        workflow.exits(from: state).filter { $0.roles.contains(actor.role) }.map(\.name)
+    }
+
+    /// One action by a person (or the system), without the automatic steps after it.
+    public static func step(
+        _ workflow: WorkflowDefinition, task: TaskRecord, actor: Actor, action name: String, inputs: ActionInputs,
+        context: GuardContext
+    ) -> Result<(Transition, TaskRecord), Refusal> {
+        guard let action = workflow.action(name) else {
+            return .failure(.unknownAction(action: name, known: workflow.actions.map(\.name)))
+        }
+        guard action.from.contains(task.state) else {
+            return .failure(
+                .notAllowedInState(action: name, state: task.state, allowed: availableActions(workflow, state: task.state, actor: actor)))
+        }
+        guard action.roles.contains(actor.role) else {
+            return .failure(.roleNotAllowed(action: name, role: actor.role, allowedRoles: action.roles))
+        }
+        if action.commentRequired, (inputs.comment ?? "").trimmingCharacters(in: .whitespacesAndNewlines).isEmpty {
+            return .failure(.commentRequired(action: name))
+        }
+        var updated = task
+        for (field, value) in inputs.fields {
+            guard action.fields.contains(field) else {
+                return .failure(.fieldNotSettable(action: name, field: field, settable: action.fields))
+            }
+            updated.fields[field] = value
+        }
+        // Guards see the task as the action would leave it (a field set now counts).
+        for guardCondition in action.guards {
+            if let reason = guardCondition.failure(task: updated, actor: actor, context: context) {
+                return .failure(.guardFailed(action: name, guard: guardCondition.description, reason: reason))
+            }
+        }
+        updated.state = action.to
+        return .success((Transition(action: name, from: task.state, to: action.to, automatic: false), updated))
+    }
+
+    /// The action, then every automatic step it leads to, screening where a
+    /// state asks for it. Automatic exits are tried in file order; the first
+    /// whose guards hold is taken.
+    public static func decide(
+        _ workflow: WorkflowDefinition, task: TaskRecord, actor: Actor, action: String, inputs: ActionInputs,
+        context: GuardContext, screener: any Screener
+    ) async throws -> Result<Decision, Refusal> {
+        var context = context
+        var current: TaskRecord
+        var transitions: [Transition] = []
+        switch step(workflow, task: task, actor: actor, action: action, inputs: inputs, context: context) {
+        case .failure(let refusal): return .failure(refusal)
+        case .success(let (transition, updated)):
+            transitions.append(transition)
+            current = updated
+        }
+        var findings: [OverlapFinding] = []
+        var screened = false
+        // A valid workflow has no automatic cycle; the bound guards against one anyway.
+        for _ in 0..<workflow.states.count {
+            guard let state = workflow.state(current.state), state.kind == .automatic else { break }
+            if state.screen {
+                findings = try await screener.screen(current)
+                context.openOverlaps = findings.count
+                screened = true
+            }
+            var reasons: [String] = []
+            var next: (Transition, TaskRecord)?
+            for exit in workflow.exits(from: state.name) {
+                switch step(workflow, task: current, actor: .system, action: exit.name, inputs: ActionInputs(), context: context) {
+                case .success(let result):
+                    next = result
+                case .failure(let refusal):
+                    reasons.append(refusal.description)
+                }
+                if next != nil { break }
+            }
+            guard let next else {
+                return .failure(.noAutomaticExit(state: state.name, reasons: reasons))
+            }
+            var transition = next.0
+            transition.automatic = true
+            transitions.append(transition)
+            current = next.1
+        }
+        let final = workflow.state(current.state)
+        let dueAt = final?.sla.map { context.now.addingTimeInterval(TimeInterval($0.components.seconds)) }
+        return .success(
+            Decision(transitions: transitions, task: current, queue: final?.queue, dueAt: dueAt, findings: findings, screened: screened))
+    }
+}
+
+/// A screener that finds nothing, until the overlap screener exists.
+public struct NoOverlaps: Screener {
+    public init() {}
+    public func screen(_ task: TaskRecord) async throws -> [OverlapFinding] { [] }
+}

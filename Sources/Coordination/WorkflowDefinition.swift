@@ -1,0 +1,71 @@
+import Foundation
+
+/// A workflow: states and the actions between them. Loaded from YAML and
+/// validated by `WorkflowParser`; see docs/workflows.md.
+public struct WorkflowDefinition: Sendable, Hashable {
+    public var name: String
+    public var version: Int
+    public var description: String?
+    public var states: [State]
+    public var actions: [Action]
+
+    public struct State: Sendable, Hashable {
+        public var name: String
+        public var kind: Kind
+        /// Run overlap screening on entry (before the automatic exit is chosen).
+        public var screen: Bool
+        /// The queue a task in this state waits in.
+        public var queue: String?
+        /// How long a task may wait here; sets `dueAt` on entry.
+        public var sla: Duration?
+        public var line: Int
+
+        public enum Kind: String, Sendable, Hashable {
+            case initial, normal, automatic, terminal
+        }
+    }
+
+    public struct Action: Sendable, Hashable {
+        public var name: String
+        public var from: [String]
+        public var to: String
+        public var roles: [Role]
+        public var guards: [Guard]
+        public var commentRequired: Bool
+        /// Fields the action may set from its inputs.
+        public var fields: [String]
+        public var line: Int
+    }
+
+    public func state(_ name: String) -> State? { states.first { $0.name == name } }
+    public func action(_ name: String) -> Action? { actions.first { $0.name == name } }
+    public var initialState: State { states.first { $0.kind == .initial }! }
+
+    /// The actions that leave `state`, in file order.
+    public func exits(from state: String) -> [Action] { actions.filter { $0.from.contains(state) } }
+
+    /// Graphviz DOT: states as nodes (automatic dashed, terminal doubled), actions as edges.
+    public var dot: String {
+        func quoted(_ text: String) -> String { "\"" + text.replacingOccurrences(of: "\"", with: "\\\"") + "\"" }
+        var lines = ["digraph \(quoted("\(name) v\(version)")) {", "  rankdir=LR;", "  node [shape=box, style=rounded];"]
+        for state in states {
+            var attributes: [String] = []
+            switch state.kind {
+            case .initial: attributes.append("style=\"rounded,bold\"")
+            case .automatic: attributes.append("style=\"rounded,dashed\"")
+            case .terminal: attributes.append("peripheries=2")
+            case .normal: break
+            }
+            if let queue = state.queue { attributes.append("xlabel=\(quoted(queue))") }
+            lines.append("  \(quoted(state.name))\(attributes.isEmpty ? "" : " [\(attributes.joined(separator: ", "))]");")
+        }
+        for action in actions {
+            for from in action.from {
+                let roles = action.roles.map(\.rawValue).joined(separator: ",")
+                lines.append("  \(quoted(from)) -> \(quoted(action.to)) [label=\(quoted("\(action.name)\\n[\(roles)]"))];")
+            }
+        }
+        lines.append("}")
+        return lines.joined(separator: "\n") + "\n"
+    }
+}

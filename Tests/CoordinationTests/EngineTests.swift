@@ -1,0 +1,145 @@
+import Coordination
+import Foundation
+import Testing
+
+@Suite struct EngineTests {
+    func decide(
+        _ workflow: WorkflowDefinition, _ task: TaskRecord, _ actor: Actor, _ action: String, inputs: ActionInputs = ActionInputs(),
+        context: GuardContext = Fixtures.context(), overlaps: Int = 0
+    ) async throws -> Result<Decision, Refusal> {
+        try await Engine.decide(workflow, task: task, actor: actor, action: action, inputs: inputs, context: context, screener: ChosenOverlaps(overlaps))
+    }
+
+    @Test func submissionWithoutOverlapsGoesToReviewThroughScreening() async throws {
+        let workflow = try Fixtures.workflow("pbf-project")
+        let decision = try await decide(workflow, Fixtures.project(), Fixtures.liaison, "submit").get()
+        #expect(decision.transitions.map(\.to) == ["submitted", "screening", "technical_review"])
+        #expect(decision.transitions.map(\.automatic) == [false, true, true])
+        #expect(decision.screened)
+        #expect(decision.queue == "pbso-review")
+        #expect(decision.dueAt == Fixtures.context().now.addingTimeInterval(15 * 86_400))
+    }
+
+    @Test func submissionWithOverlapsGoesToDeconfliction() async throws {
+        let workflow = try Fixtures.workflow("pbf-project")
+        let decision = try await decide(workflow, Fixtures.project(), Fixtures.liaison, "submit", overlaps: 2).get()
+        #expect(decision.finalState == "deconfliction")
+        #expect(decision.findings.count == 2)
+        #expect(decision.queue == "pbso-deconfliction")
+    }
+
+    @Test func refusalsArePrecise() async throws {
+        let workflow = try Fixtures.workflow("pbf-project")
+        // Wrong state: the allowed actions are listed.
+        var reviewing = Fixtures.project()
+        reviewing.state = "technical_review"
+        guard case .failure(.notAllowedInState(_, let state, let allowed)) = try await decide(workflow, reviewing, Fixtures.coordinator, "approve") else {
+            Issue.record("expected notAllowedInState")
+            return
+        }
+        #expect(state == "technical_review")
+        #expect(allowed == ["request_revision", "recommend", "reject"])
+        // Wrong role.
+        #expect(
+            try await decide(workflow, Fixtures.project(), Fixtures.approver, "submit")
+                == .failure(.roleNotAllowed(action: "submit", role: .approver, allowedRoles: [.liaison, .coordinator])))
+        // A failed guard says which and why: the gender marker is required at submission.
+        var unmarked = Fixtures.project()
+        unmarked.fields["genderMarker"] = nil
+        guard case .failure(.guardFailed(_, let guardName, let reason)) = try await decide(workflow, unmarked, Fixtures.liaison, "submit") else {
+            Issue.record("expected a guard failure")
+            return
+        }
+        #expect(guardName == "field_in_range(genderMarker, 0, 3)")
+        #expect(reason == "the field genderMarker is required")
+        // An agency that is not on the task cannot submit it.
+        let outsider = Actor(principal: "x", role: .liaison, agency: "wfp")
+        guard case .failure(.guardFailed(_, "actor_in_task_agencies", _)) = try await decide(workflow, Fixtures.project(), outsider, "submit") else {
+            Issue.record("expected actor_in_task_agencies to fail")
+            return
+        }
+        // A comment is required to ask for a revision.
+        #expect(try await decide(workflow, reviewing, Fixtures.coordinator, "request_revision") == .failure(.commentRequired(action: "request_revision")))
+        // Only listed fields may be set.
+        #expect(
+            try await decide(workflow, reviewing, Fixtures.coordinator, "recommend", inputs: ActionInputs(fields: ["budget": .string("9")]))
+                == .failure(.fieldNotSettable(action: "recommend", field: "budget", settable: [])))
+        #expect(try await decide(workflow, reviewing, Fixtures.coordinator, "fly") == .failure(.unknownAction(action: "fly", known: workflow.actions.map(\.name))))
+    }
+
+    @Test func theIRFCapConvertsCurrencies() async throws {
+        let workflow = try Fixtures.workflow("pbf-project")
+        func route(_ task: TaskRecord) async throws -> Result<Decision, Refusal> {
+            var reviewing = task
+            reviewing.state = "technical_review"
+            return try await decide(workflow, reviewing, Fixtures.coordinator, "recommend")
+        }
+        #expect(try await route(Fixtures.project(amount: "3000000")).get().finalState == "asg_approval")
+        // EUR 2.9M is USD 3.132M at 1.08: over the ASG's cap, and an IRF has no other way.
+        guard case .failure(.noAutomaticExit(let state, let reasons)) = try await route(Fixtures.project(amount: "2900000", currency: "EUR")) else {
+            Issue.record("expected the IRF cap to refuse")
+            return
+        }
+        #expect(state == "approval_routing")
+        #expect(reasons.contains { $0.contains("is above 3000000 USD") })
+        #expect(try await route(Fixtures.project(amount: "2700000", currency: "EUR")).get().finalState == "asg_approval")
+        #expect(try await route(Fixtures.project(facility: "PRF", amount: "9000000")).get().finalState == "jsc_approval")
+        guard case .failure(.noAutomaticExit(_, let unknownRate)) = try await route(Fixtures.project(amount: "100", currency: "GBP")) else {
+            Issue.record("expected a missing rate to refuse")
+            return
+        }
+        #expect(unknownRate.contains { $0.contains("no exchange rate between GBP and USD") })
+    }
+
+    @Test func anExtensionNeedsNinetyDaysBeforeTheEnd() async throws {
+        let workflow = try Fixtures.workflow("pbf-project")
+        var implementing = Fixtures.project(end: "2027-03-01")
+        implementing.state = "implementing"
+        let inputs = ActionInputs(comment: "elections moved", fields: ["requestedEndDate": .string("2027-09-01")])
+        #expect(try await decide(workflow, implementing, Fixtures.liaison, "request_extension", inputs: inputs, context: Fixtures.context("2026-12-01")).get().finalState == "extension_requested")
+        guard case .failure(.guardFailed(_, "days_before_end(90)", let reason)) = try await decide(
+            workflow, implementing, Fixtures.liaison, "request_extension", inputs: inputs, context: Fixtures.context("2027-01-15"))
+        else {
+            Issue.record("expected days_before_end to refuse")
+            return
+        }
+        #expect(reason == "only 45 day(s) remain before the period ends on 2027-03-01; at least 90 are needed")
+        // Only the lead agency asks.
+        guard case .failure(.guardFailed(_, "actor_is_lead_agency", _)) = try await decide(
+            workflow, implementing, Fixtures.otherLiaison, "request_extension", inputs: inputs, context: Fixtures.context("2026-12-01"))
+        else {
+            Issue.record("expected actor_is_lead_agency to refuse")
+            return
+        }
+    }
+
+    @Test func deconflictionCasesEndInTheAgreedResolution() async throws {
+        let workflow = try Fixtures.workflow("deconfliction-case")
+        var task = TaskRecord(state: "agreement_pending", leadAgency: "pbso", participants: [Participant(agency: "undp", role: .implementing)])
+        task.fields["resolution"] = .string("coordinate")
+        #expect(try await decide(workflow, task, Fixtures.liaison, "agree").get().finalState == "coordinate")
+        task.fields["resolution"] = .string("absorb")
+        guard case .failure(.noAutomaticExit("agreed", _)) = try await decide(workflow, task, Fixtures.liaison, "agree") else {
+            Issue.record("an unknown resolution must not end the case")
+            return
+        }
+    }
+
+    @Test func graphsAreDOT() throws {
+        let dot = try Fixtures.workflow("pbf-project").dot
+        #expect(dot.hasPrefix("digraph \"pbf-project v1\" {"))
+        #expect(dot.contains("\"screening\" [style=\"rounded,dashed\"];"))
+        #expect(dot.contains("\"financially_closed\" [peripheries=2];"))
+        #expect(dot.contains("\"technical_review\" -> \"revision_requested\" [label=\"request_revision\\n[coordinator]\"];"))
+    }
+}
+
+extension Result where Success == Decision, Failure == Refusal {
+    static func == (lhs: Self, rhs: Self) -> Bool {
+        switch (lhs, rhs) {
+        case (.failure(let a), .failure(let b)): a == b
+        case (.success(let a), .success(let b)): a.transitions == b.transitions
+        default: false
+        }
+    }
+}
