@@ -103,7 +103,7 @@ let package = Package(
         ),
         .testTarget(
             name: "StoreTests",
-            dependencies: ["Store", "Postgres", "TestSupport"]
+            dependencies: ["Store", "Postgres", "Coordination", "TestSupport"]
         ),
         .testTarget(
             name: "JSONRPCTests",

@@ -175,29 +175,93 @@ public struct Actor: Sendable, Hashable {
     public static let system = Actor(principal: "system", role: .system, agency: nil)
 }
 
-/// The part of a task the engine reads.
-public struct TaskRecord: Sendable, Hashable {
+/// A task: the unit that moves through a workflow. The store adds its
+/// bookkeeping (id, ref, version, queue, timestamps); the engine reads this.
+public struct TaskRecord: Sendable, Hashable, Codable {
     public var state: String
+    public var title: String
+    public var description: String
     public var leadAgency: String
     public var participants: [Participant]
+    public var country: String?
+    public var locations: [String]
+    /// OECD DAC CRS purpose codes, 5 digits.
+    public var sectors: [String]
     public var period: Period?
     public var budget: Money?
     public var fields: [String: FieldValue]
     public var priority: Priority
+    public var externalRefs: [String: String]
 
     public init(
-        state: String, leadAgency: String, participants: [Participant] = [], period: Period? = nil, budget: Money? = nil,
-        fields: [String: FieldValue] = [:], priority: Priority = .normal
+        state: String, title: String = "", description: String = "", leadAgency: String, participants: [Participant] = [],
+        country: String? = nil, locations: [String] = [], sectors: [String] = [], period: Period? = nil, budget: Money? = nil,
+        fields: [String: FieldValue] = [:], priority: Priority = .normal, externalRefs: [String: String] = [:]
     ) {
         self.state = state
+        self.title = title
+        self.description = description
         self.leadAgency = leadAgency
         self.participants = participants
+        self.country = country
+        self.locations = locations
+        self.sectors = sectors
         self.period = period
         self.budget = budget
         self.fields = fields
         self.priority = priority
+        self.externalRefs = externalRefs
     }
 
     /// The lead agency and every participating agency.
     public var agencies: Set<String> { Set([leadAgency] + participants.map(\.agency)) }
+}
+
+/// A bad value in a request: which field, and why.
+public struct FieldError: Sendable, Hashable, Codable, CustomStringConvertible {
+    public var field: String
+    public var reason: String
+    public init(_ field: String, _ reason: String) {
+        self.field = field
+        self.reason = reason
+    }
+    public var description: String { "\(field): \(reason)" }
+}
+
+extension TaskRecord {
+    /// Every problem with the task's own values, not just the first. What
+    /// needs the database (does the agency or sector exist?) the store checks.
+    public func validationErrors() -> [FieldError] {
+        var errors: [FieldError] = []
+        let trimmed = title.trimmingCharacters(in: .whitespacesAndNewlines)
+        if trimmed.isEmpty { errors.append(FieldError("title", "must not be empty")) }
+        if title.count > 500 { errors.append(FieldError("title", "must be at most 500 characters")) }
+        if description.count > 20_000 { errors.append(FieldError("description", "must be at most 20000 characters")) }
+        if let country, country.range(of: "^[A-Z]{2,3}$", options: .regularExpression) == nil {
+            errors.append(FieldError("country", "must be an ISO 3166-1 alpha-3 (or alpha-2) code such as BDI"))
+        }
+        for (index, sector) in sectors.enumerated() where sector.range(of: "^[0-9]{5}$", options: .regularExpression) == nil {
+            errors.append(FieldError("sectors[\(index)]", "must be a 5-digit OECD DAC CRS purpose code such as 15220"))
+        }
+        if Set(sectors).count != sectors.count { errors.append(FieldError("sectors", "must not repeat a code")) }
+        for (index, location) in locations.enumerated() where location.trimmingCharacters(in: .whitespaces).isEmpty {
+            errors.append(FieldError("locations[\(index)]", "must not be empty"))
+        }
+        if let period, period.end < period.start {
+            errors.append(FieldError("period", "end \(period.end) is before start \(period.start)"))
+        }
+        if let budget {
+            if budget.amount.range(of: "^[0-9]{1,18}(\\.[0-9]{1,2})?$", options: .regularExpression) == nil {
+                errors.append(FieldError("budget.amount", "must be a non-negative decimal with at most 2 decimals, as a string: \"1500000.00\""))
+            }
+            if budget.currency.range(of: "^[A-Z]{3}$", options: .regularExpression) == nil {
+                errors.append(FieldError("budget.currency", "must be an ISO 4217 code such as USD"))
+            }
+        }
+        var seen: Set<Participant> = []
+        for (index, participant) in participants.enumerated() where !seen.insert(participant).inserted {
+            errors.append(FieldError("participants[\(index)]", "repeats \(participant.agency) as \(participant.role.rawValue)"))
+        }
+        return errors
+    }
 }

@@ -4,6 +4,7 @@ import Yams
 /// Every problem found in one workflow file, each with its line.
 public struct WorkflowProblems: Error, Sendable, CustomStringConvertible {
     public var problems: [ConfigError]
+    public init(problems: [ConfigError]) { self.problems = problems }
     public var description: String { problems.map(\.description).joined(separator: "\n") }
 }
 

@@ -126,7 +126,7 @@ public struct Migrator: Sendable {
                 }
             } catch let error as PostgresError where error.code == .server {
                 throw PostgresError(
-                    .migration, message: "sql/\(migration.fileName) failed: \(error.description)", sqlState: error.sqlState,
+                    .migration, message: "sql/\(migration.fileName) failed: \(error.message)", sqlState: error.sqlState,
                     detail: error.detail, hint: error.hint)
             }
             logger.info("applied migration", metadata: ["file": "\(migration.fileName)"])

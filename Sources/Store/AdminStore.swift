@@ -1,0 +1,111 @@
+import Coordination
+import Crypto
+import Foundation
+import Postgres
+
+/// Agencies, principals and API tokens, for `pbc admin`.
+public struct AdminStore: Sendable {
+    let pool: PostgresPool
+
+    public init(pool: PostgresPool) { self.pool = pool }
+
+    public func addAgency(id: String, name: String, kind: AgencyKind, iatiRef: String?) async throws {
+        var errors: [FieldError] = []
+        if id.range(of: "^[a-z0-9][a-z0-9-]{0,62}$", options: .regularExpression) == nil {
+            errors.append(FieldError("id", "must be a lowercase slug such as gac-canada"))
+        }
+        if name.trimmingCharacters(in: .whitespaces).isEmpty { errors.append(FieldError("name", "must not be empty")) }
+        guard errors.isEmpty else { throw StoreError.validation(errors) }
+        do {
+            try await pool.query("INSERT INTO agencies (id, name, kind, iati_ref) VALUES (\(id), \(name), \(kind.rawValue), \(iatiRef))")
+        } catch let error as PostgresError where error.sqlState == PostgresError.SQLState.uniqueViolation {
+            throw StoreError(.conflict, error.constraint == "agencies_pkey" ? "agency \(id) exists already" : "IATI organisation \(iatiRef ?? "") belongs to another agency")
+        }
+    }
+
+    public struct AgencyRow: Sendable, Hashable {
+        public var id: String
+        public var name: String
+        public var kind: String
+        public var iatiRef: String?
+    }
+
+    public func agencies() async throws -> [AgencyRow] {
+        try await pool.query("SELECT id, name, kind, iati_ref FROM agencies ORDER BY id").map { row in
+            AgencyRow(
+                id: try row.decode(String.self, at: 0), name: try row.decode(String.self, at: 1),
+                kind: try row.decode(String.self, at: 2), iatiRef: try row.decode(String?.self, at: 3))
+        }
+    }
+
+    public func addPrincipal(name: String, role: Role, agency: String?) async throws -> Principal {
+        if role == .liaison, agency == nil {
+            throw StoreError.validation([FieldError("agency", "a liaison must belong to an agency")])
+        }
+        do {
+            let rows = try await pool.query(
+                "INSERT INTO principals (name, role, agency) VALUES (\(name), \(role.rawValue), \(agency)) RETURNING id")
+            return Principal(id: try rows.first!.decode(UUID.self, at: 0), name: name, role: role, agency: agency)
+        } catch let error as PostgresError where error.sqlState == PostgresError.SQLState.uniqueViolation {
+            throw StoreError(.conflict, "a principal named \(name) exists already")
+        } catch let error as PostgresError where error.sqlState == PostgresError.SQLState.foreignKeyViolation {
+            throw StoreError.validation([FieldError("agency", "unknown agency \(agency ?? "")")])
+        }
+    }
+
+    public func principal(named name: String) async throws -> Principal {
+        let rows = try await pool.query("SELECT id, name, role, agency FROM principals WHERE name = \(name)")
+        guard let row = rows.first else { throw StoreError(.notFound, "no principal named \(name)") }
+        return try Self.principal(row)
+    }
+
+    static func principal(_ row: PostgresRow) throws -> Principal {
+        Principal(
+            id: try row.decode(UUID.self, "id"), name: try row.decode(String.self, "name"),
+            role: Role(rawValue: try row.decode(String.self, "role"))!, agency: try row.decode(String?.self, "agency"))
+    }
+
+    /// A new token for the principal. Only its SHA-256 is stored: the token
+    /// itself exists once, in what this returns.
+    public func createToken(for principalName: String, expiresAt: Date? = nil) async throws -> (id: UUID, token: String) {
+        let principal = try await principal(named: principalName)
+        var bytes = [UInt8](repeating: 0, count: 32)
+        var generator = SystemRandomNumberGenerator()
+        for index in bytes.indices { bytes[index] = UInt8.random(in: 0...255, using: &generator) }
+        let token = "pbc_" + Data(bytes).base64EncodedString().replacingOccurrences(of: "+", with: "-")
+            .replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: "=", with: "")
+        let rows = try await pool.query("""
+            INSERT INTO api_tokens (principal, token_hash, expires_at)
+            VALUES (\(principal.id), decode(\(Self.tokenHash(token)), 'hex'), \(expiresAt)) RETURNING id
+            """)
+        return (try rows.first!.decode(UUID.self, at: 0), token)
+    }
+
+    /// Revokes a token, named by its id or by the token itself.
+    public func revokeToken(_ idOrToken: String) async throws {
+        let rows: PostgresRows
+        if let id = UUID(uuidString: idOrToken) {
+            rows = try await pool.query("UPDATE api_tokens SET revoked_at = now() WHERE id = \(id) AND revoked_at IS NULL RETURNING id")
+        } else {
+            rows = try await pool.query("""
+                UPDATE api_tokens SET revoked_at = now()
+                WHERE token_hash = decode(\(Self.tokenHash(idOrToken)), 'hex') AND revoked_at IS NULL RETURNING id
+                """)
+        }
+        guard !rows.isEmpty else { throw StoreError(.notFound, "no active token \(idOrToken.hasPrefix("pbc_") ? "with that value" : idOrToken)") }
+    }
+
+    /// The principal a token belongs to, when it is neither revoked nor expired.
+    public func authenticate(token: String) async throws -> Principal? {
+        let rows = try await pool.query("""
+            SELECT p.id, p.name, p.role, p.agency FROM api_tokens t JOIN principals p ON p.id = t.principal
+            WHERE t.token_hash = decode(\(Self.tokenHash(token)), 'hex') AND t.revoked_at IS NULL
+              AND (t.expires_at IS NULL OR t.expires_at > now())
+            """)
+        return try rows.first.map(Self.principal)
+    }
+
+    static func tokenHash(_ token: String) -> String {
+        SHA256.hash(data: Data(token.utf8)).map { String(format: "%02x", $0) }.joined()
+    }
+}

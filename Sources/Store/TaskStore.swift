@@ -1,0 +1,349 @@
+import Coordination
+import Crypto
+import Foundation
+import Postgres
+
+/// A person or system known to pbc, as the store sees them.
+public struct Principal: Sendable, Hashable {
+    public var id: UUID
+    public var name: String
+    public var role: Role
+    public var agency: String?
+
+    public init(id: UUID, name: String, role: Role, agency: String?) {
+        self.id = id
+        self.name = name
+        self.role = role
+        self.agency = agency
+    }
+
+    public var actor: Actor { Actor(principal: id.uuidString.lowercased(), role: role, agency: agency) }
+}
+
+/// A task with the store's bookkeeping.
+public struct StoredTask: Sendable, Hashable {
+    public var id: UUID
+    public var ref: String
+    public var workflow: String
+    public var workflowVersion: Int
+    public var version: Int
+    public var record: TaskRecord
+    public var queue: String?
+    public var assignee: UUID?
+    public var dueAt: Date?
+    public var createdAt: Date
+    public var updatedAt: Date
+    public var state: String { record.state }
+}
+
+/// One entry of a task's audit trail.
+public struct StoredEvent: Sendable, Hashable {
+    public var seq: Int
+    public var type: String
+    public var actor: String
+    public var action: String?
+    public var fromState: String?
+    public var toState: String?
+    public var comment: String?
+    public var data: PostgresJSONB
+    public var at: Date
+}
+
+/// Tasks in PostgreSQL. Every change is one transaction: the task row is
+/// locked, its version checked, the engine decides, and the task, its events
+/// and a NOTIFY are written together.
+public struct TaskStore: Sendable {
+    public typealias ScreenerFactory = @Sendable (PostgresConnection) -> any Screener
+
+    let pool: PostgresPool
+    let workflows: WorkflowRegistry
+    let rates: ExchangeRates
+    let makeScreener: ScreenerFactory
+    let now: @Sendable () -> Date
+
+    /// The NOTIFY channel that carries the newest event `seq` on each commit.
+    public static let eventChannel = "pbc_events"
+
+    public init(
+        pool: PostgresPool, workflows: WorkflowRegistry, rates: ExchangeRates,
+        screener: @escaping ScreenerFactory = { _ in NoOverlaps() }, now: @escaping @Sendable () -> Date = { Date() }
+    ) {
+        self.pool = pool
+        self.workflows = workflows
+        self.rates = rates
+        self.makeScreener = screener
+        self.now = now
+    }
+
+    // MARK: Changes
+
+    /// Creates a draft in the workflow's initial state.
+    public func create(_ draft: TaskRecord, workflow: String, by principal: Principal) async throws -> StoredTask {
+        try await pool.withTransaction { connection in
+            try await insert(draft, workflow: workflow, by: principal, on: connection)
+        }
+    }
+
+    /// Creates and submits in one transaction. The same agency and key with the
+    /// same content give the first result again (`replayed`); with other content, a conflict.
+    public func submit(
+        _ draft: TaskRecord, workflow: String, idempotencyKey: String, by principal: Principal
+    ) async throws -> (task: StoredTask, replayed: Bool) {
+        // Keys belong to the submitting agency; a principal of no agency submits for the lead agency.
+        let agency = principal.agency ?? draft.leadAgency
+        let requestHash = try Self.hash(draft, workflow: workflow)
+        do {
+            return try await pool.withTransaction { connection in
+                if let replay = try await replayed(agency: agency, key: idempotencyKey, requestHash: requestHash, principal: principal, on: connection) {
+                    return (replay, true)
+                }
+                var task = try await insert(draft, workflow: workflow, by: principal, on: connection)
+                try await connection.query("""
+                    INSERT INTO idempotency_keys (agency, key, request_hash, task_id)
+                    VALUES (\(agency), \(idempotencyKey), \(requestHash), \(task.id))
+                    """)
+                try await apply("submit", inputs: ActionInputs(), to: &task, by: principal, on: connection)
+                return (task, false)
+            }
+        } catch let error as PostgresError where error.constraint == "idempotency_keys_pkey" {
+            // Another submission with this key committed first: answer as it did.
+            return try await pool.withConnection { connection in
+                guard let replay = try await replayed(agency: agency, key: idempotencyKey, requestHash: requestHash, principal: principal, on: connection) else {
+                    throw error
+                }
+                return (replay, true)
+            }
+        }
+    }
+
+    /// Performs a workflow action on a task at `expectedVersion`.
+    public func act(
+        _ key: String, action: String, expectedVersion: Int, inputs: ActionInputs = ActionInputs(), by principal: Principal
+    ) async throws -> StoredTask {
+        try await pool.withTransaction { connection in
+            guard var task = try await load(key, visibleTo: principal, forUpdate: true, on: connection) else {
+                throw StoreError(.notFound, "no task \(key)")
+            }
+            guard task.version == expectedVersion else {
+                throw StoreError(
+                    .conflict, "task \(task.ref) is at version \(task.version), not \(expectedVersion): reload it and try again",
+                    currentVersion: task.version)
+            }
+            try await apply(action, inputs: inputs, to: &task, by: principal, on: connection)
+            return task
+        }
+    }
+
+    // MARK: Reads
+
+    /// A task, if `principal` may see it.
+    public func get(_ key: String, as principal: Principal) async throws -> StoredTask {
+        guard let task = try await pool.withConnection({ try await load(key, visibleTo: principal, forUpdate: false, on: $0) }) else {
+            throw StoreError(.notFound, "no task \(key)")
+        }
+        return task
+    }
+
+    /// The task's audit trail, oldest first.
+    public func history(_ key: String, as principal: Principal) async throws -> [StoredEvent] {
+        let task = try await get(key, as: principal)
+        let rows = try await pool.query("""
+            SELECT seq, type, actor_name, action, from_state, to_state, comment, data, at
+            FROM events WHERE task_id = \(task.id) ORDER BY seq
+            """)
+        return try rows.map { row in
+            StoredEvent(
+                seq: try row.decode(Int.self, "seq"), type: try row.decode(String.self, "type"),
+                actor: try row.decode(String.self, "actor_name"), action: try row.decode(String?.self, "action"),
+                fromState: try row.decode(String?.self, "from_state"), toState: try row.decode(String?.self, "to_state"),
+                comment: try row.decode(String?.self, "comment"), data: try row.decode(PostgresJSONB.self, "data"),
+                at: try row.decode(Date.self, "at"))
+        }
+    }
+
+    /// The actions `principal` may take on the task now (role and state; guards are checked when acting).
+    public func availableActions(_ task: StoredTask, for principal: Principal) -> [String] {
+        guard let workflow = workflows.definition(task.workflow, version: task.workflowVersion) else { return [] }
+        return Engine.availableActions(workflow, state: task.state, actor: principal.actor)
+    }
+
+    // MARK: Steps
+
+    private func insert(_ draft: TaskRecord, workflow name: String, by principal: Principal, on connection: PostgresConnection) async throws -> StoredTask {
+        guard let workflow = workflows.latest[name] else {
+            throw StoreError.validation([FieldError("workflow", "unknown workflow \(name); known: \(workflows.latest.keys.sorted().joined(separator: ", "))")])
+        }
+        switch principal.role {
+        case .liaison:
+            guard principal.agency == draft.leadAgency else {
+                throw StoreError(.forbidden, "a liaison creates tasks led by their own agency (\(principal.agency ?? "none")), not \(draft.leadAgency)")
+            }
+        case .coordinator, .admin, .system: break
+        case .approver, .observer:
+            throw StoreError(.forbidden, "a \(principal.role.rawValue) cannot create tasks")
+        }
+        var errors = draft.validationErrors()
+        var task = draft
+        task.state = workflow.initialState.name
+        if let country = draft.country, errors.allSatisfy({ $0.field != "country" }) {
+            let found = try await connection.query("SELECT code FROM countries WHERE code = \(country) OR alpha2 = \(country)")
+            if let code = try found.first?.decode(String.self, at: 0) { task.country = code } else {
+                errors.append(FieldError("country", "unknown country \(country)"))
+            }
+        }
+        let agencies = Array(task.agencies)
+        for row in try await connection.query("SELECT a FROM unnest(\(agencies)) AS a WHERE a NOT IN (SELECT id FROM agencies) ORDER BY a") {
+            errors.append(FieldError("agencies", "unknown agency \(try row.decode(String.self, at: 0))"))
+        }
+        if errors.allSatisfy({ !$0.field.hasPrefix("sectors") }) {
+            for row in try await connection.query("SELECT s FROM unnest(\(task.sectors)) AS s WHERE s NOT IN (SELECT code FROM sectors) ORDER BY s") {
+                errors.append(FieldError("sectors", "unknown sector code \(try row.decode(String.self, at: 0))"))
+            }
+        }
+        guard errors.isEmpty else { throw StoreError.validation(errors) }
+
+        let fields = try PostgresJSONB(encoding: task.fields)
+        let refs = try PostgresJSONB(encoding: task.externalRefs)
+        let rows = try await connection.query("""
+            INSERT INTO tasks (workflow, workflow_version, state, title, description, lead_agency, country, locations, sectors,
+                               period_start, period_end, budget_amount, budget_currency, priority, fields, external_refs,
+                               queue, created_by)
+            VALUES (\(workflow.name), \(workflow.version), \(task.state), \(task.title), \(task.description), \(task.leadAgency),
+                    \(task.country), \(task.locations), \(task.sectors), \(task.period.map { PostgresDate(iso: $0.start.iso)! }),
+                    \(task.period.map { PostgresDate(iso: $0.end.iso)! }), \(task.budget.flatMap { PostgresNumeric($0.amount) }),
+                    \(task.budget?.currency), \(task.priority.rawValue), \(fields), \(refs),
+                    \(workflow.initialState.queue), \(principal.id))
+            RETURNING id
+            """)
+        let id = try rows.first!.decode(UUID.self, at: 0)
+        for participant in task.participants {
+            try await connection.query(
+                "INSERT INTO task_participants (task_id, agency, role) VALUES (\(id), \(participant.agency), \(participant.role.rawValue))")
+        }
+        try await connection.query("""
+            INSERT INTO events (task_id, actor, actor_name, type, to_state, data)
+            VALUES (\(id), \(principal.id), \(principal.name), 'task.created', \(task.state),
+                    jsonb_build_object('workflow', \(workflow.name)::text, 'workflowVersion', \(workflow.version)::int))
+            """)
+        try await notify(on: connection)
+        return try await load(id.uuidString, visibleTo: nil, forUpdate: false, on: connection)!
+    }
+
+    /// Decides an action with the engine and writes its outcome.
+    private func apply(_ action: String, inputs: ActionInputs, to task: inout StoredTask, by principal: Principal, on connection: PostgresConnection) async throws {
+        guard let workflow = workflows.definition(task.workflow, version: task.workflowVersion) else {
+            throw StoreError(.notFound, "workflow \(task.workflow) version \(task.workflowVersion) is not loaded")
+        }
+        let open = try await connection.query("SELECT count(*) FROM task_overlaps WHERE task_id = \(task.id) AND status = 'open'")
+        let context = GuardContext(now: now(), rates: rates, openOverlaps: try open.first!.decode(Int.self, at: 0))
+        let decision: Decision
+        switch try await Engine.decide(
+            workflow, task: task.record, actor: principal.actor, action: action, inputs: inputs, context: context,
+            screener: makeScreener(connection))
+        {
+        case .failure(let refusal):
+            throw StoreError(
+                .refused, refusal.description, refusal: refusal, state: task.state,
+                allowedActions: Engine.availableActions(workflow, state: task.state, actor: principal.actor))
+        case .success(let success):
+            decision = success
+        }
+        let fields = try PostgresJSONB(encoding: decision.task.fields)
+        try await connection.query("""
+            UPDATE tasks SET state = \(decision.finalState), fields = \(fields), version = version + 1,
+                queue = \(decision.queue), due_at = \(decision.dueAt), updated_at = now()
+            WHERE id = \(task.id)
+            """)
+        for (index, transition) in decision.transitions.enumerated() {
+            let byPerson = index == 0
+            let data = try PostgresJSONB(encoding: byPerson ? inputs.fields : [:])
+            try await connection.query("""
+                INSERT INTO events (task_id, actor, actor_name, type, action, from_state, to_state, comment, data)
+                VALUES (\(task.id), \(byPerson ? principal.id : nil), \(byPerson ? principal.name : "system"), 'task.transitioned',
+                        \(transition.action), \(transition.from), \(transition.to), \(byPerson ? inputs.comment : nil), \(data))
+                """)
+        }
+        for finding in decision.findings {
+            let reasons = try PostgresJSONB(encoding: finding.reasons)
+            try await connection.query("""
+                INSERT INTO task_overlaps (task_id, other_ref, score, reasons) VALUES (\(task.id), \(finding.other), \(finding.score), \(reasons))
+                ON CONFLICT (task_id, other_ref) DO UPDATE SET score = EXCLUDED.score, reasons = EXCLUDED.reasons, status = 'open'
+                """)
+            try await connection.query("""
+                INSERT INTO events (task_id, actor_name, type, data)
+                VALUES (\(task.id), 'system', 'overlap.detected',
+                        jsonb_build_object('other', \(finding.other)::text, 'score', \(finding.score)::float8, 'reasons', \(reasons)::jsonb))
+                """)
+        }
+        try await notify(on: connection)
+        task = try await load(task.id.uuidString, visibleTo: nil, forUpdate: false, on: connection)!
+    }
+
+    /// Wakes listeners on every instance once the transaction commits; the payload is the newest seq.
+    private func notify(on connection: PostgresConnection) async throws {
+        try await connection.query("SELECT pg_notify(\(Self.eventChannel), (SELECT max(seq) FROM events)::text)")
+    }
+
+    private func replayed(agency: String, key: String, requestHash: String, principal: Principal, on connection: PostgresConnection) async throws -> StoredTask? {
+        let rows = try await connection.query(
+            "SELECT request_hash, task_id FROM idempotency_keys WHERE agency = \(agency) AND key = \(key)")
+        guard let row = rows.first else { return nil }
+        guard try row.decode(String.self, at: 0) == requestHash else {
+            throw StoreError(.conflict, "idempotency key \(key) was already used for a different submission")
+        }
+        return try await load(try row.decode(UUID.self, at: 1).uuidString, visibleTo: principal, forUpdate: false, on: connection)
+    }
+
+    static func hash(_ draft: TaskRecord, workflow: String) throws -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = .sortedKeys
+        var data = Data(workflow.utf8)
+        data.append(try encoder.encode(draft))
+        return SHA256.hash(data: data).map { String(format: "%02x", $0) }.joined()
+    }
+
+    // MARK: Loading
+
+    /// A task by id or ref; nil when it does not exist or `principal` may not see it.
+    /// A liaison sees their agency's tasks and tasks their agency takes part in.
+    func load(_ key: String, visibleTo principal: Principal?, forUpdate: Bool, on connection: PostgresConnection) async throws -> StoredTask? {
+        let id = UUID(uuidString: key)
+        let agency = principal?.role == .liaison ? principal?.agency : nil
+        let restricted = principal?.role == .liaison
+        let rows = try await connection.query("""
+            SELECT t.id, t.ref, t.workflow, t.workflow_version, t.state, t.version, t.title, t.description, t.lead_agency,
+                   t.country, t.locations, t.sectors, t.period_start, t.period_end, t.budget_amount, t.budget_currency,
+                   t.priority, t.fields, t.external_refs, t.queue, t.assignee, t.due_at, t.created_at, t.updated_at
+            FROM tasks t
+            WHERE (t.id = \(id) OR (\(id)::uuid IS NULL AND t.ref = \(key)))
+              AND (NOT \(restricted) OR t.lead_agency = \(agency)
+                   OR EXISTS (SELECT 1 FROM task_participants p WHERE p.task_id = t.id AND p.agency = \(agency)))
+            \(unsafeRaw: forUpdate ? "FOR UPDATE OF t" : "")
+            """)
+        guard let row = rows.first else { return nil }
+        let taskID = try row.decode(UUID.self, "id")
+        let participants = try await connection.query(
+            "SELECT agency, role FROM task_participants WHERE task_id = \(taskID) ORDER BY agency, role"
+        ).map { Participant(agency: try $0.decode(String.self, at: 0), role: ParticipantRole(rawValue: try $0.decode(String.self, at: 1))!) }
+        let start = try row.decode(PostgresDate?.self, "period_start")
+        let end = try row.decode(PostgresDate?.self, "period_end")
+        let amount = try row.decode(PostgresNumeric?.self, "budget_amount")
+        let currency = try row.decode(String?.self, "budget_currency")
+        let record = TaskRecord(
+            state: try row.decode(String.self, "state"), title: try row.decode(String.self, "title"),
+            description: try row.decode(String.self, "description"), leadAgency: try row.decode(String.self, "lead_agency"),
+            participants: participants, country: try row.decode(String?.self, "country"),
+            locations: try row.decode([String].self, "locations"), sectors: try row.decode([String].self, "sectors"),
+            period: start.flatMap { start in end.map { Period(start: CalendarDate(iso: start.iso)!, end: CalendarDate(iso: $0.iso)!) } },
+            budget: amount.flatMap { amount in currency.map { Money(amount: amount.text, currency: $0) } },
+            fields: try row.decode(PostgresJSONB.self, "fields").decode([String: FieldValue].self),
+            priority: Priority(rawValue: try row.decode(String.self, "priority")) ?? .normal,
+            externalRefs: try row.decode(PostgresJSONB.self, "external_refs").decode([String: String].self))
+        return StoredTask(
+            id: taskID, ref: try row.decode(String.self, "ref"), workflow: try row.decode(String.self, "workflow"),
+            workflowVersion: try row.decode(Int.self, "workflow_version"), version: try row.decode(Int.self, "version"),
+            record: record, queue: try row.decode(String?.self, "queue"), assignee: try row.decode(UUID?.self, "assignee"),
+            dueAt: try row.decode(Date?.self, "due_at"), createdAt: try row.decode(Date.self, "created_at"),
+            updatedAt: try row.decode(Date.self, "updated_at"))
+    }
+}

@@ -1,0 +1,70 @@
+import Coordination
+import Foundation
+import Postgres
+import Store
+import Synchronization
+import TestSupport
+
+/// A migrated database with the shipped reference data and workflows, a
+/// clock the test moves, and principals of several roles and agencies.
+struct Harness {
+    let target: ConnectionTarget
+    let pool: PostgresPool
+    let workflows: WorkflowRegistry
+    let tasks: TaskStore
+    let admin: AdminStore
+    let clock: TestClock
+    let undp: Principal  // liaison of the lead agency
+    let unicef: Principal  // liaison of a participating agency
+    let wfp: Principal  // liaison of an agency with no part in the task
+    let coordinator: Principal
+    let approver: Principal
+
+    final class TestClock: Sendable {
+        private let value = Mutex(ISO8601DateFormatter().date(from: "2026-11-29T09:00:00Z")!)
+        var now: Date { value.withLock { $0 } }
+        func set(_ iso: String) { value.withLock { $0 = ISO8601DateFormatter().date(from: iso + "T09:00:00Z")! } }
+    }
+
+    static var config: URL { TestDatabase.repositoryRoot.appendingPathComponent("Config") }
+
+    static func rates() throws -> ExchangeRates {
+        try ExchangeRates.load(yaml: String(contentsOf: config.appendingPathComponent("rates.yaml"), encoding: .utf8), file: "rates.yaml")
+    }
+
+    init(_ label: String, screener: @escaping TaskStore.ScreenerFactory = { _ in NoOverlaps() }) async throws {
+        target = try await TestDatabase.create(label)
+        pool = PostgresPool(configuration: .init(target: target, maxConnections: 10))
+        try await pool.withConnection { try await ReferenceData.load(from: Self.config).sync(on: $0) }
+        let files = try WorkflowRegistry.read(files: WorkflowRegistry.files(in: Self.config.appendingPathComponent("workflows")))
+        workflows = try await pool.withConnection { try await WorkflowRegistry.sync(files, on: $0) }
+        let clock = TestClock()
+        self.clock = clock
+        tasks = TaskStore(pool: pool, workflows: workflows, rates: try Self.rates(), screener: screener, now: { clock.now })
+        admin = AdminStore(pool: pool)
+        undp = try await admin.addPrincipal(name: "amina (undp)", role: .liaison, agency: "undp")
+        unicef = try await admin.addPrincipal(name: "kofi (unicef)", role: .liaison, agency: "unicef")
+        wfp = try await admin.addPrincipal(name: "lena (wfp)", role: .liaison, agency: "wfp")
+        coordinator = try await admin.addPrincipal(name: "chen (pbso)", role: .coordinator, agency: "pbso")
+        approver = try await admin.addPrincipal(name: "asg", role: .approver, agency: "pbso")
+    }
+
+    static func project(title: String = "Youth and women in local peace committees", facility: String = "IRF", amount: String = "1500000.00") -> TaskRecord {
+        TaskRecord(
+            state: "draft", title: title, description: "Strengthening local peace committees in Gitega and Ngozi.",
+            leadAgency: "undp", participants: [Participant(agency: "unicef", role: .implementing)], country: "BI",
+            locations: ["Gitega", "Ngozi"], sectors: ["15220", "15180"],
+            period: Period(start: CalendarDate(iso: "2027-01-01")!, end: CalendarDate(iso: "2028-06-30")!),
+            budget: Money(amount: amount, currency: "USD"), fields: ["genderMarker": .number(2), "facility": .string(facility)])
+    }
+
+    /// Every task's state is the `to` state of its last event that changed state.
+    func invariantViolations() async throws -> [String] {
+        try await pool.query("""
+            SELECT t.ref || ': state ' || t.state || ', last event ' || coalesce(e.to_state, 'none')
+            FROM tasks t
+            LEFT JOIN LATERAL (SELECT to_state FROM events WHERE task_id = t.id AND to_state IS NOT NULL ORDER BY seq DESC LIMIT 1) e ON true
+            WHERE e.to_state IS DISTINCT FROM t.state
+            """).map { try $0.decode(String.self, at: 0) }
+    }
+}
