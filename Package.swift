@@ -61,6 +61,7 @@ let package = Package(
             name: "Server",
             dependencies: [
                 "Postgres",
+                "Coordination",
                 "Store",
                 "JSONRPC",
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -74,6 +75,7 @@ let package = Package(
             name: "pbc",
             dependencies: [
                 "Server",
+                "Coordination",
                 "Store",
                 "Postgres",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),

@@ -16,7 +16,9 @@ public enum WorkflowParser {
     public static func parse(yaml: String, file: String) -> Result<WorkflowDefinition, WorkflowProblems> {
         var parser = Parser(file: file)
         let definition = parser.parse(yaml)
-        if let definition, parser.problems.isEmpty {
+        // Meaning is checked even when some parts were malformed, so that one
+        // run lists every problem; checks that need a sound graph skip themselves.
+        if let definition {
             parser.validate(definition)
         }
         guard parser.problems.isEmpty, let definition else {

@@ -1,3 +1,4 @@
+import Coordination
 import Foundation
 import Logging
 import NIOCore
@@ -33,24 +34,22 @@ public struct Application: Sendable {
         shutdownSignals: [UnixSignal] = [.sigterm, .sigint],
         onListening: @escaping @Sendable (SocketAddress) async -> Void = { _ in }
     ) async throws {
-        try await withDatabase(owner: true) { target in
-            let pool = PostgresPool(
-                configuration: .init(target: target, maxConnections: configuration.poolSize), logger: logger)
-            do {
-                try await migrate(pool)
-                let server = RPCServer(
-                    configuration: .init(
-                        host: configuration.host, port: configuration.port, maxLineBytes: configuration.maxLineBytes,
-                        maxBatchSize: configuration.maxBatchSize),
-                    methods: Methods(pool: pool, logger: logger), logger: logger, onListening: onListening)
-                let group = ServiceGroup(
-                    configuration: .init(services: [server], gracefulShutdownSignals: shutdownSignals, logger: logger))
-                try await group.run()
-            } catch {
-                await pool.shutdown()
-                throw error
-            }
-            await pool.shutdown()
+        // Configuration errors stop start-up before anything else is touched.
+        let workflowFiles = try WorkflowRegistry.read(files: WorkflowRegistry.files(in: configURL.appendingPathComponent("workflows")))
+        _ = try loadRates()
+        try await withPreparedDatabase(owner: true, poolSize: configuration.poolSize) { pool in
+            let workflows = try await pool.withConnection { try await WorkflowRegistry.sync(workflowFiles, on: $0) }
+            logger.info(
+                "workflows loaded",
+                metadata: ["workflows": "\(workflows.latest.values.map { "\($0.name) v\($0.version)" }.sorted().joined(separator: ", "))"])
+            let server = RPCServer(
+                configuration: .init(
+                    host: configuration.host, port: configuration.port, maxLineBytes: configuration.maxLineBytes,
+                    maxBatchSize: configuration.maxBatchSize),
+                methods: Methods(pool: pool, logger: logger), logger: logger, onListening: onListening)
+            let group = ServiceGroup(
+                configuration: .init(services: [server], gracefulShutdownSignals: shutdownSignals, logger: logger))
+            try await group.run()
         }
     }
 
@@ -67,6 +66,37 @@ public struct Application: Sendable {
                 throw error
             }
         }
+    }
+
+    /// Runs `body` with a pool on a database that is migrated and holds the
+    /// reference data of `Config/`: what admin commands and the server need.
+    public func withPreparedDatabase<Result: Sendable>(
+        owner: Bool = false, poolSize: Int = 2, _ body: (PostgresPool) async throws -> Result
+    ) async throws -> Result {
+        let reference = try ReferenceData.load(from: configURL)
+        return try await withDatabase(owner: owner) { target in
+            let pool = PostgresPool(configuration: .init(target: target, maxConnections: poolSize), logger: logger)
+            do {
+                try await migrate(pool)
+                try await pool.withConnection { try await reference.sync(on: $0) }
+                let result = try await body(pool)
+                await pool.shutdown()
+                return result
+            } catch {
+                await pool.shutdown()
+                throw error
+            }
+        }
+    }
+
+    var configURL: URL { URL(fileURLWithPath: configuration.configDirectory) }
+
+    func loadRates() throws -> ExchangeRates {
+        let url = configURL.appendingPathComponent("rates.yaml")
+        guard let data = FileManager.default.contents(atPath: url.path) else {
+            throw ConfigError(file: url.path, line: nil, message: "cannot read the exchange rates")
+        }
+        return try ExchangeRates.load(yaml: String(decoding: data, as: UTF8.self), file: url.path)
     }
 
     @discardableResult

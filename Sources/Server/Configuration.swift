@@ -18,6 +18,8 @@ public struct AppConfiguration: Sendable, Equatable {
     public var poolSize = 10
     /// The migrations, `NNNN_name.sql`.
     public var sqlDirectory = "sql"
+    /// Reference data, `rates.yaml` and `workflows/`.
+    public var configDirectory = "Config"
 
     public init() {}
 }
@@ -36,6 +38,7 @@ public enum ConfigurationLoader {
         public static let dataDirectory = "database.dataDirectory"
         public static let poolSize = "database.poolSize"
         public static let sqlDirectory = "paths.sql"
+        public static let configDirectory = "paths.config"
     }
 
     public static let defaultFile = "Config/pbc.yaml"
@@ -67,6 +70,7 @@ public enum ConfigurationLoader {
         configuration.dataDirectory = try string(reader, Key.dataDirectory) ?? configuration.dataDirectory
         configuration.poolSize = try int(reader, Key.poolSize, in: 1...500) ?? configuration.poolSize
         configuration.sqlDirectory = try string(reader, Key.sqlDirectory) ?? configuration.sqlDirectory
+        configuration.configDirectory = try string(reader, Key.configDirectory) ?? configuration.configDirectory
         return configuration
     }
 

@@ -1,13 +1,14 @@
 import ArgumentParser
 import Foundation
 import Logging
+import Store
 
 @main
 struct PBC: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "pbc",
         abstract: "The coordination service of a Peacebuilding Commission: intake, overlap screening, workflows, audit.",
-        subcommands: [Serve.self, Migrate.self]
+        subcommands: [Serve.self, Migrate.self, WorkflowCommand.self, AdminCommand.self]
     )
 }
 
@@ -24,6 +25,9 @@ struct ServerOptions: ParsableArguments {
 
     @Option(name: .customLong("sql-dir"), help: "Directory of the migrations (default: sql).")
     var sqlDirectory: String?
+
+    @Option(name: .customLong("config-dir"), help: "Directory of reference data, rates and workflows (default: Config).")
+    var configDirectory: String?
 
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical (default: info, or PBC_LOG_LEVEL).")
     var logLevel: Logger.Level?
@@ -42,7 +46,7 @@ func reportingErrors(_ body: () async throws -> Void) async throws {
         throw error
     } catch {
         FileHandle.standardError.write(Data("pbc: error: \(error)\n".utf8))
-        throw ExitCode(1)
+        throw ExitCode(exitCode(for: error))
     }
 }
 
@@ -55,4 +59,21 @@ func bootstrapLogging(_ level: Logger.Level?) -> Logger {
         return handler
     }
     return Logger(label: "pbc")
+}
+
+/// Distinct exit codes, so that scripts can tell failures apart:
+/// 2 usage, 3 not found, 4 conflict, 5 forbidden or unauthenticated, 1 anything else.
+func exitCode(for error: Error) -> Int32 {
+    switch error {
+    case is NotFound: return 3
+    case let error as StoreError:
+        switch error.code {
+        case .notFound: return 3
+        case .conflict: return 4
+        case .forbidden: return 5
+        case .validation: return 2
+        default: return 1
+        }
+    default: return 1
+    }
 }

@@ -57,6 +57,7 @@ extension ServerOptions {
         if let databaseURL { flags[ConfigurationLoader.Key.databaseURL] = .init(.string(databaseURL), isSecret: true) }
         if let dataDirectory { flags[ConfigurationLoader.Key.dataDirectory] = .init(.string(dataDirectory), isSecret: false) }
         if let sqlDirectory { flags[ConfigurationLoader.Key.sqlDirectory] = .init(.string(sqlDirectory), isSecret: false) }
+        if let configDirectory { flags[ConfigurationLoader.Key.configDirectory] = .init(.string(configDirectory), isSecret: false) }
         return flags
     }
 }

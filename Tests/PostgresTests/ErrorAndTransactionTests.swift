@@ -16,20 +16,20 @@ import TestSupport
     @Test func uniqueViolationIsTypedAndNamesTheConstraint() async throws {
         try await pool.withConnection { connection in
             try await connection.execute(unsafeSQL: """
-                CREATE TABLE agencies (id text CONSTRAINT agencies_pkey PRIMARY KEY, secret text);
+                CREATE TABLE donors (id text CONSTRAINT donors_pkey PRIMARY KEY, secret text);
                 """)
         }
-        try await pool.query("INSERT INTO agencies VALUES (\("undp"), \("s3cr3t-value"))")
+        try await pool.query("INSERT INTO donors VALUES (\("undp"), \("s3cr3t-value"))")
         let error = await #expect(throws: PostgresError.self) {
-            try await pool.query("INSERT INTO agencies VALUES (\("undp"), \("s3cr3t-value"))")
+            try await pool.query("INSERT INTO donors VALUES (\("undp"), \("s3cr3t-value"))")
         }
         #expect(error?.code == .server)
         #expect(error?.sqlState == PostgresError.SQLState.uniqueViolation)
-        #expect(error?.constraint == "agencies_pkey")
-        #expect(error?.table == "agencies")
+        #expect(error?.constraint == "donors_pkey")
+        #expect(error?.table == "donors")
         // The plain description is for users and logs: no SQL, no values.
         let description = error?.description ?? ""
-        #expect(description.contains("agencies_pkey"))
+        #expect(description.contains("donors_pkey"))
         #expect(!description.contains("INSERT"))
         #expect(!description.contains("s3cr3t"))
         #expect(!description.contains("undp"))

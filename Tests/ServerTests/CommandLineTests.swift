@@ -68,25 +68,93 @@ import SystemPackage
         expectOneLineFailure(outcome, mentioning: "server.port (PBC_SERVER_PORT) must be a whole number")
     }
 
-    @Test func migrateAgainstAServerAppliesThenFindsNothingToDo() async throws {
-        guard let (_, running) = try await TestDatabase.cluster() else { return }
-        _ = running
-        let target = try await TestDatabase.createEmpty("cli_migrate")
-        // The throwaway cluster speaks TCP with passwords; give the superuser one for this test's URL.
+    /// A URL to a new, empty database on the throwaway cluster, which speaks TCP
+    /// with passwords (nil with PBC_TEST_DATABASE_URL, whose URL the tests cannot rewrite).
+    func freshDatabaseURL(_ label: String) async throws -> String? {
+        guard let (_, running) = try await TestDatabase.cluster() else { return nil }
+        let target = try await TestDatabase.createEmpty(label)
         let admin = try await TestDatabase.connect(try await TestDatabase.adminTarget())
         try await admin.execute(unsafeSQL: "ALTER ROLE postgres PASSWORD 'cli-test'")
-        let name = try await admin.query("SELECT current_database()").first!.decode(String.self, at: 0)
         await admin.close()
-        _ = name
         let database = try await TestDatabase.connect(target)
-        let databaseName = try await database.query("SELECT current_database()").first!.decode(String.self, at: 0)
+        let name = try await database.query("SELECT current_database()").first!.decode(String.self, at: 0)
         await database.close()
-        let url = "postgresql://postgres:cli-test@127.0.0.1:\(running.port)/\(databaseName)"
+        return "postgresql://postgres:cli-test@127.0.0.1:\(running.port)/\(name)"
+    }
+
+    @Test func migrateAgainstAServerAppliesThenFindsNothingToDo() async throws {
+        guard let url = try await freshDatabaseURL("cli_migrate") else { return }
         let first = try await pbc(["migrate", "--database-url", url])
         #expect(first.status == .exited(0), "\(first.standardError)")
         #expect(first.standardOutput.contains("applied 0001_extensions.sql"))
+        #expect(first.standardOutput.contains("applied 0002_domain.sql"))
         let second = try await pbc(["migrate", "--database-url", url])
         #expect(second.standardOutput.contains("up to date"))
+    }
+
+    @Test func workflowCheckListsEveryProblemWithFileAndLine() async throws {
+        let shipped = try await pbc(["workflow", "check"])
+        #expect(shipped.status == .exited(0))
+        #expect(shipped.standardOutput.split(separator: "\n").filter { $0.hasPrefix("ok  ") }.count == 4)
+        let broken = FileManager.default.temporaryDirectory.appendingPathComponent("broken-\(UUID().uuidString).yaml")
+        try """
+            name: broken
+            version: 1
+            states:
+              draft:
+                initial: true
+              done:
+                terminal: true
+            actions:
+              finish:
+                from: draft
+                to: finished
+                roles: [janitor]
+            """.write(to: broken, atomically: true, encoding: .utf8)
+        let outcome = try await pbc(["workflow", "check", broken.path])
+        #expect(outcome.status == .exited(1))
+        #expect(outcome.standardOutput.contains("\(broken.path):9: action finish names unknown state finished"))
+        #expect(outcome.standardOutput.contains("\(broken.path):12: unknown role janitor"))
+        #expect(outcome.standardError == "pbc: error: 2 problems found\n")
+    }
+
+    @Test func workflowGraphPrintsDOT() async throws {
+        let graph = try await pbc(["workflow", "graph", "pbf-project"])
+        #expect(graph.status == .exited(0))
+        #expect(graph.standardOutput.hasPrefix("digraph \"pbf-project v1\" {"))
+        #expect(graph.standardOutput.contains("\"implementing\" -> \"extension_requested\""))
+        let unknown = try await pbc(["workflow", "graph", "pbf-projekt"])
+        #expect(unknown.status == .exited(3))
+        #expect(unknown.standardError.contains("known: assistance-request, deconfliction-case, pbf-project, progress-report"))
+    }
+
+    @Test func adminCommandsManageAgenciesPrincipalsAndTokens() async throws {
+        guard let url = try await freshDatabaseURL("cli_admin") else { return }
+        let database = ["--database-url", url]
+        let added = try await pbc(["admin", "agency", "add", "--id", "au-psc", "--name", "AU Peace and Security Council", "--kind", "regional_organization"] + database)
+        #expect(added.status == .exited(0), "\(added.standardError)")
+        let again = try await pbc(["admin", "agency", "add", "--id", "au-psc", "--name", "Again", "--kind", "regional_organization"] + database)
+        #expect(again.status == .exited(4))
+        let list = try await pbc(["admin", "agency", "list"] + database)
+        #expect(list.standardOutput.contains("au-psc"))
+        #expect(list.standardOutput.contains("XM-DAC-41114"))  // reference data was loaded
+        let liaison = try await pbc(["admin", "principal", "add", "--name", "amina", "--role", "liaison", "--agency", "undp"] + database)
+        #expect(liaison.status == .exited(0))
+        let agencyless = try await pbc(["admin", "principal", "add", "--name", "bo", "--role", "liaison"] + database)
+        #expect(agencyless.status == .exited(2))
+        #expect(agencyless.standardError == "pbc: error: agency: a liaison must belong to an agency\n")
+        let badRole = try await pbc(["admin", "principal", "add", "--name", "cy", "--role", "janitor"] + database)
+        #expect(badRole.status == .exited(64) || badRole.status == .exited(2))
+        let created = try await pbc(["admin", "token", "create", "--principal", "amina"] + database)
+        let token = created.standardOutput.trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(token.hasPrefix("pbc_"))
+        #expect(created.standardError.contains("only time it is shown"))
+        #expect(try await pbc(["admin", "token", "revoke", token] + database).status == .exited(0))
+        let twice = try await pbc(["admin", "token", "revoke", token] + database)
+        #expect(twice.status == .exited(3))
+        #expect(!twice.standardError.contains(token))  // a token is never echoed
+        let nobody = try await pbc(["admin", "token", "create", "--principal", "nobody"] + database)
+        #expect(nobody.status == .exited(3))
     }
 
     /// `pbc serve` with nothing set: starts its own cluster, answers ping,
@@ -130,7 +198,7 @@ import SystemPackage
         let (secondStatus, secondLog) = try await serveOnce(stopWith: .terminate)
         #expect(secondStatus == .exited(0))
         #expect(!secondLog.contains("applied migration"))
-        #expect(secondLog.contains("already=1"))
+        #expect(secondLog.contains("applied=0"))
         #expect(!FileManager.default.fileExists(atPath: pidFile.path))
 
         // Killed with SIGKILL, pbc cannot stop PostgreSQL; the next pbc takes the cluster over and stops it.
