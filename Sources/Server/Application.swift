@@ -56,15 +56,7 @@ public struct Application: Sendable {
     /// Applies pending migrations and returns what was done.
     public func migrateOnly() async throws -> Migrator.Report {
         try await withDatabase(owner: false) { target in
-            let pool = PostgresPool(configuration: .init(target: target, maxConnections: 1), logger: logger)
-            do {
-                let report = try await migrate(pool)
-                await pool.shutdown()
-                return report
-            } catch {
-                await pool.shutdown()
-                throw error
-            }
+            try await withPool(target, size: 1) { try await migrate($0) }
         }
     }
 
@@ -75,17 +67,26 @@ public struct Application: Sendable {
     ) async throws -> Result {
         let reference = try ReferenceData.load(from: configURL)
         return try await withDatabase(owner: owner) { target in
-            let pool = PostgresPool(configuration: .init(target: target, maxConnections: poolSize), logger: logger)
-            do {
+            try await withPool(target, size: poolSize) { pool in
                 try await migrate(pool)
                 try await pool.withConnection { try await reference.sync(on: $0) }
-                let result = try await body(pool)
-                await pool.shutdown()
-                return result
-            } catch {
-                await pool.shutdown()
-                throw error
+                return try await body(pool)
             }
+        }
+    }
+
+    /// A pool for `body`, shut down however `body` ends.
+    private func withPool<Result: Sendable>(
+        _ target: ConnectionTarget, size: Int, _ body: (PostgresPool) async throws -> Result
+    ) async throws -> Result {
+        let pool = PostgresPool(configuration: .init(target: target, maxConnections: size), logger: logger)
+        do {
+            let result = try await body(pool)
+            await pool.shutdown()
+            return result
+        } catch {
+            await pool.shutdown()
+            throw error
         }
     }
 

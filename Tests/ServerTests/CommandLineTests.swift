@@ -118,6 +118,18 @@ import SystemPackage
         #expect(outcome.standardError == "pbc: error: 2 problems found\n")
     }
 
+    @Test func serveRefusesABrokenWorkflowNamingFileAndLine() async throws {
+        let config = FileManager.default.temporaryDirectory.appendingPathComponent("pbc-config-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: config.appendingPathComponent("workflows"), withIntermediateDirectories: true)
+        try "name: half\nversion: 1\nstates:\n  draft:\n    initial: true\nactions: {}\n".write(
+            to: config.appendingPathComponent("workflows/half.yaml"), atomically: true, encoding: .utf8)
+        let outcome = try await pbc(["serve", "--port", "0", "--config-dir", config.path, "--database-url", "postgresql://pbc@127.0.0.1:1/pbc"])
+        #expect(outcome.status == .exited(1))
+        #expect(outcome.standardError.contains("half.yaml:4: state draft is not terminal but has no exit"))
+        // Refused before any database was tried.
+        #expect(!outcome.standardError.contains("could not connect"))
+    }
+
     @Test func workflowGraphPrintsDOT() async throws {
         let graph = try await pbc(["workflow", "graph", "pbf-project"])
         #expect(graph.status == .exited(0))

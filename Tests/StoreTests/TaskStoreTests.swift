@@ -151,6 +151,7 @@ import TestSupport
         }
         #expect(ids.count == 1)
         #expect(try await h.pool.query("SELECT count(*) FROM tasks").first!.decode(Int.self, at: 0) == 2)
+        #expect(try await h.invariantViolations() == [])
     }
 
     @Test func badInputIsRefusedWithEveryFieldAndLeavesNothingBehind() async throws {
@@ -194,6 +195,7 @@ import TestSupport
         literal.description = "<script>alert(1)</script>"
         let stored = try await h.tasks.create(literal, workflow: "pbf-project", by: h.undp)
         #expect(try await h.tasks.get(stored.ref, as: h.undp).record.title == "Robert'); DROP TABLE tasks; --")
+        #expect(try await h.invariantViolations() == [])
     }
 
     @Test func liaisonsSeeTheirAgencysTasksAndTasksTheyTakePartIn() async throws {
@@ -215,6 +217,30 @@ import TestSupport
         }
         #expect(foreign?.code == .forbidden)
         #expect(h.tasks.availableActions(task, for: h.undp) == ["submit", "withdraw"])
+        #expect(try await h.invariantViolations() == [])
+    }
+
+    @Test func everyCommitWakesListenersWithTheNewestSeq() async throws {
+        let h = try await Harness("notify")
+        let listener = PostgresListener(target: h.target, channels: [TaskStore.eventChannel], threadPool: h.pool.threadPool)
+        var events = listener.events().makeAsyncIterator()
+        #expect(await events.next() == .listening)
+        let (task, _) = try await h.tasks.submit(Harness.project(), workflow: "pbf-project", idempotencyKey: "k", by: h.undp)
+        let newest = try await h.pool.query("SELECT max(seq) FROM events").first!.decode(Int.self, at: 0)
+        var payloads: [String] = []
+        while let event = await events.next() {
+            if case .notification(let notification) = event { payloads.append(notification.payload) }
+            if payloads.last == String(newest) { break }
+        }
+        #expect(payloads.last == String(newest))
+        // A refused action commits nothing and wakes no one.
+        _ = try? await h.tasks.act(task.ref, action: "approve", expectedVersion: task.version, by: h.approver)
+        try await h.pool.query("SELECT pg_notify(\(TaskStore.eventChannel), 'marker')")
+        guard case .notification(let next) = await events.next() else {
+            Issue.record("expected the marker")
+            return
+        }
+        #expect(next.payload == "marker")
     }
 
     @Test func screeningWithOverlapsRoutesToDeconflictionAndRecordsThem() async throws {
