@@ -36,17 +36,22 @@ public struct Application: Sendable {
     ) async throws {
         // Configuration errors stop start-up before anything else is touched.
         let workflowFiles = try WorkflowRegistry.read(files: WorkflowRegistry.files(in: configURL.appendingPathComponent("workflows")))
-        _ = try loadRates()
+        let rates = try loadRates()
         try await withPreparedDatabase(owner: true, poolSize: configuration.poolSize) { pool in
             let workflows = try await pool.withConnection { try await WorkflowRegistry.sync(workflowFiles, on: $0) }
             logger.info(
                 "workflows loaded",
                 metadata: ["workflows": "\(workflows.latest.values.map { "\($0.name) v\($0.version)" }.sorted().joined(separator: ", "))"])
+            let methods = Methods(
+                pool: pool, tasks: TaskStore(pool: pool, workflows: workflows, rates: rates), workflows: workflows,
+                rateLimit: (Double(configuration.rateLimitPerSecond), configuration.rateLimitBurst), logger: logger)
             let server = RPCServer(
                 configuration: .init(
                     host: configuration.host, port: configuration.port, maxLineBytes: configuration.maxLineBytes,
-                    maxBatchSize: configuration.maxBatchSize),
-                methods: Methods(pool: pool, logger: logger), logger: logger, onListening: onListening)
+                    maxBatchSize: configuration.maxBatchSize, helloDeadline: .seconds(configuration.helloDeadlineSeconds),
+                    idleTimeout: .seconds(configuration.idleTimeoutSeconds), maxConnections: configuration.maxConnections,
+                    writeTimeout: .seconds(configuration.writeTimeoutSeconds)),
+                methods: methods, logger: logger, onListening: onListening)
             let group = ServiceGroup(
                 configuration: .init(services: [server], gracefulShutdownSignals: shutdownSignals, logger: logger))
             try await group.run()

@@ -10,6 +10,17 @@ public struct AppConfiguration: Sendable, Equatable {
     public var maxLineBytes = 1 << 20
     /// Most requests in one batch.
     public var maxBatchSize = 100
+    /// Seconds a new connection has to call `session.hello`.
+    public var helloDeadlineSeconds = 10
+    /// Seconds of silence after which a connection is closed.
+    public var idleTimeoutSeconds = 600
+    /// Open connections at most, per instance.
+    public var maxConnections = 1000
+    /// Seconds a reply may wait for a client that has stopped reading.
+    public var writeTimeoutSeconds = 30
+    /// Requests a second per principal, and the burst allowed above it.
+    public var rateLimitPerSecond = 100
+    public var rateLimitBurst = 200
     /// A libpq connection string or URI. When nil, `DATABASE_URL`, then the
     /// `PG*` variables; with none of those, a private cluster in `dataDirectory`.
     public var databaseURL: String?
@@ -34,6 +45,12 @@ public enum ConfigurationLoader {
         public static let port = "server.port"
         public static let maxLineBytes = "server.maxLineBytes"
         public static let maxBatchSize = "server.maxBatchSize"
+        public static let helloDeadlineSeconds = "server.helloDeadlineSeconds"
+        public static let idleTimeoutSeconds = "server.idleTimeoutSeconds"
+        public static let maxConnections = "server.maxConnections"
+        public static let writeTimeoutSeconds = "server.writeTimeoutSeconds"
+        public static let rateLimitPerSecond = "server.rateLimitPerSecond"
+        public static let rateLimitBurst = "server.rateLimitBurst"
         public static let databaseURL = "database.url"
         public static let dataDirectory = "database.dataDirectory"
         public static let poolSize = "database.poolSize"
@@ -66,6 +83,12 @@ public enum ConfigurationLoader {
         configuration.port = try int(reader, Key.port, in: 0...65535) ?? configuration.port
         configuration.maxLineBytes = try int(reader, Key.maxLineBytes, in: 64...(256 << 20)) ?? configuration.maxLineBytes
         configuration.maxBatchSize = try int(reader, Key.maxBatchSize, in: 1...10_000) ?? configuration.maxBatchSize
+        configuration.helloDeadlineSeconds = try int(reader, Key.helloDeadlineSeconds, in: 1...3600) ?? configuration.helloDeadlineSeconds
+        configuration.idleTimeoutSeconds = try int(reader, Key.idleTimeoutSeconds, in: 1...86_400) ?? configuration.idleTimeoutSeconds
+        configuration.maxConnections = try int(reader, Key.maxConnections, in: 1...1_000_000) ?? configuration.maxConnections
+        configuration.writeTimeoutSeconds = try int(reader, Key.writeTimeoutSeconds, in: 1...3600) ?? configuration.writeTimeoutSeconds
+        configuration.rateLimitPerSecond = try int(reader, Key.rateLimitPerSecond, in: 1...1_000_000) ?? configuration.rateLimitPerSecond
+        configuration.rateLimitBurst = try int(reader, Key.rateLimitBurst, in: 1...1_000_000) ?? configuration.rateLimitBurst
         configuration.databaseURL = try string(reader, Key.databaseURL) ?? environment["DATABASE_URL"].flatMap { $0.isEmpty ? nil : $0 }
         configuration.dataDirectory = try string(reader, Key.dataDirectory) ?? configuration.dataDirectory
         configuration.poolSize = try int(reader, Key.poolSize, in: 1...500) ?? configuration.poolSize

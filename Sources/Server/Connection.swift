@@ -3,11 +3,12 @@ import Logging
 import NIOCore
 import Synchronization
 
-/// One client connection: reads lines in order, answers each in order.
+/// One client connection: reads lines in order and answers each in order;
+/// enforces the hello deadline, the idle timeout and the write timeout.
 struct Connection {
     let channel: NIOAsyncChannel<Frame, ByteBuffer>
-    let dispatcher: Dispatcher
-    let maxLineBytes: Int
+    let methods: Methods
+    let configuration: RPCServer.Configuration
     let registry: ConnectionRegistry
     let logger: Logger
 
@@ -16,8 +17,15 @@ struct Connection {
     private enum Phase { case idle, busy, closing }
 
     func run() async {
-        let phase = Mutex(Phase.idle)
         let underlying = channel.channel
+        if registry.count >= configuration.maxConnections {
+            await refuse(
+                RPCError(code: .unavailable, message: "too many connections (\(configuration.maxConnections)); try again later",
+                         data: .object(["retryAfterMs": .integer(1000)])))
+            return
+        }
+        let phase = Mutex(Phase.idle)
+        let session = Session()
         let registration = registry.add {
             let closeNow = phase.withLock { phase -> Bool in
                 defer { phase = .closing }
@@ -26,6 +34,17 @@ struct Connection {
             if closeNow { underlying.close(promise: nil) }
         }
         defer { registry.remove(registration) }
+        let dispatcher = Dispatcher(maxBatchSize: configuration.maxBatchSize) { request in
+            await methods.handle(request, session: session)
+        }
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { await watch(session) }
+            await serve(dispatcher, session: session, phase: phase)
+            group.cancelAll()
+        }
+    }
+
+    private func serve(_ dispatcher: Dispatcher, session: Session, phase: borrowing Mutex<Phase>) async {
         do {
             try await channel.executeThenClose { inbound, outbound in
                 for try await frame in inbound {
@@ -34,18 +53,18 @@ struct Connection {
                         phase = .busy
                         return true
                     }) else { break }
+                    session.touch()
                     switch frame {
                     case .line(let line):
-                        if var response = await dispatcher.respond(to: line) {
-                            response.writeInteger(UInt8(ascii: "\n"))
-                            try await outbound.write(response)
+                        if let response = await dispatcher.respond(to: line) {
+                            try await write(response, to: outbound)
                         }
+                        if session.shouldClose { return }
                     case .tooLong:
                         let error = RPCError(
-                            code: .invalidRequest, message: "line longer than \(maxLineBytes) bytes; closing the connection")
-                        if var response = Dispatcher.encode(Response(id: nil, error: error)) {
-                            response.writeInteger(UInt8(ascii: "\n"))
-                            try await outbound.write(response)
+                            code: .invalidRequest, message: "line longer than \(configuration.maxLineBytes) bytes; closing the connection")
+                        if let response = Dispatcher.encode(Response(id: nil, error: error)) {
+                            try await write(response, to: outbound)
                         }
                         return
                     }
@@ -58,8 +77,53 @@ struct Connection {
                 }
             }
         } catch {
-            // A client that disconnects mid-line is not a server error.
+            // A client that disconnects, or stops reading, is not a server error.
             logger.debug("connection ended", metadata: ["error": "\(error)"])
         }
+    }
+
+    /// Writes one line, or gives up on a client that has stopped reading.
+    private func write(_ response: ByteBuffer, to outbound: NIOAsyncChannelOutboundWriter<ByteBuffer>) async throws {
+        var buffer = response
+        buffer.writeInteger(UInt8(ascii: "\n"))
+        let line = buffer
+        let timeout = configuration.writeTimeout
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await outbound.write(line) }
+            group.addTask {
+                try await Task.sleep(for: timeout)
+                throw WriteTimedOut()
+            }
+            defer { group.cancelAll() }
+            try await group.next()
+        }
+    }
+
+    private struct WriteTimedOut: Error {}
+
+    /// Closes a connection that never opened a session, or that has gone quiet.
+    private func watch(_ session: Session) async {
+        let step = min(configuration.helloDeadline, configuration.idleTimeout) / 4
+        while !Task.isCancelled {
+            do { try await Task.sleep(for: step) } catch { return }
+            if session.principal == nil, ContinuousClock.now - session.opened >= configuration.helloDeadline {
+                await refuse(RPCError(code: .unauthenticated, message: "no session.hello within \(configuration.helloDeadline); closing"))
+                return
+            }
+            if session.idleFor >= configuration.idleTimeout {
+                await refuse(RPCError(code: .unavailable, message: "idle for \(configuration.idleTimeout); closing"))
+                return
+            }
+        }
+    }
+
+    /// A last error line, then the connection closes.
+    private func refuse(_ error: RPCError) async {
+        let underlying = channel.channel
+        if var line = Dispatcher.encode(Response(id: nil, error: error)) {
+            line.writeInteger(UInt8(ascii: "\n"))
+            try? await underlying.writeAndFlush(line)
+        }
+        try? await underlying.close()
     }
 }

@@ -1,33 +1,42 @@
+import Coordination
 import Foundation
 import JSONRPC
 import Logging
 import Postgres
+import Store
 
 /// The methods the server answers, and the one place where errors become JSON-RPC errors.
 public struct Methods: Sendable {
+    let tasks: TaskStore
+    let admin: AdminStore
+    let workflows: WorkflowRegistry
     let pool: PostgresPool
+    let rateLimiter: RateLimiter
     let logger: Logger
 
-    public init(pool: PostgresPool, logger: Logger) {
+    /// The protocol versions this server speaks.
+    static let protocolVersions = [1]
+
+    public init(pool: PostgresPool, tasks: TaskStore, workflows: WorkflowRegistry, rateLimit: (perSecond: Double, burst: Int), logger: Logger) {
         self.pool = pool
+        self.tasks = tasks
+        self.admin = AdminStore(pool: pool)
+        self.workflows = workflows
+        self.rateLimiter = RateLimiter(perSecond: rateLimit.perSecond, burst: rateLimit.burst)
         self.logger = logger
     }
 
-    func handle(_ request: Request) async -> Response.Outcome {
+    func handle(_ request: Request, session: Session) async -> Response.Outcome {
         let started = ContinuousClock.now
         let outcome: Response.Outcome
         do {
-            outcome = .result(try await call(request))
-        } catch let error as RPCError {
-            outcome = .error(error)
-        } catch let error as PostgresError where error.isUnavailable {
-            outcome = .error(RPCError(code: .unavailable, message: "the database cannot be reached; retry", data: .object(["retryAfterMs": .integer(1000)])))
+            outcome = .result(try await call(request, session: session))
         } catch {
-            logger.error("request failed", metadata: ["rpc.method": "\(request.method)", "error": "\(String(reflecting: error))"])
-            outcome = .error(RPCError(code: .internalError, message: "internal error"))
+            outcome = .error(Self.rpcError(for: error, method: request.method, logger: logger))
         }
         var metadata: Logger.Metadata = [
             "rpc.method": "\(request.method)", "rpc.duration_ms": "\((ContinuousClock.now - started).milliseconds)",
+            "rpc.principal": "\(session.principal?.name ?? "-")",
         ]
         if let id = request.id { metadata["rpc.id"] = "\(id)" }
         if case .error(let error) = outcome { metadata["rpc.code"] = "\(error.code.rawValue)" }
@@ -35,13 +44,390 @@ public struct Methods: Sendable {
         return outcome
     }
 
-    private func call(_ request: Request) async throws -> JSONValue {
+    /// Every error a method can end in, as the client sees it. Nothing of SQL
+    /// or of a secret reaches the client; details go to the log.
+    static func rpcError(for error: Error, method: String, logger: Logger) -> RPCError {
+        switch error {
+        case let error as RPCError:
+            return error
+        case let error as StoreError:
+            switch error.code {
+            case .notFound:
+                return RPCError(code: .notFound, message: error.message)
+            case .conflict:
+                return RPCError(code: .conflict, message: error.message, data: error.currentVersion.map { .object(["currentVersion": .integer(Int64($0))]) })
+            case .forbidden:
+                return RPCError(code: .forbidden, message: error.message)
+            case .validation:
+                return validation(error.fieldErrors)
+            default:
+                var data: [String: JSONValue] = ["allowedActions": .array(error.allowedActions.map(JSONValue.string))]
+                if let state = error.state { data["state"] = .string(state) }
+                return RPCError(code: .actionNotAllowed, message: error.message, data: .object(data))
+            }
+        case let error as PostgresError where error.isUnavailable:
+            return RPCError(code: .unavailable, message: "the database cannot be reached; retry", data: .object(["retryAfterMs": .integer(1000)]))
+        default:
+            logger.error("request failed", metadata: ["rpc.method": "\(method)", "error": "\(String(reflecting: error))"])
+            return RPCError(code: .internalError, message: "internal error")
+        }
+    }
+
+    static func validation(_ errors: [FieldError]) -> RPCError {
+        RPCError(
+            code: .validationFailed, message: "validation failed: " + errors.map(\.description).joined(separator: "; "),
+            data: .object(["errors": .array(errors.map { .object(["field": .string($0.field), "reason": .string($0.reason)]) })]))
+    }
+
+    private func call(_ request: Request, session: Session) async throws -> JSONValue {
         switch request.method {
         case "ping":
             return .object(["pong": .bool(true)])
+        case "session.hello":
+            return try await hello(request.params, session: session)
+        default:
+            break
+        }
+        guard let principal = session.principal else {
+            throw RPCError(code: .unauthenticated, message: "open a session with session.hello first")
+        }
+        if let wait = rateLimiter.admit(principal.id) {
+            throw RPCError(code: .rateLimited, message: "too many requests; retry later", data: .object(["retryAfterMs": .integer(Int64(wait))]))
+        }
+        switch request.method {
+        case "agency.list": return try await agencyList(request.params)
+        case "country.list": return try await countryList(request.params)
+        case "sector.list": return try await sectorList(request.params)
+        case "workflow.list": return try workflowList(request.params)
+        case "workflow.get": return try workflowGet(request.params)
+        case "task.create": return try await taskCreate(request.params, principal)
+        case "task.submit": return try await taskSubmit(request.params, principal)
+        case "task.get": return try await taskGet(request.params, principal)
+        case "task.list": return try await taskList(request.params, principal)
+        case "task.act": return try await taskAct(request.params, principal)
+        case "task.update": return try await taskUpdate(request.params, principal)
+        case "task.history": return try await taskHistory(request.params, principal)
+        case "task.comment": return try await taskComment(request.params, principal)
         default:
             throw RPCError(code: .methodNotFound, message: "no method named \(request.method)")
         }
+    }
+
+    // MARK: Session
+
+    struct HelloParams: MethodParams {
+        static let names: Set<String> = ["protocol", "token", "client"]
+        let `protocol`: ProtocolRange
+        let token: String
+        let client: String?
+
+        /// `1`, or `[min, max]`.
+        struct ProtocolRange: Decodable {
+            let range: ClosedRange<Int>
+            init(from decoder: Decoder) throws {
+                let container = try decoder.singleValueContainer()
+                if let single = try? container.decode(Int.self) {
+                    range = single...single
+                    return
+                }
+                guard let pair = try? container.decode([Int].self), pair.count == 2, pair[0] <= pair[1] else {
+                    throw DecodingError.dataCorruptedError(in: container, debugDescription: "a version number or [min, max]")
+                }
+                range = pair[0]...pair[1]
+            }
+        }
+    }
+
+    private func hello(_ params: JSONValue?, session: Session) async throws -> JSONValue {
+        if session.principal != nil {
+            throw RPCError(code: .invalidRequest, message: "the session is already open")
+        }
+        let hello = try ParamsDecoder.decode(HelloParams.self, from: params)
+        guard let version = Self.protocolVersions.last(where: hello.protocol.range.contains) else {
+            session.closeAfterReply()
+            throw RPCError(
+                code: .invalidParams, message: "no protocol version in common; this server speaks \(Self.protocolVersions.map(String.init).joined(separator: ", "))",
+                data: .object(["parameter": .string("protocol"), "supported": .array(Self.protocolVersions.map { .integer(Int64($0)) })]))
+        }
+        guard let principal = try await admin.authenticate(token: hello.token) else {
+            // One answer for unknown, revoked and expired tokens, and no second try on this connection.
+            session.closeAfterReply()
+            throw RPCError(code: .unauthenticated, message: "the token is not valid (unknown, revoked or expired)")
+        }
+        session.open(as: principal, protocolVersion: version)
+        return .object([
+            "protocol": .integer(Int64(version)),
+            "principal": .object(["name": .string(principal.name), "role": .string(principal.role.rawValue), "agency": Wire.optional(principal.agency)]),
+            "server": .string("pbc"),
+        ])
+    }
+
+    // MARK: Reference data
+
+    struct ListParams: MethodParams {
+        static let names: Set<String> = ["limit", "cursor"]
+        let limit: Int?
+        let cursor: String?
+
+        func checkedLimit() throws -> Int {
+            guard let limit else { return 100 }
+            guard (1...1000).contains(limit) else { throw ParamsDecoder.invalid("limit must be between 1 and 1000", parameter: "limit") }
+            return limit
+        }
+    }
+
+    /// A page of reference rows, keyed by their first column.
+    private func page(_ params: JSONValue?, _ query: (String?, Int) -> PostgresQuery, _ item: (PostgresRow) throws -> JSONValue) async throws -> JSONValue {
+        let list = try ParamsDecoder.decode(ListParams.self, from: params)
+        let limit = try list.checkedLimit()
+        let rows = try await pool.query(query(list.cursor, limit + 1))
+        let items = try rows.prefix(limit).map(item)
+        let next = rows.count > limit ? try rows[limit - 1].decode(String.self, at: 0) : nil
+        return .object(["items": .array(items), "nextCursor": Wire.optional(next)])
+    }
+
+    private func agencyList(_ params: JSONValue?) async throws -> JSONValue {
+        try await page(params, { cursor, limit in
+            "SELECT id, name, kind, iati_ref FROM agencies WHERE \(cursor)::text IS NULL OR id > \(cursor) ORDER BY id LIMIT \(limit)"
+        }) { row in
+            .object([
+                "id": .string(try row.decode(String.self, at: 0)), "name": .string(try row.decode(String.self, at: 1)),
+                "kind": .string(try row.decode(String.self, at: 2)), "iatiRef": Wire.optional(try row.decode(String?.self, at: 3)),
+            ])
+        }
+    }
+
+    private func countryList(_ params: JSONValue?) async throws -> JSONValue {
+        try await page(params, { cursor, limit in
+            """
+            SELECT c.code, c.alpha2, c.name, p.country IS NOT NULL, p.chair, p.pbf_eligibility, p.pbf_eligible_until::text
+            FROM countries c LEFT JOIN pbc_configurations p ON p.country = c.code
+            WHERE \(cursor)::text IS NULL OR c.code > \(cursor) ORDER BY c.code LIMIT \(limit)
+            """
+        }) { row in
+            let configured = try row.decode(Bool.self, at: 3)
+            return .object([
+                "code": .string(try row.decode(String.self, at: 0)), "alpha2": .string(try row.decode(String.self, at: 1)),
+                "name": .string(try row.decode(String.self, at: 2)),
+                "pbc": configured
+                    ? .object([
+                        "chair": Wire.optional(try row.decode(String?.self, at: 4)),
+                        "pbfEligibility": Wire.optional(try row.decode(String?.self, at: 5)),
+                        "pbfEligibleUntil": Wire.optional(try row.decode(String?.self, at: 6)),
+                    ]) : .null,
+            ])
+        }
+    }
+
+    private func sectorList(_ params: JSONValue?) async throws -> JSONValue {
+        try await page(params, { cursor, limit in
+            "SELECT code, name, category FROM sectors WHERE \(cursor)::text IS NULL OR code > \(cursor) ORDER BY code LIMIT \(limit)"
+        }) { row in
+            .object([
+                "code": .string(try row.decode(String.self, at: 0)), "name": .string(try row.decode(String.self, at: 1)),
+                "category": .string(try row.decode(String.self, at: 2)),
+            ])
+        }
+    }
+
+    // MARK: Workflows
+
+    private func workflowList(_ params: JSONValue?) throws -> JSONValue {
+        _ = try ParamsDecoder.decode(ListParams.self, from: params)
+        let items = workflows.latest.values.sorted { $0.name < $1.name }.map { workflow in
+            JSONValue.object([
+                "name": .string(workflow.name), "version": .integer(Int64(workflow.version)),
+                "description": Wire.optional(workflow.description), "initialState": .string(workflow.initialState.name),
+            ])
+        }
+        return .object(["items": .array(items), "nextCursor": .null])
+    }
+
+    struct WorkflowGetParams: MethodParams {
+        static let names: Set<String> = ["name", "version"]
+        let name: String
+        let version: Int?
+    }
+
+    private func workflowGet(_ params: JSONValue?) throws -> JSONValue {
+        let get = try ParamsDecoder.decode(WorkflowGetParams.self, from: params)
+        let found = get.version.map { workflows.definition(get.name, version: $0) } ?? workflows.latest[get.name]
+        guard let workflow = found else {
+            throw RPCError(code: .notFound, message: "no workflow \(get.name)\(get.version.map { " version \($0)" } ?? "")")
+        }
+        return Wire.workflow(workflow)
+    }
+
+    // MARK: Tasks
+
+    struct TaskParams: MethodParams {
+        static let names: Set<String> = [
+            "workflow", "title", "description", "leadAgency", "participants", "country", "locations", "sectors", "period",
+            "budget", "priority", "fields", "externalRefs",
+        ]
+        let workflow: String
+        let title: String
+        let description: String?
+        let leadAgency: String
+        let participants: [Participant]?
+        let country: String?
+        let locations: [String]?
+        let sectors: [String]?
+        let period: WirePeriod?
+        let budget: WireBudget?
+        let priority: Priority?
+        let fields: [String: FieldValue]?
+        let externalRefs: [String: String]?
+
+        var record: TaskRecord {
+            TaskRecord(
+                state: "", title: title, description: description ?? "", leadAgency: leadAgency, participants: participants ?? [],
+                country: country, locations: locations ?? [], sectors: sectors ?? [], period: period?.period, budget: budget?.money,
+                fields: fields ?? [:], priority: priority ?? .normal, externalRefs: externalRefs ?? [:])
+        }
+    }
+
+    private func taskCreate(_ params: JSONValue?, _ principal: Principal) async throws -> JSONValue {
+        let create = try ParamsDecoder.decode(TaskParams.self, from: params)
+        let task = try await tasks.create(create.record, workflow: create.workflow, by: principal)
+        return .object(["task": Wire.task(task)])
+    }
+
+    private func taskSubmit(_ params: JSONValue?, _ principal: Principal) async throws -> JSONValue {
+        // idempotencyKey travels beside the task's own fields.
+        guard case .object(var object)? = params else { throw ParamsDecoder.invalid("params must be an object of named parameters", parameter: nil) }
+        guard case .string(let key)? = object.removeValue(forKey: "idempotencyKey") else {
+            throw ParamsDecoder.invalid(
+                object.keys.contains("idempotencyKey") ? "parameter idempotencyKey must be a string" : "missing parameter idempotencyKey",
+                parameter: "idempotencyKey")
+        }
+        guard (1...200).contains(key.count) else { throw ParamsDecoder.invalid("idempotencyKey must be 1 to 200 characters", parameter: "idempotencyKey") }
+        let submit = try ParamsDecoder.decode(TaskParams.self, from: .object(object))
+        let (task, replayed) = try await tasks.submit(submit.record, workflow: submit.workflow, idempotencyKey: key, by: principal)
+        return .object([
+            "task": Wire.task(task), "overlaps": .array(try await tasks.overlaps(of: task).map(Wire.overlap)), "replayed": .bool(replayed),
+        ])
+    }
+
+    struct TaskKeyParams: MethodParams {
+        static let names: Set<String> = ["task"]
+        let task: String
+    }
+
+    private func taskGet(_ params: JSONValue?, _ principal: Principal) async throws -> JSONValue {
+        let get = try ParamsDecoder.decode(TaskKeyParams.self, from: params)
+        let task = try await tasks.get(get.task, as: principal)
+        guard case .object(var object) = Wire.task(task) else { return .null }
+        object["overlaps"] = .array(try await tasks.overlaps(of: task).map(Wire.overlap))
+        object["allowedActions"] = .array(tasks.availableActions(task, for: principal).map(JSONValue.string))
+        return .object(["task": .object(object)])
+    }
+
+    struct TaskListParams: MethodParams {
+        static let names: Set<String> = ["state", "workflow", "country", "sector", "agency", "queue", "assignee", "text", "limit", "cursor"]
+        let state: String?
+        let workflow: String?
+        let country: String?
+        let sector: String?
+        let agency: String?
+        let queue: String?
+        let assignee: UUID?
+        let text: String?
+        let limit: Int?
+        let cursor: String?
+    }
+
+    private func taskList(_ params: JSONValue?, _ principal: Principal) async throws -> JSONValue {
+        let list = try ParamsDecoder.decode(TaskListParams.self, from: params)
+        if let limit = list.limit, !(1...500).contains(limit) { throw ParamsDecoder.invalid("limit must be between 1 and 500", parameter: "limit") }
+        let filter = TaskFilter(
+            state: list.state, workflow: list.workflow, country: list.country, sector: list.sector, agency: list.agency,
+            queue: list.queue, assignee: list.assignee, text: list.text, limit: list.limit ?? 50, cursor: list.cursor)
+        let (items, next) = try await tasks.list(filter, as: principal)
+        return .object(["items": .array(items.map(Wire.task)), "nextCursor": Wire.optional(next)])
+    }
+
+    struct ActParams: MethodParams {
+        static let names: Set<String> = ["task", "action", "expectedVersion", "comment", "fields"]
+        let task: String
+        let action: String
+        let expectedVersion: Int
+        let comment: String?
+        let fields: [String: FieldValue]?
+    }
+
+    private func taskAct(_ params: JSONValue?, _ principal: Principal) async throws -> JSONValue {
+        let act = try ParamsDecoder.decode(ActParams.self, from: params)
+        let task = try await tasks.act(
+            act.task, action: act.action, expectedVersion: act.expectedVersion,
+            inputs: ActionInputs(comment: act.comment, fields: act.fields ?? [:]), by: principal)
+        return .object(["task": Wire.task(task)])
+    }
+
+    struct UpdateParams: MethodParams {
+        static let names: Set<String> = [
+            "task", "expectedVersion", "title", "description", "country", "locations", "sectors", "period", "budget", "priority",
+            "participants", "externalRefs",
+        ]
+        let task: String
+        let expectedVersion: Int
+        let title: String?
+        let description: String?
+        let country: String?
+        let locations: [String]?
+        let sectors: [String]?
+        let period: WirePeriod?
+        let budget: WireBudget?
+        let priority: Priority?
+        let participants: [Participant]?
+        let externalRefs: [String: String]?
+    }
+
+    private func taskUpdate(_ params: JSONValue?, _ principal: Principal) async throws -> JSONValue {
+        let update = try ParamsDecoder.decode(UpdateParams.self, from: params)
+        var changes = TaskChanges()
+        changes.title = update.title
+        changes.description = update.description
+        changes.country = update.country
+        changes.locations = update.locations
+        changes.sectors = update.sectors
+        changes.period = update.period?.period
+        changes.budget = update.budget?.money
+        changes.priority = update.priority
+        changes.participants = update.participants
+        changes.externalRefs = update.externalRefs
+        let task = try await tasks.update(update.task, expectedVersion: update.expectedVersion, changes: changes, by: principal)
+        return .object(["task": Wire.task(task)])
+    }
+
+    struct HistoryParams: MethodParams {
+        static let names: Set<String> = ["task", "limit", "cursor"]
+        let task: String
+        let limit: Int?
+        let cursor: Int?
+    }
+
+    private func taskHistory(_ params: JSONValue?, _ principal: Principal) async throws -> JSONValue {
+        let history = try ParamsDecoder.decode(HistoryParams.self, from: params)
+        let limit = history.limit ?? 100
+        guard (1...1000).contains(limit) else { throw ParamsDecoder.invalid("limit must be between 1 and 1000", parameter: "limit") }
+        let events = try await tasks.history(history.task, as: principal).filter { $0.seq > (history.cursor ?? 0) }
+        let page = events.prefix(limit)
+        return .object([
+            "items": .array(page.map(Wire.event)),
+            "nextCursor": events.count > limit ? .integer(Int64(page.last!.seq)) : .null,
+        ])
+    }
+
+    struct CommentParams: MethodParams {
+        static let names: Set<String> = ["task", "comment"]
+        let task: String
+        let comment: String
+    }
+
+    private func taskComment(_ params: JSONValue?, _ principal: Principal) async throws -> JSONValue {
+        let comment = try ParamsDecoder.decode(CommentParams.self, from: params)
+        return .object(["event": Wire.event(try await tasks.comment(comment.task, text: comment.comment, by: principal))])
     }
 }
 

@@ -15,6 +15,14 @@ public struct RPCServer: Service {
         public var port: Int
         public var maxLineBytes: Int
         public var maxBatchSize: Int
+        /// A connection that has not opened a session by then is closed.
+        public var helloDeadline: Duration
+        /// A connection silent this long is closed (`ping` keeps it alive).
+        public var idleTimeout: Duration
+        /// Open connections at most; the next one is told so and closed.
+        public var maxConnections: Int
+        /// A reply that cannot be written this long (the client stopped reading) closes the connection.
+        public var writeTimeout: Duration
     }
 
     let configuration: Configuration
@@ -51,17 +59,15 @@ public struct RPCServer: Service {
         logger.info("listening", metadata: ["address": "\(address)"])
         await onListening(address)
 
-        let dispatcher = Dispatcher(maxBatchSize: configuration.maxBatchSize) { request in
-            await methods.handle(request)
-        }
         let connections = ConnectionRegistry()
+        let configuration = configuration
         try await withGracefulShutdownHandler {
             try await withThrowingDiscardingTaskGroup { group in
                 try await listener.executeThenClose { inbound in
                     for try await connection in inbound {
                         group.addTask {
                             await Connection(
-                                channel: connection, dispatcher: dispatcher, maxLineBytes: maxLineBytes, registry: connections,
+                                channel: connection, methods: methods, configuration: configuration, registry: connections,
                                 logger: logger
                             ).run()
                         }
@@ -77,6 +83,8 @@ public struct RPCServer: Service {
 
 /// The open connections, so that shutdown can reach each one.
 final class ConnectionRegistry: Sendable {
+    var count: Int { state.withLock { $0.closers.count } }
+
     private let state = Mutex<(next: Int, closers: [Int: @Sendable () -> Void], shuttingDown: Bool)>((0, [:], false))
 
     /// Registers a closer; runs it at once when shutdown has begun.

@@ -182,25 +182,9 @@ public struct TaskStore: Sendable {
         case .approver, .observer:
             throw StoreError(.forbidden, "a \(principal.role.rawValue) cannot create tasks")
         }
-        var errors = draft.validationErrors()
         var task = draft
         task.state = workflow.initialState.name
-        if let country = draft.country, errors.allSatisfy({ $0.field != "country" }) {
-            let found = try await connection.query("SELECT code FROM countries WHERE code = \(country) OR alpha2 = \(country)")
-            if let code = try found.first?.decode(String.self, at: 0) { task.country = code } else {
-                errors.append(FieldError("country", "unknown country \(country)"))
-            }
-        }
-        let agencies = Array(task.agencies)
-        for row in try await connection.query("SELECT a FROM unnest(\(agencies)) AS a WHERE a NOT IN (SELECT id FROM agencies) ORDER BY a") {
-            errors.append(FieldError("agencies", "unknown agency \(try row.decode(String.self, at: 0))"))
-        }
-        if errors.allSatisfy({ !$0.field.hasPrefix("sectors") }) {
-            for row in try await connection.query("SELECT s FROM unnest(\(task.sectors)) AS s WHERE s NOT IN (SELECT code FROM sectors) ORDER BY s") {
-                errors.append(FieldError("sectors", "unknown sector code \(try row.decode(String.self, at: 0))"))
-            }
-        }
-        guard errors.isEmpty else { throw StoreError.validation(errors) }
+        try await checkValues(&task, on: connection)
 
         let fields = try PostgresJSONB(encoding: task.fields)
         let refs = try PostgresJSONB(encoding: task.externalRefs)
@@ -227,6 +211,28 @@ public struct TaskStore: Sendable {
             """)
         try await notify(on: connection)
         return try await load(id.uuidString, visibleTo: nil, forUpdate: false, on: connection)!
+    }
+
+    /// Checks a task's values, its own and those that need the database
+    /// (country, agencies, sectors); the country is stored as alpha-3.
+    func checkValues(_ task: inout TaskRecord, on connection: PostgresConnection) async throws {
+        var errors = task.validationErrors()
+        if let country = task.country, errors.allSatisfy({ $0.field != "country" }) {
+            let found = try await connection.query("SELECT code FROM countries WHERE code = \(country) OR alpha2 = \(country)")
+            if let code = try found.first?.decode(String.self, at: 0) { task.country = code } else {
+                errors.append(FieldError("country", "unknown country \(country)"))
+            }
+        }
+        let agencies = Array(task.agencies)
+        for row in try await connection.query("SELECT a FROM unnest(\(agencies)) AS a WHERE a NOT IN (SELECT id FROM agencies) ORDER BY a") {
+            errors.append(FieldError("agencies", "unknown agency \(try row.decode(String.self, at: 0))"))
+        }
+        if errors.allSatisfy({ !$0.field.hasPrefix("sectors") }) {
+            for row in try await connection.query("SELECT s FROM unnest(\(task.sectors)) AS s WHERE s NOT IN (SELECT code FROM sectors) ORDER BY s") {
+                errors.append(FieldError("sectors", "unknown sector code \(try row.decode(String.self, at: 0))"))
+            }
+        }
+        guard errors.isEmpty else { throw StoreError.validation(errors) }
     }
 
     /// Decides an action with the engine and writes its outcome.
@@ -280,7 +286,7 @@ public struct TaskStore: Sendable {
     }
 
     /// Wakes listeners on every instance once the transaction commits; the payload is the newest seq.
-    private func notify(on connection: PostgresConnection) async throws {
+    func notify(on connection: PostgresConnection) async throws {
         try await connection.query("SELECT pg_notify(\(Self.eventChannel), (SELECT max(seq) FROM events)::text)")
     }
 

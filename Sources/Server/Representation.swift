@@ -1,0 +1,118 @@
+import Coordination
+import Foundation
+import JSONRPC
+import Store
+
+/// How domain values look on the wire.
+enum Wire {
+    static func date(_ date: Date) -> JSONValue {
+        let formatter = ISO8601DateFormatter()
+        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        return .string(formatter.string(from: date))
+    }
+
+    static func optional(_ value: String?) -> JSONValue { value.map(JSONValue.string) ?? .null }
+
+    static func task(_ task: StoredTask) -> JSONValue {
+        let record = task.record
+        var fields: [String: JSONValue] = [:]
+        for (key, value) in record.fields {
+            switch value {
+            case .string(let text): fields[key] = .string(text)
+            case .number(let number): fields[key] = number.rounded() == number && abs(number) < 1e15 ? .integer(Int64(number)) : .double(number)
+            case .bool(let flag): fields[key] = .bool(flag)
+            }
+        }
+        return .object([
+            "id": .string(task.id.uuidString.lowercased()),
+            "ref": .string(task.ref),
+            "workflow": .string(task.workflow),
+            "workflowVersion": .integer(Int64(task.workflowVersion)),
+            "state": .string(record.state),
+            "version": .integer(Int64(task.version)),
+            "title": .string(record.title),
+            "description": .string(record.description),
+            "leadAgency": .string(record.leadAgency),
+            "participants": .array(record.participants.map { .object(["agency": .string($0.agency), "role": .string($0.role.rawValue)]) }),
+            "country": optional(record.country),
+            "locations": .array(record.locations.map(JSONValue.string)),
+            "sectors": .array(record.sectors.map(JSONValue.string)),
+            "period": record.period.map { .object(["start": .string($0.start.iso), "end": .string($0.end.iso)]) } ?? .null,
+            "budget": record.budget.map { .object(["amount": .string($0.amount), "currency": .string($0.currency)]) } ?? .null,
+            "priority": .string(record.priority.rawValue),
+            "fields": .object(fields),
+            "externalRefs": .object(record.externalRefs.mapValues(JSONValue.string)),
+            "queue": optional(task.queue),
+            "assignee": optional(task.assignee?.uuidString.lowercased()),
+            "dueAt": task.dueAt.map(date) ?? .null,
+            "createdAt": date(task.createdAt),
+            "updatedAt": date(task.updatedAt),
+        ])
+    }
+
+    static func event(_ event: StoredEvent) -> JSONValue {
+        let data = (try? JSONDecoder().decode(JSONValue.self, from: Data(event.data.text.utf8))) ?? .object([:])
+        return .object([
+            "seq": .integer(Int64(event.seq)),
+            "type": .string(event.type),
+            "actor": .string(event.actor),
+            "action": optional(event.action),
+            "from": optional(event.fromState),
+            "to": optional(event.toState),
+            "comment": optional(event.comment),
+            "data": data,
+            "at": date(event.at),
+        ])
+    }
+
+    static func overlap(_ overlap: StoredOverlap) -> JSONValue {
+        .object([
+            "other": .string(overlap.other),
+            "score": .double(overlap.score),
+            "reasons": .array(overlap.reasons.map(JSONValue.string)),
+            "status": .string(overlap.status),
+        ])
+    }
+
+    static func workflow(_ workflow: WorkflowDefinition) -> JSONValue {
+        .object([
+            "name": .string(workflow.name),
+            "version": .integer(Int64(workflow.version)),
+            "description": optional(workflow.description),
+            "initialState": .string(workflow.initialState.name),
+            "states": .array(workflow.states.map { state in
+                .object([
+                    "name": .string(state.name),
+                    "kind": .string(state.kind.rawValue),
+                    "screen": .bool(state.screen),
+                    "queue": optional(state.queue),
+                    "slaSeconds": state.sla.map { .integer($0.components.seconds) } ?? .null,
+                ])
+            }),
+            "actions": .array(workflow.actions.map { action in
+                .object([
+                    "name": .string(action.name),
+                    "from": .array(action.from.map(JSONValue.string)),
+                    "to": .string(action.to),
+                    "roles": .array(action.roles.map { .string($0.rawValue) }),
+                    "guards": .array(action.guards.map { .string($0.description) }),
+                    "commentRequired": .bool(action.commentRequired),
+                    "fields": .array(action.fields.map(JSONValue.string)),
+                ])
+            }),
+        ])
+    }
+}
+
+/// Parameter types that decode from the wire's spelling.
+struct WirePeriod: Decodable {
+    let start: CalendarDate
+    let end: CalendarDate
+    var period: Period { Period(start: start, end: end) }
+}
+
+struct WireBudget: Decodable {
+    let amount: String
+    let currency: String
+    var money: Money { Money(amount: amount, currency: currency) }
+}

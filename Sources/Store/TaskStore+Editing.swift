@@ -1,0 +1,209 @@
+import Coordination
+import Foundation
+import Postgres
+
+/// What `task.list` filters by; nil means any.
+public struct TaskFilter: Sendable, Hashable {
+    public var state: String?
+    public var workflow: String?
+    public var country: String?
+    public var sector: String?
+    public var agency: String?
+    public var queue: String?
+    public var assignee: UUID?
+    /// Found in the title or description, ignoring case.
+    public var text: String?
+    public var limit: Int
+    /// The last ref of the previous page.
+    public var cursor: String?
+
+    public init(
+        state: String? = nil, workflow: String? = nil, country: String? = nil, sector: String? = nil, agency: String? = nil,
+        queue: String? = nil, assignee: UUID? = nil, text: String? = nil, limit: Int = 50, cursor: String? = nil
+    ) {
+        self.state = state
+        self.workflow = workflow
+        self.country = country
+        self.sector = sector
+        self.agency = agency
+        self.queue = queue
+        self.assignee = assignee
+        self.text = text
+        self.limit = limit
+        self.cursor = cursor
+    }
+}
+
+/// The fields `task.update` may change; nil leaves a field as it is.
+public struct TaskChanges: Sendable, Hashable {
+    public var title: String?
+    public var description: String?
+    public var country: String?
+    public var locations: [String]?
+    public var sectors: [String]?
+    public var period: Period?
+    public var budget: Money?
+    public var priority: Priority?
+    public var participants: [Participant]?
+    public var externalRefs: [String: String]?
+
+    public init() {}
+
+    /// The names of the fields set, for the event.
+    public var names: [String] {
+        var names: [String] = []
+        if title != nil { names.append("title") }
+        if description != nil { names.append("description") }
+        if country != nil { names.append("country") }
+        if locations != nil { names.append("locations") }
+        if sectors != nil { names.append("sectors") }
+        if period != nil { names.append("period") }
+        if budget != nil { names.append("budget") }
+        if priority != nil { names.append("priority") }
+        if participants != nil { names.append("participants") }
+        if externalRefs != nil { names.append("externalRefs") }
+        return names
+    }
+}
+
+/// An overlap screening found for a task.
+public struct StoredOverlap: Sendable, Hashable {
+    public var other: String
+    public var score: Double
+    public var reasons: [String]
+    public var status: String
+}
+
+extension TaskStore {
+    /// The tasks `principal` may see that match, in the order they were created.
+    public func list(_ filter: TaskFilter, as principal: Principal) async throws -> (items: [StoredTask], nextCursor: String?) {
+        let restricted = principal.role == .liaison
+        let own = restricted ? principal.agency : nil
+        let limit = max(1, min(filter.limit, 500))
+        return try await pool.withConnection { connection in
+            let rows = try await connection.query("""
+                SELECT t.id::text, t.ref FROM tasks t
+                WHERE (\(filter.state)::text IS NULL OR t.state = \(filter.state))
+                  AND (\(filter.workflow)::text IS NULL OR t.workflow = \(filter.workflow))
+                  AND (\(filter.country)::text IS NULL OR t.country = \(filter.country)
+                       OR t.country = (SELECT code FROM countries WHERE alpha2 = \(filter.country)))
+                  AND (\(filter.sector)::text IS NULL OR \(filter.sector) = ANY (t.sectors))
+                  AND (\(filter.agency)::text IS NULL OR t.lead_agency = \(filter.agency)
+                       OR EXISTS (SELECT 1 FROM task_participants p WHERE p.task_id = t.id AND p.agency = \(filter.agency)))
+                  AND (\(filter.queue)::text IS NULL OR t.queue = \(filter.queue))
+                  AND (\(filter.assignee)::uuid IS NULL OR t.assignee = \(filter.assignee))
+                  AND (\(filter.text)::text IS NULL OR strpos(lower(t.title || ' ' || t.description), lower(\(filter.text))) > 0)
+                  AND (NOT \(restricted) OR t.lead_agency = \(own)
+                       OR EXISTS (SELECT 1 FROM task_participants p WHERE p.task_id = t.id AND p.agency = \(own)))
+                  AND (\(filter.cursor)::text IS NULL OR (length(t.ref), t.ref) > (length(\(filter.cursor)), \(filter.cursor)))
+                ORDER BY length(t.ref), t.ref
+                LIMIT \(limit + 1)
+                """)
+            var items: [StoredTask] = []
+            for row in rows.prefix(limit) {
+                if let task = try await load(try row.decode(String.self, at: 0), visibleTo: nil, forUpdate: false, on: connection) {
+                    items.append(task)
+                }
+            }
+            return (items, rows.count > limit ? items.last?.ref : nil)
+        }
+    }
+
+    /// Changes a task's own fields at `expectedVersion`: its lead agency's
+    /// liaisons and coordinators may, while the task is not finished.
+    public func update(_ key: String, expectedVersion: Int, changes: TaskChanges, by principal: Principal) async throws -> StoredTask {
+        guard !changes.names.isEmpty else {
+            throw StoreError.validation([FieldError("changes", "name at least one field to change")])
+        }
+        return try await pool.withTransaction { connection in
+            guard var task = try await load(key, visibleTo: principal, forUpdate: true, on: connection) else {
+                throw StoreError(.notFound, "no task \(key)")
+            }
+            switch principal.role {
+            case .coordinator, .admin, .system: break
+            case .liaison where principal.agency == task.record.leadAgency: break
+            default: throw StoreError(.forbidden, "only the lead agency's liaisons and coordinators edit a task")
+            }
+            guard task.version == expectedVersion else {
+                throw StoreError(
+                    .conflict, "task \(task.ref) is at version \(task.version), not \(expectedVersion): reload it and try again",
+                    currentVersion: task.version)
+            }
+            if workflows.definition(task.workflow, version: task.workflowVersion)?.state(task.state)?.kind == .terminal {
+                throw StoreError(.refused, "task \(task.ref) is \(task.state) and can no longer change", state: task.state)
+            }
+            var record = task.record
+            if let value = changes.title { record.title = value }
+            if let value = changes.description { record.description = value }
+            if let value = changes.country { record.country = value }
+            if let value = changes.locations { record.locations = value }
+            if let value = changes.sectors { record.sectors = value }
+            if let value = changes.period { record.period = value }
+            if let value = changes.budget { record.budget = value }
+            if let value = changes.priority { record.priority = value }
+            if let value = changes.participants { record.participants = value }
+            if let value = changes.externalRefs { record.externalRefs = value }
+            try await checkValues(&record, on: connection)
+            let refs = try PostgresJSONB(encoding: record.externalRefs)
+            try await connection.query("""
+                UPDATE tasks SET title = \(record.title), description = \(record.description), country = \(record.country),
+                    locations = \(record.locations), sectors = \(record.sectors),
+                    period_start = \(record.period.map { PostgresDate(iso: $0.start.iso)! }),
+                    period_end = \(record.period.map { PostgresDate(iso: $0.end.iso)! }),
+                    budget_amount = \(record.budget.flatMap { PostgresNumeric($0.amount) }), budget_currency = \(record.budget?.currency),
+                    priority = \(record.priority.rawValue), external_refs = \(refs), version = version + 1, updated_at = now()
+                WHERE id = \(task.id)
+                """)
+            if let participants = changes.participants {
+                try await connection.query("DELETE FROM task_participants WHERE task_id = \(task.id)")
+                for participant in participants {
+                    try await connection.query(
+                        "INSERT INTO task_participants (task_id, agency, role) VALUES (\(task.id), \(participant.agency), \(participant.role.rawValue))")
+                }
+            }
+            try await connection.query("""
+                INSERT INTO events (task_id, actor, actor_name, type, data)
+                VALUES (\(task.id), \(principal.id), \(principal.name), 'task.updated', jsonb_build_object('changed', \(changes.names)::text[]))
+                """)
+            try await notify(on: connection)
+            task = try await load(task.id.uuidString, visibleTo: nil, forUpdate: false, on: connection)!
+            return task
+        }
+    }
+
+    /// Adds a comment to a task's history. Observers only read.
+    public func comment(_ key: String, text: String, by principal: Principal) async throws -> StoredEvent {
+        let trimmed = text.trimmingCharacters(in: .whitespacesAndNewlines)
+        guard !trimmed.isEmpty, text.count <= 10_000 else {
+            throw StoreError.validation([FieldError("comment", "must be 1 to 10000 characters")])
+        }
+        guard principal.role != .observer else { throw StoreError(.forbidden, "observers read; they do not comment") }
+        return try await pool.withTransaction { connection in
+            guard let task = try await load(key, visibleTo: principal, forUpdate: false, on: connection) else {
+                throw StoreError(.notFound, "no task \(key)")
+            }
+            let rows = try await connection.query("""
+                INSERT INTO events (task_id, actor, actor_name, type, comment)
+                VALUES (\(task.id), \(principal.id), \(principal.name), 'task.commented', \(text))
+                RETURNING seq, at
+                """)
+            try await notify(on: connection)
+            let row = rows.first!
+            return StoredEvent(
+                seq: try row.decode(Int.self, at: 0), type: "task.commented", actor: principal.name, action: nil, fromState: nil,
+                toState: nil, comment: text, data: PostgresJSONB(text: "{}"), at: try row.decode(Date.self, at: 1))
+        }
+    }
+
+    /// What screening found for a task, open ones first.
+    public func overlaps(of task: StoredTask) async throws -> [StoredOverlap] {
+        try await pool.query("""
+            SELECT other_ref, score, reasons, status FROM task_overlaps WHERE task_id = \(task.id)
+            ORDER BY status = 'open' DESC, score DESC, other_ref
+            """).map { row in
+            StoredOverlap(
+                other: try row.decode(String.self, at: 0), score: try row.decode(Double.self, at: 1),
+                reasons: try row.decode(PostgresJSONB.self, at: 2).decode([String].self), status: try row.decode(String.self, at: 3))
+        }
+    }
+}

@@ -1,0 +1,78 @@
+import Foundation
+import JSONRPC
+import Logging
+import NIOCore
+import Postgres
+import Server
+import Store
+import TestSupport
+
+/// A running server on a database of its own, with principals of every role and their tokens.
+struct ServerHarness {
+    let port: Int
+    let target: ConnectionTarget
+    let tokens: [String: String]
+    private let server: Task<Void, Error>
+
+    static let principals: [(name: String, role: String, agency: String?)] = [
+        ("undp-liaison", "liaison", "undp"), ("unicef-liaison", "liaison", "unicef"), ("wfp-liaison", "liaison", "wfp"),
+        ("coordinator", "coordinator", "pbso"), ("approver", "approver", "pbso"), ("observer", "observer", nil), ("admin", "admin", nil),
+    ]
+
+    /// Starts a server; `configure` adjusts its configuration (limits, for the tests of limits).
+    static func start(_ label: String, configure: (inout AppConfiguration) -> Void = { _ in }) async throws -> ServerHarness {
+        let target = try await TestDatabase.create(label)
+        let config = TestDatabase.repositoryRoot.appendingPathComponent("Config")
+        let pool = PostgresPool(configuration: .init(target: target, maxConnections: 2))
+        try await pool.withConnection { try await ReferenceData.load(from: config).sync(on: $0) }
+        let admin = AdminStore(pool: pool)
+        var tokens: [String: String] = [:]
+        for principal in principals {
+            _ = try await admin.addPrincipal(name: principal.name, role: Coordination.Role(rawValue: principal.role)!, agency: principal.agency)
+            tokens[principal.name] = try await admin.createToken(for: principal.name).token
+        }
+        await pool.shutdown()
+
+        var configuration = AppConfiguration()
+        configuration.port = 0
+        configuration.sqlDirectory = TestDatabase.migrationsDirectory.path
+        configuration.configDirectory = config.path
+        configure(&configuration)
+        let application = Application(configuration: configuration, database: target, logger: Logger(label: "test"))
+        let (ports, continuation) = AsyncStream.makeStream(of: Int.self)
+        let server = Task {
+            try await application.run(shutdownSignals: []) { address in continuation.yield(address.port!) }
+        }
+        var iterator = ports.makeAsyncIterator()
+        guard let port = await iterator.next() else { throw CancellationError() }
+        return ServerHarness(port: port, target: target, tokens: tokens, server: server)
+    }
+
+    func stop() async {
+        server.cancel()
+        _ = try? await server.value
+    }
+
+    /// A connection with an open session as `principal`.
+    func withSession<Result>(_ principal: String, _ body: (LineClient) async throws -> Result) async throws -> Result {
+        try await LineClient.withConnection(port: port) { client in
+            let hello = try await client.call("session.hello", id: 0, params: #"{"protocol":1,"token":"\#(tokens[principal]!)","client":"tests/1"}"#)
+            guard hello?["result"] != nil else { throw HelloFailed(response: hello) }
+            return try await body(client)
+        }
+    }
+
+    struct HelloFailed: Error { let response: JSONValue? }
+
+    /// A project submission's params, in JSON.
+    static func project(key: String, title: String = "Youth in local peace committees", extra: String = "") -> String {
+        """
+        {"idempotencyKey":"\(key)","workflow":"pbf-project","title":"\(title)","leadAgency":"undp",\
+        "participants":[{"agency":"unicef","role":"implementing"}],"country":"BDI","locations":["Gitega"],\
+        "sectors":["15220"],"period":{"start":"2027-01-01","end":"2028-06-30"},\
+        "budget":{"amount":"1500000.00","currency":"USD"},"fields":{"genderMarker":2,"facility":"IRF"}\(extra)}
+        """
+    }
+}
+
+import Coordination
