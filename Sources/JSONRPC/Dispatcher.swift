@@ -27,7 +27,7 @@ public struct Dispatcher: Sendable {
         do {
             value = try JSONDecoder().decode(JSONValue.self, from: Data(line.readableBytesView))
         } catch {
-            return Self.encode(Response(id: nil, error: RPCError(code: .parseError, message: "the line is not valid UTF-8 JSON")))
+            return Self.encode(Response(id: nil, error: RPCError(code: .parseError, message: Self.parseFailure(error))))
         }
         if case .array(let items) = value {
             guard !items.isEmpty else {
@@ -62,6 +62,15 @@ public struct Dispatcher: Sendable {
         }
         let outcome = await handle(request)
         return request.isNotification ? nil : Response(id: request.id, outcome: outcome)
+    }
+
+    /// Why a line is not JSON, in a few words (Foundation's messages are long and vary).
+    static func parseFailure(_ error: Error) -> String {
+        let text = String(describing: error)
+        if text.contains("not representable") { return "the line is not valid JSON: a number is out of range" }
+        if text.contains("Unicode") || text.contains("UTF8") || text.contains("UTF-8") { return "the line is not valid UTF-8" }
+        if text.contains("depth") || text.contains("nested") { return "the line is not valid JSON: nested too deeply" }
+        return "the line is not valid JSON"
     }
 
     public static func encode<Value: Encodable>(_ value: Value) -> ByteBuffer? {

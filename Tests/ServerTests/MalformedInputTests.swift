@@ -1,0 +1,197 @@
+import Foundation
+import JSONRPC
+import Testing
+import TestSupport
+
+/// Bad input of every kind: each gets the right code, the connection survives
+/// where the spec says it should, and the server keeps serving others.
+@Suite struct MalformedInputTests {
+    /// (what, the raw line sent on an open session, the expected code, whether the connection survives)
+    static let corpus: [(String, String, Int64, Bool)] = [
+        ("truncated JSON", #"{"jsonrpc":"2.0","id":1,"method":"ping""#, -32700, true),
+        ("not JSON", "hello there", -32700, true),
+        ("a bare number", "42", -32600, true),
+        ("a bare string", #""ping""#, -32600, true),
+        ("null", "null", -32600, true),
+        ("no jsonrpc member", #"{"id":1,"method":"ping"}"#, -32600, true),
+        ("jsonrpc 1.0", #"{"jsonrpc":"1.0","id":1,"method":"ping"}"#, -32600, true),
+        ("method not a string", #"{"jsonrpc":"2.0","id":1,"method":42}"#, -32600, true),
+        ("no method", #"{"jsonrpc":"2.0","id":1}"#, -32600, true),
+        ("id an object", #"{"jsonrpc":"2.0","id":{"a":1},"method":"ping"}"#, -32600, true),
+        ("id a fraction", #"{"jsonrpc":"2.0","id":1.5,"method":"ping"}"#, -32600, true),
+        ("params a string", #"{"jsonrpc":"2.0","id":1,"method":"ping","params":"x"}"#, -32600, true),
+        ("unknown member", #"{"jsonrpc":"2.0","id":1,"method":"ping","extra":1}"#, -32600, true),
+        ("empty batch", "[]", -32600, true),
+        ("oversized batch", "[" + Array(repeating: #"{"jsonrpc":"2.0","id":1,"method":"ping"}"#, count: 101).joined(separator: ",") + "]", -32600, true),
+        ("unknown method", #"{"jsonrpc":"2.0","id":1,"method":"task.explode"}"#, -32601, true),
+        ("positional params", #"{"jsonrpc":"2.0","id":1,"method":"task.get","params":["PBC-2026-000001"]}"#, -32602, true),
+        ("missing parameter", #"{"jsonrpc":"2.0","id":1,"method":"task.get","params":{}}"#, -32602, true),
+        ("unknown parameter", #"{"jsonrpc":"2.0","id":1,"method":"task.get","params":{"task":"x","taks":"y"}}"#, -32602, true),
+        ("wrong type", #"{"jsonrpc":"2.0","id":1,"method":"task.get","params":{"task":17}}"#, -32602, true),
+        ("null where a string goes", #"{"jsonrpc":"2.0","id":1,"method":"task.get","params":{"task":null}}"#, -32602, true),
+        ("a number beyond double range", #"{"jsonrpc":"2.0","id":1,"method":"task.act","params":{"task":"x","action":"a","expectedVersion":1e400}}"#, -32700, true),
+        ("integer overflow", #"{"jsonrpc":"2.0","id":1,"method":"task.act","params":{"task":"x","action":"a","expectedVersion":99999999999999999999999}}"#, -32602, true),
+        ("bad date", #"{"jsonrpc":"2.0","id":1,"method":"task.create","params":{"workflow":"pbf-project","title":"x","leadAgency":"undp","period":{"start":"2027-02-30","end":"2028-01-01"}}}"#, -32602, true),
+        ("bad enum", #"{"jsonrpc":"2.0","id":1,"method":"task.create","params":{"workflow":"pbf-project","title":"x","leadAgency":"undp","priority":"asap"}}"#, -32602, true),
+        ("bad participant role", #"{"jsonrpc":"2.0","id":1,"method":"task.create","params":{"workflow":"pbf-project","title":"x","leadAgency":"undp","participants":[{"agency":"unicef","role":"boss"}]}}"#, -32602, true),
+        ("limit out of range", #"{"jsonrpc":"2.0","id":1,"method":"task.list","params":{"limit":0}}"#, -32602, true),
+        ("submit without idempotencyKey", #"{"jsonrpc":"2.0","id":1,"method":"task.submit","params":{"workflow":"pbf-project","title":"x","leadAgency":"undp"}}"#, -32602, true),
+        ("invalid field values", #"{"jsonrpc":"2.0","id":1,"method":"task.create","params":{"workflow":"pbf-project","title":"","leadAgency":"undp","sectors":["abc"]}}"#, -32022, true),
+        ("unknown workflow", #"{"jsonrpc":"2.0","id":1,"method":"task.create","params":{"workflow":"nope","title":"x","leadAgency":"undp"}}"#, -32022, true),
+        ("unknown task", #"{"jsonrpc":"2.0","id":1,"method":"task.get","params":{"task":"PBC-2026-999999"}}"#, -32004, true),
+        ("unknown workflow version", #"{"jsonrpc":"2.0","id":1,"method":"workflow.get","params":{"name":"pbf-project","version":99}}"#, -32004, true),
+        ("deep nesting", String(repeating: "[", count: 100_000) + String(repeating: "]", count: 100_000), -32700, true),
+        ("second hello", #"{"jsonrpc":"2.0","id":1,"method":"session.hello","params":{"protocol":1,"token":"x"}}"#, -32600, true),
+    ]
+
+    @Test func everyKindOfBadInputGetsTheRightCode() async throws {
+        let server = try await ServerHarness.start("malformed") { $0.maxLineBytes = 1 << 20 }
+        #expect(Self.corpus.count >= 30)
+        try await server.withSession("undp-liaison") { client in
+            for (index, (what, line, code, _)) in Self.corpus.enumerated() {
+                try await client.send(raw: line + "\n")
+                let response = try await client.receive()
+                #expect(response?["error"]?["code"] == .integer(code), "\(what): \(String(describing: response))")
+                // The connection still serves.
+                let ping = try await client.call("ping", id: 1000 + index)
+                #expect(ping?["result"]?["pong"] == .bool(true), "\(what): connection lost")
+            }
+            // Invalid UTF-8 and a stale version, which need bytes or state.
+            try await client.send(raw: [0x7B, 0xC3, 0x28, 0x7D, 0x0A])
+            #expect(try await client.receive()?["error"]?["code"] == .integer(-32700))
+            let submitted = try await client.call("task.submit", id: 1, params: ServerHarness.project(key: "stale"))
+            guard case .string(let ref)? = submitted?["result"]?["task"]?["ref"] else {
+                Issue.record("submit failed: \(String(describing: submitted))")
+                return
+            }
+            let stale = try await client.call("task.act", id: 2, params: #"{"task":"\#(ref)","action":"withdraw","expectedVersion":1}"#)
+            #expect(stale?["error"]?["code"] == .integer(-32009))
+        }
+        // A revoked token.
+        let admin = try await TestDatabase.connect(server.target)
+        try await admin.execute(unsafeSQL: "UPDATE api_tokens SET revoked_at = now() WHERE principal = (SELECT id FROM principals WHERE name = 'wfp-liaison')")
+        await admin.close()
+        await #expect(throws: ServerHarness.HelloFailed.self) { try await server.withSession("wfp-liaison") { _ in } }
+        // Calls before hello, by the hundred: each refused, the connection kept.
+        try await LineClient.withConnection(port: server.port) { client in
+            var flood = ""
+            for id in 1...300 { flood += "{\"jsonrpc\":\"2.0\",\"id\":\(id),\"method\":\"task.list\"}\n" }
+            try await client.send(raw: flood)
+            for _ in 1...300 { #expect(try await client.receive()?["error"]?["code"] == .integer(-32001)) }
+            let ping = try await client.call("ping")
+            #expect(ping?["result"] != nil)
+        }
+        await server.stop()
+    }
+
+    @Test func limitsCloseWhatTheyShouldAndNothingElse() async throws {
+        let server = try await ServerHarness.start("limits") { configuration in
+            configuration.helloDeadlineSeconds = 1
+            configuration.idleTimeoutSeconds = 2
+            configuration.maxConnections = 4
+            configuration.writeTimeoutSeconds = 1
+            configuration.rateLimitPerSecond = 5
+            configuration.rateLimitBurst = 5
+        }
+        // Silent past the hello deadline: told, then closed.
+        try await LineClient.withConnection(port: server.port) { client in
+            let last = try await client.receive()
+            #expect(last?["error"]?["code"] == .integer(-32001))
+            #expect(try await client.receiveLine() == nil)
+        }
+        // A session that goes quiet past the idle timeout is closed; pings keep another alive.
+        try await server.withSession("coordinator") { client in
+            for _ in 0..<4 {
+                try await Task.sleep(for: .milliseconds(700))
+                let ping = try await client.call("ping")
+                #expect(ping?["result"] != nil)
+            }
+            let last = try await client.receive()
+            #expect(last?["error"]?["message"] == .string("idle for 2.0 seconds; closing"))
+            #expect(try await client.receiveLine() == nil)
+        }
+        // The rate limit answers -32029 with retryAfterMs, and lets requests through again later.
+        try await server.withSession("undp-liaison") { client in
+            var limited: JSONValue?
+            for id in 1...20 {
+                let response = try await client.call("task.list", id: id)
+                if response?["error"]?["code"] == .integer(-32029) {
+                    limited = response
+                    break
+                }
+            }
+            guard case .integer(let wait)? = limited?["error"]?["data"]?["retryAfterMs"] else {
+                Issue.record("never rate limited")
+                return
+            }
+            #expect(wait > 0)
+            try await Task.sleep(for: .milliseconds(Int(wait) + 50))
+            let after = try await client.call("task.list", id: 99)
+            #expect(after?["result"] != nil)
+        }
+        // The connection cap: the fifth connection is told and closed while four are open.
+        try await LineClient.withConnection(port: server.port) { a in
+            try await LineClient.withConnection(port: server.port) { b in
+                try await LineClient.withConnection(port: server.port) { c in
+                    try await LineClient.withConnection(port: server.port) { d in
+                        for client in [a, b, c, d] {
+                            let ping = try await client.call("ping")
+                            #expect(ping?["result"] != nil)
+                        }
+                        try await LineClient.withConnection(port: server.port) { e in
+                            let refused = try await e.receive()
+                            #expect(refused?["error"]?["code"] == .integer(-32000))
+                            #expect(try await e.receiveLine() == nil)
+                        }
+                    }
+                }
+            }
+        }
+        await server.stop()
+    }
+
+    @Test func aClientThatNeverReadsIsDisconnectedWhileOthersCarryOn() async throws {
+        let server = try await ServerHarness.start("never_reads") { $0.writeTimeoutSeconds = 1 }
+        // A raw socket that sends requests with large answers and reads nothing.
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(server.port).bigEndian)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var receiveBuffer: Int32 = 4096
+        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &receiveBuffer, socklen_t(MemoryLayout<Int32>.size))
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        #expect(connected == 0)
+        let hello = #"{"jsonrpc":"2.0","id":0,"method":"session.hello","params":{"protocol":1,"token":"\#(server.tokens["observer"]!)"}}"# + "\n"
+        var requests = hello
+        for id in 1...400 { requests += "{\"jsonrpc\":\"2.0\",\"id\":\(id),\"method\":\"country.list\",\"params\":{\"limit\":1000}}\n" }
+        let bytes = Array(requests.utf8)
+        var sent = 0
+        let flags = fcntl(fd, F_GETFL)
+        _ = fcntl(fd, F_SETFL, flags | O_NONBLOCK)
+        let deadline = ContinuousClock.now + .seconds(5)
+        while sent < bytes.count, ContinuousClock.now < deadline {
+            let written = bytes[sent...].withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            if written > 0 { sent += written } else { try await Task.sleep(for: .milliseconds(10)) }
+        }
+        // Meanwhile a well-behaved client is served.
+        try await server.withSession("coordinator") { client in
+            let countries = try await client.call("country.list", id: 1)
+            #expect(countries?["result"] != nil)
+        }
+        // The server gives up on the reader within its write timeout: the socket is closed on its side.
+        try await Task.sleep(for: .seconds(3))
+        var probe = [UInt8](repeating: 0, count: 1 << 20)
+        var sawEnd = false
+        let readDeadline = ContinuousClock.now + .seconds(10)
+        while !sawEnd, ContinuousClock.now < readDeadline {
+            let count = recv(fd, &probe, probe.count, 0)
+            if count == 0 || (count < 0 && errno != EAGAIN && errno != EWOULDBLOCK) { sawEnd = true } else if count < 0 { try await Task.sleep(for: .milliseconds(20)) }
+        }
+        close(fd)
+        #expect(sawEnd, "the server kept a connection whose client never reads")
+        await server.stop()
+    }
+}
