@@ -28,8 +28,11 @@ struct ServerHarness {
         let admin = AdminStore(pool: pool)
         var tokens: [String: String] = [:]
         for principal in principals {
-            _ = try await admin.addPrincipal(name: principal.name, role: Coordination.Role(rawValue: principal.role)!, agency: principal.agency)
-            tokens[principal.name] = try await admin.createToken(for: principal.name).token
+            let added = try await admin.addPrincipal(name: principal.name, role: Coordination.Role(rawValue: principal.role)!, agency: principal.agency)
+            // Known tokens, so that docs/protocol.md can show them; stored as SHA-256 like any other.
+            let token = "pbc_example_\(principal.name)"
+            try await pool.query("INSERT INTO api_tokens (principal, token_hash) VALUES (\(added.id), sha256(convert_to(\(token), 'UTF8')))")
+            tokens[principal.name] = token
         }
         await pool.shutdown()
 

@@ -1,0 +1,94 @@
+import Foundation
+import JSONRPC
+import Testing
+import TestSupport
+
+/// Replays every example of docs/protocol.md against a live server, in
+/// order, so that the document cannot drift from the code.
+@Suite struct ProtocolDocumentTests {
+    struct Example {
+        var session: String?
+        var exchanges: [(request: String, expected: String)]
+        var line: Int
+    }
+
+    /// The ```jsonrpc blocks: a `# session: NAME` header, then `→` lines and the `←` answers (which may span lines).
+    static func examples() throws -> [Example] {
+        let text = try String(contentsOf: TestDatabase.repositoryRoot.appendingPathComponent("docs/protocol.md"), encoding: .utf8)
+        var examples: [Example] = []
+        var current: Example?
+        var message: (arrow: Character, text: String)?
+        func finishMessage() {
+            guard let finished = message else { return }
+            if finished.arrow == "→" {
+                current?.exchanges.append((finished.text, ""))
+            } else if let last = current?.exchanges.indices.last {
+                current?.exchanges[last].expected = finished.text
+            }
+            message = nil
+        }
+        for (number, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+            if line == "```jsonrpc" {
+                current = Example(session: nil, exchanges: [], line: number + 1)
+            } else if line == "```", current != nil {
+                finishMessage()
+                examples.append(current!)
+                current = nil
+            } else if current != nil {
+                if line.hasPrefix("# session: ") {
+                    let name = String(line.dropFirst("# session: ".count))
+                    current?.session = name == "none" ? nil : name
+                } else if line.hasPrefix("→ ") || line.hasPrefix("← ") {
+                    finishMessage()
+                    message = (line.first!, String(line.dropFirst(2)))
+                } else {
+                    message?.text += "\n" + line
+                }
+            }
+        }
+        return examples
+    }
+
+    /// Refs carry the year the task was created in; the document was written in 2026.
+    static func thisYear(_ text: String) -> String {
+        let year = Calendar(identifier: .gregorian).dateComponents(in: TimeZone(identifier: "UTC")!, from: Date()).year!
+        return text.replacingOccurrences(of: "PBC-2026-", with: "PBC-\(year)-")
+    }
+
+    /// `"…"` in the expected answer matches any value.
+    static func matches(_ expected: JSONValue, _ actual: JSONValue) -> Bool {
+        switch (expected, actual) {
+        case (.string("…"), _): return true
+        case (.object(let expected), .object(let actual)):
+            return Set(expected.keys) == Set(actual.keys) && expected.allSatisfy { key, value in matches(value, actual[key]!) }
+        case (.array(let expected), .array(let actual)):
+            return expected.count == actual.count && zip(expected, actual).allSatisfy(matches)
+        case (.integer(let expected), .double(let actual)):
+            return Double(expected) == actual
+        default:
+            return expected == actual
+        }
+    }
+
+    @Test func everyExampleInTheProtocolDocumentHolds() async throws {
+        let examples = try Self.examples()
+        #expect(examples.count >= 15)
+        let server = try await ServerHarness.start("protocol_doc")
+        for example in examples {
+            func replay(_ client: LineClient) async throws {
+                for (request, expected) in example.exchanges {
+                    try await client.send(raw: Self.thisYear(request) + "\n")
+                    let actual = try #require(try await client.receive(), "docs/protocol.md:\(example.line): no answer to \(request)")
+                    let want = try JSONDecoder().decode(JSONValue.self, from: Data(Self.thisYear(expected).utf8))
+                    #expect(Self.matches(want, actual), "docs/protocol.md:\(example.line): \(request)\nexpected \(want)\ngot \(actual)")
+                }
+            }
+            if let session = example.session {
+                try await server.withSession(session, replay)
+            } else {
+                try await LineClient.withConnection(port: server.port, replay)
+            }
+        }
+        await server.stop()
+    }
+}
