@@ -55,6 +55,7 @@ let package = Package(
             name: "JSONRPC",
             dependencies: [
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
             ]
         ),
         .target(
@@ -76,6 +77,8 @@ let package = Package(
             dependencies: [
                 "Server",
                 "Coordination",
+                "JSONRPC",
+                .product(name: "Yams", package: "Yams"),
                 "Store",
                 "Postgres",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),

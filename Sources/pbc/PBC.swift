@@ -8,7 +8,10 @@ struct PBC: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "pbc",
         abstract: "The coordination service of a Peacebuilding Commission: intake, overlap screening, workflows, audit.",
-        subcommands: [Serve.self, Migrate.self, WorkflowCommand.self, AdminCommand.self]
+        subcommands: [
+            Serve.self, Migrate.self, WorkflowCommand.self, AdminCommand.self,
+            Submit.self, Show.self, Tasks.self, Act.self, Comment.self,
+        ]
     )
 }
 

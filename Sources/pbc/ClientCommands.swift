@@ -1,0 +1,232 @@
+import ArgumentParser
+import Foundation
+import JSONRPC
+
+/// `key=value`, the value a number, true/false, or text.
+func fieldValue(_ text: String) -> JSONValue {
+    if let integer = Int64(text) { return .integer(integer) }
+    if let number = Double(text) { return .double(number) }
+    if text == "true" || text == "false" { return .bool(text == "true") }
+    return .string(text)
+}
+
+func parseFields(_ pairs: [String]) throws -> [String: JSONValue] {
+    var fields: [String: JSONValue] = [:]
+    for pair in pairs {
+        guard let equals = pair.firstIndex(of: "="), equals != pair.startIndex else {
+            throw ValidationError("--field takes NAME=VALUE, not \(pair)")
+        }
+        fields[String(pair[..<equals])] = fieldValue(String(pair[pair.index(after: equals)...]))
+    }
+    return fields
+}
+
+/// A task for people to read.
+func describeTask(_ task: JSONValue) -> String {
+    var lines = ["\(task["ref"]?.text ?? "")  \(task["title"]?.text ?? "")"]
+    func add(_ label: String, _ value: String) {
+        if !value.isEmpty { lines.append(label.padding(toLength: 11, withPad: " ", startingAt: 0) + value) }
+    }
+    add("state", "\(task["state"]?.text ?? "") (version \(task["version"]?.text ?? ""))")
+    add("workflow", "\(task["workflow"]?.text ?? "") v\(task["workflowVersion"]?.text ?? "")")
+    add("queue", task["queue"]?.text ?? "")
+    add("due", task["dueAt"]?.text ?? "")
+    add("lead", task["leadAgency"]?.text ?? "")
+    if case .array(let participants)? = task["participants"] {
+        add("with", participants.map { "\($0["agency"]?.text ?? "") (\($0["role"]?.text ?? ""))" }.joined(separator: ", "))
+    }
+    add("country", task["country"]?.text ?? "")
+    add("locations", task["locations"]?.text ?? "")
+    add("sectors", task["sectors"]?.text ?? "")
+    if let period = task["period"], period != .null { add("period", "\(period["start"]?.text ?? "") to \(period["end"]?.text ?? "")") }
+    if let budget = task["budget"], budget != .null { add("budget", "\(budget["amount"]?.text ?? "") \(budget["currency"]?.text ?? "")") }
+    if case .object(let fields)? = task["fields"], !fields.isEmpty {
+        add("fields", fields.keys.sorted().map { "\($0)=\(fields[$0]!.text)" }.joined(separator: " "))
+    }
+    if case .array(let overlaps)? = task["overlaps"], !overlaps.isEmpty {
+        add("overlaps", overlaps.map { "\($0["other"]?.text ?? "") (\($0["status"]?.text ?? ""))" }.joined(separator: ", "))
+    }
+    if let allowed = task["allowedActions"] { add("you may", allowed.text.isEmpty ? "(nothing now)" : allowed.text) }
+    return lines.joined(separator: "\n") + "\n"
+}
+
+struct Submit: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Create and submit a task; it is screened and routed at once.")
+
+    @OptionGroup var client: ClientOptions
+    @Option(help: "A JSON file with the task's parameters (flags given too take precedence).") var file: String?
+    @Option(help: "The workflow (default: pbf-project).") var workflow: String?
+    @Option var title: String?
+    @Option var description: String?
+    @Option(name: .customLong("lead-agency")) var leadAgency: String?
+    @Option(name: .customLong("participant"), help: "AGENCY:ROLE (funding, implementing, accountable); repeat for more.") var participants: [String] = []
+    @Option var country: String?
+    @Option(name: .customLong("location"), help: "Repeat for more.") var locations: [String] = []
+    @Option(name: .customLong("sector"), help: "A 5-digit purpose code; repeat for more.") var sectors: [String] = []
+    @Option(help: "Start of the period, YYYY-MM-DD.") var start: String?
+    @Option(help: "End of the period, YYYY-MM-DD.") var end: String?
+    @Option(help: "The amount, such as 1500000.00.") var budget: String?
+    @Option(help: "ISO 4217 code of the budget (default: USD).") var currency = "USD"
+    @Option var priority: String?
+    @Option(name: .customLong("field"), help: "A workflow field, NAME=VALUE; repeat for more.") var fields: [String] = []
+    @Option(name: .customLong("idempotency-key"), help: "Makes a retry safe (default: a new one each run).") var idempotencyKey: String?
+
+    func params() throws -> [String: JSONValue] {
+        var params: [String: JSONValue] = [:]
+        if let file {
+            guard let data = FileManager.default.contents(atPath: file),
+                case .object(let object) = try? JSONDecoder().decode(JSONValue.self, from: data)
+            else { throw ValidationError("\(file) must hold a JSON object of task parameters") }
+            params = object
+        }
+        if let workflow { params["workflow"] = .string(workflow) }
+        if params["workflow"] == nil { params["workflow"] = .string("pbf-project") }
+        if let title { params["title"] = .string(title) }
+        if let description { params["description"] = .string(description) }
+        if let leadAgency { params["leadAgency"] = .string(leadAgency) }
+        if !participants.isEmpty {
+            params["participants"] = .array(try participants.map { text in
+                let parts = text.split(separator: ":")
+                guard parts.count == 2 else { throw ValidationError("--participant takes AGENCY:ROLE, not \(text)") }
+                return .object(["agency": .string(String(parts[0])), "role": .string(String(parts[1]))])
+            })
+        }
+        if let country { params["country"] = .string(country) }
+        if !locations.isEmpty { params["locations"] = .array(locations.map(JSONValue.string)) }
+        if !sectors.isEmpty { params["sectors"] = .array(sectors.map(JSONValue.string)) }
+        if start != nil || end != nil {
+            guard let start, let end else { throw ValidationError("--start and --end go together") }
+            params["period"] = .object(["start": .string(start), "end": .string(end)])
+        }
+        if let budget { params["budget"] = .object(["amount": .string(budget), "currency": .string(currency)]) }
+        if let priority { params["priority"] = .string(priority) }
+        if !fields.isEmpty {
+            var merged: [String: JSONValue] = [:]
+            if case .object(let existing)? = params["fields"] { merged = existing }
+            merged.merge(try parseFields(fields)) { _, new in new }
+            params["fields"] = .object(merged)
+        }
+        params["idempotencyKey"] = .string(idempotencyKey ?? UUID().uuidString.lowercased())
+        return params
+    }
+
+    func run() async throws {
+        let params = try params()
+        try await client.withSession { rpc in
+            let result = try await rpc.call("task.submit", params)
+            if client.json { return try ClientOptions.printJSON(result) }
+            guard let task = result["task"] else { return }
+            var text = describeTask(task)
+            if case .array(let overlaps)? = result["overlaps"], !overlaps.isEmpty {
+                text += "overlaps   " + overlaps.map { "\($0["other"]?.text ?? "") (score \($0["score"]?.text ?? ""))" }.joined(separator: ", ") + "\n"
+            }
+            if result["replayed"] == .bool(true) { text += "(already submitted with this key: nothing new was created)\n" }
+            print(text, terminator: "")
+        }
+    }
+}
+
+struct Show: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Show a task, what you may do with it, and its history.")
+
+    @OptionGroup var client: ClientOptions
+    @Argument(help: "The task's ref or id.") var task: String
+    @Flag(help: "Also print the task's history.") var history = false
+
+    func run() async throws {
+        try await client.withSession { rpc in
+            let result = try await rpc.call("task.get", ["task": .string(task)])
+            let events = history ? try await rpc.call("task.history", ["task": .string(task), "limit": .integer(1000)]) : nil
+            if client.json {
+                return try ClientOptions.printJSON(.object(["task": result["task"] ?? .null, "history": events?["items"] ?? .null]))
+            }
+            print(describeTask(result["task"] ?? .null), terminator: "")
+            if case .array(let items)? = events?["items"] {
+                let rows = items.map { event in
+                    [event["seq"]?.text ?? "", event["at"]?.text.prefix(19).description ?? "", event["actor"]?.text ?? "",
+                     event["type"]?.text ?? "",
+                     [event["action"]?.text ?? "", event["to"]?.text.isEmpty == false ? "→ \(event["to"]!.text)" : "", event["comment"]?.text ?? ""]
+                        .filter { !$0.isEmpty }.joined(separator: " ")]
+                }
+                print("\n" + table(["SEQ", "AT", "ACTOR", "EVENT", "DETAIL"], rows), terminator: "")
+            }
+        }
+    }
+}
+
+struct Tasks: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "List the tasks you can see, filtered.")
+
+    @OptionGroup var client: ClientOptions
+    @Option var state: String?
+    @Option var workflow: String?
+    @Option var country: String?
+    @Option var sector: String?
+    @Option(help: "Lead or participating agency.") var agency: String?
+    @Option var queue: String?
+    @Option(help: "Text in the title or description.") var text: String?
+    @Option(help: "At most this many (1 to 500).") var limit = 50
+
+    func run() async throws {
+        var params: [String: JSONValue] = ["limit": .integer(Int64(limit))]
+        for (key, value) in [("state", state), ("workflow", workflow), ("country", country), ("sector", sector), ("agency", agency), ("queue", queue), ("text", text)] {
+            if let value { params[key] = .string(value) }
+        }
+        try await client.withSession { rpc in
+            let result = try await rpc.call("task.list", params)
+            if client.json { return try ClientOptions.printJSON(result) }
+            guard case .array(let items)? = result["items"] else { return }
+            let rows = items.map { task in
+                [task["ref"]?.text ?? "", task["state"]?.text ?? "", task["queue"]?.text ?? "", task["leadAgency"]?.text ?? "",
+                 task["country"]?.text ?? "", task["title"]?.text ?? ""]
+            }
+            print(table(["REF", "STATE", "QUEUE", "LEAD", "COUNTRY", "TITLE"], rows), terminator: "")
+            if result["nextCursor"] != .null { print("(more: narrow the filters or raise --limit)") }
+        }
+    }
+}
+
+struct Act: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Take a workflow action on a task.")
+
+    @OptionGroup var client: ClientOptions
+    @Argument(help: "The task's ref or id.") var task: String
+    @Argument(help: "The action, such as recommend.") var action: String
+    @Option(name: .customLong("expected-version"), help: "Refuse if the task changed since this version (default: the version just read).") var expectedVersion: Int?
+    @Option var comment: String?
+    @Option(name: .customLong("field"), help: "A field the action sets, NAME=VALUE; repeat for more.") var fields: [String] = []
+
+    func run() async throws {
+        let fields = try parseFields(fields)
+        try await client.withSession { rpc in
+            var version = expectedVersion.map(Int64.init)
+            if version == nil, case .integer(let current)? = try await rpc.call("task.get", ["task": .string(task)])["task"]?["version"] {
+                version = current
+            }
+            var params: [String: JSONValue] = ["task": .string(task), "action": .string(action), "expectedVersion": .integer(version ?? 0)]
+            if let comment { params["comment"] = .string(comment) }
+            if !fields.isEmpty { params["fields"] = .object(fields) }
+            let result = try await rpc.call("task.act", params)
+            if client.json { return try ClientOptions.printJSON(result) }
+            let task = result["task"] ?? .null
+            print("\(task["ref"]?.text ?? "") is now \(task["state"]?.text ?? "") (version \(task["version"]?.text ?? ""))"
+                + (task["queue"]?.text.isEmpty == false ? ", in queue \(task["queue"]!.text)" : ""))
+        }
+    }
+}
+
+struct Comment: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Add a comment to a task's history.")
+
+    @OptionGroup var client: ClientOptions
+    @Argument(help: "The task's ref or id.") var task: String
+    @Argument(help: "The comment.") var text: String
+
+    func run() async throws {
+        try await client.withSession { rpc in
+            let result = try await rpc.call("task.comment", ["task": .string(task), "comment": .string(text)])
+            if client.json { return try ClientOptions.printJSON(result) }
+            print("comment \(result["event"]?["seq"]?.text ?? "") added")
+        }
+    }
+}

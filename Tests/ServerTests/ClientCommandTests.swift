@@ -1,0 +1,109 @@
+import Foundation
+import Subprocess
+import Testing
+import TestSupport
+
+#if canImport(System)
+import System
+#else
+import SystemPackage
+#endif
+
+/// The client side of `pbc`, as a liaison or coordinator uses it from a terminal.
+@Suite struct ClientCommandTests {
+    struct Outcome {
+        var status: TerminationStatus
+        var output: String
+        var error: String
+    }
+
+    func pbc(_ arguments: [String], server: ServerHarness, as principal: String?, extraEnvironment: [String: String?] = [:]) async throws -> Outcome {
+        let home = FileManager.default.temporaryDirectory.appendingPathComponent("pbc-home-\(UUID().uuidString)")
+        var environment: [Environment.Key: String?] = [
+            "PBC_SERVER": "127.0.0.1:\(server.port)", "PBC_TOKEN": principal.map { server.tokens[$0]! }, "HOME": home.path,
+            "XDG_CONFIG_HOME": nil,
+        ]
+        for (key, value) in extraEnvironment { environment[Environment.Key(stringLiteral: key)] = value }
+        let result = try await Subprocess.run(
+            .path(FilePath(PBCBinary.path)), arguments: Arguments(arguments), environment: .inherit.updating(environment),
+            output: .string(limit: 1 << 20), error: .string(limit: 1 << 20))
+        return Outcome(status: result.terminationStatus, output: result.standardOutput, error: result.standardError)
+    }
+
+    @Test func aLiaisonAndACoordinatorWorkFromTheCommandLine() async throws {
+        let server = try await ServerHarness.start("cli_client")
+        let submit = try await pbc(
+            ["submit", "--title", "Community radio for dialogue", "--lead-agency", "undp", "--participant", "unesco:implementing",
+             "--country", "BDI", "--location", "Bujumbura", "--sector", "15153", "--start", "2027-01-01", "--end", "2027-12-31",
+             "--budget", "400000.00", "--field", "genderMarker=2", "--field", "facility=IRF", "--idempotency-key", "radio-1"],
+            server: server, as: "undp-liaison")
+        #expect(submit.status == .exited(0), "\(submit.error)")
+        #expect(submit.output.contains("state      technical_review (version 2)"))
+        #expect(submit.output.contains("with       unesco (implementing)"))
+        let ref = try #require(submit.output.split(separator: " ").first.map(String.init))
+        #expect(ref.hasPrefix("PBC-"))
+        let again = try await pbc(
+            ["submit", "--title", "Community radio for dialogue", "--lead-agency", "undp", "--participant", "unesco:implementing",
+             "--country", "BDI", "--location", "Bujumbura", "--sector", "15153", "--start", "2027-01-01", "--end", "2027-12-31",
+             "--budget", "400000.00", "--field", "genderMarker=2", "--field", "facility=IRF", "--idempotency-key", "radio-1"],
+            server: server, as: "undp-liaison")
+        #expect(again.output.contains("already submitted with this key"))
+
+        let tasks = try await pbc(["tasks", "--state", "technical_review"], server: server, as: "coordinator")
+        #expect(tasks.output.split(separator: "\n").first?.hasPrefix("REF") == true)
+        #expect(tasks.output.contains(ref))
+        let acted = try await pbc(["act", ref, "request_revision", "--comment", "Add the listening survey"], server: server, as: "coordinator")
+        #expect(acted.status == .exited(0), "\(acted.error)")
+        #expect(acted.output == "\(ref) is now revision_requested (version 3), in queue agency-revisions\n")
+        let shown = try await pbc(["show", ref, "--history"], server: server, as: "undp-liaison")
+        #expect(shown.output.contains("you may    resubmit, withdraw"))
+        #expect(shown.output.contains("request_revision → revision_requested Add the listening survey"))
+        let json = try await pbc(["tasks", "--json"], server: server, as: "undp-liaison")
+        let parsed = try JSONSerialization.jsonObject(with: Data(json.output.utf8)) as? [String: Any]
+        #expect((parsed?["items"] as? [Any])?.count == 1)
+        let comment = try await pbc(["comment", ref, "Survey attached"], server: server, as: "undp-liaison")
+        #expect(comment.output.hasPrefix("comment "))
+        await server.stop()
+    }
+
+    @Test func exitCodesTellFailuresApart() async throws {
+        let server = try await ServerHarness.start("cli_exit")
+        let notFound = try await pbc(["show", "PBC-1999-000009"], server: server, as: "undp-liaison")
+        #expect(notFound.status == .exited(3))
+        #expect(notFound.error == "pbc: error: no task PBC-1999-000009\n")
+        let noToken = try await pbc(["tasks"], server: server, as: nil)
+        #expect(noToken.status == .exited(5))
+        #expect(noToken.error.contains("no token: set PBC_TOKEN"))
+        let badToken = try await pbc(["tasks"], server: server, as: nil, extraEnvironment: ["PBC_TOKEN": "pbc_wrong"])
+        #expect(badToken.status == .exited(5))
+        let forbidden = try await pbc(["submit", "--title", "x", "--lead-agency", "unicef"], server: server, as: "undp-liaison")
+        #expect(forbidden.status == .exited(5))
+        let invalid = try await pbc(["submit", "--title", "x", "--lead-agency", "undp", "--sector", "12"], server: server, as: "undp-liaison")
+        #expect(invalid.status == .exited(2))
+        #expect(invalid.error.contains("sectors[0]"))
+        let usage = try await pbc(["act"], server: server, as: "undp-liaison")
+        #expect(usage.status == .exited(64) || usage.status == .exited(2))
+        let submitted = try await pbc(
+            ["submit", "--title", "Dialogue", "--lead-agency", "undp", "--country", "BDI", "--sector", "15220", "--start", "2027-01-01",
+             "--end", "2027-12-31", "--budget", "1000", "--field", "genderMarker=1", "--field", "facility=IRF"],
+            server: server, as: "undp-liaison")
+        let ref = try #require(submitted.output.split(separator: " ").first.map(String.init))
+        let conflict = try await pbc(["act", ref, "withdraw", "--expected-version", "1"], server: server, as: "undp-liaison")
+        #expect(conflict.status == .exited(4))
+        let refused = try await pbc(["act", ref, "approve"], server: server, as: "undp-liaison")
+        #expect(refused.status == .exited(1))
+        #expect(refused.error.contains("allowed: withdraw"))
+        let unreachable = try await pbc(["tasks", "--server", "127.0.0.1:1"], server: server, as: "undp-liaison")
+        #expect(unreachable.status == .exited(1))
+        #expect(unreachable.error.hasPrefix("pbc: error: cannot reach pbc at 127.0.0.1:1"))
+        // The config file serves when the environment does not.
+        let config = FileManager.default.temporaryDirectory.appendingPathComponent("pbc-xdg-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: config.appendingPathComponent("pbc"), withIntermediateDirectories: true)
+        try "server: 127.0.0.1:\(server.port)\ntoken: \(server.tokens["coordinator"]!)\n".write(
+            to: config.appendingPathComponent("pbc/config.yaml"), atomically: true, encoding: .utf8)
+        let fromFile = try await pbc(["tasks"], server: server, as: nil, extraEnvironment: ["PBC_SERVER": nil, "XDG_CONFIG_HOME": config.path])
+        #expect(fromFile.status == .exited(0), "\(fromFile.error)")
+        #expect(fromFile.output.contains(ref))
+        await server.stop()
+    }
+}
