@@ -1,6 +1,7 @@
 import Foundation
 import NIOCore
 import NIOPosix
+import NIOSSL
 
 /// A JSON-RPC client over one connection: requests go out one at a time and
 /// each waits for its answer. For the `pbc` command and tests.
@@ -19,16 +20,27 @@ public final class RPCClient {
         public let description: String
     }
 
-    /// Connects to `host:port`, runs `body`, closes.
+    /// Connects to `host:port` (over TLS when `tls` is given), runs `body`, closes.
     public static func withConnection<Result>(
-        host: String, port: Int, maxLineBytes: Int = 64 << 20, _ body: (RPCClient) async throws -> Result
+        host: String, port: Int, tls: TLSConfiguration? = nil, maxLineBytes: Int = 64 << 20, _ body: (RPCClient) async throws -> Result
     ) async throws -> Result {
         let channel: NIOAsyncChannel<Frame, ByteBuffer>
+        let context: NIOSSLContext?
+        do {
+            context = try tls.map(NIOSSLContext.init(configuration:))
+        } catch {
+            throw ConnectionError(description: "cannot set up TLS (\(error))")
+        }
         do {
             channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
                 .connectTimeout(.seconds(10))
                 .connect(host: host, port: port) { channel in
                     channel.eventLoop.makeCompletedFuture {
+                        if let context {
+                            // An address is no hostname to check a certificate against; a name is.
+                            let hostname = host.contains(where: { $0.isLetter }) && !host.contains(":") ? host : nil
+                            try channel.pipeline.syncOperations.addHandler(try NIOSSLClientHandler(context: context, serverHostname: hostname))
+                        }
                         try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(LineFrameDecoder(maxLineBytes: maxLineBytes)))
                         return try NIOAsyncChannel<Frame, ByteBuffer>(wrappingChannelSynchronously: channel)
                     }

@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import NIOCore
 import NIOPosix
+import NIOSSL
 import Postgres
 import ServiceLifecycle
 import Store
@@ -37,6 +38,7 @@ public struct Application: Sendable {
         // Configuration errors stop start-up before anything else is touched.
         let workflowFiles = try WorkflowRegistry.read(files: WorkflowRegistry.files(in: configURL.appendingPathComponent("workflows")))
         let rates = try loadRates()
+        let tls = try makeTLSContext()
         try await withPreparedDatabase(owner: true, poolSize: configuration.poolSize) { pool in
             let workflows = try await pool.withConnection { try await WorkflowRegistry.sync(workflowFiles, on: $0) }
             logger.info(
@@ -50,7 +52,7 @@ public struct Application: Sendable {
                     host: configuration.host, port: configuration.port, maxLineBytes: configuration.maxLineBytes,
                     maxBatchSize: configuration.maxBatchSize, helloDeadline: .seconds(configuration.helloDeadlineSeconds),
                     idleTimeout: .seconds(configuration.idleTimeoutSeconds), maxConnections: configuration.maxConnections,
-                    writeTimeout: .seconds(configuration.writeTimeoutSeconds)),
+                    writeTimeout: .seconds(configuration.writeTimeoutSeconds), tls: tls),
                 methods: methods, logger: logger, onListening: onListening)
             let group = ServiceGroup(
                 configuration: .init(services: [server], gracefulShutdownSignals: shutdownSignals, logger: logger))
@@ -92,6 +94,18 @@ public struct Application: Sendable {
         } catch {
             await pool.shutdown()
             throw error
+        }
+    }
+
+    /// The listener's TLS context when a certificate and key are configured.
+    func makeTLSContext() throws -> NIOSSLContext? {
+        guard let certificate = configuration.tlsCertificate, let key = configuration.tlsKey else { return nil }
+        do {
+            let chain = try NIOSSLCertificate.fromPEMFile(certificate).map { NIOSSLCertificateSource.certificate($0) }
+            let privateKey = try NIOSSLPrivateKey(file: key, format: .pem)
+            return try NIOSSLContext(configuration: .makeServerConfiguration(certificateChain: chain, privateKey: .privateKey(privateKey)))
+        } catch {
+            throw ConfigurationError("cannot use the TLS certificate \(certificate) and key \(key): \(error)")
         }
     }
 

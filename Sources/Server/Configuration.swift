@@ -18,6 +18,9 @@ public struct AppConfiguration: Sendable, Equatable {
     public var maxConnections = 1000
     /// Seconds a reply may wait for a client that has stopped reading.
     public var writeTimeoutSeconds = 30
+    /// PEM files of the certificate chain and private key; with both, the listener speaks TLS.
+    public var tlsCertificate: String?
+    public var tlsKey: String?
     /// Requests a second per principal, and the burst allowed above it.
     public var rateLimitPerSecond = 100
     public var rateLimitBurst = 200
@@ -51,6 +54,8 @@ public enum ConfigurationLoader {
         public static let writeTimeoutSeconds = "server.writeTimeoutSeconds"
         public static let rateLimitPerSecond = "server.rateLimitPerSecond"
         public static let rateLimitBurst = "server.rateLimitBurst"
+        public static let tlsCertificate = "server.tlsCertificate"
+        public static let tlsKey = "server.tlsKey"
         public static let databaseURL = "database.url"
         public static let dataDirectory = "database.dataDirectory"
         public static let poolSize = "database.poolSize"
@@ -89,6 +94,11 @@ public enum ConfigurationLoader {
         configuration.writeTimeoutSeconds = try int(reader, Key.writeTimeoutSeconds, in: 1...3600) ?? configuration.writeTimeoutSeconds
         configuration.rateLimitPerSecond = try int(reader, Key.rateLimitPerSecond, in: 1...1_000_000) ?? configuration.rateLimitPerSecond
         configuration.rateLimitBurst = try int(reader, Key.rateLimitBurst, in: 1...1_000_000) ?? configuration.rateLimitBurst
+        configuration.tlsCertificate = try string(reader, Key.tlsCertificate)
+        configuration.tlsKey = try string(reader, Key.tlsKey)
+        if (configuration.tlsCertificate == nil) != (configuration.tlsKey == nil) {
+            throw ConfigurationError("TLS needs both a certificate (--tls-cert) and a private key (--tls-key)")
+        }
         configuration.databaseURL = try string(reader, Key.databaseURL) ?? environment["DATABASE_URL"].flatMap { $0.isEmpty ? nil : $0 }
         configuration.dataDirectory = try string(reader, Key.dataDirectory) ?? configuration.dataDirectory
         configuration.poolSize = try int(reader, Key.poolSize, in: 1...500) ?? configuration.poolSize

@@ -2,6 +2,7 @@ import JSONRPC
 import Logging
 import NIOCore
 import NIOPosix
+import NIOSSL
 import ServiceLifecycle
 import Synchronization
 
@@ -23,6 +24,8 @@ public struct RPCServer: Service {
         public var maxConnections: Int
         /// A reply that cannot be written this long (the client stopped reading) closes the connection.
         public var writeTimeout: Duration
+        /// Speak TLS with this context; plain TCP when nil.
+        public var tls: NIOSSLContext?
     }
 
     let configuration: Configuration
@@ -42,6 +45,7 @@ public struct RPCServer: Service {
 
     public func run() async throws {
         let maxLineBytes = configuration.maxLineBytes
+        let tls = configuration.tls
         let listener = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             // A client may send its requests and close its side at once
@@ -49,6 +53,7 @@ public struct RPCServer: Service {
             .childChannelOption(.allowRemoteHalfClosure, value: true)
             .bind(host: configuration.host, port: configuration.port) { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    if let tls { try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls)) }
                     try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(LineFrameDecoder(maxLineBytes: maxLineBytes)))
                     return try NIOAsyncChannel<Frame, ByteBuffer>(wrappingChannelSynchronously: channel)
                 }

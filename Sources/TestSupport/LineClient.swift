@@ -2,6 +2,7 @@ import Foundation
 import JSONRPC
 import NIOCore
 import NIOPosix
+import NIOSSL
 
 /// A test client that speaks newline-delimited JSON over TCP, as any client would.
 public final class LineClient {
@@ -15,11 +16,15 @@ public final class LineClient {
 
     /// Connects, runs `body`, and closes the connection.
     public static func withConnection<Result>(
-        host: String = "127.0.0.1", port: Int, _ body: (LineClient) async throws -> Result
+        host: String = "127.0.0.1", port: Int, tls: TLSConfiguration? = nil, _ body: (LineClient) async throws -> Result
     ) async throws -> Result {
+        let context = try tls.map(NIOSSLContext.init(configuration:))
         let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .connect(host: host, port: port) { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    if let context {
+                        try channel.pipeline.syncOperations.addHandler(try NIOSSLClientHandler(context: context, serverHostname: "localhost"))
+                    }
                     try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(LineFrameDecoder(maxLineBytes: 64 << 20)))
                     return try NIOAsyncChannel<Frame, ByteBuffer>(wrappingChannelSynchronously: channel)
                 }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import JSONRPC
+import NIOSSL
 import Yams
 
 /// Where the server is and who we are: flags, then `PBC_SERVER` / `PBC_TOKEN`,
@@ -13,9 +14,30 @@ struct ClientOptions: ParsableArguments {
     @Flag(help: "Print JSON for scripts instead of tables for people.")
     var json = false
 
+    @Flag(help: "Speak TLS, trusting the system's certificate authorities.")
+    var tls = false
+
+    @Option(name: .customLong("tls-ca"), help: "Speak TLS, trusting this PEM certificate (a private CA or the server's own).")
+    var tlsCA: String?
+
     struct FileConfig: Decodable {
         var server: String?
         var token: String?
+        var tlsCA: String?
+    }
+
+    /// TLS settings: flags, then `PBC_TLS_CA`, then the config file's `tlsCA:`.
+    func tlsConfiguration() throws -> TLSConfiguration? {
+        let authority = try tlsCA ?? ProcessInfo.processInfo.environment["PBC_TLS_CA"] ?? fileConfig().tlsCA
+        guard tls || authority != nil else { return nil }
+        var configuration = TLSConfiguration.makeClientConfiguration()
+        if let authority {
+            guard FileManager.default.isReadableFile(atPath: authority) else {
+                throw ClientError(exitCode: 2, message: "cannot read the CA certificate \(authority)")
+            }
+            configuration.trustRoots = .file(authority)
+        }
+        return configuration
     }
 
     static var configFile: URL {
@@ -54,7 +76,7 @@ struct ClientOptions: ParsableArguments {
         do {
             let (host, port) = try endpoint()
             let token = try token()
-            try await RPCClient.withConnection(host: host, port: port) { client in
+            try await RPCClient.withConnection(host: host, port: port, tls: try tlsConfiguration()) { client in
                 _ = try await client.call(
                     "session.hello", ["protocol": .integer(1), "token": .string(token), "client": .string("pbc-cli/1")])
                 try await body(client)

@@ -15,12 +15,20 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Port to listen on; 0 picks a free one (default: 7411).")
     var port: Int?
 
+    @Option(name: .customLong("tls-cert"), help: "PEM certificate chain; with --tls-key, the listener speaks TLS.")
+    var tlsCertificate: String?
+
+    @Option(name: .customLong("tls-key"), help: "PEM private key of the certificate.")
+    var tlsKey: String?
+
     func run() async throws {
         let logger = bootstrapLogging(options.logLevel)
         try await reportingErrors {
             var flags = options.flags
             if let host { flags[ConfigurationLoader.Key.host] = .init(.string(host), isSecret: false) }
             if let port { flags[ConfigurationLoader.Key.port] = .init(.int(port), isSecret: false) }
+            if let tlsCertificate { flags[ConfigurationLoader.Key.tlsCertificate] = .init(.string(tlsCertificate), isSecret: false) }
+            if let tlsKey { flags[ConfigurationLoader.Key.tlsKey] = .init(.string(tlsKey), isSecret: false) }
             let configuration = try await ConfigurationLoader.load(flags: flags, file: options.configFile)
             try await Application(configuration: configuration, logger: logger).run { address in
                 // The one line on standard output: scripts read the address from it.

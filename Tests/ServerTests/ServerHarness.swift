@@ -2,6 +2,7 @@ import Foundation
 import JSONRPC
 import Logging
 import NIOCore
+import NIOSSL
 import Postgres
 import Server
 import Store
@@ -57,8 +58,8 @@ struct ServerHarness {
     }
 
     /// A connection with an open session as `principal`.
-    func withSession<Result>(_ principal: String, _ body: (LineClient) async throws -> Result) async throws -> Result {
-        try await LineClient.withConnection(port: port) { client in
+    func withSession<Result>(_ principal: String, tls: TLSConfiguration? = nil, _ body: (LineClient) async throws -> Result) async throws -> Result {
+        try await LineClient.withConnection(host: tls == nil ? "127.0.0.1" : "localhost", port: port, tls: tls) { client in
             let hello = try await client.call("session.hello", id: 0, params: #"{"protocol":1,"token":"\#(tokens[principal]!)","client":"tests/1"}"#)
             guard hello?["result"] != nil else { throw HelloFailed(response: hello) }
             return try await body(client)
