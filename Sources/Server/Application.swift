@@ -33,7 +33,8 @@ public struct Application: Sendable {
     /// connections, close the pool, stop a cluster pbc started.
     public func run(
         shutdownSignals: [UnixSignal] = [.sigterm, .sigint],
-        onListening: @escaping @Sendable (SocketAddress) async -> Void = { _ in }
+        onListening: @escaping @Sendable (SocketAddress) async -> Void = { _ in },
+        onMetricsListening: @escaping @Sendable (SocketAddress) async -> Void = { _ in }
     ) async throws {
         // Configuration errors stop start-up before anything else is touched.
         let workflowFiles = try WorkflowRegistry.read(files: WorkflowRegistry.files(in: configURL.appendingPathComponent("workflows")))
@@ -44,18 +45,27 @@ public struct Application: Sendable {
             logger.info(
                 "workflows loaded",
                 metadata: ["workflows": "\(workflows.latest.values.map { "\($0.name) v\($0.version)" }.sorted().joined(separator: ", "))"])
+            let metrics = ServerMetrics()
+            let connections = ConnectionRegistry()
             let methods = Methods(
                 pool: pool, tasks: TaskStore(pool: pool, workflows: workflows, rates: rates), workflows: workflows,
-                rateLimit: (Double(configuration.rateLimitPerSecond), configuration.rateLimitBurst), logger: logger)
+                rateLimit: (Double(configuration.rateLimitPerSecond), configuration.rateLimitBurst), metrics: metrics, logger: logger)
             let server = RPCServer(
                 configuration: .init(
                     host: configuration.host, port: configuration.port, maxLineBytes: configuration.maxLineBytes,
                     maxBatchSize: configuration.maxBatchSize, helloDeadline: .seconds(configuration.helloDeadlineSeconds),
                     idleTimeout: .seconds(configuration.idleTimeoutSeconds), maxConnections: configuration.maxConnections,
                     writeTimeout: .seconds(configuration.writeTimeoutSeconds), tls: tls),
-                methods: methods, logger: logger, onListening: onListening)
+                methods: methods, connections: connections, logger: logger, onListening: onListening)
+            var services: [any Service] = [server]
+            if let metricsPort = configuration.metricsPort {
+                services.append(
+                    HealthServer(
+                        host: configuration.host, port: metricsPort, metrics: metrics, connections: connections, pool: pool, logger: logger,
+                        onListening: onMetricsListening))
+            }
             let group = ServiceGroup(
-                configuration: .init(services: [server], gracefulShutdownSignals: shutdownSignals, logger: logger))
+                configuration: .init(services: services, gracefulShutdownSignals: shutdownSignals, logger: logger))
             try await group.run()
         }
     }

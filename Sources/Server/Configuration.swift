@@ -18,6 +18,8 @@ public struct AppConfiguration: Sendable, Equatable {
     public var maxConnections = 1000
     /// Seconds a reply may wait for a client that has stopped reading.
     public var writeTimeoutSeconds = 30
+    /// The HTTP port of /metrics, /livez and /readyz; none when nil.
+    public var metricsPort: Int?
     /// PEM files of the certificate chain and private key; with both, the listener speaks TLS.
     public var tlsCertificate: String?
     public var tlsKey: String?
@@ -55,6 +57,7 @@ public enum ConfigurationLoader {
         public static let rateLimitPerSecond = "server.rateLimitPerSecond"
         public static let rateLimitBurst = "server.rateLimitBurst"
         public static let tlsCertificate = "server.tlsCertificate"
+        public static let metricsPort = "server.metricsPort"
         public static let tlsKey = "server.tlsKey"
         public static let databaseURL = "database.url"
         public static let dataDirectory = "database.dataDirectory"
@@ -94,6 +97,7 @@ public enum ConfigurationLoader {
         configuration.writeTimeoutSeconds = try int(reader, Key.writeTimeoutSeconds, in: 1...3600) ?? configuration.writeTimeoutSeconds
         configuration.rateLimitPerSecond = try int(reader, Key.rateLimitPerSecond, in: 1...1_000_000) ?? configuration.rateLimitPerSecond
         configuration.rateLimitBurst = try int(reader, Key.rateLimitBurst, in: 1...1_000_000) ?? configuration.rateLimitBurst
+        configuration.metricsPort = try int(reader, Key.metricsPort, in: 0...65535)
         configuration.tlsCertificate = try string(reader, Key.tlsCertificate)
         configuration.tlsKey = try string(reader, Key.tlsKey)
         if (configuration.tlsCertificate == nil) != (configuration.tlsKey == nil) {

@@ -12,17 +12,22 @@ public struct Methods: Sendable {
     let workflows: WorkflowRegistry
     let pool: PostgresPool
     let rateLimiter: RateLimiter
+    let metrics: ServerMetrics
     let logger: Logger
 
     /// The protocol versions this server speaks.
     static let protocolVersions = [1]
 
-    public init(pool: PostgresPool, tasks: TaskStore, workflows: WorkflowRegistry, rateLimit: (perSecond: Double, burst: Int), logger: Logger) {
+    init(
+        pool: PostgresPool, tasks: TaskStore, workflows: WorkflowRegistry, rateLimit: (perSecond: Double, burst: Int), metrics: ServerMetrics,
+        logger: Logger
+    ) {
         self.pool = pool
         self.tasks = tasks
         self.admin = AdminStore(pool: pool)
         self.workflows = workflows
         self.rateLimiter = RateLimiter(perSecond: rateLimit.perSecond, burst: rateLimit.burst)
+        self.metrics = metrics
         self.logger = logger
     }
 
@@ -34,8 +39,12 @@ public struct Methods: Sendable {
         } catch {
             outcome = .error(Self.rpcError(for: error, method: request.method, logger: logger))
         }
+        let duration = ContinuousClock.now - started
+        var code: Int?
+        if case .error(let error) = outcome { code = error.code.rawValue }
+        metrics.request(method: request.method, code: code, duration: duration)
         var metadata: Logger.Metadata = [
-            "rpc.method": "\(request.method)", "rpc.duration_ms": "\((ContinuousClock.now - started).milliseconds)",
+            "rpc.method": "\(request.method)", "rpc.duration_ms": "\(duration.milliseconds)",
             "rpc.principal": "\(session.principal?.name ?? "-")",
         ]
         if let id = request.id { metadata["rpc.id"] = "\(id)" }

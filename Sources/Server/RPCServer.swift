@@ -30,15 +30,17 @@ public struct RPCServer: Service {
 
     let configuration: Configuration
     let methods: Methods
+    let connections: ConnectionRegistry
     let logger: Logger
     let onListening: @Sendable (SocketAddress) async -> Void
 
-    public init(
-        configuration: Configuration, methods: Methods, logger: Logger,
+    init(
+        configuration: Configuration, methods: Methods, connections: ConnectionRegistry, logger: Logger,
         onListening: @escaping @Sendable (SocketAddress) async -> Void = { _ in }
     ) {
         self.configuration = configuration
         self.methods = methods
+        self.connections = connections
         self.logger = logger
         self.onListening = onListening
     }
@@ -64,7 +66,7 @@ public struct RPCServer: Service {
         logger.info("listening", metadata: ["address": "\(address)"])
         await onListening(address)
 
-        let connections = ConnectionRegistry()
+        let connections = connections
         let configuration = configuration
         try await withGracefulShutdownHandler {
             try await withThrowingDiscardingTaskGroup { group in

@@ -61,8 +61,10 @@ public struct LocalCluster: Sendable {
         self.runAsPostgresUser = geteuid() == 0
     }
 
-    /// Initializes the cluster if needed and starts it, or adopts one already running.
-    public func start() async throws -> Running {
+    /// Initializes the cluster if needed and starts it, or adopts one already
+    /// running. A port may be asked for (to restart where clients expect it);
+    /// otherwise a free one is picked.
+    public func start(port requestedPort: Int? = nil) async throws -> Running {
         let fileManager = FileManager.default
         try fileManager.createDirectory(at: configuration.directory, withIntermediateDirectories: true)
         if runAsPostgresUser {
@@ -84,7 +86,7 @@ public struct LocalCluster: Sendable {
         if let running = try await adoptRunning() { return running }
 
         let socketDirectory = try await makeSocketDirectory()
-        let port = try Self.freePort()
+        let port = try requestedPort ?? Self.freePort()
         try await writeRuntimeSettings(port: port, socketDirectory: socketDirectory)
         try await run(
             binaries.pgCtl, ["-D", dataDirectory.path, "-l", logFile.path, "-w", "-t", "60", "start"],

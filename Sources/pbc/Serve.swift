@@ -15,6 +15,9 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Port to listen on; 0 picks a free one (default: 7411).")
     var port: Int?
 
+    @Option(name: .customLong("metrics-port"), help: "HTTP port of /metrics, /livez and /readyz (default: none).")
+    var metricsPort: Int?
+
     @Option(name: .customLong("tls-cert"), help: "PEM certificate chain; with --tls-key, the listener speaks TLS.")
     var tlsCertificate: String?
 
@@ -27,6 +30,7 @@ struct Serve: AsyncParsableCommand {
             var flags = options.flags
             if let host { flags[ConfigurationLoader.Key.host] = .init(.string(host), isSecret: false) }
             if let port { flags[ConfigurationLoader.Key.port] = .init(.int(port), isSecret: false) }
+            if let metricsPort { flags[ConfigurationLoader.Key.metricsPort] = .init(.int(metricsPort), isSecret: false) }
             if let tlsCertificate { flags[ConfigurationLoader.Key.tlsCertificate] = .init(.string(tlsCertificate), isSecret: false) }
             if let tlsKey { flags[ConfigurationLoader.Key.tlsKey] = .init(.string(tlsKey), isSecret: false) }
             let configuration = try await ConfigurationLoader.load(flags: flags, file: options.configFile)

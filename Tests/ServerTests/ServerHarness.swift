@@ -11,6 +11,8 @@ import TestSupport
 /// A running server on a database of its own, with principals of every role and their tokens.
 struct ServerHarness {
     let port: Int
+    /// The HTTP port of /metrics, /livez and /readyz, when asked for.
+    let metricsPort: Int?
     let target: ConnectionTarget
     let tokens: [String: String]
     private let server: Task<Void, Error>
@@ -21,10 +23,17 @@ struct ServerHarness {
     ]
 
     /// Starts a server; `configure` adjusts its configuration (limits, for the tests of limits).
-    static func start(_ label: String, configure: (inout AppConfiguration) -> Void = { _ in }) async throws -> ServerHarness {
-        let target = try await TestDatabase.create(label)
+    static func start(
+        _ label: String, database: ConnectionTarget? = nil, configure: (inout AppConfiguration) -> Void = { _ in }
+    ) async throws -> ServerHarness {
+        let target: ConnectionTarget
+        if let database { target = database } else { target = try await TestDatabase.create(label) }
         let config = TestDatabase.repositoryRoot.appendingPathComponent("Config")
         let pool = PostgresPool(configuration: .init(target: target, maxConnections: 2))
+        if database != nil {
+            // Databases from TestDatabase come migrated; one of the caller's may not.
+            _ = try await pool.withConnection { try await Migrator(directory: TestDatabase.migrationsDirectory).migrate(on: $0) }
+        }
         try await pool.withConnection { try await ReferenceData.load(from: config).sync(on: $0) }
         let admin = AdminStore(pool: pool)
         var tokens: [String: String] = [:]
@@ -44,12 +53,20 @@ struct ServerHarness {
         configure(&configuration)
         let application = Application(configuration: configuration, database: target, logger: Logger(label: "test"))
         let (ports, continuation) = AsyncStream.makeStream(of: Int.self)
+        let (metricsPorts, metricsContinuation) = AsyncStream.makeStream(of: Int.self)
         let server = Task {
-            try await application.run(shutdownSignals: []) { address in continuation.yield(address.port!) }
+            try await application.run(
+                shutdownSignals: [], onListening: { address in continuation.yield(address.port!) },
+                onMetricsListening: { address in metricsContinuation.yield(address.port!) })
         }
         var iterator = ports.makeAsyncIterator()
         guard let port = await iterator.next() else { throw CancellationError() }
-        return ServerHarness(port: port, target: target, tokens: tokens, server: server)
+        var metricsPort: Int?
+        if configuration.metricsPort != nil {
+            var metricsIterator = metricsPorts.makeAsyncIterator()
+            metricsPort = await metricsIterator.next()
+        }
+        return ServerHarness(port: port, metricsPort: metricsPort, target: target, tokens: tokens, server: server)
     }
 
     func stop() async {
