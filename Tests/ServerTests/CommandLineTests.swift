@@ -92,6 +92,38 @@ import SystemPackage
         #expect(second.standardOutput.contains("up to date"))
     }
 
+    @Test func eachRequestIsLoggedOnOneLineAndTokensNeverAre() async throws {
+        guard let url = try await freshDatabaseURL("cli_logs") else { return }
+        let database = ["--database-url", url]
+        _ = try await pbc(["admin", "principal", "add", "--name", "amina", "--role", "liaison", "--agency", "undp"] + database)
+        let token = try await pbc(["admin", "token", "create", "--principal", "amina"] + database).standardOutput
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(token.hasPrefix("pbc_"))
+        let result = try await Subprocess.run(
+            .path(FilePath(PBCBinary.path)), arguments: Arguments(["serve", "--port", "0"] + database),
+            workingDirectory: FilePath(TestDatabase.repositoryRoot.path),
+            input: .none, output: .sequence, error: .string(limit: 1 << 20)
+        ) { execution in
+            var lines = execution.standardOutput.strings().makeAsyncIterator()
+            let line = try #require(try await lines.next())
+            let port = try #require(Int(line.split(separator: ":").last ?? ""))
+            try await LineClient.withConnection(port: port) { client in
+                _ = try await client.call("session.hello", id: 1, params: #"{"protocol":1,"token":"\#(token)"}"#)
+                _ = try await client.call("session.hello", id: 2, params: #"{"protocol":1,"token":"\#(token)x"}"#)
+            }
+            try await LineClient.withConnection(port: port) { client in
+                _ = try await client.call("session.hello", id: 3, params: #"{"protocol":1,"token":"\#(token)-wrong"}"#)
+            }
+            try execution.send(signal: .terminate)
+            while try await lines.next() != nil {}
+        }
+        let log = result.standardError
+        #expect(log.contains("rpc.method=session.hello rpc.principal=amina"))
+        #expect(log.contains("rpc.code=-32001"))
+        #expect(log.contains("rpc.id=3"))
+        #expect(!log.contains(String(token.dropFirst(4))), "a token reached the log")
+    }
+
     @Test func workflowCheckListsEveryProblemWithFileAndLine() async throws {
         let shipped = try await pbc(["workflow", "check"])
         #expect(shipped.status == .exited(0))

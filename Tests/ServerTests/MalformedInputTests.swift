@@ -49,6 +49,13 @@ import TestSupport
         #expect(Self.corpus.count >= 30)
         try await server.withSession("undp-liaison") { client in
             for (index, (what, line, code, _)) in Self.corpus.enumerated() {
+                // Another client is served between any two bad lines.
+                if index % 10 == 0 {
+                    try await server.withSession("coordinator") { other in
+                        let ping = try await other.call("ping")
+                        #expect(ping?["result"] != nil)
+                    }
+                }
                 try await client.send(raw: line + "\n")
                 let response = try await client.receive()
                 #expect(response?["error"]?["code"] == .integer(code), "\(what): \(String(describing: response))")
