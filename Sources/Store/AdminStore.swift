@@ -96,13 +96,28 @@ public struct AdminStore: Sendable {
     }
 
     /// The principal a token belongs to, when it is neither revoked nor expired.
+    /// The row is found by the token's SHA-256; the stored hash is then compared
+    /// with the computed one in constant time, so that no timing depends on secret bytes.
     public func authenticate(token: String) async throws -> Principal? {
+        let hash = Self.tokenHash(token)
         let rows = try await pool.query("""
-            SELECT p.id, p.name, p.role, p.agency FROM api_tokens t JOIN principals p ON p.id = t.principal
-            WHERE t.token_hash = decode(\(Self.tokenHash(token)), 'hex') AND t.revoked_at IS NULL
+            SELECT p.id, p.name, p.role, p.agency, encode(t.token_hash, 'hex') AS stored
+            FROM api_tokens t JOIN principals p ON p.id = t.principal
+            WHERE t.token_hash = decode(\(hash), 'hex') AND t.revoked_at IS NULL
               AND (t.expires_at IS NULL OR t.expires_at > now())
             """)
-        return try rows.first.map(Self.principal)
+        guard let row = rows.first, Self.constantTimeEqual(Array(try row.decode(String.self, "stored").utf8), Array(hash.utf8)) else {
+            return nil
+        }
+        return try Self.principal(row)
+    }
+
+    /// Equal bytes, in a time that depends only on the length.
+    static func constantTimeEqual(_ a: [UInt8], _ b: [UInt8]) -> Bool {
+        guard a.count == b.count else { return false }
+        var difference: UInt8 = 0
+        for index in a.indices { difference |= a[index] ^ b[index] }
+        return difference == 0
     }
 
     static func tokenHash(_ token: String) -> String {
