@@ -183,9 +183,3 @@ public enum Engine {
             Decision(transitions: transitions, task: current, queue: final?.queue, dueAt: dueAt, findings: findings, screened: screened))
     }
 }
-
-/// A screener that finds nothing, until the overlap screener exists.
-public struct NoOverlaps: Screener {
-    public init() {}
-    public func screen(_ task: TaskRecord) async throws -> [OverlapFinding] { [] }
-}

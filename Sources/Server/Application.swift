@@ -39,6 +39,7 @@ public struct Application: Sendable {
         // Configuration errors stop start-up before anything else is touched.
         let workflowFiles = try WorkflowRegistry.read(files: WorkflowRegistry.files(in: configURL.appendingPathComponent("workflows")))
         let rates = try loadRates()
+        let overlap = try loadOverlapConfiguration()
         let tls = try makeTLSContext()
         try await withPreparedDatabase(owner: true, poolSize: configuration.poolSize) { pool in
             let workflows = try await pool.withConnection { try await WorkflowRegistry.sync(workflowFiles, on: $0) }
@@ -48,7 +49,8 @@ public struct Application: Sendable {
             let metrics = ServerMetrics()
             let connections = ConnectionRegistry()
             let methods = Methods(
-                pool: pool, tasks: TaskStore(pool: pool, workflows: workflows, rates: rates), workflows: workflows,
+                pool: pool, tasks: TaskStore(pool: pool, workflows: workflows, rates: rates, screener: TaskStore.portfolioScreener(overlap)),
+                workflows: workflows,
                 rateLimit: (Double(configuration.rateLimitPerSecond), configuration.rateLimitBurst), metrics: metrics, logger: logger)
             let server = RPCServer(
                 configuration: .init(
@@ -127,6 +129,14 @@ public struct Application: Sendable {
             throw ConfigError(file: url.path, line: nil, message: "cannot read the exchange rates")
         }
         return try ExchangeRates.load(yaml: String(decoding: data, as: UTF8.self), file: url.path)
+    }
+
+    func loadOverlapConfiguration() throws -> OverlapConfiguration {
+        let url = configURL.appendingPathComponent("overlap.yaml")
+        guard let data = FileManager.default.contents(atPath: url.path) else {
+            throw ConfigError(file: url.path, line: nil, message: "cannot read the overlap configuration")
+        }
+        return try OverlapConfiguration.load(yaml: String(decoding: data, as: UTF8.self), file: url.path)
     }
 
     @discardableResult

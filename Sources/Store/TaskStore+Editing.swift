@@ -167,6 +167,7 @@ extension TaskStore {
                 """)
             try await notify(on: connection)
             task = try await load(task.id.uuidString, visibleTo: nil, forUpdate: false, on: connection)!
+            try await PortfolioScreener.record(task, on: connection)
             return task
         }
     }

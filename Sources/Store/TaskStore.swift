@@ -53,7 +53,13 @@ public struct StoredEvent: Sendable, Hashable {
 /// locked, its version checked, the engine decides, and the task, its events
 /// and a NOTIFY are written together.
 public struct TaskStore: Sendable {
-    public typealias ScreenerFactory = @Sendable (PostgresConnection) -> any Screener
+    /// Makes the screener for one transaction: its connection and the task's ref.
+    public typealias ScreenerFactory = @Sendable (PostgresConnection, String) -> any Screener
+
+    /// The portfolio screener with the given configuration.
+    public static func portfolioScreener(_ configuration: OverlapConfiguration) -> ScreenerFactory {
+        { connection, ref in PortfolioScreener(connection: connection, configuration: configuration, subjectRef: ref) }
+    }
 
     let pool: PostgresPool
     let workflows: WorkflowRegistry
@@ -66,7 +72,7 @@ public struct TaskStore: Sendable {
 
     public init(
         pool: PostgresPool, workflows: WorkflowRegistry, rates: ExchangeRates,
-        screener: @escaping ScreenerFactory = { _ in NoOverlaps() }, now: @escaping @Sendable () -> Date = { Date() }
+        screener: @escaping ScreenerFactory, now: @escaping @Sendable () -> Date = { Date() }
     ) {
         self.pool = pool
         self.workflows = workflows
@@ -210,7 +216,9 @@ public struct TaskStore: Sendable {
                     jsonb_build_object('workflow', \(workflow.name)::text, 'workflowVersion', \(workflow.version)::int))
             """)
         try await notify(on: connection)
-        return try await load(id.uuidString, visibleTo: nil, forUpdate: false, on: connection)!
+        let created = try await load(id.uuidString, visibleTo: nil, forUpdate: false, on: connection)!
+        try await PortfolioScreener.record(created, on: connection)
+        return created
     }
 
     /// Checks a task's values, its own and those that need the database
@@ -245,7 +253,7 @@ public struct TaskStore: Sendable {
         let decision: Decision
         switch try await Engine.decide(
             workflow, task: task.record, actor: principal.actor, action: action, inputs: inputs, context: context,
-            screener: makeScreener(connection))
+            screener: makeScreener(connection, task.ref))
         {
         case .failure(let refusal):
             throw StoreError(
@@ -283,6 +291,7 @@ public struct TaskStore: Sendable {
         }
         try await notify(on: connection)
         task = try await load(task.id.uuidString, visibleTo: nil, forUpdate: false, on: connection)!
+        try await PortfolioScreener.record(task, on: connection)
     }
 
     /// Wakes listeners on every instance once the transaction commits; the payload is the newest seq.

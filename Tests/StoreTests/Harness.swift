@@ -32,7 +32,7 @@ struct Harness {
         try ExchangeRates.load(yaml: String(contentsOf: config.appendingPathComponent("rates.yaml"), encoding: .utf8), file: "rates.yaml")
     }
 
-    init(_ label: String, screener: @escaping TaskStore.ScreenerFactory = { _ in NoOverlaps() }) async throws {
+    init(_ label: String, screener: @escaping TaskStore.ScreenerFactory = TaskStore.portfolioScreener(OverlapConfiguration())) async throws {
         target = try await TestDatabase.create(label)
         pool = PostgresPool(configuration: .init(target: target, maxConnections: 10))
         try await pool.withConnection { try await ReferenceData.load(from: Self.config).sync(on: $0) }

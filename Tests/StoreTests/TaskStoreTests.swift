@@ -250,7 +250,7 @@ import TestSupport
                  OverlapFinding(other: "PBC-2026-000001", score: 0.64, reasons: ["same category 152"])]
             }
         }
-        let h = try await Harness("screening", screener: { _ in TwoOverlaps() })
+        let h = try await Harness("screening", screener: { _, _ in TwoOverlaps() })
         let (task, _) = try await h.tasks.submit(Harness.project(), workflow: "pbf-project", idempotencyKey: "k", by: h.undp)
         #expect(task.state == "deconfliction")
         #expect(task.queue == "pbso-deconfliction")
@@ -263,6 +263,38 @@ import TestSupport
             _ = try await h.tasks.act(task.ref, action: "deconflicted", expectedVersion: task.version, by: h.coordinator)
         }
         #expect(open?.refusal?.description.contains("2 open overlap(s)") == true)
+        #expect(try await h.invariantViolations() == [])
+    }
+
+    @Test func theRealScreenerFindsAnotherAgencysSimilarProgram() async throws {
+        let h = try await Harness("real_screening")
+        let (first, _) = try await h.tasks.submit(Harness.project(), workflow: "pbf-project", idempotencyKey: "a", by: h.undp)
+        #expect(first.state == "technical_review")
+        // UNICEF proposes much the same in the same place and time.
+        var similar = Harness.project(title: "Youth and women in local peace committees, Gitega")
+        similar.leadAgency = "unicef"
+        similar.participants = [Participant(agency: "undp", role: .implementing)]
+        similar.period = Period(start: CalendarDate(iso: "2027-03-01")!, end: CalendarDate(iso: "2028-02-28")!)
+        let (second, _) = try await h.tasks.submit(similar, workflow: "pbf-project", idempotencyKey: "b", by: h.unicef)
+        #expect(second.state == "deconfliction")
+        let overlaps = try await h.tasks.overlaps(of: second)
+        #expect(overlaps.map(\.other) == [first.ref])
+        #expect(overlaps.first.map { $0.score >= 0.5 && $0.score <= 1 } == true)
+        #expect(overlaps.first?.reasons.contains("sector 1.00: same sector 15180, 15220") == true)
+        #expect(overlaps.first?.reasons.contains { $0.hasPrefix("location 1.00: shared locations: gitega, ngozi") } == true)
+        // The same program in another country overlaps nothing.
+        var elsewhere = Harness.project(title: "Youth in local peace committees, Bo")
+        elsewhere.country = "SLE"
+        elsewhere.locations = ["Bo"]
+        let (third, _) = try await h.tasks.submit(elsewhere, workflow: "pbf-project", idempotencyKey: "c", by: h.undp)
+        #expect(third.state == "technical_review")
+        // A withdrawn task is no candidate any more.
+        let withdrawn = try await h.tasks.act(second.ref, action: "withdraw", expectedVersion: second.version, by: h.unicef)
+        #expect(withdrawn.state == "withdrawn")
+        var fourth = similar
+        fourth.title = "Another take on peace committees"
+        let (again, _) = try await h.tasks.submit(fourth, workflow: "pbf-project", idempotencyKey: "d", by: h.unicef)
+        #expect(try await h.tasks.overlaps(of: again).map(\.other) == [first.ref])
         #expect(try await h.invariantViolations() == [])
     }
 
@@ -283,7 +315,7 @@ import TestSupport
             """
         try v1.write(to: directory.appendingPathComponent("memo.yaml"), atomically: true, encoding: .utf8)
         var registry = try await h.pool.withConnection { try await WorkflowRegistry.sync(WorkflowRegistry.read(files: WorkflowRegistry.files(in: directory)), on: $0) }
-        var store = TaskStore(pool: h.pool, workflows: registry, rates: try Harness.rates())
+        var store = TaskStore(pool: h.pool, workflows: registry, rates: try Harness.rates(), screener: TaskStore.portfolioScreener(OverlapConfiguration()))
         let old = try await store.create(Harness.project(), workflow: "memo", by: h.undp)
         let oldSubmitted = try await store.act(old.ref, action: "submit", expectedVersion: old.version, by: h.undp)
 
@@ -313,7 +345,7 @@ import TestSupport
         registry = try await h.pool.withConnection { try await WorkflowRegistry.sync(WorkflowRegistry.read(files: WorkflowRegistry.files(in: directory)), on: $0) }
         #expect(registry.latest["memo"]?.version == 2)
         #expect(registry.definition("memo", version: 1) != nil)
-        store = TaskStore(pool: h.pool, workflows: registry, rates: try Harness.rates())
+        store = TaskStore(pool: h.pool, workflows: registry, rates: try Harness.rates(), screener: TaskStore.portfolioScreener(OverlapConfiguration()))
         let new = try await store.create(Harness.project(), workflow: "memo", by: h.undp)
         #expect(new.workflowVersion == 2)
         // The old task still follows version 1: a coordinator accepts it straight from review.

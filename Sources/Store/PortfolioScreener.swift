@@ -1,0 +1,86 @@
+import Coordination
+import Foundation
+import Postgres
+
+/// Screens a task against the portfolio: candidates from one index-backed
+/// query (same country, period within the tolerance, a shared category or
+/// location, still active), scored by `OverlapScoring`.
+public struct PortfolioScreener: Screener {
+    let connection: PostgresConnection
+    let configuration: OverlapConfiguration
+    /// The task's own ref, which is not a candidate for itself.
+    let subjectRef: String
+
+    public init(connection: PostgresConnection, configuration: OverlapConfiguration, subjectRef: String) {
+        self.connection = connection
+        self.configuration = configuration
+        self.subjectRef = subjectRef
+    }
+
+    public func screen(_ task: TaskRecord) async throws -> [OverlapFinding] {
+        guard let subject = Self.entry(for: task, ref: subjectRef, country: task.country) else { return [] }
+        return try await Self.findings(for: subject, text: Self.body(title: task.title, description: task.description), on: connection, configuration: configuration)
+    }
+
+    /// The portfolio's view of a task; nil when it has no country or period to screen by.
+    static func entry(for task: TaskRecord, ref: String, country: String?) -> PortfolioEntry? {
+        guard let country, let period = task.period else { return nil }
+        return PortfolioEntry(
+            ref: ref, agency: task.leadAgency, agencies: task.agencies, country: country, sectors: Set(task.sectors),
+            locations: Set(task.locations), period: period, externalIDs: Set(task.externalRefs.values))
+    }
+
+    /// What trigram similarity compares: the title and the start of the description.
+    static func body(title: String, description: String) -> String {
+        String((title + " " + description).prefix(2000))
+    }
+
+    /// Scored candidates at or above the threshold, highest first; duplicates left out.
+    public static func findings(
+        for subject: PortfolioEntry, text: String, on connection: PostgresConnection, configuration: OverlapConfiguration
+    ) async throws -> [OverlapFinding] {
+        let rows = try await connection.query("""
+            SELECT ref, agency, agencies, sectors, locations, lower(period) AS start, (upper(period) - 1) AS finish,
+                   external_ids, similarity(body, \(text)) AS text
+            FROM portfolio
+            WHERE active AND country = \(subject.country) AND ref <> \(subject.ref)
+              AND period && daterange(\(PostgresDate(iso: subject.period.start.iso)!) - \(configuration.toleranceDays)::int,
+                                      \(PostgresDate(iso: subject.period.end.iso)!) + \(configuration.toleranceDays)::int, '[]')
+              AND (categories && \(Array(subject.categories)) OR locations && \(Array(subject.locations)))
+            LIMIT 1000
+            """)
+        var findings: [OverlapFinding] = []
+        for row in rows {
+            let candidate = PortfolioEntry(
+                ref: try row.decode(String.self, "ref"), agency: try row.decode(String.self, "agency"),
+                agencies: Set(try row.decode([String].self, "agencies")), country: subject.country,
+                sectors: Set(try row.decode([String].self, "sectors")), locations: Set(try row.decode([String].self, "locations")),
+                period: Period(
+                    start: CalendarDate(iso: try row.decode(PostgresDate.self, "start").iso)!,
+                    end: CalendarDate(iso: try row.decode(PostgresDate.self, "finish").iso)!),
+                externalIDs: Set(try row.decode([String].self, "external_ids")))
+            guard !OverlapScoring.isDuplicate(subject, candidate) else { continue }
+            let (score, components) = OverlapScoring.score(
+                subject, candidate, textSimilarity: try row.decode(Double.self, "text"), configuration: configuration)
+            if score >= configuration.threshold {
+                findings.append(OverlapFinding(other: candidate.ref, score: (score * 1000).rounded() / 1000, reasons: OverlapScoring.reasons(components)))
+            }
+        }
+        return findings.sorted { ($0.score, $1.other) > ($1.score, $0.other) }
+    }
+
+    /// Rewrites a task's portfolio rows as the task now stands.
+    static func record(_ task: StoredTask, on connection: PostgresConnection) async throws {
+        try await connection.query("DELETE FROM portfolio WHERE task_id = \(task.id)")
+        guard let entry = entry(for: task.record, ref: task.ref, country: task.record.country), let period = task.record.period else { return }
+        let active = !["rejected", "withdrawn", "merged"].contains(task.state)
+        try await connection.query("""
+            INSERT INTO portfolio (ref, country, kind, task_id, agency, agencies, period, sectors, categories, locations, title, body, external_ids, active)
+            VALUES (\(task.ref), \(entry.country), 'task', \(task.id), \(entry.agency), \(Array(entry.agencies).sorted()),
+                    daterange(\(PostgresDate(iso: period.start.iso)!), \(PostgresDate(iso: period.end.iso)!), '[]'),
+                    \(Array(entry.sectors).sorted()), \(Array(entry.categories).sorted()), \(Array(entry.locations).sorted()),
+                    \(task.record.title), \(body(title: task.record.title, description: task.record.description)),
+                    \(Array(entry.externalIDs).sorted()), \(active))
+            """)
+    }
+}
