@@ -32,6 +32,8 @@ CREATE TABLE activities (
 
 -- One row per task or activity and country, as screening reads them.
 CREATE TABLE portfolio (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    -- A task's ref or an activity's identifier (two publishers may report the same one).
     ref text NOT NULL,
     country text NOT NULL REFERENCES countries,
     kind text NOT NULL CHECK (kind IN ('task', 'activity')),
@@ -48,7 +50,8 @@ CREATE TABLE portfolio (
     external_ids text[] NOT NULL DEFAULT '{}',
     -- Entries that ended as rejected, withdrawn or merged are no candidates.
     active boolean NOT NULL DEFAULT true,
-    PRIMARY KEY (ref, country),
+    UNIQUE (task_id, country),
+    UNIQUE (activity_id, country),
     CHECK ((kind = 'task') = (task_id IS NOT NULL) AND (kind = 'activity') = (activity_id IS NOT NULL))
 );
 
@@ -57,8 +60,6 @@ CREATE INDEX portfolio_country_period ON portfolio USING gist (country, period) 
 -- ... and a shared sector category or location.
 CREATE INDEX portfolio_categories ON portfolio USING gin (categories) WHERE active;
 CREATE INDEX portfolio_locations ON portfolio USING gin (locations) WHERE active;
-CREATE INDEX portfolio_task ON portfolio (task_id) WHERE task_id IS NOT NULL;
-CREATE INDEX portfolio_activity ON portfolio (activity_id) WHERE activity_id IS NOT NULL;
 
 -- Whose activities an overlap names, for visibility.
 ALTER TABLE task_overlaps ADD COLUMN components jsonb NOT NULL DEFAULT '{}' CHECK (jsonb_typeof(components) = 'object');

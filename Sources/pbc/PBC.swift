@@ -9,7 +9,7 @@ struct PBC: AsyncParsableCommand {
         commandName: "pbc",
         abstract: "The coordination service of a Peacebuilding Commission: intake, overlap screening, workflows, audit.",
         subcommands: [
-            Serve.self, Migrate.self, WorkflowCommand.self, AdminCommand.self,
+            Serve.self, Migrate.self, WorkflowCommand.self, AdminCommand.self, ImportCommand.self,
             Submit.self, Show.self, Tasks.self, Act.self, Comment.self,
         ]
     )
@@ -69,6 +69,7 @@ func bootstrapLogging(_ level: Logger.Level?) -> Logger {
 func exitCode(for error: Error) -> Int32 {
     switch error {
     case is NotFound: return 3
+    case is IATIFileError: return 2
     case let error as StoreError:
         switch error.code {
         case .notFound: return 3

@@ -124,6 +124,19 @@ import SystemPackage
         #expect(!log.contains(String(token.dropFirst(4))), "a token reached the log")
     }
 
+    @Test func importIATIPrintsASummaryAndIsIdempotent() async throws {
+        let fixture = TestDatabase.repositoryRoot.deletingLastPathComponent().appendingPathComponent("shared/data/iati/ebola-response-liberia-sierra-leone.xml").path
+        guard FileManager.default.fileExists(atPath: fixture), let url = try await freshDatabaseURL("cli_import") else { return }
+        let first = try await pbc(["import", "iati", fixture, "--database-url", url])
+        #expect(first.status == .exited(0), "\(first.standardError)")
+        #expect(first.standardOutput.hasPrefix("imported 100, updated 0, unchanged 0, skipped 0"))
+        let second = try await pbc(["import", "iati", fixture, "--database-url", url])
+        #expect(second.standardOutput.hasPrefix("imported 0, updated 0, unchanged 100, skipped 0"))
+        let missing = try await pbc(["import", "iati", "/nonexistent.xml", "--database-url", url])
+        #expect(missing.status == .exited(2))
+        #expect(missing.standardError == "pbc: error: /nonexistent.xml: cannot read the file\n")
+    }
+
     @Test func workflowCheckListsEveryProblemWithFileAndLine() async throws {
         let shipped = try await pbc(["workflow", "check"])
         #expect(shipped.status == .exited(0))

@@ -1,0 +1,245 @@
+import Coordination
+import Crypto
+import Foundation
+import Postgres
+import Synchronization
+
+/// What an import did.
+public struct ImportSummary: Sendable, Equatable {
+    public var imported = 0
+    public var updated = 0
+    public var unchanged = 0
+    /// Skipped activities, counted by reason.
+    public var skipped: [String: Int] = [:]
+
+    public init() {}
+    public var skippedCount: Int { skipped.values.reduce(0, +) }
+    public var total: Int { imported + updated + unchanged + skippedCount }
+}
+
+/// An activity as pbc keeps it.
+struct MappedActivity: Codable, Equatable {
+    struct Country: Codable, Equatable { var code: String; var percentage: String? }
+    struct Party: Codable, Equatable { var ref: String?; var name: String?; var role: String }
+
+    var identifier: String
+    var reportingRef: String
+    var reportingName: String?
+    var title: String
+    var description: String
+    var status: String?
+    var countries: [Country]
+    var regions: [Country]
+    var sectors: [String]
+    var categories: [String]
+    var otherSectors: [String]
+    var locations: [String]
+    var participants: [Party]
+    var start: String?
+    var end: String?
+    var budgetAmount: String?
+    var budgetCurrency: String?
+    var genderMarker: Int?
+}
+
+/// Imports activities from outside into the portfolio: they take part in
+/// screening and run no workflow. The same publisher and identifier update in place.
+public struct ActivityImporter: Sendable {
+    let pool: PostgresPool
+
+    public init(pool: PostgresPool) { self.pool = pool }
+
+    /// Maps one IATI activity, or says why it is skipped.
+    static func map(_ activity: IATIActivity) -> Result<MappedActivity, SkipReason> {
+        guard let version = activity.version, !version.hasPrefix("1.") else {
+            return .failure(SkipReason("IATI version \(activity.version ?? "unknown") is not 2.0x"))
+        }
+        guard let identifier = activity.identifier else { return .failure(SkipReason("no iati-identifier")) }
+        guard let reporting = activity.reportingOrg, let reportingRef = reporting.ref else {
+            return .failure(SkipReason("no reporting organisation identifier"))
+        }
+        func english(_ narratives: [IATIActivity.Narrative]) -> String? {
+            (narratives.first { $0.language?.lowercased().hasPrefix("en") == true } ?? narratives.first)?.text
+        }
+        guard let title = english(activity.titles) else { return .failure(SkipReason("no title")) }
+        let general = activity.descriptions.filter { $0.type == nil || $0.type == "1" }.map(\.narrative)
+        let description = english(general) ?? english(activity.descriptions.map(\.narrative)) ?? ""
+        // Actual dates before planned ones: 2 actual start, 1 planned start, 4 actual end, 3 planned end.
+        let start = activity.dates["2"] ?? activity.dates["1"]
+        let end = activity.dates["4"] ?? activity.dates["3"]
+        for date in [start, end].compactMap({ $0 }) where CalendarDate(iso: String(date.prefix(10))) == nil {
+            return .failure(SkipReason("a date that is not YYYY-MM-DD"))
+        }
+        let startDate = start.flatMap { CalendarDate(iso: String($0.prefix(10))) }
+        let endDate = end.flatMap { CalendarDate(iso: String($0.prefix(10))) }
+        if let startDate, let endDate, endDate < startDate { return .failure(SkipReason("end date before start date")) }
+        var sectors: [String] = []
+        var categories: [String] = []
+        var others: [String] = []
+        for sector in activity.sectors {
+            switch sector.vocabulary ?? "1" {
+            case "1" where sector.code.count == 5 && sector.code.allSatisfy(\.isNumber): sectors.append(sector.code)
+            case "2" where sector.code.count == 3 && sector.code.allSatisfy(\.isNumber): categories.append(sector.code)
+            default: others.append("\(sector.vocabulary ?? "1"):\(sector.code)")
+            }
+        }
+        categories = Array(Set(categories + sectors.map { String($0.prefix(3)) })).sorted()
+        // Budgets: the sum of those in the first currency named.
+        var amount = Decimal(0)
+        var currency: String?
+        for budget in activity.budgets {
+            guard let value = Decimal(string: budget.amount, locale: Locale(identifier: "en_US_POSIX")), value >= 0 else { continue }
+            let budgetCurrency = budget.currency ?? activity.defaultCurrency
+            if currency == nil { currency = budgetCurrency }
+            if budgetCurrency == currency { amount += value }
+        }
+        let roles = ["1": "funding", "2": "accountable", "4": "implementing"]
+        let participants = activity.participants.compactMap { party -> MappedActivity.Party? in
+            guard let role = party.role.flatMap({ roles[$0] }) else { return nil }
+            return MappedActivity.Party(ref: party.ref, name: english(party.names), role: role)
+        }
+        var formatted: String?
+        if let currency, currency.count == 3 {
+            var rounded = Decimal()
+            var raw = amount
+            NSDecimalRound(&rounded, &raw, 2, .plain)
+            formatted = String(format: "%.2f", NSDecimalNumber(decimal: rounded).doubleValue)
+        }
+        return .success(MappedActivity(
+            identifier: identifier, reportingRef: reportingRef, reportingName: english(reporting.names), title: title,
+            description: description, status: activity.status,
+            countries: activity.countries.map { .init(code: $0.code.uppercased(), percentage: $0.percentage) },
+            regions: activity.regions.map { .init(code: $0.code, percentage: $0.percentage) }, sectors: Array(Set(sectors)).sorted(),
+            categories: categories, otherSectors: others, locations: activity.locations, participants: participants,
+            start: startDate?.iso, end: endDate?.iso, budgetAmount: formatted, budgetCurrency: formatted == nil ? nil : currency,
+            genderMarker: activity.genderSignificance.flatMap(Int.init).flatMap { (0...3).contains($0) ? $0 : nil }))
+    }
+
+    public struct SkipReason: Error, Hashable, Sendable {
+        public let reason: String
+        init(_ reason: String) { self.reason = reason }
+    }
+
+    /// Imports every activity of the files, in order; a bad activity is skipped with its reason, a bad file stops the import.
+    public func importIATI(files: [String], progress: (@Sendable (String, Double, Int) -> Void)? = nil) async throws -> ImportSummary {
+        var summary = ImportSummary()
+        for file in files {
+            guard FileManager.default.isReadableFile(atPath: file) else { throw IATIFileError(description: "\(file): cannot read the file") }
+            var count = 0
+            let fraction = Fraction()
+            for try await activity in IATIReader.activities(in: file, progress: { fraction.value = $0 }) {
+                count += 1
+                switch Self.map(activity) {
+                case .failure(let skip):
+                    summary.skipped[skip.reason, default: 0] += 1
+                case .success(let mapped):
+                    do {
+                        switch try await store(mapped, source: URL(fileURLWithPath: file).lastPathComponent) {
+                        case .imported: summary.imported += 1
+                        case .updated: summary.updated += 1
+                        case .unchanged: summary.unchanged += 1
+                        }
+                    } catch let error as PostgresError where error.sqlState?.hasPrefix("22") == true || error.sqlState?.hasPrefix("23") == true {
+                        // The database refused this activity's values (a data or integrity error); the others go on.
+                        // Any other failure is not the activity's and stops the import.
+                        summary.skipped["refused by the database: \(error.message)", default: 0] += 1
+                    }
+                }
+                progress?(file, fraction.value, count)
+            }
+        }
+        return summary
+    }
+
+    /// The parser thread's progress, read by the importer.
+    final class Fraction: Sendable {
+        private let stored = Mutex(0.0)
+        var value: Double {
+            get { stored.withLock { $0 } }
+            set { stored.withLock { $0 = newValue } }
+        }
+    }
+
+    enum Outcome { case imported, updated, unchanged }
+
+    private func store(_ activity: MappedActivity, source: String) async throws -> Outcome {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = .sortedKeys
+        let hash = SHA256.hash(data: try encoder.encode(activity)).map { String(format: "%02x", $0) }.joined()
+        return try await pool.withTransaction { connection in
+            let agency = try await agencyID(forIATI: activity.reportingRef, name: activity.reportingName, on: connection)
+            let existing = try await connection.query(
+                "SELECT id, content_hash FROM activities WHERE reporting_agency = \(agency) AND identifier = \(activity.identifier) FOR UPDATE")
+            if let row = existing.first, try row.decode(String.self, at: 1) == hash { return .unchanged }
+            let countries = try PostgresJSONB(encoding: activity.countries)
+            let regions = try PostgresJSONB(encoding: activity.regions)
+            let others = try PostgresJSONB(encoding: activity.otherSectors)
+            let participants = try PostgresJSONB(encoding: activity.participants)
+            let start = activity.start.flatMap { PostgresDate(iso: $0) }
+            let end = activity.end.flatMap { PostgresDate(iso: $0) }
+            let budget = activity.budgetAmount.flatMap { PostgresNumeric($0) }
+            let rows = try await connection.query("""
+                INSERT INTO activities (identifier, reporting_agency, title, description, status, countries, regions, sectors,
+                                        sector_categories, other_sectors, locations, participants, period_start, period_end,
+                                        budget_amount, budget_currency, gender_marker, content_hash, source)
+                VALUES (\(activity.identifier), \(agency), \(activity.title), \(activity.description), \(activity.status), \(countries),
+                        \(regions), \(activity.sectors), \(activity.categories), \(others), \(activity.locations), \(participants),
+                        \(start), \(end), \(budget), \(activity.budgetCurrency), \(activity.genderMarker.map(Int32.init)), \(hash), \(source))
+                ON CONFLICT (reporting_agency, identifier) DO UPDATE SET
+                    title = EXCLUDED.title, description = EXCLUDED.description, status = EXCLUDED.status, countries = EXCLUDED.countries,
+                    regions = EXCLUDED.regions, sectors = EXCLUDED.sectors, sector_categories = EXCLUDED.sector_categories,
+                    other_sectors = EXCLUDED.other_sectors, locations = EXCLUDED.locations, participants = EXCLUDED.participants,
+                    period_start = EXCLUDED.period_start, period_end = EXCLUDED.period_end, budget_amount = EXCLUDED.budget_amount,
+                    budget_currency = EXCLUDED.budget_currency, gender_marker = EXCLUDED.gender_marker,
+                    content_hash = EXCLUDED.content_hash, source = EXCLUDED.source, updated_at = now()
+                RETURNING id
+                """)
+            let id = try rows.first!.decode(UUID.self, at: 0)
+            try await connection.query("DELETE FROM portfolio WHERE activity_id = \(id)")
+            if let start, let end {
+                var agencies: Set<String> = [agency]
+                let refs = activity.participants.compactMap(\.ref)
+                for row in try await connection.query("SELECT id FROM agencies WHERE iati_ref = ANY (\(refs))") {
+                    agencies.insert(try row.decode(String.self, at: 0))
+                }
+                // Cancelled activities (IATI status 5) are no candidates.
+                let active = activity.status != "5"
+                try await connection.query("""
+                    INSERT INTO portfolio (ref, country, kind, activity_id, agency, agencies, period, sectors, categories, locations,
+                                           title, body, external_ids, active)
+                    SELECT \(activity.identifier), c.code, 'activity', \(id), \(agency), \(Array(agencies).sorted()),
+                           daterange(\(start), \(end), '[]'), \(activity.sectors), \(activity.categories),
+                           \(activity.locations.map { $0.lowercased() }), \(activity.title),
+                           \(PortfolioScreener.body(title: activity.title, description: activity.description)),
+                           \(["\(activity.identifier)"]), \(active)
+                    FROM countries c WHERE c.alpha2 = ANY (\(activity.countries.map(\.code))) OR c.code = ANY (\(activity.countries.map(\.code)))
+                    ON CONFLICT (activity_id, country) DO NOTHING
+                    """)
+            }
+            return existing.isEmpty ? .imported : .updated
+        }
+    }
+
+    /// The agency that publishes under an IATI organisation identifier; an
+    /// unknown publisher becomes an agency of kind `external`.
+    private func agencyID(forIATI ref: String, name: String?, on connection: PostgresConnection) async throws -> String {
+        if let known = try await connection.query("SELECT id FROM agencies WHERE iati_ref = \(ref)").first {
+            return try known.decode(String.self, at: 0)
+        }
+        var slug = String(ref.lowercased().map { $0.isLetter || $0.isNumber ? $0 : "-" }).trimmingCharacters(in: CharacterSet(charactersIn: "-"))
+        if slug.isEmpty || !(slug.first!.isLetter || slug.first!.isNumber) { slug = "iati-\(slug)" }
+        slug = String(slug.prefix(50))
+        let suffix = SHA256.hash(data: Data(ref.utf8)).prefix(3).map { String(format: "%02x", $0) }.joined()
+        for id in [slug, "\(slug)-\(suffix)"] {
+            let inserted = try await connection.query("""
+                INSERT INTO agencies (id, name, kind, iati_ref) VALUES (\(id), \(name ?? ref), 'external', \(ref))
+                ON CONFLICT DO NOTHING RETURNING id
+                """)
+            if !inserted.isEmpty { return id }
+            if let known = try await connection.query("SELECT id FROM agencies WHERE iati_ref = \(ref)").first {
+                return try known.decode(String.self, at: 0)
+            }
+        }
+        throw PostgresError(.server, message: "cannot name an agency for IATI organisation \(ref)")
+    }
+}

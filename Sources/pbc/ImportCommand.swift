@@ -1,0 +1,62 @@
+import ArgumentParser
+import Foundation
+import Server
+import Store
+
+struct ImportCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "import", abstract: "Load activities from outside into the portfolio.", subcommands: [IATI.self])
+
+    struct IATI: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "iati", abstract: "Import IATI activity XML (2.01 to 2.03); the same publisher and identifier update in place.")
+
+        @OptionGroup var options: ServerOptions
+        @Argument(help: "IATI activity files.") var files: [String]
+
+        func validate() throws {
+            if files.isEmpty { throw ValidationError("name at least one IATI file") }
+        }
+
+        func run() async throws {
+            let files = files
+            let logger = bootstrapLogging(options.logLevel ?? .warning)
+            try await reportingErrors {
+                let configuration = try await ConfigurationLoader.load(flags: options.flags, file: options.configFile)
+                let summary = try await Application(configuration: configuration, logger: logger).withPreparedDatabase { pool in
+                    let bar = ProgressBar()
+                    defer { bar.finish() }
+                    return try await ActivityImporter(pool: pool).importIATI(files: files) { file, fraction, count in
+                        bar.show(URL(fileURLWithPath: file).lastPathComponent, fraction: fraction, count: count)
+                    }
+                }
+                print("imported \(summary.imported), updated \(summary.updated), unchanged \(summary.unchanged), skipped \(summary.skippedCount)")
+                for (reason, count) in summary.skipped.sorted(by: { ($1.value, $0.key) < ($0.value, $1.key) }) {
+                    print("  skipped \(count): \(reason)")
+                }
+            }
+        }
+    }
+}
+
+/// A one-line progress bar on standard error, drawn only on a terminal and at most ten times a second.
+final class ProgressBar: @unchecked Sendable {
+    // @unchecked: drawn from the import loop only, one call at a time.
+    private let enabled = isatty(STDERR_FILENO) == 1
+    private var last = ContinuousClock.now - .seconds(1)
+    private var drawn = false
+
+    func show(_ name: String, fraction: Double, count: Int) {
+        guard enabled, ContinuousClock.now - last >= .milliseconds(100) else { return }
+        last = .now
+        let width = 30
+        let filled = Int((fraction * Double(width)).rounded())
+        let bar = String(repeating: "#", count: filled) + String(repeating: "-", count: width - filled)
+        FileHandle.standardError.write(Data("\r\(name) [\(bar)] \(Int(fraction * 100))%  \(count) activities ".utf8))
+        drawn = true
+    }
+
+    func finish() {
+        if drawn { FileHandle.standardError.write(Data("\n".utf8)) }
+    }
+}

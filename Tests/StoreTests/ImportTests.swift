@@ -1,0 +1,107 @@
+import Coordination
+import Foundation
+import Postgres
+import Store
+import Testing
+import TestSupport
+
+/// The real IATI files in ../shared/data/iati beside the repository.
+let iatiDirectory = TestDatabase.repositoryRoot.deletingLastPathComponent().appendingPathComponent("shared/data/iati")
+let iatiFixturesPresent = FileManager.default.fileExists(atPath: iatiDirectory.appendingPathComponent("ebola-response-liberia-sierra-leone.xml").path)
+
+@Suite(.enabled(if: iatiFixturesPresent, "../shared/data/iati is absent: the IATI import tests need its real files"))
+struct ImportTests {
+    static let ebola = iatiDirectory.appendingPathComponent("ebola-response-liberia-sierra-leone.xml").path
+
+    /// The portfolio and activities as text, to compare before and after.
+    func snapshot(_ h: Harness) async throws -> [String] {
+        try await h.pool.query("""
+            SELECT a.identifier || '|' || a.reporting_agency || '|' || a.content_hash || '|' || a.updated_at::text || '|' ||
+                   coalesce((SELECT string_agg(p.country || ':' || p.period::text || ':' || p.active::text, ',' ORDER BY p.country)
+                             FROM portfolio p WHERE p.activity_id = a.id), '')
+            FROM activities a ORDER BY 1
+            """).map { try $0.decode(String.self, at: 0) }
+    }
+
+    @Test func theEbolaFileImportsOnceAndAgainChangesNothing() async throws {
+        let h = try await Harness("iati_ebola")
+        let first = try await ActivityImporter(pool: h.pool).importIATI(files: [Self.ebola])
+        // Every 2.0x activity is imported or skipped with a stated reason.
+        #expect(first.total == 100)
+        #expect(first.imported >= 90, "\(first)")
+        #expect(first.updated + first.unchanged == 0)
+        for reason in first.skipped.keys { #expect(!reason.isEmpty) }
+        let before = try await snapshot(h)
+        #expect(before.count == first.imported)
+        let second = try await ActivityImporter(pool: h.pool).importIATI(files: [Self.ebola])
+        #expect(second.imported == 0)
+        #expect(second.updated == 0)
+        #expect(second.unchanged == first.imported)
+        #expect(second.skipped == first.skipped)
+        #expect(try await snapshot(h) == before)
+        // Liberia and Sierra Leone are in the portfolio; unknown publishers became external agencies.
+        let countries = try await h.pool.query("SELECT country, count(*) FROM portfolio WHERE kind = 'activity' GROUP BY 1 ORDER BY 2 DESC")
+        let byCountry = Dictionary(uniqueKeysWithValues: try countries.map { (try $0.decode(String.self, at: 0), try $0.decode(Int.self, at: 1)) })
+        #expect((byCountry["LBR"] ?? 0) >= 20)
+        #expect((byCountry["SLE"] ?? 0) >= 15)
+        let external = try await h.pool.query("SELECT count(*) FROM agencies WHERE kind = 'external'").first!.decode(Int.self, at: 0)
+        #expect(external > 0)
+    }
+
+    @Test func aSubmissionThatDuplicatesAnImportedActivityLandsInDeconflictionNamingIt() async throws {
+        let h = try await Harness("iati_duplicate")
+        _ = try await ActivityImporter(pool: h.pool).importIATI(files: [Self.ebola])
+        // An imported Liberian health activity with sectors and a period.
+        let row = try #require(try await h.pool.query("""
+            SELECT ref, title, sectors, lower(period), upper(period) - 1 FROM portfolio
+            WHERE kind = 'activity' AND country = 'LBR' AND cardinality(sectors) > 0 AND upper(period) - lower(period) > 60
+            ORDER BY ref LIMIT 1
+            """).first)
+        let identifier = try row.decode(String.self, at: 0)
+        var duplicate = Harness.project(title: try row.decode(String.self, at: 1))
+        duplicate.country = "LBR"
+        duplicate.locations = []
+        duplicate.sectors = try row.decode([String].self, at: 2)
+        duplicate.period = Period(
+            start: CalendarDate(iso: try row.decode(PostgresDate.self, at: 3).iso)!, end: CalendarDate(iso: try row.decode(PostgresDate.self, at: 4).iso)!)
+        duplicate.participants = []
+        let (task, _) = try await h.tasks.submit(duplicate, workflow: "pbf-project", idempotencyKey: "dup", by: h.undp)
+        #expect(task.state == "deconfliction")
+        let overlaps = try await h.tasks.overlaps(of: task)
+        #expect(overlaps.contains { $0.other == identifier }, "\(overlaps.map(\.other))")
+        #expect(overlaps.allSatisfy { !$0.reasons.isEmpty })
+        // One that shares nothing with the portfolio goes to review.
+        var unrelated = Harness.project(title: "Judicial reform in Bujumbura")
+        unrelated.sectors = ["15130"]
+        unrelated.locations = ["Bujumbura"]
+        let (other, _) = try await h.tasks.submit(unrelated, workflow: "pbf-project", idempotencyKey: "other", by: h.undp)
+        #expect(other.state == "technical_review")
+    }
+
+    @Test func everyShippedFileParsesAndBadFilesAreRefusedClearly() async throws {
+        let h = try await Harness("iati_files")
+        let files = ["activity-standard-example-annotated.xml", "many-elements.xml"].map { iatiDirectory.appendingPathComponent($0).path }
+        let summary = try await ActivityImporter(pool: h.pool).importIATI(files: files)
+        #expect(summary.total == 3)
+        // many-elements.xml reports one identifier twice: the second is an update, not a second activity.
+        #expect(summary.imported == 2, "\(summary)")
+        #expect(summary.updated + summary.unchanged == 1)
+
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("pbc-iati-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        let broken = directory.appendingPathComponent("broken.xml")
+        try "<iati-activities version=\"2.03\">\n<iati-activity>\n<iati-identifier>X-1</iati-identifier>\n<title><narrative>T</title>\n</iati-activities>\n"
+            .write(to: broken, atomically: true, encoding: .utf8)
+        let notWellFormed = await #expect(throws: IATIFileError.self) { _ = try await ActivityImporter(pool: h.pool).importIATI(files: [broken.path]) }
+        #expect(notWellFormed?.description.hasPrefix("\(broken.path):4:") == true, "\(String(describing: notWellFormed))")
+        #expect(notWellFormed?.description.contains("not well-formed XML (an end tag that does not match its start tag)") == true)
+        let old = directory.appendingPathComponent("old.xml")
+        try "<iati-activities version=\"1.05\"><iati-activity><iati-identifier>X-1</iati-identifier></iati-activity></iati-activities>"
+            .write(to: old, atomically: true, encoding: .utf8)
+        let refused = await #expect(throws: IATIFileError.self) { _ = try await ActivityImporter(pool: h.pool).importIATI(files: [old.path]) }
+        #expect(refused?.description.contains("IATI version 1.05 is not supported") == true)
+        let missing = await #expect(throws: IATIFileError.self) { _ = try await ActivityImporter(pool: h.pool).importIATI(files: ["/nonexistent.xml"]) }
+        #expect(missing?.description == "/nonexistent.xml: cannot read the file")
+        #expect(try await h.pool.query("SELECT count(*) FROM activities WHERE identifier = 'X-1'").first!.decode(Int.self, at: 0) == 0)
+    }
+}
