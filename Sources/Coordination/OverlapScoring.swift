@@ -82,8 +82,13 @@ public struct PortfolioEntry: Sendable, Hashable {
         self.externalIDs = externalIDs
     }
 
-    /// 3-digit DAC categories of the sectors (a 3-digit code is its own category).
-    public var categories: Set<String> { Set(sectors.map { String($0.prefix(3)) }) }
+    /// 3-digit DAC categories of 5-digit codes; any other code (a 3-digit
+    /// category, or `VOCABULARY:CODE` of another vocabulary) is its own category.
+    public var categories: Set<String> { Set(sectors.map(Self.category)) }
+
+    public static func category(of sector: String) -> String {
+        sector.count == 5 && sector.allSatisfy(\.isNumber) ? String(sector.prefix(3)) : sector
+    }
 }
 
 /// One component of a score, with why.
@@ -116,10 +121,11 @@ public enum OverlapScoring {
     ) -> (score: Double, components: [OverlapComponent]) {
         var components: [OverlapComponent] = []
         // Sectors: a shared code, else a shared category.
-        let sharedCodes = subject.sectors.intersection(candidate.sectors).filter { $0.count == 5 }.sorted()
-        let sharedCategories = subject.categories.intersection(candidate.categories).sorted()
+        let sharedCodes = subject.sectors.intersection(candidate.sectors).filter { $0.count == 5 || $0.contains(":") }.sorted()
+        let sharedCategories = subject.categories.intersection(candidate.categories).filter { !$0.contains(":") }.sorted()
         if !sharedCodes.isEmpty {
-            components.append(OverlapComponent(name: "sector", score: 1, reason: "same sector \(sharedCodes.joined(separator: ", "))"))
+            let named = sharedCodes.map { $0.contains(":") ? "\($0.split(separator: ":")[1]) (vocabulary \($0.split(separator: ":")[0]))" : $0 }
+            components.append(OverlapComponent(name: "sector", score: 1, reason: "same sector \(named.joined(separator: ", "))"))
         } else if !sharedCategories.isEmpty {
             components.append(OverlapComponent(name: "sector", score: 0.6, reason: "same sector category \(sharedCategories.joined(separator: ", "))"))
         } else {

@@ -131,7 +131,7 @@ public struct Application: Sendable {
         return try ExchangeRates.load(yaml: String(decoding: data, as: UTF8.self), file: url.path)
     }
 
-    func loadOverlapConfiguration() throws -> OverlapConfiguration {
+    public func loadOverlapConfiguration() throws -> OverlapConfiguration {
         let url = configURL.appendingPathComponent("overlap.yaml")
         guard let data = FileManager.default.contents(atPath: url.path) else {
             throw ConfigError(file: url.path, line: nil, message: "cannot read the overlap configuration")

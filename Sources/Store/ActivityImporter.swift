@@ -208,7 +208,8 @@ public struct ActivityImporter: Sendable {
                     INSERT INTO portfolio (ref, country, kind, activity_id, agency, agencies, period, sectors, categories, locations,
                                            title, body, external_ids, active)
                     SELECT \(activity.identifier), c.code, 'activity', \(id), \(agency), \(Array(agencies).sorted()),
-                           daterange(\(start), \(end), '[]'), \(activity.sectors), \(activity.categories),
+                           daterange(\(start), \(end), '[]'), \(activity.sectors + activity.otherSectors),
+                           \(Array(Set(activity.categories + activity.otherSectors)).sorted()),
                            \(activity.locations.map { $0.lowercased() }), \(activity.title),
                            \(PortfolioScreener.body(title: activity.title, description: activity.description)),
                            \(["\(activity.identifier)"]), \(active)

@@ -9,7 +9,7 @@ struct PBC: AsyncParsableCommand {
         commandName: "pbc",
         abstract: "The coordination service of a Peacebuilding Commission: intake, overlap screening, workflows, audit.",
         subcommands: [
-            Serve.self, Migrate.self, WorkflowCommand.self, AdminCommand.self, ImportCommand.self,
+            Serve.self, Migrate.self, WorkflowCommand.self, AdminCommand.self, ImportCommand.self, OverlapsCommand.self,
             Submit.self, Show.self, Tasks.self, Act.self, Comment.self,
         ]
     )

@@ -87,6 +87,15 @@ import Testing
         }
     }
 
+    @Test func codesOfOtherVocabulariesMatchOnlyTheSameVocabulary() {
+        let ntee = entry("a", sectors: ["5:E99"], locations: [])
+        #expect(OverlapScoring.isCandidate(ntee, entry("b", sectors: ["5:E99"], locations: []), configuration: configuration))
+        #expect(!OverlapScoring.isCandidate(ntee, entry("c", sectors: ["99:E99"], locations: []), configuration: configuration))
+        #expect(!OverlapScoring.isCandidate(ntee, entry("d", sectors: ["12250"], locations: []), configuration: configuration))
+        let (_, components) = OverlapScoring.score(ntee, entry("b", sectors: ["5:E99"], locations: []), textSimilarity: 0, configuration: configuration)
+        #expect(components.first?.reason == "same sector E99 (vocabulary 5)")
+    }
+
     @Test func theShippedConfigurationLoads() throws {
         let text = try String(contentsOf: Fixtures.root.appendingPathComponent("Config/overlap.yaml"), encoding: .utf8)
         let loaded = try OverlapConfiguration.load(yaml: text, file: "overlap.yaml")

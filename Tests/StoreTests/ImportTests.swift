@@ -78,6 +78,29 @@ struct ImportTests {
         #expect(other.state == "technical_review")
     }
 
+    @Test func theScanFindsTheOverlappingEbolaProgramsInLiberiaAndSierraLeoneAndExplainsEach() async throws {
+        let h = try await Harness("iati_scan")
+        _ = try await ActivityImporter(pool: h.pool).importIATI(files: [Self.ebola])
+        let scan = PortfolioScan(pool: h.pool, configuration: OverlapConfiguration())
+        let clusters = try await scan.scan()
+        let countries = Set(clusters.map(\.country))
+        #expect(countries.isSuperset(of: ["LBR", "SLE"]), "\(countries)")
+        let liberia = try #require(clusters.first { $0.country == "LBR" })
+        #expect(liberia.members.count >= 5)
+        #expect(liberia.members.allSatisfy { $0.title.localizedCaseInsensitiveContains("ebola") || $0.title.localizedCaseInsensitiveContains("liberia") })
+        for cluster in clusters {
+            for pair in cluster.pairs {
+                #expect(pair.score >= 0.5 && pair.score <= 1)
+                #expect(pair.reasons.count == 5)
+                #expect(pair.reasons.first?.hasPrefix("sector ") == true)
+                #expect(Set(cluster.members.map(\.ref)).isSuperset(of: [pair.first, pair.second]))
+            }
+        }
+        let onlySierraLeone = try await scan.scan(country: "SL")
+        #expect(!onlySierraLeone.isEmpty)
+        #expect(onlySierraLeone.allSatisfy { $0.country == "SLE" })
+    }
+
     @Test func everyShippedFileParsesAndBadFilesAreRefusedClearly() async throws {
         let h = try await Harness("iati_files")
         let files = ["activity-standard-example-annotated.xml", "many-elements.xml"].map { iatiDirectory.appendingPathComponent($0).path }
