@@ -117,6 +117,9 @@ public struct Methods: Sendable {
         case "task.update": return try await taskUpdate(request.params, principal)
         case "task.history": return try await taskHistory(request.params, principal)
         case "task.comment": return try await taskComment(request.params, principal)
+        case "overlap.check": return try await overlapCheck(request.params, principal)
+        case "overlap.list": return try await overlapList(request.params, principal)
+        case "overlap.resolve": return try await overlapResolve(request.params, principal)
         default:
             throw RPCError(code: .methodNotFound, message: "no method named \(request.method)")
         }
@@ -437,6 +440,88 @@ public struct Methods: Sendable {
     private func taskComment(_ params: JSONValue?, _ principal: Principal) async throws -> JSONValue {
         let comment = try ParamsDecoder.decode(CommentParams.self, from: params)
         return .object(["event": Wire.event(try await tasks.comment(comment.task, text: comment.comment, by: principal))])
+    }
+}
+
+extension Methods {
+    // MARK: Overlaps
+
+    struct CheckParams: MethodParams {
+        static let names: Set<String> = ["title", "description", "leadAgency", "participants", "country", "locations", "sectors", "period", "externalRefs"]
+        let title: String
+        let description: String?
+        let leadAgency: String
+        let participants: [Participant]?
+        let country: String
+        let locations: [String]?
+        let sectors: [String]?
+        let period: WirePeriod
+        let externalRefs: [String: String]?
+    }
+
+    func overlapCheck(_ params: JSONValue?, _ principal: Principal) async throws -> JSONValue {
+        let check = try ParamsDecoder.decode(CheckParams.self, from: params)
+        let draft = TaskRecord(
+            state: "", title: check.title, description: check.description ?? "", leadAgency: check.leadAgency,
+            participants: check.participants ?? [], country: check.country, locations: check.locations ?? [], sectors: check.sectors ?? [],
+            period: check.period.period, externalRefs: check.externalRefs ?? [:])
+        let views = try await tasks.checkOverlaps(draft, as: principal)
+        return .object(["overlaps": .array(views.map { view in
+            guard case .object(var object) = Wire.overlap(view) else { return .null }
+            object["id"] = nil
+            object["task"] = nil
+            object["status"] = nil
+            object["resolution"] = nil
+            return .object(object)
+        })])
+    }
+
+    struct OverlapListParams: MethodParams {
+        static let names: Set<String> = ["task", "status", "limit"]
+        let task: String?
+        let status: String?
+        let limit: Int?
+    }
+
+    func overlapList(_ params: JSONValue?, _ principal: Principal) async throws -> JSONValue {
+        let list = try ParamsDecoder.decode(OverlapListParams.self, from: params)
+        if let status = list.status, !["open", "resolved"].contains(status) {
+            throw ParamsDecoder.invalid("status must be open or resolved", parameter: "status")
+        }
+        if let limit = list.limit, !(1...500).contains(limit) { throw ParamsDecoder.invalid("limit must be between 1 and 500", parameter: "limit") }
+        let views = try await tasks.listOverlaps(task: list.task, status: list.status ?? "open", limit: list.limit ?? 100, as: principal)
+        return .object(["items": .array(views.map(Wire.overlap)), "nextCursor": .null])
+    }
+
+    struct ResolveParams: MethodParams {
+        static let names: Set<String> = ["overlap", "resolution", "leadAgency", "survivor", "task", "period", "comment"]
+        let overlap: UUID
+        let resolution: String
+        let leadAgency: String?
+        let survivor: String?
+        let task: String?
+        let period: WirePeriod?
+        let comment: String?
+    }
+
+    func overlapResolve(_ params: JSONValue?, _ principal: Principal) async throws -> JSONValue {
+        let resolve = try ParamsDecoder.decode(ResolveParams.self, from: params)
+        func required<Value>(_ value: Value?, _ name: String) throws -> Value {
+            guard let value else { throw ParamsDecoder.invalid("resolution \(resolve.resolution) needs \(name)", parameter: name) }
+            return value
+        }
+        let resolution: Resolution
+        switch resolve.resolution {
+        case "distinct": resolution = .distinct
+        case "coordinate": resolution = .coordinate(lead: try required(resolve.leadAgency, "leadAgency"))
+        case "merge": resolution = .merge(survivor: try required(resolve.survivor, "survivor"))
+        case "sequence": resolution = .sequence(task: try required(resolve.task, "task"), period: try required(resolve.period, "period").period)
+        case "withdraw": resolution = .withdraw(task: try required(resolve.task, "task"))
+        default:
+            throw ParamsDecoder.invalid("resolution must be distinct, coordinate, merge, sequence or withdraw", parameter: "resolution")
+        }
+        let view = try await tasks.resolveOverlap(resolve.overlap, as: resolution, comment: resolve.comment, by: principal)
+        return .object(["overlap": Wire.overlap(view)])
     }
 }
 

@@ -74,6 +74,27 @@ enum Wire {
         ])
     }
 
+    /// An overlap with, of the other entry, only what is needed to talk about it.
+    static func overlap(_ view: OverlapView) -> JSONValue {
+        .object([
+            "id": .string(view.id.uuidString.lowercased()),
+            "task": .string(view.taskRef),
+            "other": .object([
+                "ref": .string(view.other.ref),
+                "kind": .string(view.other.kind),
+                "title": .string(view.other.title),
+                "leadAgency": .string(view.other.leadAgency),
+                "country": .string(view.other.country),
+                "sectors": .array(view.other.sectors.map(JSONValue.string)),
+                "period": .object(["start": .string(view.other.start), "end": .string(view.other.end)]),
+            ]),
+            "score": .double(view.score),
+            "reasons": .array(view.reasons.map(JSONValue.string)),
+            "status": .string(view.status),
+            "resolution": optional(view.resolution),
+        ])
+    }
+
     static func workflow(_ workflow: WorkflowDefinition) -> JSONValue {
         .object([
             "name": .string(workflow.name),

@@ -12,7 +12,8 @@ final class ServerMetrics: Sendable {
     /// client cannot grow the registry by inventing names.
     static let knownMethods: Set<String> = [
         "ping", "session.hello", "agency.list", "country.list", "sector.list", "workflow.list", "workflow.get", "task.create",
-        "task.submit", "task.get", "task.list", "task.act", "task.update", "task.history", "task.comment",
+        "task.submit", "task.get", "task.list", "task.act", "task.update", "task.history", "task.comment", "overlap.check", "overlap.list",
+        "overlap.resolve",
     ]
 
     init() {

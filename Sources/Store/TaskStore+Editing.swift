@@ -168,6 +168,10 @@ extension TaskStore {
             try await notify(on: connection)
             task = try await load(task.id.uuidString, visibleTo: nil, forUpdate: false, on: connection)!
             try await PortfolioScreener.record(task, on: connection)
+            // An edit of dates, country, sectors or locations is screened again.
+            if !Set(changes.names).isDisjoint(with: ["period", "country", "sectors", "locations"]) {
+                try await rescreen(task, on: connection)
+            }
             return task
         }
     }

@@ -1,0 +1,262 @@
+import Coordination
+import Foundation
+import Postgres
+
+/// An overlap as the caller may see it: of the other entry only what is
+/// needed to talk (ref, title, lead agency, country, sectors, period).
+public struct OverlapView: Sendable, Hashable {
+    public var id: UUID
+    public var taskRef: String
+    public var other: OtherEntry
+    public var score: Double
+    public var reasons: [String]
+    public var status: String
+    public var resolution: String?
+
+    public struct OtherEntry: Sendable, Hashable {
+        public var ref: String
+        public var kind: String
+        public var title: String
+        public var leadAgency: String
+        public var country: String
+        public var sectors: [String]
+        public var start: String
+        public var end: String
+    }
+}
+
+/// The resolutions of SPEC section 4.
+public enum Resolution: Sendable, Hashable {
+    /// The two are different programs.
+    case distinct
+    /// Both go on, linked, with one lead agency.
+    case coordinate(lead: String)
+    /// `survivor` absorbs the other task's participants; the other ends as merged.
+    case merge(survivor: String)
+    /// One task's period moves so that they follow each other; it is screened again.
+    case sequence(task: String, period: Period)
+    /// One task is withdrawn.
+    case withdraw(task: String)
+
+    public var name: String {
+        switch self {
+        case .distinct: "distinct"
+        case .coordinate: "coordinate"
+        case .merge: "merge"
+        case .sequence: "sequence"
+        case .withdraw: "withdraw"
+        }
+    }
+}
+
+extension TaskStore {
+    /// Screens a draft as submission would, and stores nothing.
+    public func checkOverlaps(_ draft: TaskRecord, as principal: Principal) async throws -> [OverlapView] {
+        try await pool.withConnection { connection in
+            var task = draft
+            try await checkValues(&task, on: connection)
+            guard let country = task.country, task.period != nil else {
+                throw StoreError.validation([FieldError("country", "screening needs a country and a period")])
+            }
+            let findings = try await makeScreener(connection, "(draft)").screen(task)
+            var views: [OverlapView] = []
+            for finding in findings {
+                if let other = try await otherEntry(finding.other, country: country, on: connection) {
+                    views.append(OverlapView(
+                        id: UUID(), taskRef: "(draft)", other: other, score: finding.score, reasons: finding.reasons, status: "open", resolution: nil))
+                }
+            }
+            return views
+        }
+    }
+
+    /// Overlaps of the tasks `principal` may see, open ones by default.
+    public func listOverlaps(task key: String?, status: String?, limit: Int, as principal: Principal) async throws -> [OverlapView] {
+        let restricted = principal.role == .liaison
+        let own = restricted ? principal.agency : nil
+        let taskID: UUID?
+        if let key {
+            taskID = try await get(key, as: principal).id
+        } else {
+            taskID = nil
+        }
+        return try await pool.withConnection { connection in
+            let rows = try await connection.query("""
+                SELECT o.id, t.ref, t.country, o.other_ref, o.score, o.reasons, o.status, o.resolution
+                FROM task_overlaps o JOIN tasks t ON t.id = o.task_id
+                WHERE (\(taskID)::uuid IS NULL OR o.task_id = \(taskID))
+                  AND (\(status)::text IS NULL OR o.status = \(status))
+                  AND (NOT \(restricted) OR t.lead_agency = \(own)
+                       OR EXISTS (SELECT 1 FROM task_participants p WHERE p.task_id = t.id AND p.agency = \(own)))
+                ORDER BY o.detected_at, o.id
+                LIMIT \(max(1, min(limit, 500)))
+                """)
+            var views: [OverlapView] = []
+            for row in rows {
+                let country = try row.decode(String?.self, "country") ?? ""
+                guard let other = try await otherEntry(try row.decode(String.self, "other_ref"), country: country, on: connection) else { continue }
+                views.append(OverlapView(
+                    id: try row.decode(UUID.self, "id"), taskRef: try row.decode(String.self, "ref"), other: other,
+                    score: try row.decode(Double.self, "score"), reasons: try row.decode(PostgresJSONB.self, "reasons").decode([String].self),
+                    status: try row.decode(String.self, "status"), resolution: try row.decode(String?.self, "resolution")))
+            }
+            return views
+        }
+    }
+
+    /// Of the other entry, only what is needed to talk about the overlap.
+    private func otherEntry(_ ref: String, country: String, on connection: PostgresConnection) async throws -> OverlapView.OtherEntry? {
+        let rows = try await connection.query("""
+            SELECT ref, kind, title, agency, country, sectors, lower(period)::text, (upper(period) - 1)::text
+            FROM portfolio WHERE ref = \(ref) AND country = \(country) LIMIT 1
+            """)
+        guard let row = rows.first else { return nil }
+        return OverlapView.OtherEntry(
+            ref: try row.decode(String.self, at: 0), kind: try row.decode(String.self, at: 1), title: try row.decode(String.self, at: 2),
+            leadAgency: try row.decode(String.self, at: 3), country: try row.decode(String.self, at: 4),
+            sectors: try row.decode([String].self, at: 5), start: try row.decode(String.self, at: 6), end: try row.decode(String.self, at: 7))
+    }
+
+    /// Resolves an open overlap, with its effects, in one transaction. A
+    /// coordinator (or admin) resolves; resolving twice is a conflict.
+    public func resolveOverlap(
+        _ id: UUID, as resolution: Resolution, comment: String?, by principal: Principal
+    ) async throws -> OverlapView {
+        guard [.coordinator, .admin].contains(principal.role) else {
+            throw StoreError(.forbidden, "coordinators resolve overlaps")
+        }
+        return try await pool.withTransaction { connection in
+            let rows = try await connection.query("""
+                SELECT o.status, o.other_ref, t.ref, t.id FROM task_overlaps o JOIN tasks t ON t.id = o.task_id WHERE o.id = \(id) FOR UPDATE OF o
+                """)
+            guard let row = rows.first else { throw StoreError(.notFound, "no overlap \(id.uuidString.lowercased())") }
+            guard try row.decode(String.self, at: 0) == "open" else {
+                throw StoreError(.conflict, "overlap \(id.uuidString.lowercased()) is resolved already")
+            }
+            let otherRef = try row.decode(String.self, at: 1)
+            let taskRef = try row.decode(String.self, at: 2)
+            let pair = [taskRef, otherRef]
+            var data: [String: String] = [:]
+            switch resolution {
+            case .distinct:
+                break
+            case .coordinate(let lead):
+                guard try await connection.query("SELECT 1 FROM agencies WHERE id = \(lead)").count == 1 else {
+                    throw StoreError.validation([FieldError("leadAgency", "unknown agency \(lead)")])
+                }
+                data["leadAgency"] = lead
+            case .merge(let survivor):
+                guard pair.contains(survivor) else {
+                    throw StoreError.validation([FieldError("survivor", "must be \(taskRef) or \(otherRef)")])
+                }
+                let absorbed = survivor == taskRef ? otherRef : taskRef
+                guard let from = try await load(absorbed, visibleTo: nil, forUpdate: true, on: connection),
+                    let into = try await load(survivor, visibleTo: nil, forUpdate: true, on: connection)
+                else { throw StoreError.validation([FieldError("survivor", "both sides of a merge must be tasks")]) }
+                let moved = Set(from.record.participants + [Participant(agency: from.record.leadAgency, role: .implementing)])
+                    .filter { !into.record.participants.contains($0) && $0.agency != into.record.leadAgency }
+                for participant in moved.sorted(by: { ($0.agency, $0.role.rawValue) < ($1.agency, $1.role.rawValue) }) {
+                    try await connection.query(
+                        "INSERT INTO task_participants (task_id, agency, role) VALUES (\(into.id), \(participant.agency), \(participant.role.rawValue)) ON CONFLICT DO NOTHING")
+                }
+                try await end(from, as: "merged", action: "merge", comment: comment, by: principal, on: connection)
+                try await bump(into, event: "task.updated", data: ["changed": "participants", "absorbed": absorbed], by: principal, on: connection)
+                data["survivor"] = survivor
+                data["absorbed"] = absorbed
+            case .sequence(let ref, let period):
+                guard pair.contains(ref), var task = try await load(ref, visibleTo: nil, forUpdate: true, on: connection) else {
+                    throw StoreError.validation([FieldError("task", "must be the task \(taskRef)\(otherRef.hasPrefix("PBC-") ? " or \(otherRef)" : "")")])
+                }
+                guard period.start <= period.end else { throw StoreError.validation([FieldError("period", "end is before start")]) }
+                try await connection.query("""
+                    UPDATE tasks SET period_start = \(PostgresDate(iso: period.start.iso)!), period_end = \(PostgresDate(iso: period.end.iso)!),
+                        version = version + 1, updated_at = now() WHERE id = \(task.id)
+                    """)
+                task.record.period = period
+                try await connection.query("""
+                    INSERT INTO events (task_id, actor, actor_name, type, data)
+                    VALUES (\(task.id), \(principal.id), \(principal.name), 'task.updated', jsonb_build_object('changed', ARRAY['period']))
+                    """)
+                task = try await load(task.id.uuidString, visibleTo: nil, forUpdate: false, on: connection)!
+                try await PortfolioScreener.record(task, on: connection)
+                try await rescreen(task, excluding: pair, on: connection)
+                data["task"] = ref
+                data["period"] = "\(period.start.iso)/\(period.end.iso)"
+            case .withdraw(let ref):
+                guard pair.contains(ref), let task = try await load(ref, visibleTo: nil, forUpdate: true, on: connection) else {
+                    throw StoreError.validation([FieldError("task", "must be the task \(taskRef)\(otherRef.hasPrefix("PBC-") ? " or \(otherRef)" : "")")])
+                }
+                try await end(task, as: "withdrawn", action: "withdraw", comment: comment, by: principal, on: connection)
+                data["task"] = ref
+            }
+            let resolutionData = try PostgresJSONB(encoding: data)
+            // Both directions of the pair are resolved together.
+            try await connection.query("""
+                UPDATE task_overlaps o SET status = 'resolved', resolution = \(resolution.name), resolution_data = \(resolutionData),
+                    resolved_by = \(principal.id), resolved_at = now()
+                FROM tasks t
+                WHERE t.id = o.task_id AND o.status = 'open'
+                  AND ((t.ref = \(taskRef) AND o.other_ref = \(otherRef)) OR (t.ref = \(otherRef) AND o.other_ref = \(taskRef)))
+                """)
+            try await connection.query("""
+                INSERT INTO events (task_id, actor, actor_name, type, comment, data)
+                SELECT id, \(principal.id), \(principal.name), 'overlap.resolved', \(comment),
+                       jsonb_build_object('overlap', \(id.uuidString.lowercased())::text, 'resolution', \(resolution.name)::text,
+                                          'other', CASE WHEN ref = \(taskRef) THEN \(otherRef) ELSE \(taskRef) END) || \(resolutionData)::jsonb
+                FROM tasks WHERE ref = ANY (\(pair))
+                """)
+            try await notify(on: connection)
+            let views = try await connection.query("SELECT o.score, o.reasons, t.country FROM task_overlaps o JOIN tasks t ON t.id = o.task_id WHERE o.id = \(id)")
+            let view = views.first!
+            let other = try await otherEntry(otherRef, country: try view.decode(String?.self, at: 2) ?? "", on: connection)
+                ?? OverlapView.OtherEntry(ref: otherRef, kind: "unknown", title: "", leadAgency: "", country: "", sectors: [], start: "", end: "")
+            return OverlapView(
+                id: id, taskRef: taskRef, other: other, score: try view.decode(Double.self, at: 0),
+                reasons: try view.decode(PostgresJSONB.self, at: 1).decode([String].self), status: "resolved", resolution: resolution.name)
+        }
+    }
+
+    /// Ends a task outside its workflow's actions (merged, or withdrawn by a resolution), with its event.
+    private func end(_ task: StoredTask, as state: String, action: String, comment: String?, by principal: Principal, on connection: PostgresConnection) async throws {
+        guard workflows.definition(task.workflow, version: task.workflowVersion)?.state(task.state)?.kind != .terminal else {
+            throw StoreError(.refused, "task \(task.ref) is \(task.state) already", state: task.state)
+        }
+        try await connection.query("""
+            UPDATE tasks SET state = \(state), queue = NULL, due_at = NULL, version = version + 1, updated_at = now() WHERE id = \(task.id)
+            """)
+        try await connection.query("""
+            INSERT INTO events (task_id, actor, actor_name, type, action, from_state, to_state, comment)
+            VALUES (\(task.id), \(principal.id), \(principal.name), 'task.transitioned', \(action), \(task.state), \(state), \(comment))
+            """)
+        try await PortfolioScreener.record(try await load(task.id.uuidString, visibleTo: nil, forUpdate: false, on: connection)!, on: connection)
+    }
+
+    private func bump(_ task: StoredTask, event: String, data: [String: String], by principal: Principal, on connection: PostgresConnection) async throws {
+        try await connection.query("UPDATE tasks SET version = version + 1, updated_at = now() WHERE id = \(task.id)")
+        try await connection.query("""
+            INSERT INTO events (task_id, actor, actor_name, type, data) VALUES (\(task.id), \(principal.id), \(principal.name), \(event), \(try PostgresJSONB(encoding: data)))
+            """)
+        try await PortfolioScreener.record(try await load(task.id.uuidString, visibleTo: nil, forUpdate: false, on: connection)!, on: connection)
+    }
+
+    /// Screens a task again after a change of its dates, country, sectors or
+    /// locations; new overlaps are stored with their events (the pair just
+    /// resolved is left alone).
+    func rescreen(_ task: StoredTask, excluding pair: [String] = [], on connection: PostgresConnection) async throws {
+        let findings = try await makeScreener(connection, task.ref).screen(task.record)
+        for finding in findings where !pair.contains(finding.other) {
+            let reasons = try PostgresJSONB(encoding: finding.reasons)
+            let inserted = try await connection.query("""
+                INSERT INTO task_overlaps (task_id, other_ref, score, reasons) VALUES (\(task.id), \(finding.other), \(finding.score), \(reasons))
+                ON CONFLICT (task_id, other_ref) DO NOTHING RETURNING id
+                """)
+            if !inserted.isEmpty {
+                try await connection.query("""
+                    INSERT INTO events (task_id, actor_name, type, data)
+                    VALUES (\(task.id), 'system', 'overlap.detected',
+                            jsonb_build_object('other', \(finding.other)::text, 'score', \(finding.score)::float8, 'reasons', \(reasons)::jsonb))
+                    """)
+            }
+        }
+    }
+}

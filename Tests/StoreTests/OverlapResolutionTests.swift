@@ -1,0 +1,130 @@
+import Coordination
+import Foundation
+import Postgres
+import Store
+import Testing
+import TestSupport
+
+@Suite struct OverlapResolutionTests {
+    /// Two agencies submit much the same program: the second lands in deconfliction with one open overlap.
+    func twoOverlapping(_ h: Harness) async throws -> (first: StoredTask, second: StoredTask, overlap: OverlapView) {
+        let (first, _) = try await h.tasks.submit(Harness.project(), workflow: "pbf-project", idempotencyKey: "a", by: h.undp)
+        var similar = Harness.project(title: "Youth and women in local peace committees, Gitega")
+        similar.leadAgency = "unicef"
+        similar.participants = [Participant(agency: "unwomen", role: .implementing)]
+        let (second, _) = try await h.tasks.submit(similar, workflow: "pbf-project", idempotencyKey: "b", by: h.unicef)
+        #expect(second.state == "deconfliction")
+        let overlap = try #require(try await h.tasks.listOverlaps(task: second.ref, status: "open", limit: 10, as: h.coordinator).first)
+        return (first, second, overlap)
+    }
+
+    @Test func aDryRunStoresNothing() async throws {
+        let h = try await Harness("overlap_check")
+        _ = try await h.tasks.submit(Harness.project(), workflow: "pbf-project", idempotencyKey: "a", by: h.undp)
+        let before = try await h.pool.query("SELECT (SELECT count(*) FROM tasks) + (SELECT count(*) FROM task_overlaps) + (SELECT count(*) FROM events)").first!.decode(Int.self, at: 0)
+        var draft = Harness.project(title: "Peace committees for youth")
+        draft.leadAgency = "unicef"
+        let views = try await h.tasks.checkOverlaps(draft, as: h.unicef)
+        #expect(views.count == 1)
+        #expect(views.first?.other.leadAgency == "undp")
+        #expect(views.first?.other.title == "Youth and women in local peace committees")
+        let after = try await h.pool.query("SELECT (SELECT count(*) FROM tasks) + (SELECT count(*) FROM task_overlaps) + (SELECT count(*) FROM events)").first!.decode(Int.self, at: 0)
+        #expect(after == before)
+    }
+
+    @Test func liaisonsSeeEnoughOfTheOtherTaskToTalkAndNothingMore() async throws {
+        let h = try await Harness("overlap_visibility")
+        let (first, second, _) = try await twoOverlapping(h)
+        let seen = try await h.tasks.listOverlaps(task: second.ref, status: "open", limit: 10, as: h.unicef)
+        let other = try #require(seen.first?.other)
+        #expect(other.ref == first.ref)
+        #expect(other.title == first.record.title)
+        #expect(other.leadAgency == "undp")
+        #expect(other.country == "BDI")
+        #expect(other.sectors == ["15180", "15220"])
+        #expect(other.start == "2027-01-01")
+        // The full task stays out of reach.
+        await #expect(throws: StoreError.self) { _ = try await h.tasks.get(first.ref, as: h.wfp) }
+        // A liaison of neither agency sees no overlap at all.
+        #expect(try await h.tasks.listOverlaps(task: nil, status: nil, limit: 10, as: h.wfp).isEmpty)
+    }
+
+    @Test func distinctDismissesAndResolvingTwiceIsAConflict() async throws {
+        let h = try await Harness("overlap_distinct")
+        let (_, second, overlap) = try await twoOverlapping(h)
+        let liaison = await #expect(throws: StoreError.self) { _ = try await h.tasks.resolveOverlap(overlap.id, as: .distinct, comment: nil, by: h.unicef) }
+        #expect(liaison?.code == .forbidden)
+        let resolved = try await h.tasks.resolveOverlap(overlap.id, as: .distinct, comment: "Different target groups", by: h.coordinator)
+        #expect(resolved.status == "resolved")
+        #expect(resolved.resolution == "distinct")
+        let twice = await #expect(throws: StoreError.self) { _ = try await h.tasks.resolveOverlap(overlap.id, as: .distinct, comment: nil, by: h.coordinator) }
+        #expect(twice?.code == .conflict)
+        // With nothing open, deconfliction can be declared done.
+        let current = try await h.tasks.get(second.ref, as: h.coordinator)
+        let reviewed = try await h.tasks.act(second.ref, action: "deconflicted", expectedVersion: current.version, by: h.coordinator)
+        #expect(reviewed.state == "technical_review")
+        let history = try await h.tasks.history(second.ref, as: h.coordinator)
+        #expect(history.contains { $0.type == "overlap.resolved" && $0.comment == "Different target groups" })
+        #expect(try await h.invariantViolations() == [])
+    }
+
+    @Test func mergeMovesParticipantsAndEndsTheAbsorbedTaskAsMerged() async throws {
+        let h = try await Harness("overlap_merge")
+        let (first, second, overlap) = try await twoOverlapping(h)
+        _ = try await h.tasks.resolveOverlap(overlap.id, as: .merge(survivor: first.ref), comment: "One program", by: h.coordinator)
+        let absorbed = try await h.tasks.get(second.ref, as: h.coordinator)
+        #expect(absorbed.state == "merged")
+        let survivor = try await h.tasks.get(first.ref, as: h.coordinator)
+        #expect(Set(survivor.record.participants.map(\.agency)).isSuperset(of: ["unicef", "unwomen"]))
+        // A merged task is no candidate any more.
+        var again = Harness.project(title: "Youth and women in local peace committees, Gitega")
+        again.leadAgency = "wfp"
+        again.participants = []
+        let views = try await h.tasks.checkOverlaps(again, as: h.wfp)
+        #expect(views.map(\.other.ref) == [first.ref])
+        #expect(try await h.invariantViolations() == [])
+    }
+
+    @Test func sequenceMovesAPeriodAndScreensAgain() async throws {
+        let h = try await Harness("overlap_sequence")
+        let (_, second, overlap) = try await twoOverlapping(h)
+        let later = Period(start: CalendarDate(iso: "2029-01-01")!, end: CalendarDate(iso: "2029-12-31")!)
+        _ = try await h.tasks.resolveOverlap(overlap.id, as: .sequence(task: second.ref, period: later), comment: nil, by: h.coordinator)
+        let moved = try await h.tasks.get(second.ref, as: h.coordinator)
+        #expect(moved.record.period == later)
+        #expect(try await h.tasks.listOverlaps(task: second.ref, status: "open", limit: 10, as: h.coordinator).isEmpty)
+        let bad = await #expect(throws: StoreError.self) {
+            _ = try await h.tasks.resolveOverlap(overlap.id, as: .withdraw(task: "PBC-1999-000001"), comment: nil, by: h.coordinator)
+        }
+        #expect(bad?.code == .conflict)  // resolved already: nothing else happens
+    }
+
+    @Test func withdrawAndCoordinate() async throws {
+        let h = try await Harness("overlap_withdraw")
+        let (_, second, overlap) = try await twoOverlapping(h)
+        let unknown = await #expect(throws: StoreError.self) {
+            _ = try await h.tasks.resolveOverlap(overlap.id, as: .coordinate(lead: "nobody"), comment: nil, by: h.coordinator)
+        }
+        #expect(unknown?.code == .validation)
+        _ = try await h.tasks.resolveOverlap(overlap.id, as: .withdraw(task: second.ref), comment: "Duplicate", by: h.coordinator)
+        #expect(try await h.tasks.get(second.ref, as: h.coordinator).state == "withdrawn")
+        #expect(try await h.invariantViolations() == [])
+    }
+
+    @Test func anEditOfDatesOrPlacesIsScreenedAgain() async throws {
+        let h = try await Harness("overlap_update")
+        let (first, _) = try await h.tasks.submit(Harness.project(), workflow: "pbf-project", idempotencyKey: "a", by: h.undp)
+        var elsewhere = Harness.project(title: "Youth and women in local peace committees")
+        elsewhere.leadAgency = "unicef"
+        elsewhere.participants = []
+        elsewhere.country = "LBR"
+        let (other, _) = try await h.tasks.submit(elsewhere, workflow: "pbf-project", idempotencyKey: "b", by: h.unicef)
+        #expect(other.state == "technical_review")
+        var move = TaskChanges()
+        move.country = "BDI"
+        let moved = try await h.tasks.update(other.ref, expectedVersion: other.version, changes: move, by: h.unicef)
+        let found = try await h.tasks.listOverlaps(task: moved.ref, status: "open", limit: 10, as: h.coordinator)
+        #expect(found.map(\.other.ref) == [first.ref])
+        #expect(try await h.tasks.history(moved.ref, as: h.coordinator).contains { $0.type == "overlap.detected" })
+    }
+}
