@@ -55,14 +55,21 @@ import TestSupport
         return text.replacingOccurrences(of: "PBC-2026-", with: "PBC-\(year)-")
     }
 
-    /// `"…"` in the expected answer matches any value.
-    static func matches(_ expected: JSONValue, _ actual: JSONValue) -> Bool {
+    /// `"…"` in the expected answer matches any value; `"$name"` matches any
+    /// string and captures it, for `$name` in later requests.
+    static func matches(_ expected: JSONValue, _ actual: JSONValue, _ captured: inout [String: String]) -> Bool {
         switch (expected, actual) {
         case (.string("…"), _): return true
+        case (.string(let name), .string(let value)) where name.hasPrefix("$") && name.count > 1 && !name.contains(" "):
+            if let known = captured[name] { return known == value }
+            captured[name] = value
+            return true
+        case (.string(let text), .string(let value)) where text.contains("$"):
+            return substitute(text, captured) == value
         case (.object(let expected), .object(let actual)):
-            return Set(expected.keys) == Set(actual.keys) && expected.allSatisfy { key, value in matches(value, actual[key]!) }
+            return Set(expected.keys) == Set(actual.keys) && expected.allSatisfy { key, value in matches(value, actual[key]!, &captured) }
         case (.array(let expected), .array(let actual)):
-            return expected.count == actual.count && zip(expected, actual).allSatisfy(matches)
+            return expected.count == actual.count && zip(expected, actual).allSatisfy { matches($0, $1, &captured) }
         case (.integer(let expected), .double(let actual)):
             return Double(expected) == actual
         default:
@@ -70,17 +77,24 @@ import TestSupport
         }
     }
 
+    static func substitute(_ text: String, _ captured: [String: String]) -> String {
+        captured.keys.sorted { $0.count > $1.count }.reduce(text) { $0.replacingOccurrences(of: $1, with: captured[$1]!) }
+    }
+
+    final class CapturedValues { var values: [String: String] = [:] }
+
     @Test func everyExampleInTheProtocolDocumentHolds() async throws {
         let examples = try Self.examples()
         #expect(examples.count >= 15)
         let server = try await ServerHarness.start("protocol_doc")
+        let captured = CapturedValues()
         for example in examples {
             func replay(_ client: LineClient) async throws {
                 for (request, expected) in example.exchanges {
-                    try await client.send(raw: Self.thisYear(request) + "\n")
+                    try await client.send(raw: Self.substitute(Self.thisYear(request), captured.values) + "\n")
                     let actual = try #require(try await client.receive(), "docs/protocol.md:\(example.line): no answer to \(request)")
                     let want = try JSONDecoder().decode(JSONValue.self, from: Data(Self.thisYear(expected).utf8))
-                    #expect(Self.matches(want, actual), "docs/protocol.md:\(example.line): \(request)\nexpected \(want)\ngot \(actual)")
+                    #expect(Self.matches(want, actual, &captured.values), "docs/protocol.md:\(example.line): \(request)\nexpected \(want)\ngot \(actual)")
                 }
             }
             if let session = example.session {
