@@ -120,6 +120,7 @@ public struct Methods: Sendable {
         case "overlap.check": return try await overlapCheck(request.params, principal)
         case "overlap.list": return try await overlapList(request.params, principal)
         case "overlap.resolve": return try await overlapResolve(request.params, principal)
+        case "report.whoWhatWhere": return try await whoWhatWhere(request.params, principal)
         default:
             throw RPCError(code: .methodNotFound, message: "no method named \(request.method)")
         }
@@ -522,6 +523,31 @@ extension Methods {
         }
         let view = try await tasks.resolveOverlap(resolve.overlap, as: resolution, comment: resolve.comment, by: principal)
         return .object(["overlap": Wire.overlap(view)])
+    }
+}
+
+extension Methods {
+    // MARK: Reports
+
+    struct ReportParams: MethodParams {
+        static let names: Set<String> = ["country", "from", "to", "status"]
+        let country: String?
+        let from: CalendarDate?
+        let to: CalendarDate?
+        let status: String?
+    }
+
+    func whoWhatWhere(_ params: JSONValue?, _ principal: Principal) async throws -> JSONValue {
+        let report = try ParamsDecoder.decode(ReportParams.self, from: params)
+        if let from = report.from, let to = report.to, to < from { throw ParamsDecoder.invalid("to is before from", parameter: "to") }
+        let rows = try await tasks.whoWhatWhere(ReportFilter(country: report.country, from: report.from, to: report.to, status: report.status), as: principal)
+        return .object(["items": .array(rows.map { row in
+            .object([
+                "country": .string(row.country), "sector": .string(row.sector), "agency": .string(row.agency),
+                "entries": .integer(Int64(row.entries)),
+                "budgets": .array(row.budgets.keys.sorted().map { .object(["currency": .string($0), "amount": .string(row.budgets[$0]!)]) }),
+            ])
+        })])
     }
 }
 

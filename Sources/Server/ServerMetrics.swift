@@ -13,7 +13,7 @@ final class ServerMetrics: Sendable {
     static let knownMethods: Set<String> = [
         "ping", "session.hello", "agency.list", "country.list", "sector.list", "workflow.list", "workflow.get", "task.create",
         "task.submit", "task.get", "task.list", "task.act", "task.update", "task.history", "task.comment", "overlap.check", "overlap.list",
-        "overlap.resolve",
+        "overlap.resolve", "report.whoWhatWhere",
     ]
 
     init() {

@@ -230,3 +230,43 @@ struct Comment: AsyncParsableCommand {
         }
     }
 }
+
+struct Report: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Who does what where: counts and budgets by country, sector and agency.")
+
+    @OptionGroup var client: ClientOptions
+    @Option(help: "Only this country.") var country: String?
+    @Option(help: "Entries whose period reaches this date or later (YYYY-MM-DD).") var from: String?
+    @Option(help: "Entries whose period starts by this date (YYYY-MM-DD).") var to: String?
+    @Option(help: "A task state or an IATI activity status code.") var status: String?
+    @Flag(help: "Print CSV instead of a table.") var csv = false
+
+    func run() async throws {
+        var params: [String: JSONValue] = [:]
+        for (key, value) in [("country", country), ("from", from), ("to", to), ("status", status)] {
+            if let value { params[key] = .string(value) }
+        }
+        try await client.withSession { rpc in
+            let result = try await rpc.call("report.whoWhatWhere", params)
+            if client.json { return try ClientOptions.printJSON(result) }
+            guard case .array(let items)? = result["items"] else { return }
+            let rows = items.map { item -> [String] in
+                var budgets: [String] = []
+                if case .array(let list)? = item["budgets"] {
+                    budgets = list.map { "\($0["amount"]?.text ?? "") \($0["currency"]?.text ?? "")" }
+                }
+                return [item["country"]?.text ?? "", item["sector"]?.text ?? "", item["agency"]?.text ?? "", item["entries"]?.text ?? "",
+                        budgets.joined(separator: "; ")]
+            }
+            if csv {
+                func field(_ text: String) -> String {
+                    text.contains(where: { $0 == "," || $0 == "\"" || $0 == "\n" }) ? "\"" + text.replacingOccurrences(of: "\"", with: "\"\"") + "\"" : text
+                }
+                print("country,sector,agency,entries,budgets")
+                for row in rows { print(row.map(field).joined(separator: ",")) }
+            } else {
+                print(table(["COUNTRY", "SECTOR", "AGENCY", "ENTRIES", "BUDGET"], rows), terminator: "")
+            }
+        }
+    }
+}

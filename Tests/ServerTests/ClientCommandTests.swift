@@ -63,6 +63,12 @@ import SystemPackage
         #expect((parsed?["items"] as? [Any])?.count == 1)
         let comment = try await pbc(["comment", ref, "Survey attached"], server: server, as: "undp-liaison")
         #expect(comment.output.hasPrefix("comment "))
+        let report = try await pbc(["report", "--country", "BI"], server: server, as: "coordinator")
+        #expect(report.output.split(separator: "\n").first?.hasPrefix("COUNTRY") == true)
+        #expect(report.output.contains("400000.00 USD"))
+        let csv = try await pbc(["report", "--csv"], server: server, as: "coordinator")
+        #expect(csv.output.split(separator: "\n").first == "country,sector,agency,entries,budgets")
+        #expect(csv.output.contains("BDI,15153,undp,1,400000.00 USD"))
         await server.stop()
     }
 

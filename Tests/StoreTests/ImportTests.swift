@@ -101,6 +101,33 @@ struct ImportTests {
         #expect(onlySierraLeone.allSatisfy { $0.country == "SLE" })
     }
 
+    @Test func whoDoesWhatWhereCountsAndSumsPerCurrency() async throws {
+        let h = try await Harness("iati_report")
+        _ = try await ActivityImporter(pool: h.pool).importIATI(files: [Self.ebola])
+        var task = Harness.project()
+        task.sectors = ["15220", "15180"]  // 1,500,000 USD split over two sectors
+        _ = try await h.tasks.submit(task, workflow: "pbf-project", idempotencyKey: "r", by: h.undp)
+        let all = try await h.tasks.whoWhatWhere(ReportFilter(), as: h.coordinator)
+        #expect(Set(all.map(\.country)).isSuperset(of: ["LBR", "SLE", "BDI"]))
+        let burundi = all.filter { $0.country == "BDI" && $0.agency == "undp" }
+        #expect(burundi.map(\.sector).sorted() == ["15180", "15220"])
+        #expect(burundi.allSatisfy { $0.entries == 1 && $0.budgets == ["USD": "750000.00"] })
+        let liberia = try await h.tasks.whoWhatWhere(ReportFilter(country: "LR"), as: h.coordinator)
+        #expect(!liberia.isEmpty)
+        #expect(liberia.allSatisfy { $0.country == "LBR" })
+        #expect(liberia.reduce(0) { $0 + $1.entries } >= 30)
+        // After the task's end only entries with no end date (open-ended activities) remain.
+        let future = try await h.tasks.whoWhatWhere(ReportFilter(from: CalendarDate(iso: "2030-01-01")), as: h.coordinator)
+        #expect(!future.contains { $0.agency == "undp" && $0.country == "BDI" })
+        let openEnded = try await h.pool.query("SELECT count(*) FROM activities WHERE period_end IS NULL").first!.decode(Int.self, at: 0)
+        #expect(future.isEmpty == (openEnded == 0))
+        let reviewing = try await h.tasks.whoWhatWhere(ReportFilter(status: "technical_review"), as: h.coordinator)
+        #expect(reviewing.allSatisfy { $0.country == "BDI" })
+        // A liaison's report leaves out other agencies' tasks (imported public activities stay).
+        let wfp = try await h.tasks.whoWhatWhere(ReportFilter(country: "BDI"), as: h.wfp)
+        #expect(!wfp.contains { $0.agency == "undp" && $0.sector == "15220" })
+    }
+
     @Test func everyShippedFileParsesAndBadFilesAreRefusedClearly() async throws {
         let h = try await Harness("iati_files")
         let files = ["activity-standard-example-annotated.xml", "many-elements.xml"].map { iatiDirectory.appendingPathComponent($0).path }

@@ -1,0 +1,95 @@
+import Coordination
+import Foundation
+import Postgres
+
+/// One line of "who does what where".
+public struct WhoWhatWhereRow: Sendable, Hashable {
+    public var country: String
+    public var sector: String
+    public var agency: String
+    /// Tasks and activities counted.
+    public var entries: Int
+    /// Budget by currency, as decimal text with two decimals.
+    public var budgets: [String: String]
+}
+
+/// What the report counts; nil means any.
+public struct ReportFilter: Sendable, Hashable {
+    public var country: String?
+    /// Entries whose period overlaps [from, to].
+    public var from: CalendarDate?
+    public var to: CalendarDate?
+    /// A task state, or an IATI activity status code.
+    public var status: String?
+
+    public init(country: String? = nil, from: CalendarDate? = nil, to: CalendarDate? = nil, status: String? = nil) {
+        self.country = country
+        self.from = from
+        self.to = to
+        self.status = status
+    }
+}
+
+extension TaskStore {
+    /// Counts and budgets by country, sector and agency over the portfolio:
+    /// tasks (those the caller may see) and imported activities. An entry in
+    /// several countries or sectors has its budget split equally among them,
+    /// so that no amount is counted twice.
+    public func whoWhatWhere(_ filter: ReportFilter, as principal: Principal) async throws -> [WhoWhatWhereRow] {
+        let restricted = principal.role == .liaison
+        let own = restricted ? principal.agency : nil
+        let from = filter.from.map { PostgresDate(iso: $0.iso)! }
+        let to = filter.to.map { PostgresDate(iso: $0.iso)! }
+        let rows = try await pool.query("""
+            WITH entries AS (
+                SELECT t.country AS country, t.sectors AS sectors, t.lead_agency AS agency, t.budget_amount AS amount,
+                       t.budget_currency AS currency, 1 AS countries, t.state AS status, t.period_start AS start, t.period_end AS finish
+                FROM tasks t
+                WHERE t.country IS NOT NULL
+                  AND (NOT \(restricted) OR t.lead_agency = \(own)
+                       OR EXISTS (SELECT 1 FROM task_participants p WHERE p.task_id = t.id AND p.agency = \(own)))
+                UNION ALL
+                SELECT c.code, a.sectors || ARRAY(SELECT jsonb_array_elements_text(a.other_sectors)), a.reporting_agency, a.budget_amount,
+                       a.budget_currency, greatest(jsonb_array_length(a.countries), 1), a.status, a.period_start, a.period_end
+                FROM activities a
+                JOIN LATERAL jsonb_array_elements(a.countries) AS rc(country) ON true
+                JOIN countries c ON c.alpha2 = rc.country ->> 'code' OR c.code = rc.country ->> 'code'
+            ),
+            filtered AS (
+                SELECT * FROM entries
+                WHERE (\(filter.country)::text IS NULL OR country = \(filter.country)
+                       OR country = (SELECT code FROM countries WHERE alpha2 = \(filter.country)))
+                  AND (\(filter.status)::text IS NULL OR status = \(filter.status))
+                  AND (\(from)::date IS NULL OR finish IS NULL OR finish >= \(from))
+                  AND (\(to)::date IS NULL OR start IS NULL OR start <= \(to))
+            ),
+            split AS (
+                SELECT country, coalesce(sector, 'none') AS sector, agency, currency,
+                       amount / countries / greatest(cardinality(sectors), 1) AS share
+                FROM filtered
+                LEFT JOIN LATERAL unnest(CASE WHEN cardinality(sectors) = 0 THEN ARRAY[NULL::text] ELSE sectors END) AS s(sector) ON true
+            )
+            SELECT country, sector, agency, count(*) AS entries, currency, round(sum(share), 2)::text AS budget,
+                   GROUPING(currency) = 1 AS total
+            FROM split
+            GROUP BY GROUPING SETS ((country, sector, agency, currency), (country, sector, agency))
+            ORDER BY country, sector, agency, GROUPING(currency) DESC, currency
+            """)
+        var result: [WhoWhatWhereRow] = []
+        for row in rows {
+            let key = (try row.decode(String.self, "country"), try row.decode(String.self, "sector"), try row.decode(String.self, "agency"))
+            if try row.decode(Bool.self, "total") == false {
+                if let currency = try row.decode(String?.self, "currency"), let budget = try row.decode(String?.self, "budget"), var last = result.last,
+                    (last.country, last.sector, last.agency) == key
+                {
+                    last.budgets[currency] = budget
+                    result[result.count - 1] = last
+                }
+            } else {
+                // The grouping set without currency: the count of entries, whatever their currency.
+                result.append(WhoWhatWhereRow(country: key.0, sector: key.1, agency: key.2, entries: try row.decode(Int.self, "entries"), budgets: [:]))
+            }
+        }
+        return result
+    }
+}
