@@ -1,4 +1,5 @@
 import Coordination
+import CSV
 import Crypto
 import Foundation
 import Postgres
@@ -24,6 +25,8 @@ struct MappedActivity: Codable, Equatable {
 
     var identifier: String
     var reportingRef: String
+    /// A pbc agency id named directly (CSV); otherwise the publisher is found by `reportingRef`.
+    var publisherAgency: String?
     var reportingName: String?
     var title: String
     var description: String
@@ -106,7 +109,7 @@ public struct ActivityImporter: Sendable {
             formatted = String(format: "%.2f", NSDecimalNumber(decimal: rounded).doubleValue)
         }
         return .success(MappedActivity(
-            identifier: identifier, reportingRef: reportingRef, reportingName: english(reporting.names), title: title,
+            identifier: identifier, reportingRef: reportingRef, publisherAgency: nil, reportingName: english(reporting.names), title: title,
             description: description, status: activity.status,
             countries: activity.countries.map { .init(code: $0.code.uppercased(), percentage: $0.percentage) },
             regions: activity.regions.map { .init(code: $0.code, percentage: $0.percentage) }, sectors: Array(Set(sectors)).sorted(),
@@ -118,6 +121,21 @@ public struct ActivityImporter: Sendable {
     public struct SkipReason: Error, Hashable, Sendable {
         public let reason: String
         init(_ reason: String) { self.reason = reason }
+    }
+
+    /// Records one mapped activity and counts the outcome; a data error skips it.
+    private func record(_ mapped: MappedActivity, source: String, into summary: inout ImportSummary) async throws {
+        do {
+            switch try await store(mapped, source: source) {
+            case .imported: summary.imported += 1
+            case .updated: summary.updated += 1
+            case .unchanged: summary.unchanged += 1
+            }
+        } catch let error as PostgresError where error.sqlState?.hasPrefix("22") == true || error.sqlState?.hasPrefix("23") == true {
+            // The database refused this activity's values (a data or integrity error); the others go on.
+            // Any other failure is not the activity's and stops the import.
+            summary.skipped["refused by the database: \(error.message)", default: 0] += 1
+        }
     }
 
     /// Imports every activity of the files, in order; a bad activity is skipped with its reason, a bad file stops the import.
@@ -133,22 +151,105 @@ public struct ActivityImporter: Sendable {
                 case .failure(let skip):
                     summary.skipped[skip.reason, default: 0] += 1
                 case .success(let mapped):
-                    do {
-                        switch try await store(mapped, source: URL(fileURLWithPath: file).lastPathComponent) {
-                        case .imported: summary.imported += 1
-                        case .updated: summary.updated += 1
-                        case .unchanged: summary.unchanged += 1
-                        }
-                    } catch let error as PostgresError where error.sqlState?.hasPrefix("22") == true || error.sqlState?.hasPrefix("23") == true {
-                        // The database refused this activity's values (a data or integrity error); the others go on.
-                        // Any other failure is not the activity's and stops the import.
-                        summary.skipped["refused by the database: \(error.message)", default: 0] += 1
-                    }
+                    try await record(mapped, source: URL(fileURLWithPath: file).lastPathComponent, into: &summary)
                 }
                 progress?(file, fraction.value, count)
             }
         }
         return summary
+    }
+
+    /// The columns of `pbc import csv`, documented in docs/import.md.
+    public static let csvColumns = [
+        "identifier", "publisher", "title", "description", "countries", "sectors", "locations", "start", "end", "budget", "currency",
+        "status", "participants",
+    ]
+
+    /// Imports a CSV file of activities with the columns of `csvColumns`
+    /// (identifier, publisher and title required); lists are separated by `;`.
+    public func importCSV(file: String, progress: (@Sendable (Int) -> Void)? = nil) async throws -> ImportSummary {
+        guard let stream = InputStream(fileAtPath: file), FileManager.default.isReadableFile(atPath: file) else {
+            throw IATIFileError(description: "\(file): cannot read the file")
+        }
+        let reader: CSVReader
+        do {
+            reader = try CSVReader(stream: stream, hasHeaderRow: true, trimFields: true)
+        } catch {
+            throw IATIFileError(description: "\(file): not a CSV file with a header row (\(error))")
+        }
+        let header = reader.headerRow ?? []
+        if let unknown = header.first(where: { !Self.csvColumns.contains($0) }) {
+            throw IATIFileError(description: "\(file): unknown column \(unknown) (columns: \(Self.csvColumns.joined(separator: ", ")))")
+        }
+        if let missing = ["identifier", "publisher", "title"].first(where: { !header.contains($0) }) {
+            throw IATIFileError(description: "\(file): the column \(missing) is required")
+        }
+        var summary = ImportSummary()
+        var line = 1
+        while let row = reader.next() {
+            line += 1
+            let fields = Dictionary(zip(header, row), uniquingKeysWith: { first, _ in first })
+            switch Self.map(csv: fields) {
+            case .failure(let skip): summary.skipped[skip.reason, default: 0] += 1
+            case .success(let mapped): try await record(mapped, source: URL(fileURLWithPath: file).lastPathComponent, into: &summary)
+            }
+            progress?(line - 1)
+        }
+        // CSV.swift reports the end of the stream as `cannotReadFile` (its byte
+        // reader throws when a read returns nothing); a real read failure comes
+        // as `streamErrorHasOccurred`, and bad text as `unicodeDecoding`.
+        if let error = reader.error {
+            if case CSVError.cannotReadFile = error {} else {
+                throw IATIFileError(description: "\(file):\(line): cannot be read as CSV (\(error))")
+            }
+        }
+        return summary
+    }
+
+    /// Maps one CSV row, or says why it is skipped.
+    static func map(csv fields: [String: String]) -> Result<MappedActivity, SkipReason> {
+        func value(_ name: String) -> String? { fields[name].flatMap { $0.isEmpty ? nil : $0 } }
+        func list(_ name: String) -> [String] {
+            (value(name) ?? "").split(separator: ";").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        }
+        guard let identifier = value("identifier") else { return .failure(SkipReason("no identifier")) }
+        guard let publisher = value("publisher") else { return .failure(SkipReason("no publisher")) }
+        guard let title = value("title") else { return .failure(SkipReason("no title")) }
+        let start = value("start")
+        let end = value("end")
+        for date in [start, end].compactMap({ $0 }) where CalendarDate(iso: date) == nil {
+            return .failure(SkipReason("a date that is not YYYY-MM-DD"))
+        }
+        if let start, let end, CalendarDate(iso: end)! < CalendarDate(iso: start)! { return .failure(SkipReason("end date before start date")) }
+        var sectors: [String] = []
+        var categories: [String] = []
+        for code in list("sectors") {
+            if code.count == 5, code.allSatisfy(\.isNumber) { sectors.append(code) }
+            else if code.count == 3, code.allSatisfy(\.isNumber) { categories.append(code) }
+            else { return .failure(SkipReason("a sector that is neither a 5-digit code nor a 3-digit category")) }
+        }
+        var budget: String?
+        if let amount = value("budget") {
+            guard PostgresNumeric(amount) != nil, !amount.hasPrefix("-") else { return .failure(SkipReason("a budget that is not a positive decimal")) }
+            guard let currency = value("currency"), currency.count == 3, currency.allSatisfy(\.isUppercase) else {
+                return .failure(SkipReason("a budget without an ISO 4217 currency"))
+            }
+            budget = amount
+        }
+        var participants: [MappedActivity.Party] = []
+        for entry in list("participants") {
+            let parts = entry.split(separator: ":").map(String.init)
+            guard parts.count == 2, ["funding", "implementing", "accountable"].contains(parts[1]) else {
+                return .failure(SkipReason("a participant that is not AGENCY:ROLE"))
+            }
+            participants.append(.init(ref: parts[0], name: nil, role: parts[1]))
+        }
+        return .success(MappedActivity(
+            identifier: identifier, reportingRef: publisher, publisherAgency: publisher, reportingName: nil, title: title,
+            description: value("description") ?? "", status: value("status"), countries: list("countries").map { .init(code: $0.uppercased(), percentage: nil) },
+            regions: [], sectors: Array(Set(sectors)).sorted(), categories: Array(Set(categories + sectors.map { String($0.prefix(3)) })).sorted(),
+            otherSectors: [], locations: list("locations"), participants: participants, start: start, end: end,
+            budgetAmount: budget.map { PostgresNumeric($0)!.text }, budgetCurrency: budget == nil ? nil : value("currency"), genderMarker: nil))
     }
 
     /// The parser thread's progress, read by the importer.
@@ -167,7 +268,14 @@ public struct ActivityImporter: Sendable {
         encoder.outputFormatting = .sortedKeys
         let hash = SHA256.hash(data: try encoder.encode(activity)).map { String(format: "%02x", $0) }.joined()
         return try await pool.withTransaction { connection in
-            let agency = try await agencyID(forIATI: activity.reportingRef, name: activity.reportingName, on: connection)
+            let agency: String
+            if let named = activity.publisherAgency,
+                let known = try await connection.query("SELECT id FROM agencies WHERE id = \(named)").first
+            {
+                agency = try known.decode(String.self, at: 0)
+            } else {
+                agency = try await agencyID(forIATI: activity.reportingRef, name: activity.reportingName, on: connection)
+            }
             let existing = try await connection.query(
                 "SELECT id, content_hash FROM activities WHERE reporting_agency = \(agency) AND identifier = \(activity.identifier) FOR UPDATE")
             if let row = existing.first, try row.decode(String.self, at: 1) == hash { return .unchanged }
@@ -199,7 +307,8 @@ public struct ActivityImporter: Sendable {
             if let start, let end {
                 var agencies: Set<String> = [agency]
                 let refs = activity.participants.compactMap(\.ref)
-                for row in try await connection.query("SELECT id FROM agencies WHERE iati_ref = ANY (\(refs))") {
+                // Participants are named by IATI organisation identifier, or (in CSV) by agency id.
+                for row in try await connection.query("SELECT id FROM agencies WHERE iati_ref = ANY (\(refs)) OR id = ANY (\(refs))") {
                     agencies.insert(try row.decode(String.self, at: 0))
                 }
                 // Cancelled activities (IATI status 5) are no candidates.

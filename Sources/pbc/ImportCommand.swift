@@ -5,7 +5,39 @@ import Store
 
 struct ImportCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "import", abstract: "Load activities from outside into the portfolio.", subcommands: [IATI.self])
+        commandName: "import", abstract: "Load activities from outside into the portfolio.", subcommands: [IATI.self, CSVFile.self])
+
+    /// The summary every import ends with.
+    static func report(_ summary: ImportSummary) {
+        print("imported \(summary.imported), updated \(summary.updated), unchanged \(summary.unchanged), skipped \(summary.skippedCount)")
+        for (reason, count) in summary.skipped.sorted(by: { ($1.value, $0.key) < ($0.value, $1.key) }) {
+            print("  skipped \(count): \(reason)")
+        }
+    }
+
+    struct CSVFile: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "csv", abstract: "Import activities from a CSV file with the columns of docs/import.md; the same publisher and identifier update in place.")
+
+        @OptionGroup var options: ServerOptions
+        @Argument(help: "The CSV file.") var file: String
+
+        func run() async throws {
+            let file = file
+            let logger = bootstrapLogging(options.logLevel ?? .warning)
+            try await reportingErrors {
+                let configuration = try await ConfigurationLoader.load(flags: options.flags, file: options.configFile)
+                let summary = try await Application(configuration: configuration, logger: logger).withPreparedDatabase { pool in
+                    let bar = ProgressBar()
+                    defer { bar.finish() }
+                    return try await ActivityImporter(pool: pool).importCSV(file: file) { rows in
+                        bar.show(URL(fileURLWithPath: file).lastPathComponent, fraction: 0, count: rows)
+                    }
+                }
+                ImportCommand.report(summary)
+            }
+        }
+    }
 
     struct IATI: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
@@ -30,10 +62,7 @@ struct ImportCommand: AsyncParsableCommand {
                         bar.show(URL(fileURLWithPath: file).lastPathComponent, fraction: fraction, count: count)
                     }
                 }
-                print("imported \(summary.imported), updated \(summary.updated), unchanged \(summary.unchanged), skipped \(summary.skippedCount)")
-                for (reason, count) in summary.skipped.sorted(by: { ($1.value, $0.key) < ($0.value, $1.key) }) {
-                    print("  skipped \(count): \(reason)")
-                }
+                ImportCommand.report(summary)
             }
         }
     }
