@@ -6,6 +6,7 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .executable(name: "pbc", targets: ["pbc"]),
+        .executable(name: "screening-bench", targets: ["screening-bench"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
@@ -94,6 +95,16 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Configuration", package: "swift-configuration"),
                 .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // Prints screening latency over synthetic portfolios; see docs/performance.md.
+        .executableTarget(
+            name: "screening-bench",
+            dependencies: [
+                "Store",
+                "Postgres",
+                "Coordination",
+                .product(name: "NIOPosix", package: "swift-nio"),
             ]
         ),
         .target(

@@ -1,0 +1,177 @@
+import Coordination
+import Foundation
+import NIOPosix
+import Postgres
+import Store
+
+/// Seeds synthetic portfolios of growing size and prints screening latency
+/// (the candidate query and scoring, as a submission runs them) at each size.
+///
+///     swift run -c release screening-bench [--sizes 10000,100000,1000000] [--samples 500]
+///
+/// With DATABASE_URL it uses that server (and a database `pbc_bench` on it,
+/// dropped and made anew); otherwise a private cluster in a temporary directory.
+@main
+struct ScreeningBenchmark {
+    static func main() async {
+        do {
+            try await run()
+        } catch {
+            FileHandle.standardError.write(Data("screening-bench: error: \(error)\n".utf8))
+            exit(1)
+        }
+    }
+
+    static func run() async throws {
+        var sizes = [10_000, 100_000, 1_000_000]
+        var samples = 500
+        var arguments = CommandLine.arguments.dropFirst().makeIterator()
+        while let argument = arguments.next() {
+            switch argument {
+            case "--sizes": sizes = (arguments.next() ?? "").split(separator: ",").compactMap { Int($0) }.sorted()
+            case "--samples": samples = Int(arguments.next() ?? "") ?? samples
+            default:
+                FileHandle.standardError.write(Data("usage: screening-bench [--sizes 10000,100000,1000000] [--samples 500]\n".utf8))
+                exit(2)
+            }
+        }
+        let threads = NIOThreadPool(numberOfThreads: 2)
+        threads.start()
+        var cluster: (LocalCluster, URL)?
+        let server: ConnectionTarget
+        if let url = ProcessInfo.processInfo.environment["DATABASE_URL"] {
+            server = ConnectionTarget(conninfo: url)
+        } else {
+            let directory = FileManager.default.temporaryDirectory.appendingPathComponent("pbc-bench-\(getpid())")
+            let local = try LocalCluster(configuration: .init(directory: directory, fsync: false))
+            server = try await local.start().target
+            cluster = (local, directory)
+        }
+        let admin = try await PostgresConnection.connect(to: server.database("postgres"), on: threads)
+        try await admin.execute(unsafeSQL: "DROP DATABASE IF EXISTS pbc_bench")
+        try await admin.execute(unsafeSQL: "CREATE DATABASE pbc_bench")
+        await admin.close()
+        let connection = try await PostgresConnection.connect(to: server.database("pbc_bench"), on: threads)
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        _ = try await Migrator(directory: root.appendingPathComponent("sql")).migrate(on: connection)
+        try await ReferenceData.load(from: root.appendingPathComponent("Config")).sync(on: connection)
+        let configuration = OverlapConfiguration()
+        // Crisis and PBC countries first, so that the skew falls on them.
+        countryCodes = try await connection.query(
+            "SELECT code FROM countries ORDER BY code IN ('BDI','CAF','GNB','LBR','SLE','COD','SSD','SOM','MLI','HTI','COL','AFG') DESC, code"
+        ).map { try $0.decode(String.self, at: 0) }
+        sectors = try await connection.query("SELECT code FROM sectors ORDER BY code LIKE '15%' DESC, code").map { try $0.decode(String.self, at: 0) }
+
+        print("screening latency over synthetic portfolios (\(samples) screenings each)")
+        print("entries      candidates p50   p50 ms    p99 ms    max ms")
+        var seeded = 0
+        for size in sizes {
+            let started = ContinuousClock.now
+            try await seed(from: seeded, to: size, on: connection)
+            seeded = size
+            try await connection.execute(unsafeSQL: "VACUUM ANALYZE portfolio")
+            FileHandle.standardError.write(Data("seeded \(size) entries in \(ContinuousClock.now - started)\n".utf8))
+            var random = SplitMix(seed: UInt64(size))
+            // Warm the caches, as a running server's are.
+            for _ in 0..<50 { _ = try await screen(subject(&random), on: connection, configuration) }
+            var latencies: [Double] = []
+            var candidates: [Int] = []
+            for _ in 0..<samples {
+                let subject = subject(&random)
+                let start = ContinuousClock.now
+                let found = try await screen(subject, on: connection, configuration)
+                let elapsed = ContinuousClock.now - start
+                latencies.append(Double(elapsed.components.attoseconds) / 1e15 + Double(elapsed.components.seconds) * 1000)
+                candidates.append(found)
+            }
+            latencies.sort()
+            candidates.sort()
+            func percentile(_ p: Double) -> Double { latencies[min(latencies.count - 1, Int(Double(latencies.count) * p))] }
+            print(String(format: "%-12d %-16d %-9.2f %-9.2f %.2f", size, candidates[candidates.count / 2], percentile(0.5), percentile(0.99), latencies.last!))
+        }
+        await connection.close()
+        if let (local, directory) = cluster {
+            try await local.stop(immediately: true)
+            try? FileManager.default.removeItem(at: directory)
+        }
+        try await threads.shutdownGracefully()
+    }
+
+    /// Screens one subject: the candidate query and scoring; returns the candidates scored.
+    static func screen(_ subject: PortfolioEntry, on connection: PostgresConnection, _ configuration: OverlapConfiguration) async throws -> Int {
+        let findings = try await PortfolioScreener.findings(
+            for: subject, text: "peacebuilding dialogue \(subject.sectors.first ?? "") \(subject.locations.first ?? "")", on: connection,
+            configuration: OverlapConfiguration(toleranceDays: configuration.toleranceDays, threshold: 0, weights: configuration.weights))
+        return findings.count
+    }
+
+    /// The spread of the seeded data: all 249 countries, a few carrying most
+    /// entries (Zipf), each with 50 provinces; the sector codes of
+    /// Config/sectors.yaml, also skewed; periods of 6 to 48 months from 2000 to 2035.
+    nonisolated(unsafe) static var countryCodes: [String] = []
+    nonisolated(unsafe) static var sectors: [String] = []
+    static let provinces = 50
+    static let spanDays = 12_775
+
+    static func subject(_ random: inout SplitMix) -> PortfolioEntry {
+        let country = countryCodes[zipf(countryCodes.count, &random)]
+        let startDays = Int(random.next() % UInt64(spanDays))
+        let length = 180 + Int(random.next() % 1260)
+        let base = CalendarDate(iso: "2000-01-01")!.daysSinceEpoch
+        func date(_ days: Int) -> CalendarDate { CalendarDate(Date(timeIntervalSince1970: Double(base + days) * 86_400)) }
+        return PortfolioEntry(
+            ref: "bench-subject", agency: "undp", agencies: ["undp"], country: country,
+            sectors: [sectors[zipf(sectors.count, &random)]], locations: ["province \(Int(random.next() % UInt64(provinces)))"],
+            period: Period(start: date(startDays), end: date(startDays + length)))
+    }
+
+    /// An index skewed toward the start, roughly Zipf's law.
+    static func zipf(_ count: Int, _ random: inout SplitMix) -> Int {
+        let u = Double(random.next() % 1_000_000) / 1_000_000
+        return min(count - 1, Int(pow(Double(count), u)) - 1)
+    }
+
+    /// Inserts entries [from, to) with generate_series, in batches of 50,000:
+    /// a minimal activity for each, and its portfolio row.
+    static func seed(from: Int, to: Int, on connection: PostgresConnection) async throws {
+        try await connection.query("""
+            INSERT INTO agencies (id, name, kind) SELECT 'agency-' || n, 'Agency ' || n, 'external' FROM generate_series(0, 199) AS n
+            ON CONFLICT DO NOTHING
+            """)
+        var start = from
+        while start < to {
+            let end = min(to, start + 50_000)
+            try await connection.query("""
+                WITH made AS (
+                    INSERT INTO activities (identifier, reporting_agency, title, content_hash, source)
+                    SELECT 'BENCH-' || g, 'agency-' || (g % 200), 'Program ' || g, 'bench', 'screening-bench'
+                    FROM generate_series(\(start)::int, \(end - 1)::int) AS g
+                    RETURNING id, substr(identifier, 7)::int AS g
+                )
+                INSERT INTO portfolio (ref, country, kind, activity_id, agency, agencies, period, sectors, categories, locations, title, body, external_ids, active)
+                SELECT 'BENCH-' || g, c.codes[floor(pow(\(countryCodes.count)::float8, random()))::int],
+                       'activity', made.id, 'agency-' || (g % 200), ARRAY['agency-' || (g % 200), 'agency-' || ((g::bigint * 7) % 200)],
+                       daterange(d, d + (180 + (g::bigint * 37) % 1260)::int),
+                       ARRAY[sector], ARRAY[left(sector, 3)], ARRAY['province ' || (g % \(provinces))],
+                       'Program ' || g, 'program ' || g || ' peacebuilding dialogue recovery ' || (g % 97), '{}', true
+                FROM made,
+                     LATERAL (SELECT DATE '2000-01-01' + ((g::bigint * 7919) % \(spanDays))::int AS d) AS dates,
+                     (SELECT \(countryCodes)::text[] AS codes) AS c,
+                     LATERAL (SELECT (\(sectors)::text[])[floor(pow(\(sectors.count)::float8, random()))::int] AS sector) AS s
+                """)
+            start = end
+        }
+    }
+}
+
+struct SplitMix {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
