@@ -126,7 +126,15 @@ extension TaskStore {
             throw StoreError(.forbidden, "coordinators resolve overlaps")
         }
         return try await pool.withTransaction { connection in
-            let rows = try await connection.query("""
+            try await applyResolution(id, resolution, comment: comment, by: principal, on: connection)
+        }
+    }
+
+    /// A resolution and its effects, inside the caller's transaction.
+    func applyResolution(
+        _ id: UUID, _ resolution: Resolution, comment: String?, by principal: Principal, on connection: PostgresConnection
+    ) async throws -> OverlapView {
+        let rows = try await connection.query("""
                 SELECT o.status, o.other_ref, t.ref, t.id FROM task_overlaps o JOIN tasks t ON t.id = o.task_id WHERE o.id = \(id) FOR UPDATE OF o
                 """)
             guard let row = rows.first else { throw StoreError(.notFound, "no overlap \(id.uuidString.lowercased())") }
@@ -213,7 +221,56 @@ extension TaskStore {
             return OverlapView(
                 id: id, taskRef: taskRef, other: other, score: try view.decode(Double.self, at: 0),
                 reasons: try view.decode(PostgresJSONB.self, at: 1).decode([String].self), status: "resolved", resolution: resolution.name)
+    }
+
+    /// The workflow that carries an overlap the agencies must agree on.
+    static let caseWorkflow = "deconfliction-case"
+
+    /// A new deconfliction case names an open overlap (field `overlap`); both
+    /// agencies take part, so that their liaisons can agree or object.
+    func prepareCase(_ task: inout TaskRecord, on connection: PostgresConnection) async throws {
+        guard case .string(let text)? = task.fields["overlap"], let id = UUID(uuidString: text) else {
+            throw StoreError.validation([FieldError("fields.overlap", "a deconfliction case names the id of an open overlap")])
         }
+        let rows = try await connection.query("""
+            SELECT o.status, t.lead_agency, (SELECT lead_agency FROM tasks WHERE ref = o.other_ref), p.agency
+            FROM task_overlaps o JOIN tasks t ON t.id = o.task_id LEFT JOIN portfolio p ON p.ref = o.other_ref AND p.country = t.country
+            WHERE o.id = \(id) LIMIT 1
+            """)
+        guard let row = rows.first else { throw StoreError.validation([FieldError("fields.overlap", "no overlap \(text)")]) }
+        guard try row.decode(String.self, at: 0) == "open" else {
+            throw StoreError(.conflict, "overlap \(text) is resolved already")
+        }
+        let agencies = [try row.decode(String.self, at: 1), try row.decode(String?.self, at: 2) ?? row.decode(String?.self, at: 3)].compactMap { $0 }
+        for agency in agencies where agency != task.leadAgency && !task.participants.contains(where: { $0.agency == agency }) {
+            task.participants.append(Participant(agency: agency, role: .accountable))
+        }
+    }
+
+    /// When a case ends in a resolution state, that resolution applies to its
+    /// overlap, in the same transaction, with the parameters in the case's fields.
+    func resolveCase(_ task: StoredTask, comment: String?, by principal: Principal, on connection: PostgresConnection) async throws {
+        guard task.workflow == Self.caseWorkflow, case .string(let text)? = task.record.fields["overlap"], let id = UUID(uuidString: text) else { return }
+        func field(_ name: String) throws -> String {
+            guard case .string(let value)? = task.record.fields[name], !value.isEmpty else {
+                throw StoreError.validation([FieldError("fields.\(name)", "resolution \(task.state) needs it")])
+            }
+            return value
+        }
+        let resolution: Resolution
+        switch task.state {
+        case "distinct": resolution = .distinct
+        case "coordinate": resolution = .coordinate(lead: try field("leadAgency"))
+        case "merge": resolution = .merge(survivor: try field("survivor"))
+        case "sequence":
+            guard let start = CalendarDate(iso: try field("periodStart")), let end = CalendarDate(iso: try field("periodEnd")) else {
+                throw StoreError.validation([FieldError("fields.periodStart", "periodStart and periodEnd are YYYY-MM-DD")])
+            }
+            resolution = .sequence(task: try field("task"), period: Period(start: start, end: end))
+        case "withdraw": resolution = .withdraw(task: try field("task"))
+        default: return
+        }
+        _ = try await applyResolution(id, resolution, comment: comment ?? "decided in \(task.ref)", by: principal, on: connection)
     }
 
     /// Ends a task outside its workflow's actions (merged, or withdrawn by a resolution), with its event.

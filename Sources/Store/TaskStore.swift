@@ -190,6 +190,7 @@ public struct TaskStore: Sendable {
         }
         var task = draft
         task.state = workflow.initialState.name
+        if workflow.name == Self.caseWorkflow { try await prepareCase(&task, on: connection) }
         try await checkValues(&task, on: connection)
 
         let fields = try PostgresJSONB(encoding: task.fields)
@@ -292,6 +293,7 @@ public struct TaskStore: Sendable {
         try await notify(on: connection)
         task = try await load(task.id.uuidString, visibleTo: nil, forUpdate: false, on: connection)!
         try await PortfolioScreener.record(task, on: connection)
+        try await resolveCase(task, comment: inputs.comment, by: principal, on: connection)
     }
 
     /// Wakes listeners on every instance once the transaction commits; the payload is the newest seq.

@@ -127,4 +127,58 @@ import TestSupport
         #expect(found.map(\.other.ref) == [first.ref])
         #expect(try await h.tasks.history(moved.ref, as: h.coordinator).contains { $0.type == "overlap.detected" })
     }
+
+    @Test func aDeconflictionCaseCarriesTheOverlapToTheAgreedResolution() async throws {
+        let h = try await Harness("overlap_case")
+        let (first, second, overlap) = try await twoOverlapping(h)
+        var draft = TaskRecord(state: "", title: "Peace committees in Gitega: who leads", leadAgency: "pbso")
+        draft.fields = ["overlap": .string(overlap.id.uuidString.lowercased())]
+        var deconfliction = try await h.tasks.create(draft, workflow: "deconfliction-case", by: h.coordinator)
+        #expect(deconfliction.workflowVersion == 2)
+        #expect(Set(deconfliction.record.participants.map(\.agency)) == ["undp", "unicef"])
+        // Both agencies' liaisons can see the case.
+        #expect(try await h.tasks.get(deconfliction.ref, as: h.undp).id == deconfliction.id)
+        deconfliction = try await h.tasks.act(deconfliction.ref, action: "start_consultation", expectedVersion: deconfliction.version, by: h.coordinator)
+        deconfliction = try await h.tasks.act(
+            deconfliction.ref, action: "propose_resolution", expectedVersion: deconfliction.version,
+            inputs: ActionInputs(comment: "UNDP leads; UNICEF brings the girls' clubs", fields: ["resolution": .string("coordinate"), "leadAgency": .string("undp")]),
+            by: h.coordinator)
+        #expect(deconfliction.state == "agreement_pending")
+        // An agency outside the case cannot agree.
+        await #expect(throws: StoreError.self) {
+            _ = try await h.tasks.act(deconfliction.ref, action: "agree", expectedVersion: deconfliction.version, by: h.wfp)
+        }
+        deconfliction = try await h.tasks.act(deconfliction.ref, action: "agree", expectedVersion: deconfliction.version, by: h.unicef)
+        #expect(deconfliction.state == "coordinate")
+        let resolved = try await h.tasks.listOverlaps(task: second.ref, status: "resolved", limit: 10, as: h.coordinator)
+        #expect(resolved.map(\.resolution) == ["coordinate"])
+        #expect(try await h.tasks.history(first.ref, as: h.coordinator).contains { $0.type == "overlap.resolved" })
+        // A second case for the same overlap is refused: it is resolved.
+        let again = await #expect(throws: StoreError.self) { _ = try await h.tasks.create(draft, workflow: "deconfliction-case", by: h.coordinator) }
+        #expect(again?.code == .conflict)
+        var nameless = draft
+        nameless.fields = [:]
+        let missing = await #expect(throws: StoreError.self) { _ = try await h.tasks.create(nameless, workflow: "deconfliction-case", by: h.coordinator) }
+        #expect(missing?.fieldErrors.first?.field == "fields.overlap")
+        #expect(try await h.invariantViolations() == [])
+    }
+
+    @Test func aCaseThatEndsWithoutWhatItsResolutionNeedsIsRefusedWholly() async throws {
+        let h = try await Harness("overlap_case_refused")
+        let (_, _, overlap) = try await twoOverlapping(h)
+        var draft = TaskRecord(state: "", title: "Merge or not", leadAgency: "pbso")
+        draft.fields = ["overlap": .string(overlap.id.uuidString.lowercased())]
+        var deconfliction = try await h.tasks.create(draft, workflow: "deconfliction-case", by: h.coordinator)
+        deconfliction = try await h.tasks.act(deconfliction.ref, action: "start_consultation", expectedVersion: deconfliction.version, by: h.coordinator)
+        deconfliction = try await h.tasks.act(
+            deconfliction.ref, action: "propose_resolution", expectedVersion: deconfliction.version,
+            inputs: ActionInputs(comment: "Merge them", fields: ["resolution": .string("merge")]), by: h.coordinator)
+        let refused = await #expect(throws: StoreError.self) {
+            _ = try await h.tasks.act(deconfliction.ref, action: "agree", expectedVersion: deconfliction.version, by: h.undp)
+        }
+        #expect(refused?.fieldErrors.first?.field == "fields.survivor")
+        // Nothing moved: the case waits for agreement, the overlap is open.
+        #expect(try await h.tasks.get(deconfliction.ref, as: h.coordinator).state == "agreement_pending")
+        #expect(try await h.tasks.listOverlaps(task: nil, status: "open", limit: 10, as: h.coordinator).map(\.id).contains(overlap.id))
+    }
 }
