@@ -12,13 +12,7 @@ struct AdminCommand: AsyncParsableCommand {
 
 /// Opens the database as `serve` would (migrated, reference data loaded) and runs `body`.
 func withAdminStore(_ options: ServerOptions, _ body: @escaping @Sendable (AdminStore) async throws -> Void) async throws {
-    let logger = bootstrapLogging(options.logLevel ?? .warning)
-    try await reportingErrors {
-        let configuration = try await ConfigurationLoader.load(flags: options.flags, file: options.configFile)
-        try await Application(configuration: configuration, logger: logger).withPreparedDatabase { pool in
-            try await body(AdminStore(pool: pool))
-        }
-    }
+    try await withPreparedPool(options) { pool, _ in try await body(AdminStore(pool: pool)) }
 }
 
 extension AgencyKind: ExpressibleByArgument {}

@@ -24,18 +24,14 @@ struct ImportCommand: AsyncParsableCommand {
 
         func run() async throws {
             let file = file
-            let logger = bootstrapLogging(options.logLevel ?? .warning)
-            try await reportingErrors {
-                let configuration = try await ConfigurationLoader.load(flags: options.flags, file: options.configFile)
-                let summary = try await Application(configuration: configuration, logger: logger).withPreparedDatabase { pool in
-                    let bar = ProgressBar()
-                    defer { bar.finish() }
-                    return try await ActivityImporter(pool: pool).importCSV(file: file) { rows in
-                        bar.show(URL(fileURLWithPath: file).lastPathComponent, fraction: 0, count: rows)
-                    }
+            let summary = try await withPreparedPool(options) { pool, _ in
+                let bar = ProgressBar()
+                defer { bar.finish() }
+                return try await ActivityImporter(pool: pool).importCSV(file: file) { rows in
+                    bar.show(URL(fileURLWithPath: file).lastPathComponent, fraction: nil, count: rows, unit: "rows")
                 }
-                ImportCommand.report(summary)
             }
+            ImportCommand.report(summary)
         }
     }
 
@@ -52,18 +48,14 @@ struct ImportCommand: AsyncParsableCommand {
 
         func run() async throws {
             let files = files
-            let logger = bootstrapLogging(options.logLevel ?? .warning)
-            try await reportingErrors {
-                let configuration = try await ConfigurationLoader.load(flags: options.flags, file: options.configFile)
-                let summary = try await Application(configuration: configuration, logger: logger).withPreparedDatabase { pool in
-                    let bar = ProgressBar()
-                    defer { bar.finish() }
-                    return try await ActivityImporter(pool: pool).importIATI(files: files) { file, fraction, count in
-                        bar.show(URL(fileURLWithPath: file).lastPathComponent, fraction: fraction, count: count)
-                    }
+            let summary = try await withPreparedPool(options) { pool, _ in
+                let bar = ProgressBar()
+                defer { bar.finish() }
+                return try await ActivityImporter(pool: pool).importIATI(files: files) { file, fraction, count in
+                    bar.show(URL(fileURLWithPath: file).lastPathComponent, fraction: fraction, count: count, unit: "activities")
                 }
-                ImportCommand.report(summary)
             }
+            ImportCommand.report(summary)
         }
     }
 }
@@ -75,13 +67,17 @@ final class ProgressBar: @unchecked Sendable {
     private var last = ContinuousClock.now - .seconds(1)
     private var drawn = false
 
-    func show(_ name: String, fraction: Double, count: Int) {
+    /// `fraction` is nil when the total is unknown (a CSV file): then only the count shows.
+    func show(_ name: String, fraction: Double?, count: Int, unit: String) {
         guard enabled, ContinuousClock.now - last >= .milliseconds(100) else { return }
         last = .now
-        let width = 30
-        let filled = Int((fraction * Double(width)).rounded())
-        let bar = String(repeating: "#", count: filled) + String(repeating: "-", count: width - filled)
-        FileHandle.standardError.write(Data("\r\(name) [\(bar)] \(Int(fraction * 100))%  \(count) activities ".utf8))
+        var line = "\r\(name)"
+        if let fraction {
+            let width = 30
+            let filled = Int((fraction * Double(width)).rounded())
+            line += " [" + String(repeating: "#", count: filled) + String(repeating: "-", count: width - filled) + "] \(Int(fraction * 100))%"
+        }
+        FileHandle.standardError.write(Data("\(line)  \(count) \(unit) ".utf8))
         drawn = true
     }
 

@@ -19,30 +19,24 @@ struct OverlapsCommand: AsyncParsableCommand {
 
         func run() async throws {
             let (country, json) = (country, json)
-            let logger = bootstrapLogging(options.logLevel ?? .warning)
-            try await reportingErrors {
-                let configuration = try await ConfigurationLoader.load(flags: options.flags, file: options.configFile)
-                let application = Application(configuration: configuration, logger: logger)
-                let overlap = try application.loadOverlapConfiguration()
-                let clusters = try await application.withPreparedDatabase { pool in
-                    try await PortfolioScan(pool: pool, configuration: overlap).scan(country: country)
+            let clusters = try await withPreparedPool(options) { pool, application in
+                try await PortfolioScan(pool: pool, configuration: try application.loadOverlapConfiguration()).scan(country: country)
+            }
+            if json { return try ClientOptions.printJSON(Self.json(clusters)) }
+            if clusters.isEmpty {
+                print("no overlaps found")
+                return
+            }
+            for (index, cluster) in clusters.enumerated() {
+                print("cluster \(index + 1): \(cluster.country), \(cluster.members.count) entries, \(cluster.pairs.count) overlaps")
+                for member in cluster.members {
+                    print("  \(member.ref)  [\(member.agency)] \(member.title)")
                 }
-                if json { return try ClientOptions.printJSON(Self.json(clusters)) }
-                if clusters.isEmpty {
-                    print("no overlaps found")
-                    return
+                for pair in cluster.pairs {
+                    print("  \(pair.first) ~ \(pair.second)  score \(String(format: "%.2f", pair.score))")
+                    for reason in pair.reasons { print("      \(reason)") }
                 }
-                for (index, cluster) in clusters.enumerated() {
-                    print("cluster \(index + 1): \(cluster.country), \(cluster.members.count) entries, \(cluster.pairs.count) overlaps")
-                    for member in cluster.members {
-                        print("  \(member.ref)  [\(member.agency)] \(member.title)")
-                    }
-                    for pair in cluster.pairs {
-                        print("  \(pair.first) ~ \(pair.second)  score \(String(format: "%.2f", pair.score))")
-                        for reason in pair.reasons { print("      \(reason)") }
-                    }
-                    print("")
-                }
+                print("")
             }
         }
 

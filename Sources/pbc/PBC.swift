@@ -1,6 +1,8 @@
 import ArgumentParser
 import Foundation
 import Logging
+import Postgres
+import Server
 import Store
 
 @main
@@ -51,6 +53,22 @@ func reportingErrors(_ body: () async throws -> Void) async throws {
         FileHandle.standardError.write(Data("pbc: error: \(error)\n".utf8))
         throw ExitCode(exitCode(for: error))
     }
+}
+
+/// Runs `body` with a pool on the configured database, migrated and holding
+/// the reference data: what every server-side command but `serve` needs.
+/// Errors end as one line and an exit status.
+func withPreparedPool<Result: Sendable>(
+    _ options: ServerOptions, _ body: @escaping @Sendable (PostgresPool, Application) async throws -> Result
+) async throws -> Result {
+    let logger = bootstrapLogging(options.logLevel ?? .warning)
+    var result: Result?
+    try await reportingErrors {
+        let configuration = try await ConfigurationLoader.load(flags: options.flags, file: options.configFile)
+        let application = Application(configuration: configuration, logger: logger)
+        result = try await application.withPreparedDatabase { pool in try await body(pool, application) }
+    }
+    return result!
 }
 
 /// Logs go to standard error, so that standard output carries only results.
