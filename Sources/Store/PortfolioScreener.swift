@@ -39,14 +39,18 @@ public struct PortfolioScreener: Screener {
     public static func findings(
         for subject: PortfolioEntry, text: String, on connection: PostgresConnection, configuration: OverlapConfiguration
     ) async throws -> [OverlapFinding] {
+        let keys = subject.categories.map { "c:\($0)" } + subject.locations.map { "l:\($0)" }
         let rows = try await connection.query("""
             SELECT ref, agency, agencies, sectors, locations, lower(period) AS start, (upper(period) - 1) AS finish,
                    external_ids, similarity(body, \(text)) AS text
             FROM portfolio
-            WHERE active AND country = \(subject.country) AND ref <> \(subject.ref)
-              AND period && daterange(\(PostgresDate(iso: subject.period.start.iso)!) - \(configuration.toleranceDays)::int,
-                                      \(PostgresDate(iso: subject.period.end.iso)!) + \(configuration.toleranceDays)::int, '[]')
-              AND (categories && \(Array(subject.categories)) OR locations && \(Array(subject.locations)))
+            WHERE id IN (
+                SELECT entry FROM portfolio_keys
+                WHERE country = \(subject.country) AND key = ANY (\(keys))
+                  AND period && daterange(\(PostgresDate(iso: subject.period.start.iso)!) - \(configuration.toleranceDays)::int,
+                                          \(PostgresDate(iso: subject.period.end.iso)!) + \(configuration.toleranceDays)::int, '[]')
+                LIMIT 5000)
+              AND active AND ref <> \(subject.ref)
             LIMIT 1000
             """)
         var findings: [OverlapFinding] = []
