@@ -57,27 +57,28 @@ struct ScreeningBenchmark {
         try await ReferenceData.load(from: root.appendingPathComponent("Config")).sync(on: connection)
         let configuration = OverlapConfiguration()
         // Crisis and PBC countries first, so that the skew falls on them.
-        countryCodes = try await connection.query(
+        let countryCodes = try await connection.query(
             "SELECT code FROM countries ORDER BY code IN ('BDI','CAF','GNB','LBR','SLE','COD','SSD','SOM','MLI','HTI','COL','AFG') DESC, code"
         ).map { try $0.decode(String.self, at: 0) }
-        sectors = try await connection.query("SELECT code FROM sectors ORDER BY code LIKE '15%' DESC, code").map { try $0.decode(String.self, at: 0) }
+        let sectors = try await connection.query("SELECT code FROM sectors ORDER BY code LIKE '15%' DESC, code").map { try $0.decode(String.self, at: 0) }
+        let spread = Spread(countryCodes: countryCodes, sectors: sectors)
 
         print("screening latency over synthetic portfolios (\(samples) screenings each)")
         print("entries      candidates p50   p50 ms    p99 ms    max ms")
         var seeded = 0
         for size in sizes {
             let started = ContinuousClock.now
-            try await seed(from: seeded, to: size, on: connection)
+            try await seed(from: seeded, to: size, spread: spread, on: connection)
             seeded = size
             try await connection.execute(unsafeSQL: "VACUUM ANALYZE portfolio")
             FileHandle.standardError.write(Data("seeded \(size) entries in \(ContinuousClock.now - started)\n".utf8))
             var random = SplitMix(seed: UInt64(size))
             // Warm the caches, as a running server's are.
-            for _ in 0..<50 { _ = try await screen(subject(&random), on: connection, configuration) }
+            for _ in 0..<50 { _ = try await screen(subject(&random, spread), on: connection, configuration) }
             var latencies: [Double] = []
             var candidates: [Int] = []
             for _ in 0..<samples {
-                let subject = subject(&random)
+                let subject = subject(&random, spread)
                 let start = ContinuousClock.now
                 let found = try await screen(subject, on: connection, configuration)
                 let elapsed = ContinuousClock.now - start
@@ -108,20 +109,22 @@ struct ScreeningBenchmark {
     /// The spread of the seeded data: all 249 countries, a few carrying most
     /// entries (Zipf), each with 50 provinces; the sector codes of
     /// Config/sectors.yaml, also skewed; periods of 6 to 48 months from 2000 to 2035.
-    nonisolated(unsafe) static var countryCodes: [String] = []
-    nonisolated(unsafe) static var sectors: [String] = []
+    struct Spread {
+        let countryCodes: [String]
+        let sectors: [String]
+    }
     static let provinces = 50
     static let spanDays = 12_775
 
-    static func subject(_ random: inout SplitMix) -> PortfolioEntry {
-        let country = countryCodes[zipf(countryCodes.count, &random)]
+    static func subject(_ random: inout SplitMix, _ spread: Spread) -> PortfolioEntry {
+        let country = spread.countryCodes[zipf(spread.countryCodes.count, &random)]
         let startDays = Int(random.next() % UInt64(spanDays))
         let length = 180 + Int(random.next() % 1260)
         let base = CalendarDate(iso: "2000-01-01")!.daysSinceEpoch
         func date(_ days: Int) -> CalendarDate { CalendarDate(Date(timeIntervalSince1970: Double(base + days) * 86_400)) }
         return PortfolioEntry(
             ref: "bench-subject", agency: "undp", agencies: ["undp"], country: country,
-            sectors: [sectors[zipf(sectors.count, &random)]], locations: ["province \(Int(random.next() % UInt64(provinces)))"],
+            sectors: [spread.sectors[zipf(spread.sectors.count, &random)]], locations: ["province \(Int(random.next() % UInt64(provinces)))"],
             period: Period(start: date(startDays), end: date(startDays + length)))
     }
 
@@ -133,7 +136,8 @@ struct ScreeningBenchmark {
 
     /// Inserts entries [from, to) with generate_series, in batches of 50,000:
     /// a minimal activity for each, and its portfolio row.
-    static func seed(from: Int, to: Int, on connection: PostgresConnection) async throws {
+    static func seed(from: Int, to: Int, spread: Spread, on connection: PostgresConnection) async throws {
+        let (countryCodes, sectors) = (spread.countryCodes, spread.sectors)
         try await connection.query("""
             INSERT INTO agencies (id, name, kind) SELECT 'agency-' || n, 'Agency ' || n, 'external' FROM generate_series(0, 199) AS n
             ON CONFLICT DO NOTHING
