@@ -41,6 +41,15 @@ import TestSupport
         ("unknown task", #"{"jsonrpc":"2.0","id":1,"method":"task.get","params":{"task":"PBC-2026-999999"}}"#, -32004, true),
         ("unknown workflow version", #"{"jsonrpc":"2.0","id":1,"method":"workflow.get","params":{"name":"pbf-project","version":99}}"#, -32004, true),
         ("deep nesting", String(repeating: "[", count: 100_000) + String(repeating: "]", count: 100_000), -32700, true),
+        ("overlap id not a UUID", #"{"jsonrpc":"2.0","id":1,"method":"overlap.resolve","params":{"overlap":"nope","resolution":"distinct"}}"#, -32602, true),
+        ("unknown resolution", #"{"jsonrpc":"2.0","id":1,"method":"overlap.resolve","params":{"overlap":"7d4e1f0a-0000-4000-8000-000000000001","resolution":"absorb"}}"#, -32602, true),
+        ("coordinate without a lead", #"{"jsonrpc":"2.0","id":1,"method":"overlap.resolve","params":{"overlap":"7d4e1f0a-0000-4000-8000-000000000001","resolution":"coordinate"}}"#, -32602, true),
+        ("a liaison resolving", #"{"jsonrpc":"2.0","id":1,"method":"overlap.resolve","params":{"overlap":"7d4e1f0a-0000-4000-8000-000000000001","resolution":"distinct"}}"#, -32003, true),
+        ("unknown overlap status", #"{"jsonrpc":"2.0","id":1,"method":"overlap.list","params":{"status":"closed"}}"#, -32602, true),
+        ("a check without a period", #"{"jsonrpc":"2.0","id":1,"method":"overlap.check","params":{"title":"x","leadAgency":"undp","country":"BDI"}}"#, -32602, true),
+        ("a check in an unknown country", #"{"jsonrpc":"2.0","id":1,"method":"overlap.check","params":{"title":"x","leadAgency":"undp","country":"ZZZ","period":{"start":"2027-01-01","end":"2027-12-31"}}}"#, -32022, true),
+        ("a report ending before it starts", #"{"jsonrpc":"2.0","id":1,"method":"report.whoWhatWhere","params":{"from":"2028-01-01","to":"2027-01-01"}}"#, -32602, true),
+        ("a report with a bad date", #"{"jsonrpc":"2.0","id":1,"method":"report.whoWhatWhere","params":{"from":"2028-13-01"}}"#, -32602, true),
         ("second hello", #"{"jsonrpc":"2.0","id":1,"method":"session.hello","params":{"protocol":1,"token":"x"}}"#, -32600, true),
     ]
 
@@ -73,6 +82,12 @@ import TestSupport
             }
             let stale = try await client.call("task.act", id: 2, params: #"{"task":"\#(ref)","action":"withdraw","expectedVersion":1}"#)
             #expect(stale?["error"]?["code"] == .integer(-32009))
+        }
+        // An overlap that does not exist, asked of the one who may resolve.
+        try await server.withSession("coordinator") { client in
+            let missing = try await client.call(
+                "overlap.resolve", params: #"{"overlap":"7d4e1f0a-0000-4000-8000-000000000001","resolution":"distinct"}"#)
+            #expect(missing?["error"]?["code"] == .integer(-32004))
         }
         // A revoked token.
         let admin = try await TestDatabase.connect(server.target)
