@@ -16,6 +16,8 @@ public enum Priority: String, Sendable, Codable, CaseIterable, Comparable {
     case low, normal, high, urgent
 
     public var rank: Int { Self.allCases.firstIndex(of: self)! }
+    /// One step more urgent; `urgent` stays.
+    public var raised: Priority { Self.allCases[min(rank + 1, Self.allCases.count - 1)] }
     public static func < (lhs: Priority, rhs: Priority) -> Bool { lhs.rank < rhs.rank }
 }
 
@@ -59,6 +61,9 @@ public struct CalendarDate: Sendable, Codable, Hashable, Comparable, CustomStrin
         let doy = (153 * ((month + 9) % 12) + 2) / 5 + day - 1
         return era * 146_097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719_468
     }
+
+    /// The instant this day ends, UTC: a thing due on this day is late after it.
+    public var endOfDayUTC: Date { Date(timeIntervalSince1970: TimeInterval((daysSinceEpoch + 1) * 86_400)) }
 
     /// The UTC day of an instant.
     public init(_ date: Date) {

@@ -79,7 +79,7 @@ public struct Decision: Sendable {
     public var task: TaskRecord
     /// The queue of the state the task ends in.
     public var queue: String?
-    /// When the task is due out of that state, from its SLA.
+    /// When the task is due out of that state, from its SLA or due-date field.
     public var dueAt: Date?
     /// What screening found on the way, when a state screened.
     public var findings: [OverlapFinding]
@@ -178,7 +178,7 @@ public enum Engine {
             current = next.1
         }
         let final = workflow.state(current.state)
-        let dueAt = final?.sla.map { context.now.addingTimeInterval(TimeInterval($0.components.seconds)) }
+        let dueAt = final?.dueAt(entered: context.now, fields: current.fields)
         return .success(
             Decision(transitions: transitions, task: current, queue: final?.queue, dueAt: dueAt, findings: findings, screened: screened))
     }

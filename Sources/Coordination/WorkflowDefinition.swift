@@ -18,7 +18,28 @@ public struct WorkflowDefinition: Sendable, Hashable {
         public var queue: String?
         /// How long a task may wait here; sets `dueAt` on entry.
         public var sla: Duration?
+        /// A date field of the task that sets `dueAt` on entry instead of the
+        /// SLA (due at the end of that day, UTC), as a report's due date does.
+        public var dueField: String?
+        /// The queue a breached task moves to; without one, a breach raises its priority.
+        public var escalate: String?
+        /// How long before `dueAt` to remind, longest first.
+        public var remind: [Duration] = []
         public var line: Int
+
+        /// When a task entering this state at `entered` is due out of it.
+        public func dueAt(entered: Date, fields: [String: FieldValue]) -> Date? {
+            if let dueField, case .string(let text)? = fields[dueField], let date = CalendarDate(iso: text) {
+                return date.endOfDayUTC
+            }
+            return sla.map { entered.addingTimeInterval(TimeInterval($0.components.seconds)) }
+        }
+
+        /// The first reminder after `now` for a task due at `dueAt`, if one is left.
+        public func nextReminder(dueAt: Date?, after now: Date) -> Date? {
+            guard let dueAt else { return nil }
+            return remind.map { dueAt.addingTimeInterval(-TimeInterval($0.components.seconds)) }.filter { $0 > now }.min()
+        }
 
         public enum Kind: String, Sendable, Hashable {
             case initial, normal, automatic, terminal

@@ -131,7 +131,9 @@ public enum WorkflowParser {
             if value.mapping == nil, value.scalar?.string.isEmpty == false {
                 problem(line, "state \(name) must be a mapping (or empty)")
             }
-            checkKeys(properties, allowed: ["initial", "terminal", "automatic", "screen", "queue", "sla", "description"], in: "state \(name)")
+            checkKeys(
+                properties, allowed: ["initial", "terminal", "automatic", "screen", "queue", "sla", "due", "escalate", "remind", "description"],
+                in: "state \(name)")
             let flags = ["initial", "automatic", "terminal"].filter { properties[$0]?.bool == true }
             if flags.count > 1 {
                 problem(line, "state \(name) is \(flags.joined(separator: " and ")); a state is at most one of initial, automatic, terminal")
@@ -152,8 +154,41 @@ public enum WorkflowParser {
                     problem(slaNode.mark?.line, "\(kind.rawValue) state \(name) cannot have an sla: no task waits in it")
                 }
             }
+            if let node = properties["queue"], node.string.flatMap(Self.queueName) == nil {
+                problem(node.mark?.line, "queue of state \(name) must be a queue name (letters, digits and dashes)")
+            }
+            let dueField = properties["due"]?.string
+            if let node = properties["due"], dueField?.range(of: "^[a-zA-Z][a-zA-Z0-9]*$", options: .regularExpression) == nil {
+                problem(node.mark?.line, "due of state \(name) names the date field that sets the due date, such as dueDate")
+            }
+            let waits = kind == .initial || kind == .normal
+            if let node = properties["due"], !waits {
+                problem(node.mark?.line, "\(kind.rawValue) state \(name) cannot have a due date: no task waits in it")
+            }
+            let escalate = properties["escalate"]?.string
+            if let node = properties["escalate"] {
+                if escalate.flatMap(Self.queueName) == nil {
+                    problem(node.mark?.line, "escalate of state \(name) must be a queue name (letters, digits and dashes)")
+                }
+                if sla == nil, dueField == nil {
+                    problem(node.mark?.line, "state \(name) escalates on breach but has no sla or due date to breach")
+                }
+            }
+            var remind: [Duration] = []
+            if let node = properties["remind"] {
+                let texts = node.sequence.map { $0.compactMap(\.string) } ?? []
+                remind = texts.compactMap(Self.duration)
+                if node.sequence == nil || remind.count != texts.count || texts.count != node.sequence?.count {
+                    problem(node.mark?.line, "remind of state \(name) must be a list of durations before the due date: [7d, 1d]")
+                }
+                if sla == nil, dueField == nil {
+                    problem(node.mark?.line, "state \(name) has reminders but no sla or due date to remind of")
+                }
+                remind.sort(by: >)
+            }
             return WorkflowDefinition.State(
-                name: name, kind: kind, screen: screen, queue: properties["queue"]?.string, sla: sla, line: line)
+                name: name, kind: kind, screen: screen, queue: properties["queue"]?.string, sla: sla,
+                dueField: dueField, escalate: escalate, remind: remind, line: line)
         }
 
         mutating func parseAction(_ key: Node, _ value: Node) -> WorkflowDefinition.Action? {
@@ -339,6 +374,10 @@ public enum WorkflowParser {
             guard let node else { return [] }
             if let text = node.scalar?.string { return [text] }
             return node.sequence?.compactMap(\.string) ?? []
+        }
+
+        static func queueName(_ text: String) -> String? {
+            text.range(of: "^[A-Za-z0-9][A-Za-z0-9-]*$", options: .regularExpression) != nil ? text : nil
         }
 
         static func duration(_ text: String) -> Duration? {

@@ -19,6 +19,8 @@ public struct RPCError: Error, Sendable, Equatable, Encodable {
         public static let validationFailed = Code(rawValue: -32022)
         public static let rateLimited = Code(rawValue: -32029)
         public static let historyGone = Code(rawValue: -32041)
+        /// An event subscriber fell too far behind; the connection closes after this.
+        public static let subscriberTooSlow = Code(rawValue: -32042)
 
         public func encode(to encoder: Encoder) throws {
             var container = encoder.singleValueContainer()

@@ -59,6 +59,37 @@ public struct AdminStore: Sendable {
         return try Self.principal(row)
     }
 
+    /// Makes the principal a member of the queue: they see it in `queue.list`
+    /// and may claim from it and from the queues routing refines from it.
+    public func addQueueMember(queue: String, principal name: String) async throws {
+        let principal = try await principal(named: name)
+        guard principal.role != .observer, principal.role != .system else {
+            throw StoreError.validation([FieldError("principal", "\(name) is a \(principal.role.rawValue); queue members work tasks")])
+        }
+        let known = try await pool.query("SELECT 1 FROM queues WHERE name = \(queue)")
+        guard known.first != nil else {
+            let names = try await pool.query("SELECT string_agg(name, ', ' ORDER BY name) FROM queues").first?.decode(String?.self, at: 0)
+            throw StoreError(.notFound, "no queue \(queue); queues: \(names ?? "none")")
+        }
+        try await pool.query("INSERT INTO queue_members (queue, principal) VALUES (\(queue), \(principal.id)) ON CONFLICT DO NOTHING")
+    }
+
+    /// Ends a membership; the principal keeps any task they hold until it is released or reassigned.
+    public func removeQueueMember(queue: String, principal name: String) async throws {
+        let principal = try await principal(named: name)
+        let rows = try await pool.query("DELETE FROM queue_members WHERE queue = \(queue) AND principal = \(principal.id) RETURNING 1")
+        guard rows.first != nil else { throw StoreError(.notFound, "\(name) is not a member of queue \(queue)") }
+    }
+
+    /// Queue names with their members' names.
+    public func queueMembers() async throws -> [(queue: String, members: [String])] {
+        try await pool.query("""
+            SELECT q.name, COALESCE(array_agg(p.name ORDER BY p.name) FILTER (WHERE p.name IS NOT NULL), '{}')
+            FROM queues q LEFT JOIN queue_members m ON m.queue = q.name LEFT JOIN principals p ON p.id = m.principal
+            GROUP BY q.name ORDER BY q.name
+            """).map { (try $0.decode(String.self, at: 0), try $0.decode([String].self, at: 1)) }
+    }
+
     static func principal(_ row: PostgresRow) throws -> Principal {
         Principal(
             id: try row.decode(UUID.self, "id"), name: try row.decode(String.self, "name"),

@@ -13,6 +13,8 @@ public struct StoreError: Error, Sendable, CustomStringConvertible {
         public static let refused = Code("refused")
         public static let validation = Code("validation failed")
         public static let forbidden = Code("forbidden")
+        /// A replay asked for events older than the retention window.
+        public static let historyGone = Code("history gone")
         public var description: String { name }
     }
 

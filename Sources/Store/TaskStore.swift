@@ -29,11 +29,24 @@ public struct StoredTask: Sendable, Hashable {
     public var version: Int
     public var record: TaskRecord
     public var queue: String?
-    public var assignee: UUID?
+    /// Who holds the task now, under which lease, until when.
+    public var holder: Holder?
     public var dueAt: Date?
+    public var queuedAt: Date?
     public var createdAt: Date
     public var updatedAt: Date
     public var state: String { record.state }
+    public var assignee: UUID? { holder?.principal }
+
+    /// A claim's lease expires unless renewed; an assignment's does not.
+    public struct Holder: Sendable, Hashable {
+        public var principal: UUID
+        public var name: String
+        public var lease: UUID
+        public var expiresAt: Date?
+
+        public func isHeld(at now: Date) -> Bool { expiresAt.map { $0 > now } ?? true }
+    }
 }
 
 /// One entry of a task's audit trail.
@@ -65,6 +78,7 @@ public struct TaskStore: Sendable {
     let workflows: WorkflowRegistry
     let rates: ExchangeRates
     let makeScreener: ScreenerFactory
+    let routing: Routing
     let now: @Sendable () -> Date
 
     /// The NOTIFY channel that carries the newest event `seq` on each commit.
@@ -72,12 +86,13 @@ public struct TaskStore: Sendable {
 
     public init(
         pool: PostgresPool, workflows: WorkflowRegistry, rates: ExchangeRates,
-        screener: @escaping ScreenerFactory, now: @escaping @Sendable () -> Date = { Date() }
+        screener: @escaping ScreenerFactory, routing: Routing = Routing(), now: @escaping @Sendable () -> Date = { Date() }
     ) {
         self.pool = pool
         self.workflows = workflows
         self.rates = rates
         self.makeScreener = screener
+        self.routing = routing
         self.now = now
     }
 
@@ -124,7 +139,8 @@ public struct TaskStore: Sendable {
 
     /// Performs a workflow action on a task at `expectedVersion`.
     public func act(
-        _ key: String, action: String, expectedVersion: Int, inputs: ActionInputs = ActionInputs(), by principal: Principal
+        _ key: String, action: String, expectedVersion: Int, inputs: ActionInputs = ActionInputs(), lease: UUID? = nil,
+        by principal: Principal
     ) async throws -> StoredTask {
         try await pool.withTransaction { connection in
             guard var task = try await load(key, visibleTo: principal, forUpdate: true, on: connection) else {
@@ -135,6 +151,7 @@ public struct TaskStore: Sendable {
                     .conflict, "task \(task.ref) is at version \(task.version), not \(expectedVersion): reload it and try again",
                     currentVersion: task.version)
             }
+            try checkHolding(task, lease: lease, by: principal)
             try await apply(action, inputs: inputs, to: &task, by: principal, on: connection)
             return task
         }
@@ -190,6 +207,9 @@ public struct TaskStore: Sendable {
         }
         var task = draft
         task.state = workflow.initialState.name
+        let entered = now()
+        let dueAt = workflow.initialState.dueAt(entered: entered, fields: task.fields)
+        let queue = routing.route(workflow.initialState.queue, for: task)
         if workflow.name == Self.caseWorkflow { try await prepareCase(&task, on: connection) }
         try await checkValues(&task, on: connection)
 
@@ -198,12 +218,13 @@ public struct TaskStore: Sendable {
         let rows = try await connection.query("""
             INSERT INTO tasks (workflow, workflow_version, state, title, description, lead_agency, country, locations, sectors,
                                period_start, period_end, budget_amount, budget_currency, priority, fields, external_refs,
-                               queue, created_by)
+                               queue, queued_at, due_at, next_reminder_at, created_by)
             VALUES (\(workflow.name), \(workflow.version), \(task.state), \(task.title), \(task.description), \(task.leadAgency),
                     \(task.country), \(task.locations), \(task.sectors), \(task.period.map { PostgresDate(iso: $0.start.iso)! }),
                     \(task.period.map { PostgresDate(iso: $0.end.iso)! }), \(task.budget.flatMap { PostgresNumeric($0.amount) }),
                     \(task.budget?.currency), \(task.priority.rawValue), \(fields), \(refs),
-                    \(workflow.initialState.queue), \(principal.id))
+                    \(queue), \(queue == nil ? nil : entered), \(dueAt),
+                    \(workflow.initialState.nextReminder(dueAt: dueAt, after: entered)), \(principal.id))
             RETURNING id
             """)
         let id = try rows.first!.decode(UUID.self, at: 0)
@@ -264,9 +285,16 @@ public struct TaskStore: Sendable {
             decision = success
         }
         let fields = try PostgresJSONB(encoding: decision.task.fields)
+        // Entering a state: its queue (as routed), its due date and reminders;
+        // the step that was held is done, so the holding ends.
+        let entered = context.now
+        let queue = routing.route(decision.queue, for: decision.task)
+        let reminder = workflow.state(decision.finalState)?.nextReminder(dueAt: decision.dueAt, after: entered)
         try await connection.query("""
             UPDATE tasks SET state = \(decision.finalState), fields = \(fields), version = version + 1,
-                queue = \(decision.queue), due_at = \(decision.dueAt), updated_at = now()
+                queue = \(queue), queued_at = \(queue == nil ? nil : entered), due_at = \(decision.dueAt),
+                breached_at = NULL, next_reminder_at = \(reminder),
+                assignee = NULL, lease_id = NULL, lease_expires_at = NULL, updated_at = now()
             WHERE id = \(task.id)
             """)
         for (index, transition) in decision.transitions.enumerated() {
@@ -330,8 +358,9 @@ public struct TaskStore: Sendable {
         let rows = try await connection.query("""
             SELECT t.id, t.ref, t.workflow, t.workflow_version, t.state, t.version, t.title, t.description, t.lead_agency,
                    t.country, t.locations, t.sectors, t.period_start, t.period_end, t.budget_amount, t.budget_currency,
-                   t.priority, t.fields, t.external_refs, t.queue, t.assignee, t.due_at, t.created_at, t.updated_at
-            FROM tasks t
+                   t.priority, t.fields, t.external_refs, t.queue, t.assignee, h.name AS holder_name, t.lease_id,
+                   t.lease_expires_at, t.due_at, t.queued_at, t.created_at, t.updated_at
+            FROM tasks t LEFT JOIN principals h ON h.id = t.assignee
             WHERE (t.id = \(id) OR (\(id)::uuid IS NULL AND t.ref = \(key)))
               AND (NOT \(restricted) OR t.lead_agency = \(agency)
                    OR EXISTS (SELECT 1 FROM task_participants p WHERE p.task_id = t.id AND p.agency = \(agency)))
@@ -359,8 +388,8 @@ public struct TaskStore: Sendable {
         return StoredTask(
             id: taskID, ref: try row.decode(String.self, "ref"), workflow: try row.decode(String.self, "workflow"),
             workflowVersion: try row.decode(Int.self, "workflow_version"), version: try row.decode(Int.self, "version"),
-            record: record, queue: try row.decode(String?.self, "queue"), assignee: try row.decode(UUID?.self, "assignee"),
-            dueAt: try row.decode(Date?.self, "due_at"), createdAt: try row.decode(Date.self, "created_at"),
+            record: record, queue: try row.decode(String?.self, "queue"), holder: try Self.holder(row),
+            dueAt: try row.decode(Date?.self, "due_at"), queuedAt: try row.decode(Date?.self, "queued_at"), createdAt: try row.decode(Date.self, "created_at"),
             updatedAt: try row.decode(Date.self, "updated_at"))
     }
 }

@@ -24,6 +24,8 @@ struct Harness {
         private let value = Mutex(ISO8601DateFormatter().date(from: "2026-11-29T09:00:00Z")!)
         var now: Date { value.withLock { $0 } }
         func set(_ iso: String) { value.withLock { $0 = ISO8601DateFormatter().date(from: iso + "T09:00:00Z")! } }
+        func set(date: Date) { value.withLock { $0 = date } }
+        func advance(_ duration: Duration) { value.withLock { $0 = $0.addingTimeInterval(TimeInterval(duration.components.seconds)) } }
     }
 
     static var config: URL { TestDatabase.repositoryRoot.appendingPathComponent("Config") }
@@ -40,13 +42,23 @@ struct Harness {
         workflows = try await pool.withConnection { try await WorkflowRegistry.sync(files, on: $0) }
         let clock = TestClock()
         self.clock = clock
-        tasks = TaskStore(pool: pool, workflows: workflows, rates: try Self.rates(), screener: screener, now: { clock.now })
+        tasks = TaskStore(
+            pool: pool, workflows: workflows, rates: try Self.rates(), screener: screener, routing: try Self.routing(), now: { clock.now })
+        try await tasks.syncQueues()
         admin = AdminStore(pool: pool)
         undp = try await admin.addPrincipal(name: "amina (undp)", role: .liaison, agency: "undp")
         unicef = try await admin.addPrincipal(name: "kofi (unicef)", role: .liaison, agency: "unicef")
         wfp = try await admin.addPrincipal(name: "lena (wfp)", role: .liaison, agency: "wfp")
         coordinator = try await admin.addPrincipal(name: "chen (pbso)", role: .coordinator, agency: "pbso")
         approver = try await admin.addPrincipal(name: "asg", role: .approver, agency: "pbso")
+        for queue in ["pbso-review", "pbso-deconfliction", "pbso-escalations", "pbso-funding"] {
+            try await admin.addQueueMember(queue: queue, principal: coordinator.name)
+        }
+        try await admin.addQueueMember(queue: "asg-approval", principal: approver.name)
+    }
+
+    static func routing() throws -> Routing {
+        try Routing.load(yaml: String(contentsOf: config.appendingPathComponent("routing.yaml"), encoding: .utf8), file: "routing.yaml")
     }
 
     static func project(title: String = "Youth and women in local peace committees", facility: String = "IRF", amount: String = "1500000.00") -> TaskRecord {

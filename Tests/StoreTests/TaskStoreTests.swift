@@ -13,7 +13,7 @@ import TestSupport
         #expect(!replayed)
         #expect(submitted.ref.hasPrefix("PBC-2026-"))
         #expect(submitted.state == "technical_review")
-        #expect(submitted.queue == "pbso-review")
+        #expect(submitted.queue == "pbso-review-BDI")  // Config/routing.yaml refines pbso-review for Burundi
         #expect(submitted.record.country == "BDI")  // alpha-2 accepted, stored as alpha-3
         #expect(submitted.version == 2)
         var task = submitted

@@ -1,0 +1,116 @@
+import Coordination
+import Foundation
+import Postgres
+
+/// What a subscriber wants to hear about; an empty list matches everything.
+public struct EventFilter: Sendable, Hashable {
+    public var queues: [String] = []
+    public var tasks: [UUID] = []
+    public var countries: [String] = []
+    public var agencies: [String] = []
+    public var types: [String] = []
+
+    public init(queues: [String] = [], tasks: [UUID] = [], countries: [String] = [], agencies: [String] = [], types: [String] = []) {
+        self.queues = queues
+        self.tasks = tasks
+        self.countries = countries
+        self.agencies = agencies
+        self.types = types
+    }
+}
+
+/// An event as a stream carries it: with its task and where the task was.
+public struct StreamEvent: Sendable, Hashable {
+    public var event: StoredEvent
+    public var taskRef: String?
+    public var queue: String?
+    public var country: String?
+}
+
+/// Reading the event log for streams (SPEC section 6).
+extension TaskStore {
+    /// The seq of the newest event, 0 when there is none.
+    public func newestEventSeq() async throws -> Int {
+        try await pool.query("SELECT COALESCE(max(seq), 0) FROM events").first!.decode(Int.self, at: 0)
+    }
+
+    /// Refuses a replay from `since` when the first event it would give is older
+    /// than `retention`, or when `since` is ahead of the log.
+    public func checkReplayable(since: Int, retention: Duration) async throws {
+        let rows = try await pool.query("""
+            SELECT (SELECT at FROM events WHERE seq > \(since) ORDER BY seq LIMIT 1),
+                   (SELECT COALESCE(max(seq), 0) FROM events)
+            """)
+        let newest = try rows.first!.decode(Int.self, at: 1)
+        if since > newest {
+            throw StoreError.validation([FieldError("since", "\(since) is ahead of the newest event (\(newest))")])
+        }
+        if let first = try rows.first!.decode(Date?.self, at: 0), first < now().adding(.zero - retention) {
+            throw StoreError(
+                .historyGone, "events after \(since) are older than the replay window (\(retention.components.seconds / 86_400) days); "
+                    + "read old history with task.history, or subscribe without since")
+        }
+    }
+
+    /// The task ids behind refs or ids, each one visible to `principal`.
+    public func taskIDs(_ keys: [String], visibleTo principal: Principal) async throws -> [UUID] {
+        try await pool.withConnection { connection in
+            var ids: [UUID] = []
+            for key in keys {
+                guard let task = try await load(key, visibleTo: principal, forUpdate: false, on: connection) else {
+                    throw StoreError(.notFound, "no task \(key)")
+                }
+                ids.append(task.id)
+            }
+            return ids
+        }
+    }
+
+    /// Country codes as stored (alpha-3), from alpha-3 or alpha-2.
+    public func countryCodes(_ codes: [String]) async throws -> [String] {
+        guard !codes.isEmpty else { return [] }
+        let rows = try await pool.query("""
+            SELECT c.given, k.code FROM unnest(\(codes)) AS c(given)
+            LEFT JOIN countries k ON k.code = upper(c.given) OR k.alpha2 = upper(c.given)
+            """)
+        var found: [String] = []
+        var errors: [FieldError] = []
+        for row in rows {
+            if let code = try row.decode(String?.self, at: 1) { found.append(code) } else {
+                errors.append(FieldError("countries", "unknown country \(try row.decode(String.self, at: 0))"))
+            }
+        }
+        guard errors.isEmpty else { throw StoreError.validation(errors) }
+        return found
+    }
+
+    /// Events after `seq` that match `filter` and that `principal` may see, oldest first.
+    /// Liaisons see events of tasks their agency leads or takes part in.
+    public func events(after seq: Int, matching filter: EventFilter, visibleTo principal: Principal, limit: Int) async throws -> [StreamEvent] {
+        let restricted = principal.role == .liaison
+        let rows = try await pool.query("""
+            SELECT e.seq, e.type, e.actor_name, e.action, e.from_state, e.to_state, e.comment, e.data, e.at, t.ref, e.queue, e.country
+            FROM events e LEFT JOIN tasks t ON t.id = e.task_id
+            WHERE e.seq > \(seq)
+              AND (cardinality(\(filter.queues)) = 0 OR e.queue = ANY (\(filter.queues)))
+              AND (cardinality(\(filter.tasks.map { $0.uuidString })::uuid[]) = 0 OR e.task_id = ANY (\(filter.tasks.map { $0.uuidString })::uuid[]))
+              AND (cardinality(\(filter.countries)) = 0 OR e.country = ANY (\(filter.countries)))
+              AND (cardinality(\(filter.agencies)) = 0 OR e.agencies && \(filter.agencies))
+              AND (cardinality(\(filter.types)) = 0 OR e.type = ANY (\(filter.types)))
+              AND (NOT \(restricted) OR \(principal.agency) = ANY (e.agencies))
+            ORDER BY e.seq
+            LIMIT \(limit)
+            """)
+        return try rows.map { row in
+            StreamEvent(
+                event: StoredEvent(
+                    seq: try row.decode(Int.self, "seq"), type: try row.decode(String.self, "type"),
+                    actor: try row.decode(String.self, "actor_name"), action: try row.decode(String?.self, "action"),
+                    fromState: try row.decode(String?.self, "from_state"), toState: try row.decode(String?.self, "to_state"),
+                    comment: try row.decode(String?.self, "comment"), data: try row.decode(PostgresJSONB.self, "data"),
+                    at: try row.decode(Date.self, "at")),
+                taskRef: try row.decode(String?.self, "ref"), queue: try row.decode(String?.self, "queue"),
+                country: try row.decode(String?.self, "country"))
+        }
+    }
+}

@@ -1,0 +1,339 @@
+import Coordination
+import Foundation
+import Postgres
+import Store
+import Testing
+import TestSupport
+
+/// Queue tests are about queues: every submission goes straight to review.
+struct NoOverlaps: Screener {
+    func screen(_ task: TaskRecord) async throws -> [OverlapFinding] { [] }
+}
+
+@Suite struct QueueTests {
+    /// A project for Sierra Leone, which routing leaves in `pbso-review`.
+    static func project(_ title: String, priority: Priority = .normal) -> TaskRecord {
+        var record = Harness.project(title: title)
+        record.country = "SLE"
+        record.locations = ["Kailahun"]
+        record.priority = priority
+        return record
+    }
+
+    func submit(_ h: Harness, _ title: String, priority: Priority = .normal) async throws -> StoredTask {
+        try await h.tasks.submit(Self.project(title, priority: priority), workflow: "pbf-project", idempotencyKey: title, by: h.undp).task
+    }
+
+    func events(_ h: Harness, of task: StoredTask, type: String) async throws -> [StoredEvent] {
+        try await h.tasks.history(task.ref, as: h.coordinator).filter { $0.type == type }
+    }
+
+    @Test func claimsGiveTheMostUrgentUnheldTaskFirst() async throws {
+        let h = try await Harness("claim_order", screener: { _, _ in NoOverlaps() })
+        let old = try await submit(h, "Community dialogue in Kono")
+        h.clock.advance(.seconds(3600))
+        let newer = try await submit(h, "Radio programmes for reconciliation in Bo")
+        let urgent = try await submit(h, "Border security training in Kailahun", priority: .urgent)
+        #expect(urgent.queue == "pbso-review-urgent")  // routing by priority
+        #expect(old.queue == "pbso-review")
+
+        // The urgent one sits in its own queue; in pbso-review, the oldest goes first.
+        let first = try #require(try await h.tasks.claim("pbso-review", lease: .seconds(600), by: h.coordinator))
+        #expect(first.ref == old.ref)
+        #expect(first.holder?.name == h.coordinator.name)
+        #expect(first.holder?.expiresAt == h.clock.now.addingTimeInterval(600))
+        #expect(first.version == old.version + 1)
+        let second = try #require(try await h.tasks.claim("pbso-review", lease: .seconds(600), by: h.coordinator))
+        #expect(second.ref == newer.ref)
+        #expect(try await h.tasks.claim("pbso-review", lease: .seconds(600), by: h.coordinator) == nil)
+        // Membership of pbso-review covers the queues refined from it.
+        let third = try #require(try await h.tasks.claim("pbso-review-urgent", lease: .seconds(600), by: h.coordinator))
+        #expect(third.ref == urgent.ref)
+
+        // Not a member: refused; no such queue: not found.
+        let stranger = try await h.admin.addPrincipal(name: "other coordinator", role: .coordinator, agency: "pbso")
+        let forbidden = await #expect(throws: StoreError.self) { _ = try await h.tasks.claim("pbso-review", lease: .seconds(60), by: stranger) }
+        #expect(forbidden?.code == .forbidden)
+        let unknown = await #expect(throws: StoreError.self) { _ = try await h.tasks.claim("no-such-queue", lease: .seconds(60), by: h.coordinator) }
+        #expect(unknown?.code == .notFound)
+
+        let claimed = try await events(h, of: first, type: "task.claimed")
+        #expect(claimed.count == 1)
+        #expect(claimed.first?.actor == h.coordinator.name)
+    }
+
+    @Test func concurrentClaimersNeverGetTheSameTask() async throws {
+        let h = try await Harness("claim_race", screener: { _, _ in NoOverlaps() })
+        for index in 0..<40 { _ = try await submit(h, "Programme \(index) in Kenema") }
+        var workers: [Principal] = []
+        for index in 0..<8 {
+            let worker = try await h.admin.addPrincipal(name: "coordinator \(index)", role: .coordinator, agency: "pbso")
+            try await h.admin.addQueueMember(queue: "pbso-review", principal: worker.name)
+            workers.append(worker)
+        }
+        let claims = try await withThrowingTaskGroup(of: [String].self) { group in
+            for worker in workers {
+                group.addTask {
+                    var refs: [String] = []
+                    while let task = try await h.tasks.claim("pbso-review", lease: .seconds(600), by: worker) { refs.append(task.ref) }
+                    return refs
+                }
+            }
+            return try await group.reduce(into: [String]()) { $0 += $1 }
+        }
+        #expect(claims.count == 40)
+        #expect(Set(claims).count == 40)
+        let holders = try await h.pool.query("SELECT count(*) FROM tasks WHERE queue = 'pbso-review' AND assignee IS NULL")
+        #expect(try holders.first!.decode(Int.self, at: 0) == 0)
+    }
+
+    @Test func anExpiredLeaseReturnsTheTaskAndItsHolderCannotActUnderIt() async throws {
+        let h = try await Harness("lease_expiry", screener: { _, _ in NoOverlaps() })
+        _ = try await submit(h, "Land dispute mediation in Kono")
+        let colleague = try await h.admin.addPrincipal(name: "second coordinator", role: .coordinator, agency: "pbso")
+        try await h.admin.addQueueMember(queue: "pbso-review", principal: colleague.name)
+
+        let mine = try #require(try await h.tasks.claim("pbso-review", lease: .seconds(600), by: h.coordinator))
+        let lease = try #require(mine.holder?.lease)
+        // While the lease holds, a colleague can neither claim nor act on it.
+        #expect(try await h.tasks.claim("pbso-review", lease: .seconds(600), by: colleague) == nil)
+        let held = await #expect(throws: StoreError.self) {
+            _ = try await h.tasks.act(mine.ref, action: "recommend", expectedVersion: mine.version, by: colleague)
+        }
+        #expect(held?.code == .conflict)
+        #expect(held?.message.contains("held by chen (pbso)") == true)
+
+        // Renewing moves the expiry; then time runs out.
+        let renewed = try await h.tasks.renew(mine.ref, lease: lease, for: .seconds(600), by: h.coordinator)
+        #expect(renewed.holder?.expiresAt == h.clock.now.addingTimeInterval(600))
+        h.clock.advance(.seconds(601))
+        let expired = await #expect(throws: StoreError.self) {
+            _ = try await h.tasks.act(mine.ref, action: "recommend", expectedVersion: renewed.version, lease: lease, by: h.coordinator)
+        }
+        #expect(expired?.code == .conflict)
+        #expect(expired?.message.contains("expired") == true)
+
+        // The sweep gives it back to the queue, once.
+        let report = try #require(try await h.tasks.sweep())
+        #expect(report.leasesExpired == [mine.ref])
+        #expect(try await h.tasks.sweep()?.leasesExpired == [])
+        let back = try await h.tasks.get(mine.ref, as: h.coordinator)
+        #expect(back.holder == nil)
+        #expect(try await events(h, of: back, type: "task.lease_expired").count == 1)
+
+        // The colleague claims it; the old lease is refused, the new holder's action succeeds.
+        let theirs = try #require(try await h.tasks.claim("pbso-review", lease: .seconds(600), by: colleague))
+        #expect(theirs.ref == mine.ref)
+        let lost = await #expect(throws: StoreError.self) {
+            _ = try await h.tasks.act(mine.ref, action: "recommend", expectedVersion: theirs.version, lease: lease, by: h.coordinator)
+        }
+        #expect(lost?.code == .conflict)
+        #expect(lost?.message.contains("no longer yours") == true)
+        let done = try await h.tasks.act(
+            theirs.ref, action: "recommend", expectedVersion: theirs.version, lease: theirs.holder?.lease, by: colleague)
+        #expect(done.state == "asg_approval")
+        #expect(done.holder == nil)  // the step is done; the next queue's workers take it from here
+    }
+
+    @Test func assignReleaseAndReassignEveryTaskOfOnePerson() async throws {
+        let h = try await Harness("reassign", screener: { _, _ in NoOverlaps() })
+        let a = try await submit(h, "Women mediators network in Bo")
+        let b = try await submit(h, "Youth employment for peace in Makeni")
+        let away = try await h.admin.addPrincipal(name: "on leave", role: .coordinator, agency: "pbso")
+        let cover = try await h.admin.addPrincipal(name: "cover", role: .coordinator, agency: "pbso")
+
+        let assigned = try await h.tasks.assign(a.ref, to: away.name, by: h.coordinator)
+        #expect(assigned.holder?.name == "on leave")
+        #expect(assigned.holder?.expiresAt == nil)  // an assignment does not expire
+        _ = try await h.tasks.assign(b.ref, to: away.id.uuidString, by: h.coordinator)
+        let liaison = await #expect(throws: StoreError.self) { _ = try await h.tasks.assign(a.ref, to: cover.name, by: h.undp) }
+        #expect(liaison?.code == .forbidden)
+        let notAWorker = await #expect(throws: StoreError.self) { _ = try await h.tasks.assign(a.ref, to: h.wfp.name, by: h.coordinator) }
+        #expect(notAWorker?.code == .validation)
+
+        let moved = try await h.tasks.reassignAll(from: away.name, to: cover.name, by: h.coordinator)
+        #expect(moved == [a.ref, b.ref])
+        #expect(try await h.tasks.get(a.ref, as: h.coordinator).holder?.name == "cover")
+        let assignedEvents = try await events(h, of: a, type: "task.assigned")
+        #expect(assignedEvents.count == 2)
+
+        let released = try await h.tasks.release(b.ref, lease: nil, by: cover)
+        #expect(released.holder == nil)
+        let again = await #expect(throws: StoreError.self) { _ = try await h.tasks.release(b.ref, lease: nil, by: cover) }
+        #expect(again?.code == .conflict)
+        let emptied = try await h.tasks.reassignAll(from: cover.name, to: nil, by: h.coordinator)
+        #expect(emptied == [a.ref])
+        #expect(try await h.tasks.get(a.ref, as: h.coordinator).holder == nil)
+    }
+
+    @Test func aBreachIsHandledOnceEvenWithSeveralInstancesSweeping() async throws {
+        let h = try await Harness("sla_breach", screener: { _, _ in NoOverlaps() })
+        let review = try await submit(h, "Transitional justice outreach in Kenema")
+        #expect(review.dueAt == h.clock.now.addingTimeInterval(15 * 86_400))  // technical_review: sla 15d
+
+        // Three instances, each its own store and pool over the same database.
+        var instances: [TaskStore] = []
+        var pools: [PostgresPool] = []
+        for _ in 0..<3 {
+            let pool = PostgresPool(configuration: .init(target: h.target, maxConnections: 2))
+            pools.append(pool)
+            let clock = h.clock
+            instances.append(TaskStore(
+                pool: pool, workflows: h.workflows, rates: try Harness.rates(), screener: { _, _ in NoOverlaps() },
+                routing: try Harness.routing(), now: { clock.now }))
+        }
+        defer { for pool in pools { Task { await pool.shutdown() } } }
+
+        h.clock.advance(.seconds(14 * 86_400))
+        for instance in instances { #expect(try await instance.sweep()?.breached ?? [] == []) }
+        h.clock.advance(.seconds(2 * 86_400))
+        let breachedRefs = try await withThrowingTaskGroup(of: [String].self) { group in
+            for instance in instances {
+                group.addTask {
+                    var breached: [String] = []
+                    for _ in 0..<5 { breached += try await instance.sweep()?.breached ?? [] }
+                    return breached
+                }
+            }
+            return try await group.reduce(into: [String]()) { $0 += $1 }
+        }
+        #expect(breachedRefs == [review.ref])
+        let breached = try await events(h, of: review, type: "sla.breached")
+        #expect(breached.count == 1)
+        let after = try await h.tasks.get(review.ref, as: h.coordinator)
+        #expect(after.record.priority == .high)  // technical_review names no escalation queue: priority goes up
+        #expect(after.queue == "pbso-review")
+        let data = try breached.first!.data.decode([String: String].self)
+        #expect(data["priorityFrom"] == "normal")
+        #expect(data["priorityTo"] == "high")
+
+        // Entering a new state starts its SLA afresh.
+        let recommended = try await h.tasks.act(review.ref, action: "recommend", expectedVersion: after.version, by: h.coordinator)
+        #expect(recommended.dueAt == h.clock.now.addingTimeInterval(10 * 86_400))
+    }
+
+    @Test func aBreachInDeconflictionMovesTheTaskToTheEscalationQueue() async throws {
+        let h = try await Harness("sla_escalation")
+        struct Always: Screener {
+            func screen(_ task: TaskRecord) async throws -> [OverlapFinding] {
+                [OverlapFinding(other: "XM-DAC-41114-SLE-1", score: 0.9, reasons: ["same sector"])]
+            }
+        }
+        let stuck = try await TaskStore(
+            pool: h.pool, workflows: h.workflows, rates: try Harness.rates(), screener: { _, _ in Always() }, routing: try Harness.routing(),
+            now: { h.clock.now }
+        ).submit(Self.project("Security sector reform in Freetown"), workflow: "pbf-project", idempotencyKey: "k", by: h.undp).task
+        #expect(stuck.state == "deconfliction")
+        #expect(stuck.queue == "pbso-deconfliction")
+        let held = try #require(try await h.tasks.claim("pbso-deconfliction", lease: .seconds(86_400 * 30), by: h.coordinator))
+        #expect(held.holder != nil)
+
+        h.clock.advance(.seconds(11 * 86_400))
+        #expect(try await h.tasks.sweep()?.breached == [stuck.ref])
+        let escalated = try await h.tasks.get(stuck.ref, as: h.coordinator)
+        #expect(escalated.queue == "pbso-escalations")
+        #expect(escalated.holder == nil)
+        #expect(escalated.queuedAt == h.clock.now)
+        let data = try #require(try await events(h, of: stuck, type: "sla.breached").first).data.decode([String: String].self)
+        #expect(data["escalatedFrom"] == "pbso-deconfliction")
+        #expect(data["escalatedTo"] == "pbso-escalations")
+        #expect(try await h.tasks.sweep()?.breached == [])
+    }
+
+    @Test func progressReportsAreDueOnTheirDateWithRemindersBefore() async throws {
+        let h = try await Harness("reminders", screener: { _, _ in NoOverlaps() })
+        var report = Self.project("Semi-annual report: community dialogue in Kono")
+        report.fields = ["dueDate": .string("2027-01-31"), "reportType": .string("semi-annual")]
+        let task = try await h.tasks.create(report, workflow: "progress-report", by: h.undp)
+        #expect(task.state == "scheduled")
+        #expect(task.queue == "agency-reports")
+        #expect(task.dueAt == ISO8601DateFormatter().date(from: "2027-02-01T00:00:00Z"))
+
+        h.clock.set("2026-12-15")  // more than 30 days ahead: nothing yet
+        #expect(try await h.tasks.sweep()?.reminded == [])
+        h.clock.set("2027-01-02")  // 30 days before
+        #expect(try await h.tasks.sweep()?.reminded == [task.ref])
+        #expect(try await h.tasks.sweep()?.reminded == [])
+        h.clock.set("2027-01-26")  // 7 days before
+        #expect(try await h.tasks.sweep()?.reminded == [task.ref])
+        let reminders = try await events(h, of: task, type: "sla.reminder")
+        #expect(reminders.count == 2)
+        #expect(try reminders.last!.data.decode([String: String].self)["state"] == "scheduled")
+
+        // Drafting keeps the same due date and reminds a day before.
+        let drafting = try await h.tasks.act(task.ref, action: "start_drafting", expectedVersion: task.version, by: h.undp)
+        #expect(drafting.dueAt == task.dueAt)
+        h.clock.set("2027-01-31")
+        #expect(try await h.tasks.sweep()?.reminded == [task.ref])
+        h.clock.set("2027-02-02")
+        let late = try #require(try await h.tasks.sweep())
+        #expect(late.breached == [task.ref])
+        #expect(late.reminded == [])
+    }
+
+    @Test func queueListShowsDepthClaimsAgeAndBreaches() async throws {
+        let h = try await Harness("queue_list", screener: { _, _ in NoOverlaps() })
+        let a = try await submit(h, "Peace education in Bo")
+        _ = try await submit(h, "Peace education in Kenema")
+        _ = try await h.tasks.claim("pbso-review", lease: .seconds(15 * 86_400), by: h.coordinator)
+        h.clock.advance(.seconds(15 * 86_400 - 3600))  // due in an hour
+        var queues = try await h.tasks.queues(for: h.coordinator)
+        #expect(queues.map(\.name).contains("pbso-review-BDI"))  // refined from a queue they belong to
+        #expect(!queues.map(\.name).contains("asg-approval"))
+        var review = try #require(queues.first { $0.name == "pbso-review" })
+        #expect(review.depth == 2)
+        #expect(review.claimed == 1)
+        #expect(review.dueSoon == 2)
+        #expect(review.breached == 0)
+        #expect(review.oldestQueuedAt == a.queuedAt)
+        h.clock.advance(.seconds(7200))
+        queues = try await h.tasks.queues(for: h.coordinator)
+        review = try #require(queues.first { $0.name == "pbso-review" })
+        #expect(review.breached == 2)
+        #expect(review.claimed == 0)  // the lease ran out too
+
+        // Paging through a queue in urgency order.
+        let first = try await h.tasks.queueTasks("pbso-review", as: h.coordinator, limit: 1)
+        #expect(first.items.map(\.ref) == [a.ref])
+        let next = try await h.tasks.queueTasks("pbso-review", as: h.coordinator, limit: 1, cursor: first.nextCursor)
+        #expect(next.items.count == 1)
+        #expect(next.items.first?.ref != a.ref)
+        #expect(next.nextCursor == nil)
+        let bad = await #expect(throws: StoreError.self) { _ = try await h.tasks.queueTasks("pbso-review", as: h.coordinator, cursor: "bogus") }
+        #expect(bad?.code == .validation)
+    }
+
+    @Test func eventReadsFilterAndScopeByAgency() async throws {
+        let h = try await Harness("event_reads", screener: { _, _ in NoOverlaps() })
+        let start = try await h.tasks.newestEventSeq()
+        let mine = try await submit(h, "Dialogue platforms in Kono")
+        var other = Self.project("School feeding in Bombali")
+        other.leadAgency = "wfp"
+        other.participants = []
+        let theirs = try await h.tasks.submit(other, workflow: "pbf-project", idempotencyKey: "w", by: h.wfp).task
+
+        let all = try await h.tasks.events(after: start, matching: EventFilter(), visibleTo: h.coordinator, limit: 100)
+        #expect(all.map(\.event.seq) == all.map(\.event.seq).sorted())
+        #expect(Set(all.compactMap(\.taskRef)) == [mine.ref, theirs.ref])
+        // A liaison of a participating agency sees the UNDP task's events, not WFP's.
+        let unicef = try await h.tasks.events(after: start, matching: EventFilter(), visibleTo: h.unicef, limit: 100)
+        #expect(Set(unicef.compactMap(\.taskRef)) == [mine.ref])
+        let byQueue = try await h.tasks.events(after: start, matching: EventFilter(queues: ["pbso-review"]), visibleTo: h.coordinator, limit: 100)
+        #expect(!byQueue.isEmpty)
+        #expect(byQueue.allSatisfy { $0.queue == "pbso-review" })
+        let byType = try await h.tasks.events(
+            after: start, matching: EventFilter(tasks: [theirs.id], types: ["task.transitioned"]), visibleTo: h.coordinator, limit: 100)
+        #expect(byType.map(\.event.toState) == ["submitted", "screening", "technical_review"])
+        let byAgency = try await h.tasks.events(after: start, matching: EventFilter(agencies: ["unicef"]), visibleTo: h.coordinator, limit: 100)
+        #expect(Set(byAgency.compactMap(\.taskRef)) == [mine.ref])
+
+        // Replays: ahead of the log is invalid; older than retention is gone.
+        let ahead = await #expect(throws: StoreError.self) { try await h.tasks.checkReplayable(since: 1_000_000, retention: .seconds(86_400)) }
+        #expect(ahead?.code == .validation)
+        try await h.tasks.checkReplayable(since: start, retention: .seconds(86_400))
+        // Events carry the database's time; two days after it, they are past a one-day window.
+        h.clock.set(date: Date().addingTimeInterval(2 * 86_400))
+        let gone = await #expect(throws: StoreError.self) { try await h.tasks.checkReplayable(since: start, retention: .seconds(86_400)) }
+        #expect(gone?.code == .historyGone)
+    }
+}
