@@ -274,6 +274,7 @@ struct NoOverlaps: Screener {
     @Test func queueListShowsDepthClaimsAgeAndBreaches() async throws {
         let h = try await Harness("queue_list", screener: { _, _ in NoOverlaps() })
         let a = try await submit(h, "Peace education in Bo")
+        h.clock.advance(.seconds(60))
         _ = try await submit(h, "Peace education in Kenema")
         _ = try await h.tasks.claim("pbso-review", lease: .seconds(15 * 86_400), by: h.coordinator)
         h.clock.advance(.seconds(15 * 86_400 - 3600))  // due in an hour
