@@ -9,6 +9,15 @@ public final class RPCClient {
     private var inbound: NIOAsyncChannelInboundStream<Frame>.AsyncIterator
     private let outbound: NIOAsyncChannelOutboundWriter<ByteBuffer>
     private var nextID: Int64 = 0
+    /// Notifications that arrived while a call waited for its answer.
+    private var pending: [Incoming] = []
+
+    /// What the server sends besides answers: a notification, or an error
+    /// with no request id (the last line before it closes the connection).
+    public enum Incoming: Sendable {
+        case notification(method: String, params: JSONValue)
+        case error(RPCError)
+    }
 
     private init(inbound: NIOAsyncChannelInboundStream<Frame>, outbound: NIOAsyncChannelOutboundWriter<ByteBuffer>) {
         self.inbound = inbound.makeAsyncIterator()
@@ -18,6 +27,7 @@ public final class RPCClient {
     /// A connection failure, in words a user can act on.
     public struct ConnectionError: Error, CustomStringConvertible {
         public let description: String
+        public init(description: String) { self.description = description }
     }
 
     /// Connects to `host:port` (over TLS when `tls` is given), runs `body`, closes.
@@ -62,17 +72,40 @@ public final class RPCClient {
         var line = ByteBuffer(bytes: try JSONEncoder().encode(request))
         line.writeInteger(UInt8(ascii: "\n"))
         try await outbound.write(line)
-        guard let frame = try await inbound.next(), case .line(let answer) = frame else {
-            throw ConnectionError(description: "pbc closed the connection")
+        while true {
+            guard let response = try await nextMessage() else { throw ConnectionError(description: "pbc closed the connection") }
+            if let method = response["method"], case .string(let name) = method {
+                pending.append(.notification(method: name, params: response["params"] ?? .null))
+                continue
+            }
+            if let error = response["error"] { throw Self.rpcError(error) }
+            return response["result"] ?? .null
         }
-        let response = try JSONDecoder().decode(JSONValue.self, from: Data(answer.readableBytesView))
-        if let error = response["error"] {
-            var code = RPCError.Code.internalError
-            if case .integer(let raw)? = error["code"] { code = RPCError.Code(rawValue: Int(raw)) }
-            var message = "error"
-            if case .string(let text)? = error["message"] { message = text }
-            throw RPCError(code: code, message: message, data: error["data"])
+    }
+
+    /// The next notification (or id-less error), waiting for it if need be; nil when the connection closes.
+    public func next() async throws -> Incoming? {
+        if !pending.isEmpty { return pending.removeFirst() }
+        while let message = try await nextMessage() {
+            if let method = message["method"], case .string(let name) = method {
+                return .notification(method: name, params: message["params"] ?? .null)
+            }
+            if let error = message["error"], message["id"] == nil || message["id"] == .null { return .error(Self.rpcError(error)) }
         }
-        return response["result"] ?? .null
+        return nil
+    }
+
+    private func nextMessage() async throws -> JSONValue? {
+        guard let frame = try await inbound.next() else { return nil }
+        guard case .line(let line) = frame else { throw ConnectionError(description: "pbc sent a line longer than this client accepts") }
+        return try JSONDecoder().decode(JSONValue.self, from: Data(line.readableBytesView))
+    }
+
+    private static func rpcError(_ error: JSONValue) -> RPCError {
+        var code = RPCError.Code.internalError
+        if case .integer(let raw)? = error["code"] { code = RPCError.Code(rawValue: Int(raw)) }
+        var message = "error"
+        if case .string(let text)? = error["message"] { message = text }
+        return RPCError(code: code, message: message, data: error["data"])
     }
 }

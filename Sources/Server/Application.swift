@@ -40,18 +40,25 @@ public struct Application: Sendable {
         let workflowFiles = try WorkflowRegistry.read(files: WorkflowRegistry.files(in: configURL.appendingPathComponent("workflows")))
         let rates = try loadRates()
         let overlap = try loadOverlapConfiguration()
+        let routing = try loadRouting()
         let tls = try makeTLSContext()
         try await withPreparedDatabase(owner: true, poolSize: configuration.poolSize) { pool in
             let workflows = try await pool.withConnection { try await WorkflowRegistry.sync(workflowFiles, on: $0) }
             logger.info(
                 "workflows loaded",
                 metadata: ["workflows": "\(workflows.latest.values.map { "\($0.name) v\($0.version)" }.sorted().joined(separator: ", "))"])
+            let tasks = TaskStore(
+                pool: pool, workflows: workflows, rates: rates, screener: TaskStore.portfolioScreener(overlap), routing: routing)
+            try await tasks.syncQueues()
             let metrics = ServerMetrics()
             let connections = ConnectionRegistry()
+            let hub = EventHub(pool: pool, tasks: tasks, logger: logger)
             let methods = Methods(
-                pool: pool, tasks: TaskStore(pool: pool, workflows: workflows, rates: rates, screener: TaskStore.portfolioScreener(overlap)),
-                workflows: workflows,
-                rateLimit: (Double(configuration.rateLimitPerSecond), configuration.rateLimitBurst), metrics: metrics, logger: logger)
+                pool: pool, tasks: tasks, workflows: workflows,
+                rateLimit: (Double(configuration.rateLimitPerSecond), configuration.rateLimitBurst), metrics: metrics,
+                queueSettings: .init(
+                    lease: .seconds(configuration.leaseSeconds), replayRetention: .seconds(configuration.replayRetentionDays * 86_400)),
+                hub: hub, maxSubscriberLag: configuration.maxSubscriberLag, logger: logger)
             let server = RPCServer(
                 configuration: .init(
                     host: configuration.host, port: configuration.port, maxLineBytes: configuration.maxLineBytes,
@@ -59,7 +66,9 @@ public struct Application: Sendable {
                     idleTimeout: .seconds(configuration.idleTimeoutSeconds), maxConnections: configuration.maxConnections,
                     writeTimeout: .seconds(configuration.writeTimeoutSeconds), tls: tls),
                 methods: methods, connections: connections, logger: logger, onListening: onListening)
-            var services: [any Service] = [server]
+            var services: [any Service] = [
+                hub, Sweeper(tasks: tasks, interval: .seconds(configuration.sweepIntervalSeconds), logger: logger), server,
+            ]
             if let metricsPort = configuration.metricsPort {
                 services.append(
                     HealthServer(
@@ -137,6 +146,21 @@ public struct Application: Sendable {
             throw ConfigError(file: url.path, line: nil, message: "cannot read the overlap configuration")
         }
         return try OverlapConfiguration.load(yaml: String(decoding: data, as: UTF8.self), file: url.path)
+    }
+
+    /// Loads the workflows and routing of `Config/` and makes sure every queue they name exists,
+    /// for admin commands that run before any server has.
+    public func syncQueues(_ pool: PostgresPool) async throws {
+        let files = try WorkflowRegistry.read(files: WorkflowRegistry.files(in: configURL.appendingPathComponent("workflows")))
+        let workflows = try await pool.withConnection { try await WorkflowRegistry.sync(files, on: $0) }
+        try await TaskStore.syncQueues(workflows: workflows, routing: try loadRouting(), on: pool)
+    }
+
+    /// `Config/routing.yaml`; without the file, tasks wait in the queues their states name.
+    public func loadRouting() throws -> Routing {
+        let url = configURL.appendingPathComponent("routing.yaml")
+        guard let data = FileManager.default.contents(atPath: url.path) else { return Routing() }
+        return try Routing.load(yaml: String(decoding: data, as: UTF8.self), file: url.path)
     }
 
     @discardableResult

@@ -32,6 +32,14 @@ public struct AppConfiguration: Sendable, Equatable {
     /// Where the private cluster lives when pbc starts its own.
     public var dataDirectory = ".pbc/postgres"
     public var poolSize = 10
+    /// A claim's lease unless the claimer asks for another (`queue.claim` `leaseSeconds`).
+    public var leaseSeconds = 900
+    /// How often each instance tries to sweep for expired leases, SLA breaches and reminders.
+    public var sweepIntervalSeconds = 5
+    /// How far back `event.subscribe` replays from `since`; older gives -32041.
+    public var replayRetentionDays = 30
+    /// A live subscriber this many events behind is told so and disconnected.
+    public var maxSubscriberLag = 10_000
     /// The migrations, `NNNN_name.sql`.
     public var sqlDirectory = "sql"
     /// Reference data, `rates.yaml` and `workflows/`.
@@ -62,6 +70,10 @@ public enum ConfigurationLoader {
         public static let databaseURL = "database.url"
         public static let dataDirectory = "database.dataDirectory"
         public static let poolSize = "database.poolSize"
+        public static let leaseSeconds = "queues.leaseSeconds"
+        public static let sweepIntervalSeconds = "queues.sweepIntervalSeconds"
+        public static let replayRetentionDays = "events.replayRetentionDays"
+        public static let maxSubscriberLag = "events.maxSubscriberLag"
         public static let sqlDirectory = "paths.sql"
         public static let configDirectory = "paths.config"
     }
@@ -106,6 +118,10 @@ public enum ConfigurationLoader {
         configuration.databaseURL = try string(reader, Key.databaseURL) ?? environment["DATABASE_URL"].flatMap { $0.isEmpty ? nil : $0 }
         configuration.dataDirectory = try string(reader, Key.dataDirectory) ?? configuration.dataDirectory
         configuration.poolSize = try int(reader, Key.poolSize, in: 1...500) ?? configuration.poolSize
+        configuration.leaseSeconds = try int(reader, Key.leaseSeconds, in: 10...86_400) ?? configuration.leaseSeconds
+        configuration.sweepIntervalSeconds = try int(reader, Key.sweepIntervalSeconds, in: 1...3600) ?? configuration.sweepIntervalSeconds
+        configuration.replayRetentionDays = try int(reader, Key.replayRetentionDays, in: 1...3650) ?? configuration.replayRetentionDays
+        configuration.maxSubscriberLag = try int(reader, Key.maxSubscriberLag, in: 10...10_000_000) ?? configuration.maxSubscriberLag
         configuration.sqlDirectory = try string(reader, Key.sqlDirectory) ?? configuration.sqlDirectory
         configuration.configDirectory = try string(reader, Key.configDirectory) ?? configuration.configDirectory
         return configuration

@@ -40,6 +40,7 @@ struct Connection {
         await withTaskGroup(of: Void.self) { group in
             group.addTask { await watch(session) }
             await serve(dispatcher, session: session, phase: phase)
+            session.streams.closeAll()
             group.cancelAll()
         }
     }
@@ -60,6 +61,7 @@ struct Connection {
                             try await write(response, to: outbound)
                         }
                         if session.shouldClose { return }
+                        startStreams(session, outbound: outbound)
                     case .tooLong:
                         let error = RPCError(
                             code: .invalidRequest, message: "line longer than \(configuration.maxLineBytes) bytes; closing the connection")
@@ -101,6 +103,42 @@ struct Connection {
 
     private struct WriteTimedOut: Error {}
 
+    /// Starts the streams `event.subscribe` registered, now that its reply is out.
+    /// A stream that has to end for being too slow, or on an error, takes the
+    /// connection with it, after a last error line that says why.
+    private func startStreams(_ session: Session, outbound: NIOAsyncChannelOutboundWriter<ByteBuffer>) {
+        let runner = methods.streamRunner
+        session.streams.startPending { stream in
+            let ending = await runner.run(stream) { line in
+                try await write(line, to: outbound)
+                session.touch()
+            }
+            switch ending {
+            case .cancelled:
+                return
+            case .tooSlow(let behind, let lastSeq):
+                logger.info("event subscriber too slow; closing", metadata: ["behind": "\(behind)", "principal": "\(stream.principal.name)"])
+                await refuse(
+                    RPCError(
+                        code: .subscriberTooSlow,
+                        message: "subscription \(stream.id) fell \(behind) events behind (limit \(runner.maxLag)); closing. "
+                            + "Resubscribe with since \(lastSeq) to resume",
+                        data: .object(["subscription": .string(stream.id), "lastSeq": .integer(Int64(lastSeq))])))
+            case .failed(let error):
+                if error is WriteTimedOut {
+                    logger.info("event subscriber stopped reading; closing", metadata: ["principal": "\(stream.principal.name)"])
+                    await refuse(
+                        RPCError(
+                            code: .subscriberTooSlow, message: "subscription \(stream.id) stopped reading events; closing",
+                            data: .object(["subscription": .string(stream.id)])))
+                } else {
+                    let rpc = Methods.rpcError(for: error, method: "event", logger: logger)
+                    await refuse(RPCError(code: rpc.code, message: "subscription \(stream.id) ended: \(rpc.message)", data: rpc.data))
+                }
+            }
+        }
+    }
+
     /// Closes a connection that never opened a session, or that has gone quiet.
     private func watch(_ session: Session) async {
         let step = min(configuration.helloDeadline, configuration.idleTimeout) / 4
@@ -110,19 +148,26 @@ struct Connection {
                 await refuse(RPCError(code: .unauthenticated, message: "no session.hello within \(configuration.helloDeadline); closing"))
                 return
             }
-            if session.idleFor >= configuration.idleTimeout {
+            if session.idleFor >= configuration.idleTimeout, session.streams.isEmpty {
                 await refuse(RPCError(code: .unavailable, message: "idle for \(configuration.idleTimeout); closing"))
                 return
             }
         }
     }
 
-    /// A last error line, then the connection closes.
+    /// A last error line, then the connection closes. A client that is not
+    /// reading gets two seconds for the line to go out.
     private func refuse(_ error: RPCError) async {
         let underlying = channel.channel
         if var line = Dispatcher.encode(Response(id: nil, error: error)) {
             line.writeInteger(UInt8(ascii: "\n"))
-            try? await underlying.writeAndFlush(line)
+            let written = line
+            await withTaskGroup(of: Void.self) { group in
+                group.addTask { try? await underlying.writeAndFlush(written) }
+                group.addTask { try? await Task.sleep(for: .seconds(2)) }
+                await group.next()
+                group.cancelAll()
+            }
         }
         try? await underlying.close()
     }

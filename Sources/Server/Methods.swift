@@ -14,14 +14,28 @@ public struct Methods: Sendable {
     let rateLimiter: RateLimiter
     let metrics: ServerMetrics
     let logger: Logger
+    let queueSettings: QueueSettings
+    let streamRunner: StreamRunner
+
+    /// Leases and event replay, from the configuration.
+    struct QueueSettings: Sendable {
+        /// A claim's lease unless the claimer asks for another.
+        var lease: Duration = .seconds(900)
+        /// The longest lease a claimer may ask for.
+        var maxLease: Duration = .seconds(8 * 3600)
+        /// How far back `event.subscribe` replays with `since`.
+        var replayRetention: Duration = .seconds(30 * 86_400)
+    }
 
     /// The protocol versions this server speaks.
     static let protocolVersions = [1]
 
     init(
         pool: PostgresPool, tasks: TaskStore, workflows: WorkflowRegistry, rateLimit: (perSecond: Double, burst: Int), metrics: ServerMetrics,
-        logger: Logger
+        queueSettings: QueueSettings, hub: EventHub, maxSubscriberLag: Int, logger: Logger
     ) {
+        self.queueSettings = queueSettings
+        self.streamRunner = StreamRunner(tasks: tasks, hub: hub, maxLag: maxSubscriberLag, logger: logger)
         self.pool = pool
         self.tasks = tasks
         self.admin = AdminStore(pool: pool)
@@ -69,6 +83,8 @@ public struct Methods: Sendable {
                 return RPCError(code: .forbidden, message: error.message)
             case .validation:
                 return validation(error.fieldErrors)
+            case .historyGone:
+                return RPCError(code: .historyGone, message: error.message)
             default:
                 var data: [String: JSONValue] = ["allowedActions": .array(error.allowedActions.map(JSONValue.string))]
                 if let state = error.state { data["state"] = .string(state) }
@@ -121,6 +137,14 @@ public struct Methods: Sendable {
         case "overlap.list": return try await overlapList(request.params, principal)
         case "overlap.resolve": return try await overlapResolve(request.params, principal)
         case "report.whoWhatWhere": return try await whoWhatWhere(request.params, principal)
+        case "queue.list": return try await queueList(request.params, principal)
+        case "queue.tasks": return try await queueTasks(request.params, principal)
+        case "queue.claim": return try await queueClaim(request.params, principal)
+        case "task.assign": return try await taskAssign(request.params, principal)
+        case "task.release": return try await taskRelease(request.params, principal)
+        case "task.renew": return try await taskRenew(request.params, principal)
+        case "event.subscribe": return try await eventSubscribe(request.params, principal, session: session)
+        case "event.unsubscribe": return try eventUnsubscribe(request.params, session: session)
         default:
             throw RPCError(code: .methodNotFound, message: "no method named \(request.method)")
         }
@@ -361,19 +385,21 @@ public struct Methods: Sendable {
     }
 
     struct ActParams: MethodParams {
-        static let names: Set<String> = ["task", "action", "expectedVersion", "comment", "fields"]
+        static let names: Set<String> = ["task", "action", "expectedVersion", "comment", "fields", "lease"]
         let task: String
         let action: String
         let expectedVersion: Int
         let comment: String?
         let fields: [String: FieldValue]?
+        /// The lease the action is taken under, from `queue.claim`; refused when no longer held.
+        let lease: UUID?
     }
 
     private func taskAct(_ params: JSONValue?, _ principal: Principal) async throws -> JSONValue {
         let act = try ParamsDecoder.decode(ActParams.self, from: params)
         let task = try await tasks.act(
             act.task, action: act.action, expectedVersion: act.expectedVersion,
-            inputs: ActionInputs(comment: act.comment, fields: act.fields ?? [:]), by: principal)
+            inputs: ActionInputs(comment: act.comment, fields: act.fields ?? [:]), lease: act.lease, by: principal)
         return .object(["task": Wire.task(task)])
     }
 

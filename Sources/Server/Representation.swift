@@ -43,11 +43,22 @@ enum Wire {
             "fields": .object(fields),
             "externalRefs": .object(record.externalRefs.mapValues(JSONValue.string)),
             "queue": optional(task.queue),
-            "assignee": optional(task.assignee?.uuidString.lowercased()),
+            "assignee": task.holder.map { holder in
+                .object([
+                    "id": .string(holder.principal.uuidString.lowercased()), "name": .string(holder.name),
+                    "leaseExpiresAt": holder.expiresAt.map(date) ?? .null,
+                ])
+            } ?? .null,
             "dueAt": task.dueAt.map(date) ?? .null,
             "createdAt": date(task.createdAt),
             "updatedAt": date(task.updatedAt),
         ])
+    }
+
+    /// The lease a claim or renewal gives: its id (for `task.act`) and expiry.
+    static func lease(_ holder: StoredTask.Holder?) -> JSONValue {
+        guard let holder else { return .null }
+        return .object(["id": .string(holder.lease.uuidString.lowercased()), "expiresAt": holder.expiresAt.map(date) ?? .null])
     }
 
     static func event(_ event: StoredEvent) -> JSONValue {
@@ -108,6 +119,9 @@ enum Wire {
                     "screen": .bool(state.screen),
                     "queue": optional(state.queue),
                     "slaSeconds": state.sla.map { .integer($0.components.seconds) } ?? .null,
+                    "dueField": optional(state.dueField),
+                    "escalateTo": optional(state.escalate),
+                    "remindSecondsBefore": .array(state.remind.map { .integer($0.components.seconds) }),
                 ])
             }),
             "actions": .array(workflow.actions.map { action in

@@ -14,6 +14,8 @@ final class Session: Sendable {
 
     private let state = Mutex(State())
     let opened = ContinuousClock.now
+    /// The connection's event streams (`event.subscribe`).
+    let streams = EventStreams()
 
     var principal: Principal? { state.withLock { $0.principal } }
 

@@ -31,6 +31,10 @@ extension TaskStore {
 
     /// Makes sure every queue a workflow or route names exists, with what it refines.
     public func syncQueues() async throws {
+        try await Self.syncQueues(workflows: workflows, routing: routing, on: pool)
+    }
+
+    public static func syncQueues(workflows: WorkflowRegistry, routing: Routing, on pool: PostgresPool) async throws {
         var names = Set<String>()
         for definition in workflows.all {
             for state in definition.states {

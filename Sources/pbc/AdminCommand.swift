@@ -7,7 +7,7 @@ import Store
 struct AdminCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "admin", abstract: "Manage agencies, principals and API tokens (directly in the database).",
-        subcommands: [AgencyCommand.self, PrincipalCommand.self, TokenCommand.self])
+        subcommands: [AgencyCommand.self, PrincipalCommand.self, TokenCommand.self, QueueMembershipCommand.self])
 }
 
 /// Opens the database as `serve` would (migrated, reference data loaded) and runs `body`.
@@ -60,12 +60,69 @@ struct PrincipalCommand: AsyncParsableCommand {
         @Option(help: "A unique name, such as 'amina.diallo@undp.org'.") var name: String
         @Option(help: "One of: \(Role.allCases.map(\.rawValue).joined(separator: ", ")).") var role: Role
         @Option(help: "The principal's agency (required for liaisons).") var agency: String?
+        @Option(name: .customLong("queue"), help: "A queue they work; repeat for more.") var queues: [String] = []
 
         func run() async throws {
-            let (name, role, agency) = (name, role, agency)
-            try await withAdminStore(options) { store in
+            let (name, role, agency, queues) = (name, role, agency, queues)
+            try await withPreparedPool(options) { pool, application in
+                if !queues.isEmpty { try await application.syncQueues(pool) }
+                let store = AdminStore(pool: pool)
                 let principal = try await store.addPrincipal(name: name, role: role, agency: agency)
                 print("added \(role.rawValue) \(name) (id \(principal.id.uuidString.lowercased()))")
+                for queue in queues {
+                    try await store.addQueueMember(queue: queue, principal: name)
+                    print("\(name) works queue \(queue)")
+                }
+            }
+        }
+    }
+}
+
+struct QueueMembershipCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "queue", abstract: "Who works which queue.", subcommands: [AddMember.self, RemoveMember.self, List.self])
+
+    struct AddMember: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Make a principal a member of a queue (and of the queues routing refines from it).")
+        @OptionGroup var options: ServerOptions
+        @Argument(help: "The queue.") var queue: String
+        @Argument(help: "The principal's name.") var principal: String
+
+        func run() async throws {
+            let (queue, principal) = (queue, principal)
+            try await withPreparedPool(options) { pool, application in
+                try await application.syncQueues(pool)
+                try await AdminStore(pool: pool).addQueueMember(queue: queue, principal: principal)
+                print("\(principal) works queue \(queue)")
+            }
+        }
+    }
+
+    struct RemoveMember: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "End a membership; tasks the principal holds stay held until reassigned.")
+        @OptionGroup var options: ServerOptions
+        @Argument(help: "The queue.") var queue: String
+        @Argument(help: "The principal's name.") var principal: String
+
+        func run() async throws {
+            let (queue, principal) = (queue, principal)
+            try await withAdminStore(options) { store in
+                try await store.removeQueueMember(queue: queue, principal: principal)
+                print("\(principal) no longer works queue \(queue)")
+            }
+        }
+    }
+
+    struct List: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "list", abstract: "Queues and their members.")
+        @OptionGroup var options: ServerOptions
+
+        func run() async throws {
+            try await withPreparedPool(options) { pool, application in
+                try await application.syncQueues(pool)
+                let rows = try await AdminStore(pool: pool).queueMembers().map { [$0.queue, $0.members.joined(separator: ", ")] }
+                print(table(["QUEUE", "MEMBERS"], rows), terminator: "")
             }
         }
     }

@@ -72,7 +72,9 @@ struct ClientOptions: ParsableArguments {
     }
 
     /// Connects, opens a session, runs `body`; every failure becomes one line and its exit code.
-    func withSession(_ body: (RPCClient) async throws -> Void) async throws {
+    /// With `quietConnectionErrors`, a lost connection and the errors worth a
+    /// retry (unavailable, subscriber too slow) are thrown to the caller instead.
+    func withSession(quietConnectionErrors: Bool = false, _ body: (RPCClient) async throws -> Void) async throws {
         do {
             let (host, port) = try endpoint()
             let token = try token()
@@ -84,10 +86,10 @@ struct ClientOptions: ParsableArguments {
         } catch let error as ClientError {
             FileHandle.standardError.write(Data("pbc: error: \(error.message)\n".utf8))
             throw ExitCode(error.exitCode)
-        } catch let error as RPCError {
+        } catch let error as RPCError where !(quietConnectionErrors && [.subscriberTooSlow, .unavailable].contains(error.code)) {
             FileHandle.standardError.write(Data("pbc: error: \(Self.describe(error))\n".utf8))
             throw ExitCode(Self.exitCode(for: error.code))
-        } catch let error as RPCClient.ConnectionError {
+        } catch let error as RPCClient.ConnectionError where !quietConnectionErrors {
             FileHandle.standardError.write(Data("pbc: error: \(error.description)\n".utf8))
             throw ExitCode(1)
         }
@@ -112,6 +114,13 @@ struct ClientOptions: ParsableArguments {
         case .invalidParams, .invalidRequest, .validationFailed: 2
         default: 1
         }
+    }
+
+    /// One JSON value on one line, for streams.
+    static func jsonLine(_ value: JSONValue) throws -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return String(decoding: try encoder.encode(value), as: UTF8.self)
     }
 
     /// A result for scripts.

@@ -7,7 +7,35 @@ import Store
 
 struct OverlapsCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "overlaps", abstract: "Overlaps across the portfolio.", subcommands: [Scan.self])
+        commandName: "overlaps", abstract: "Overlaps across the portfolio.", subcommands: [List.self, Scan.self], defaultSubcommand: List.self)
+
+    struct List: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "ls", abstract: "Overlaps of the tasks you can see (open ones unless --status resolved).")
+
+        @OptionGroup var client: ClientOptions
+        @Option(help: "Only this task's overlaps.") var task: String?
+        @Option(help: "open or resolved.") var status: String?
+
+        func run() async throws {
+            var params: [String: JSONValue] = [:]
+            if let task { params["task"] = .string(task) }
+            if let status { params["status"] = .string(status) }
+            try await client.withSession { rpc in
+                let result = try await rpc.call("overlap.list", params)
+                if client.json { return try ClientOptions.printJSON(result) }
+                guard case .array(let items)? = result["items"] else { return }
+                if items.isEmpty { return print("no \(status ?? "open") overlaps") }
+                for item in items {
+                    let other = item["other"] ?? .null
+                    print("\(item["id"]?.text ?? "")  \(item["task"]?.text ?? "") ~ \(other["ref"]?.text ?? "")  score \(item["score"]?.text ?? "")"
+                        + (item["resolution"]?.text.isEmpty == false ? "  resolved: \(item["resolution"]!.text)" : ""))
+                    print("    \(other["title"]?.text ?? "") [\(other["leadAgency"]?.text ?? ""), \(other["country"]?.text ?? "")]")
+                    if case .array(let reasons)? = item["reasons"] { for reason in reasons { print("    - \(reason.text)") } }
+                }
+            }
+        }
+    }
 
     struct Scan: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
@@ -52,6 +80,40 @@ struct OverlapsCommand: AsyncParsableCommand {
                     }),
                 ])
             })])
+        }
+    }
+}
+
+/// `pbc resolve`: how an overlap is settled, with what each resolution needs.
+struct Resolve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Resolve an overlap: distinct, coordinate (--lead-agency), merge (--survivor), sequence (--task --start --end) or withdraw (--task).")
+
+    @OptionGroup var client: ClientOptions
+    @Argument(help: "The overlap's id (from pbc overlaps).") var overlap: String
+    @Argument(help: "distinct, coordinate, merge, sequence or withdraw.") var resolution: String
+    @Option(name: .customLong("lead-agency"), help: "coordinate: the agency that leads.") var leadAgency: String?
+    @Option(help: "merge: the task that absorbs the other.") var survivor: String?
+    @Option(help: "sequence or withdraw: the task that moves or goes.") var task: String?
+    @Option(help: "sequence: the new start, YYYY-MM-DD.") var start: String?
+    @Option(help: "sequence: the new end, YYYY-MM-DD.") var end: String?
+    @Option var comment: String?
+
+    func run() async throws {
+        var params: [String: JSONValue] = ["overlap": .string(overlap), "resolution": .string(resolution)]
+        if let leadAgency { params["leadAgency"] = .string(leadAgency) }
+        if let survivor { params["survivor"] = .string(survivor) }
+        if let task { params["task"] = .string(task) }
+        if start != nil || end != nil {
+            guard let start, let end else { throw ValidationError("--start and --end go together") }
+            params["period"] = .object(["start": .string(start), "end": .string(end)])
+        }
+        if let comment { params["comment"] = .string(comment) }
+        try await client.withSession { rpc in
+            let result = try await rpc.call("overlap.resolve", params)
+            if client.json { return try ClientOptions.printJSON(result) }
+            let resolved = result["overlap"] ?? .null
+            print("\(resolved["task"]?.text ?? "") ~ \(resolved["other"]?["ref"]?.text ?? ""): \(resolved["resolution"]?.text ?? resolution)")
         }
     }
 }

@@ -134,7 +134,7 @@ import TestSupport
         var draft = TaskRecord(state: "", title: "Peace committees in Gitega: who leads", leadAgency: "pbso")
         draft.fields = ["overlap": .string(overlap.id.uuidString.lowercased())]
         var deconfliction = try await h.tasks.create(draft, workflow: "deconfliction-case", by: h.coordinator)
-        #expect(deconfliction.workflowVersion == 2)
+        #expect(deconfliction.workflowVersion == 3)
         #expect(Set(deconfliction.record.participants.map(\.agency)) == ["undp", "unicef"])
         // Both agencies' liaisons can see the case.
         #expect(try await h.tasks.get(deconfliction.ref, as: h.undp).id == deconfliction.id)
