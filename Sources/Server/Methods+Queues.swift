@@ -106,8 +106,8 @@ extension Methods {
     private func leaseDuration(_ seconds: Int?) throws -> Duration {
         guard let seconds else { return queueSettings.lease }
         let most = queueSettings.maxLease.components.seconds
-        guard (10...most).contains(Int64(seconds)) else {
-            throw ParamsDecoder.invalid("leaseSeconds must be between 10 and \(most)", parameter: "leaseSeconds")
+        guard (1...most).contains(Int64(seconds)) else {
+            throw ParamsDecoder.invalid("leaseSeconds must be between 1 and \(most)", parameter: "leaseSeconds")
         }
         return .seconds(seconds)
     }

@@ -5,7 +5,9 @@ import NIOPosix
 import NIOSSL
 
 /// A test client that speaks newline-delimited JSON over TCP, as any client would.
-public final class LineClient {
+/// Unchecked: a test uses it from one task at a time, but may hand it to a
+/// child task that enforces a timeout.
+public final class LineClient: @unchecked Sendable {
     private var inbound: NIOAsyncChannelInboundStream<Frame>.AsyncIterator
     private let outbound: NIOAsyncChannelOutboundWriter<ByteBuffer>
 

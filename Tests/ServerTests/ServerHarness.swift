@@ -46,6 +46,33 @@ struct ServerHarness {
         }
         await pool.shutdown()
 
+        let server = try await launch(target: target, tokens: tokens, configure: configure)
+        // The server has created the queues its workflows name; give the coordinator and approver theirs.
+        let members = PostgresPool(configuration: .init(target: target, maxConnections: 1))
+        for (queue, principal) in Self.memberships {
+            try await members.query("""
+                INSERT INTO queue_members (queue, principal) SELECT \(queue), id FROM principals WHERE name = \(principal)
+                ON CONFLICT DO NOTHING
+                """)
+        }
+        await members.shutdown()
+        return server
+    }
+
+    static let memberships = [
+        ("pbso-review", "coordinator"), ("pbso-deconfliction", "coordinator"), ("pbso-escalations", "coordinator"),
+        ("pbso-funding", "coordinator"), ("asg-approval", "approver"),
+    ]
+
+    /// Another instance of pbc on this one's database, as a second machine would run.
+    func another(configure: (inout AppConfiguration) -> Void = { _ in }) async throws -> ServerHarness {
+        try await Self.launch(target: target, tokens: tokens, configure: configure)
+    }
+
+    private static func launch(
+        target: ConnectionTarget, tokens: [String: String], configure: (inout AppConfiguration) -> Void
+    ) async throws -> ServerHarness {
+        let config = TestDatabase.repositoryRoot.appendingPathComponent("Config")
         var configuration = AppConfiguration()
         configuration.port = 0
         configuration.sqlDirectory = TestDatabase.migrationsDirectory.path
