@@ -31,6 +31,10 @@ func describeTask(_ task: JSONValue) -> String {
     add("workflow", "\(task["workflow"]?.text ?? "") v\(task["workflowVersion"]?.text ?? "")")
     add("queue", task["queue"]?.text ?? "")
     add("due", task["dueAt"]?.text ?? "")
+    if let holder = task["assignee"], holder != .null {
+        let until = holder["leaseExpiresAt"]?.text ?? ""
+        add("held by", (holder["name"]?.text ?? "") + (until.isEmpty ? "" : " until \(until)"))
+    }
     add("lead", task["leadAgency"]?.text ?? "")
     if case .array(let participants)? = task["participants"] {
         add("with", participants.map { "\($0["agency"]?.text ?? "") (\($0["role"]?.text ?? ""))" }.joined(separator: ", "))

@@ -72,6 +72,87 @@ import SystemPackage
         await server.stop()
     }
 
+    @Test func theCoordinatorsDayWorksFromTheCommandLine() async throws {
+        let server = try await ServerHarness.start("cli_queues")
+        var refs: [String] = []
+        for (index, title) in ["Community radio for dialogue", "Land commission support"].enumerated() {
+            let submitted = try await pbc(
+                ["submit", "--title", title, "--lead-agency", "undp", "--country", "BDI", "--location", index == 0 ? "Bujumbura" : "Gitega",
+                 "--sector", index == 0 ? "15153" : "31110", "--start", "2027-01-01", "--end", "2027-12-31", "--budget", "400000.00",
+                 "--field", "genderMarker=2", "--field", "facility=IRF"],
+                server: server, as: "undp-liaison")
+            #expect(submitted.status == .exited(0), "\(submitted.error)")
+            refs.append(try #require(submitted.output.split(separator: " ").first.map(String.init)))
+        }
+
+        let queues = try await pbc(["queue", "ls"], server: server, as: "coordinator")
+        #expect(queues.status == .exited(0), "\(queues.error)")
+        let lines = queues.output.split(separator: "\n").map(String.init)
+        #expect(lines.first?.hasPrefix("QUEUE") == true)
+        let bdi = try #require(lines.first { $0.hasPrefix("pbso-review-BDI ") })
+        #expect(bdi.split(separator: " ", omittingEmptySubsequences: true).prefix(3) == ["pbso-review-BDI", "2", "0"])
+        #expect(!queues.output.contains("asg-approval"))
+
+        let claimed = try await pbc(["queue", "claim", "pbso-review-BDI"], server: server, as: "coordinator")
+        #expect(claimed.status == .exited(0), "\(claimed.error)")
+        #expect(claimed.output.hasPrefix(refs[0]))  // the older of two equally urgent tasks
+        #expect(claimed.output.contains("held by    coordinator until "))
+        #expect(claimed.output.contains("lease      "))
+        let shown = try await pbc(["show", refs[0]], server: server, as: "coordinator")
+        #expect(shown.output.contains("held by    coordinator"))
+        let acted = try await pbc(["act", refs[0], "recommend"], server: server, as: "coordinator")
+        #expect(acted.output == "\(refs[0]) is now asg_approval (version 4), in queue asg-approval\n")
+
+        // created, submit, screen, clear screening, claimed, recommend
+        let watched = try await pbc(["watch", "--task", refs[0], "--since", "0", "--count", "6"], server: server, as: "coordinator")
+        #expect(watched.status == .exited(0), "\(watched.error)")
+        let events = watched.output.split(separator: "\n").map(String.init)
+        #expect(events.count == 6)
+        #expect(events[0].contains("task.created"))
+        #expect(events[4].contains("task.claimed  coordinator  leaseExpiresAt="))
+        #expect(events[5].contains("task.transitioned  coordinator  recommend  technical_review → approval_routing"))
+        let json = try await pbc(["watch", "--task", refs[0], "--since", "0", "--count", "1", "--json"], server: server, as: "coordinator")
+        let first = try JSONSerialization.jsonObject(with: Data(json.output.utf8)) as? [String: Any]
+        #expect(first?["type"] as? String == "task.created")
+
+        // Handing work around: assign, then everything of one person back to the queue.
+        let assigned = try await pbc(["assign", refs[1], "--to", "coordinator"], server: server, as: "coordinator")
+        #expect(assigned.output == "\(refs[1]) is held by coordinator\n")
+        let moved = try await pbc(["assign", "--from", "coordinator"], server: server, as: "coordinator")
+        #expect(moved.output == "moved 1: \(refs[1])\n")
+        let empty = try await pbc(["queue", "claim", "pbso-funding"], server: server, as: "coordinator")
+        #expect(empty.output == "nothing to claim in pbso-funding\n")
+        let notMember = try await pbc(["queue", "claim", "pbso-review"], server: server, as: "approver")
+        #expect(notMember.status == .exited(5))
+        let overlaps = try await pbc(["overlaps"], server: server, as: "coordinator")
+        #expect(overlaps.output == "no open overlaps\n")
+        await server.stop()
+    }
+
+    @Test func watchResumesAfterTheLastEventItSawWhenTheServerComesBack() async throws {
+        let first = try await ServerHarness.start("cli_watch")
+        let port = first.port
+        // Watch through the first server; pbc keeps the address and reconnects to whatever serves it next.
+        let watched = Task { try await pbc(["watch", "--since", "0", "--count", "8", "--json"], server: first, as: "coordinator") }
+        try await first.withSession("undp-liaison") { client in
+            _ = try await client.call("task.submit", id: 1, params: ServerHarness.project(key: "watch-1", title: "Before the restart"))
+        }
+        try await Task.sleep(for: .seconds(1))
+        await first.stop()
+        let second = try await first.another { $0.port = port }
+        try await second.withSession("undp-liaison") { client in
+            _ = try await client.call("task.submit", id: 1, params: ServerHarness.project(key: "watch-2", title: "After the restart"))
+        }
+        let outcome = try await within(60, "pbc watch to finish") { try await watched.value }
+        #expect(outcome.status == .exited(0), "\(outcome.error)")
+        let seqs = outcome.output.split(separator: "\n").compactMap { line in
+            (try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])?["seq"] as? Int
+        }
+        #expect(seqs == Array(1...8))  // every event once, in order, across the reconnect
+        #expect(outcome.error.contains("reconnecting"))
+        await second.stop()
+    }
+
     @Test func exitCodesTellFailuresApart() async throws {
         let server = try await ServerHarness.start("cli_exit")
         let notFound = try await pbc(["show", "PBC-1999-000009"], server: server, as: "undp-liaison")
