@@ -12,6 +12,11 @@ enum Fixtures {
         }
     }
 
+    static func routing() throws -> Routing {
+        let text = try String(contentsOf: root.appendingPathComponent("Config/routing.yaml"), encoding: .utf8)
+        return try Routing.load(yaml: text, file: "routing.yaml")
+    }
+
     static func workflow(_ name: String) throws -> WorkflowDefinition {
         try shipped().first { $0.name == name }!
     }

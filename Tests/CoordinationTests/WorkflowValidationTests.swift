@@ -1,4 +1,5 @@
 import Coordination
+import Foundation
 import Testing
 
 @Suite struct WorkflowValidationTests {
@@ -29,6 +30,63 @@ import Testing
             to: done
             roles: [coordinator]
         """
+
+    @Test func dueDatesComeFromTheSLAOrADateFieldAndRemindersComeBeforeThem() throws {
+        let yaml = Self.base.replacingOccurrences(of: "    sla: 5d", with: "    sla: 5d\n    due: reportDue\n    remind: [1d, 3d]\n    escalate: pbso-escalations")
+        let review = try #require(try WorkflowParser.parse(yaml: yaml, file: "sample.yaml").get().state("review"))
+        #expect(review.remind == [.seconds(3 * 86_400), .seconds(86_400)])  // longest first
+        #expect(review.escalate == "pbso-escalations")
+        let entered = Date(timeIntervalSince1970: 1_800_000_000)
+        #expect(review.dueAt(entered: entered, fields: [:]) == entered.addingTimeInterval(5 * 86_400))
+        let due = try #require(review.dueAt(entered: entered, fields: ["reportDue": .string("2027-03-31")]))
+        #expect(due == ISO8601DateFormatter().date(from: "2027-04-01T00:00:00Z"))
+        #expect(review.nextReminder(dueAt: due, after: due.addingTimeInterval(-10 * 86_400)) == due.addingTimeInterval(-3 * 86_400))
+        #expect(review.nextReminder(dueAt: due, after: due.addingTimeInterval(-3 * 86_400)) == due.addingTimeInterval(-86_400))
+        #expect(review.nextReminder(dueAt: due, after: due.addingTimeInterval(-3600)) == nil)
+    }
+
+    @Test func routingRefinesQueuesByCountrySectorAndPriority() throws {
+        let routing = try Routing.load(yaml: """
+            routes:
+              - from: pbso-review
+                priority: urgent
+                to: pbso-review-urgent
+              - from: pbso-review
+                country: BDI
+                to: pbso-review-BDI
+              - from: pbso-review
+                sector: "152"
+                to: pbso-review-security
+            """, file: "routing.yaml")
+        var task = TaskRecord(state: "", title: "t", description: "", leadAgency: "undp", country: "BDI", sectors: ["15220"])
+        #expect(routing.route("pbso-review", for: task) == "pbso-review-BDI")
+        task.priority = .urgent
+        #expect(routing.route("pbso-review", for: task) == "pbso-review-urgent")  // the first rule that matches
+        task.priority = .normal
+        task.country = "SLE"
+        #expect(routing.route("pbso-review", for: task) == "pbso-review-security")  // 15220 is in category 152
+        task.sectors = ["11220"]
+        #expect(routing.route("pbso-review", for: task) == "pbso-review")
+        #expect(routing.route("agency-revisions", for: task) == "agency-revisions")
+        #expect(routing.route(nil, for: task) == nil)
+
+        for (yaml, reason) in [
+            ("routes:\n  - from: a\n    to: b\n", "needs a country, sector or priority"),
+            ("routes:\n  - from: a\n    to: b\n    country: Burundi\n", "must be an ISO 3166-1 alpha-3 code"),
+            ("routes:\n  - from: a\n    to: b\n    sector: \"1522\"\n", "5-digit DAC code or a 3-digit category"),
+            ("routes:\n  - from: a\n    to: b\n    priority: asap\n", "priority asap is not one of"),
+            ("routes:\n  - from: a\n    to: b\n    colour: red\n", "unknown key colour"),
+            ("routes:\n  - from: a\n    country: BDI\n", "needs from and to"),
+            ("queues: []\n", "one key, routes"),
+        ] {
+            #expect(throws: ConfigError.self, "\(reason)") { try Routing.load(yaml: yaml, file: "routing.yaml") }
+            do { _ = try Routing.load(yaml: yaml, file: "routing.yaml") } catch let error as ConfigError {
+                #expect(error.description.contains(reason), "\(error)")
+            }
+        }
+        // The shipped file loads.
+        #expect(!(try Fixtures.routing()).rules.isEmpty)
+    }
 
     @Test func theBaseIsValid() throws {
         let workflow = try WorkflowParser.parse(yaml: Self.base, file: "sample.yaml").get()
@@ -103,6 +161,14 @@ import Testing
                 to: done
                 roles: [coordinator]
             """, 15, "only the system takes it"),
+        ("escalation without an sla", base.replacingOccurrences(of: "  done:\n    terminal: true\n", with: "  done:\n    terminal: true\n  hold:\n    queue: x\n    escalate: pbso-escalations\n")
+            + "\n  park:\n    from: review\n    to: hold\n    roles: [coordinator]\n  unpark:\n    from: hold\n    to: done\n    roles: [coordinator]", 13,
+            "state hold escalates on breach but has no sla or due date to breach"),
+        ("bad escalation queue", base.replacingOccurrences(of: "    sla: 5d", with: "    sla: 5d\n    escalate: the boss"), 9, "escalate of state review must be a queue name"),
+        ("bad reminders", base.replacingOccurrences(of: "    sla: 5d", with: "    sla: 5d\n    remind: [2d, soon]"), 9, "remind of state review must be a list of durations"),
+        ("a due date on a terminal state", base.replacingOccurrences(of: "  done:\n    terminal: true\n", with: "  done:\n    terminal: true\n    due: dueDate\n"), 11,
+            "terminal state done cannot have a due date"),
+        ("bad queue name", base.replacingOccurrences(of: "queue: pbso-review", with: "queue: pbso review"), 7, "queue of state review must be a queue name"),
         ("bad guard arguments", base.replacingOccurrences(of: "    roles: [coordinator]", with: "    roles: [coordinator]\n    guards: [{days_before_end: soon}]"), 20, "guard days_before_end of action finish takes a number of days"),
     ]
 
