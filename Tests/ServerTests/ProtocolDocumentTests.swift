@@ -8,11 +8,13 @@ import TestSupport
 @Suite struct ProtocolDocumentTests {
     struct Example {
         var session: String?
-        var exchanges: [(request: String, expected: String)]
+        /// A request and what comes back: its answer, and any notifications that follow it.
+        var exchanges: [(request: String, expected: [String])]
         var line: Int
     }
 
-    /// The ```jsonrpc blocks: a `# session: NAME` header, then `→` lines and the `←` answers (which may span lines).
+    /// The ```jsonrpc blocks: a `# session: NAME` header, then `→` lines and the `←` lines that follow each
+    /// (which may span lines): its answer, then notifications such as `event`.
     static func examples() throws -> [Example] {
         let text = try String(contentsOf: TestDatabase.repositoryRoot.appendingPathComponent("docs/protocol.md"), encoding: .utf8)
         var examples: [Example] = []
@@ -21,9 +23,9 @@ import TestSupport
         func finishMessage() {
             guard let finished = message else { return }
             if finished.arrow == "→" {
-                current?.exchanges.append((finished.text, ""))
+                current?.exchanges.append((finished.text, []))
             } else if let last = current?.exchanges.indices.last {
-                current?.exchanges[last].expected = finished.text
+                current?.exchanges[last].expected.append(finished.text)
             }
             message = nil
         }
@@ -90,11 +92,19 @@ import TestSupport
         let captured = CapturedValues()
         for example in examples {
             func replay(_ client: LineClient) async throws {
-                for (request, expected) in example.exchanges {
+                for (request, answers) in example.exchanges {
                     try await client.send(raw: Self.substitute(Self.thisYear(request), captured.values) + "\n")
+                    for expected in answers {
                     let actual = try #require(try await client.receive(), "docs/protocol.md:\(example.line): no answer to \(request)")
+                    if ProcessInfo.processInfo.environment["PBC_PROTOCOL_DOC_PRINT"] != nil {
+                        // Writing a new example: see what the server answers, then put it in the document.
+                        let encoder = JSONEncoder()
+                        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+                        print("docs/protocol.md:\(example.line) → \(request)\n← \(String(decoding: try encoder.encode(actual), as: UTF8.self))")
+                    }
                     let want = try JSONDecoder().decode(JSONValue.self, from: Data(Self.thisYear(expected).utf8))
                     #expect(Self.matches(want, actual, &captured.values), "docs/protocol.md:\(example.line): \(request)\nexpected \(want)\ngot \(actual)")
+                    }
                 }
             }
             if let session = example.session {
