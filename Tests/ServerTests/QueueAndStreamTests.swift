@@ -207,6 +207,39 @@ extension JSONValue {
         await server.stop()
     }
 
+    @Test func aMissedNotificationDelaysAStreamButLosesNothingAndOldHistoryIsGone() async throws {
+        let server = try await ServerHarness.start("stream_recovery")
+        let ref = try await server.withSession("undp-liaison") { client in
+            try #require(try await client.call("task.submit", id: 1, params: ServerHarness.project(key: "quiet"))?["result"]?["task"]?["ref"]?.string)
+        }
+        let pool = PostgresPool(configuration: .init(target: server.target, maxConnections: 1))
+        try await server.withSession("coordinator") { client in
+            _ = try #require(try await client.call("event.subscribe", id: 1, params: #"{"types":["task.commented"]}"#)?["result"])
+            // Written straight into the table, with no NOTIFY: only the poll can find it.
+            try await pool.query("""
+                INSERT INTO events (task_id, actor_name, type, comment)
+                SELECT id, 'operator', 'task.commented', 'written without a notification' FROM tasks WHERE ref = \(ref)
+                """)
+            let found = try await within(10, "the event no one announced") { try await Self.events(client, count: 1) }
+            #expect(found.first?["comment"]?.string == "written without a notification")
+        }
+        // An event from before the replay window cannot be replayed from.
+        let old = try await pool.query("""
+            INSERT INTO events (task_id, actor_name, type, comment, at)
+            SELECT id, 'operator', 'task.commented', 'long ago', now() - interval '40 days' FROM tasks WHERE ref = \(ref)
+            RETURNING seq
+            """).first!.decode(Int.self, at: 0)
+        try await server.withSession("coordinator") { client in
+            let gone = try await client.call("event.subscribe", id: 1, params: #"{"since":\#(old - 1)}"#)
+            #expect(gone?["error"]?["code"]?.int == -32041)
+            #expect(gone?["error"]?["message"]?.string?.contains("older than the replay window (30 days)") == true)
+            let fine = try await client.call("event.subscribe", id: 2, params: #"{"since":\#(old)}"#)
+            #expect(fine?["result"]?["after"]?.int == old)
+        }
+        await pool.shutdown()
+        await server.stop()
+    }
+
     @Test func aLeaseThatExpiresOverTheWireReturnsTheTaskAndTheOldLeaseIsRefused() async throws {
         let server = try await ServerHarness.start("lease_wire") { $0.sweepIntervalSeconds = 1 }
         let tokens = try await Self.addCoordinators(1, to: server)
