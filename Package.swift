@@ -7,6 +7,7 @@ let package = Package(
     products: [
         .executable(name: "pbc", targets: ["pbc"]),
         .executable(name: "screening-bench", targets: ["screening-bench"]),
+        .executable(name: "pbc-bench", targets: ["pbc-bench"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
@@ -21,6 +22,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
         .package(url: "https://github.com/yaslab/CSV.swift", from: "2.5.2"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
     ],
     targets: [
         // libpq, the PostgreSQL C client, as found by pkg-config.
@@ -104,6 +106,17 @@ let package = Package(
                 "Store",
                 "Postgres",
                 "Coordination",
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
+        ),
+        // Load against a running pbc over TCP: throughput and latency per method; see docs/performance.md.
+        .executableTarget(
+            name: "pbc-bench",
+            dependencies: [
+                "JSONRPC",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+                .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]
         ),

@@ -15,19 +15,13 @@ public struct Dispatcher: Sendable {
         self.handle = handler
     }
 
-    private static let encoder: JSONEncoder = {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        return encoder
-    }()
-
     /// The response line for `line`, without its newline; nil when nothing is owed.
     public func respond(to line: ByteBuffer) async -> ByteBuffer? {
         let value: JSONValue
         do {
-            value = try JSONDecoder().decode(JSONValue.self, from: Data(line.readableBytesView))
+            value = try JSONValue.parse(line)
         } catch {
-            return Self.encode(Response(id: nil, error: RPCError(code: .parseError, message: Self.parseFailure(error))))
+            return Self.encode(Response(id: nil, error: RPCError(code: .parseError, message: error.description)))
         }
         if case .array(let items) = value {
             guard !items.isEmpty else {
@@ -64,18 +58,15 @@ public struct Dispatcher: Sendable {
         return request.isNotification ? nil : Response(id: request.id, outcome: outcome)
     }
 
-    /// Why a line is not JSON, in a few words (Foundation's messages are long and vary).
-    static func parseFailure(_ error: Error) -> String {
-        let text = String(describing: error)
-        if text.contains("not representable") { return "the line is not valid JSON: a number is out of range" }
-        if text.contains("Unicode") || text.contains("UTF8") || text.contains("UTF-8") { return "the line is not valid UTF-8" }
-        if text.contains("depth") || text.contains("nested") { return "the line is not valid JSON: nested too deeply" }
-        return "the line is not valid JSON"
-    }
+    public static func encode(_ response: Response) -> ByteBuffer? { encode(response.json) }
 
-    public static func encode<Value: Encodable>(_ value: Value) -> ByteBuffer? {
-        guard let data = try? encoder.encode(value) else { return nil }
-        return ByteBuffer(bytes: data)
+    public static func encode(_ responses: [Response]) -> ByteBuffer? { encode(.array(responses.map(\.json))) }
+
+    public static func encode(_ value: JSONValue) -> ByteBuffer? {
+        var buffer = ByteBuffer()
+        buffer.reserveCapacity(256)
+        value.write(into: &buffer)
+        return buffer
     }
 }
 

@@ -94,6 +94,24 @@ public struct Response: Sendable, Equatable, Encodable {
 
     enum CodingKeys: String, CodingKey { case jsonrpc, id, result, error }
 
+    /// The response as a JSON value, for `JSONValue.write(into:)`.
+    public var json: JSONValue {
+        var members: [String: JSONValue] = ["jsonrpc": .string("2.0")]
+        switch id {
+        case .number(let number)?: members["id"] = .integer(number)
+        case .string(let string)?: members["id"] = .string(string)
+        case nil: members["id"] = .null
+        }
+        switch outcome {
+        case .result(let result): members["result"] = result
+        case .error(let error):
+            var object: [String: JSONValue] = ["code": .integer(Int64(error.code.rawValue)), "message": .string(error.message)]
+            if let data = error.data { object["data"] = data }
+            members["error"] = .object(object)
+        }
+        return .object(members)
+    }
+
     public func encode(to encoder: Encoder) throws {
         var container = encoder.container(keyedBy: CodingKeys.self)
         try container.encode("2.0", forKey: .jsonrpc)

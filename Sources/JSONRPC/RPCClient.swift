@@ -98,7 +98,7 @@ public final class RPCClient {
     private func nextMessage() async throws -> JSONValue? {
         guard let frame = try await inbound.next() else { return nil }
         guard case .line(let line) = frame else { throw ConnectionError(description: "pbc sent a line longer than this client accepts") }
-        return try JSONDecoder().decode(JSONValue.self, from: Data(line.readableBytesView))
+        return try JSONValue.parse(line)
     }
 
     private static func rpcError(_ error: JSONValue) -> RPCError {

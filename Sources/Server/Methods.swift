@@ -63,7 +63,8 @@ public struct Methods: Sendable {
         ]
         if let id = request.id { metadata["rpc.id"] = "\(id)" }
         if case .error(let error) = outcome { metadata["rpc.code"] = "\(error.code.rawValue)" }
-        logger.info("request", metadata: metadata)
+        // A liveness probe at info level would drown the log; every other request gets its line.
+        logger.log(level: request.method == "ping" ? .debug : .info, "request", metadata: metadata)
         return outcome
     }
 

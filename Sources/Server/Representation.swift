@@ -62,7 +62,7 @@ enum Wire {
     }
 
     static func event(_ event: StoredEvent) -> JSONValue {
-        let data = (try? JSONDecoder().decode(JSONValue.self, from: Data(event.data.text.utf8))) ?? .object([:])
+        let data = (try? JSONValue.parse(event.data.text)) ?? .object([:])
         return .object([
             "seq": .integer(Int64(event.seq)),
             "type": .string(event.type),

@@ -1,6 +1,7 @@
 import Metrics
 import Postgres
 import Prometheus
+import Synchronization
 
 /// What the server counts, in a Prometheus registry of its own (no global
 /// bootstrap, so several servers can live in one process, as in tests).
@@ -13,8 +14,12 @@ final class ServerMetrics: Sendable {
     static let knownMethods: Set<String> = [
         "ping", "session.hello", "agency.list", "country.list", "sector.list", "workflow.list", "workflow.get", "task.create",
         "task.submit", "task.get", "task.list", "task.act", "task.update", "task.history", "task.comment", "overlap.check", "overlap.list",
-        "overlap.resolve", "report.whoWhatWhere",
+        "overlap.resolve", "report.whoWhatWhere", "queue.list", "queue.tasks", "queue.claim", "task.assign", "task.release",
+        "task.renew", "event.subscribe", "event.unsubscribe",
     ]
+
+    /// The counters and timers made so far, so that a request only looks one up.
+    private let instruments = Mutex<(counters: [String: Metrics.Counter], timers: [String: Metrics.Timer])>(([:], [:]))
 
     init() {
         factory = PrometheusMetricsFactory(registry: registry)
@@ -22,10 +27,23 @@ final class ServerMetrics: Sendable {
 
     func request(method: String, code: Int?, duration: Duration) {
         let name = Self.knownMethods.contains(method) ? method : "other"
-        Counter(label: "pbc_requests_total", dimensions: [("method", name), ("code", code.map(String.init) ?? "ok")], factory: factory)
-            .increment()
-        Timer(label: "pbc_request_duration_seconds", dimensions: [("method", name)], factory: factory).recordNanoseconds(
-            duration.components.seconds * 1_000_000_000 + duration.components.attoseconds / 1_000_000_000)
+        let outcome = code.map(String.init) ?? "ok"
+        let (counter, timer) = instruments.withLock { instruments in
+            let key = name + " " + outcome
+            let counter = instruments.counters[key] ?? {
+                let made = Metrics.Counter(label: "pbc_requests_total", dimensions: [("method", name), ("code", outcome)], factory: factory)
+                instruments.counters[key] = made
+                return made
+            }()
+            let timer = instruments.timers[name] ?? {
+                let made = Metrics.Timer(label: "pbc_request_duration_seconds", dimensions: [("method", name)], factory: factory)
+                instruments.timers[name] = made
+                return made
+            }()
+            return (counter, timer)
+        }
+        counter.increment()
+        timer.recordNanoseconds(duration.components.seconds * 1_000_000_000 + duration.components.attoseconds / 1_000_000_000)
     }
 
     /// Gauges read at scrape time.

@@ -57,7 +57,7 @@ public final class LineClient: @unchecked Sendable {
     /// The next line, parsed.
     public func receive() async throws -> JSONValue? {
         guard let line = try await receiveLine() else { return nil }
-        return try JSONDecoder().decode(JSONValue.self, from: Data(line.utf8))
+        return try JSONValue.parse(line)
     }
 
     /// Sends one request and returns the response to it.

@@ -79,7 +79,7 @@ struct Submit: AsyncParsableCommand {
         var params: [String: JSONValue] = [:]
         if let file {
             guard let data = FileManager.default.contents(atPath: file),
-                case .object(let object) = try? JSONDecoder().decode(JSONValue.self, from: data)
+                case .object(let object) = try? JSONValue.parse(String(decoding: data, as: UTF8.self))
             else { throw ValidationError("\(file) must hold a JSON object of task parameters") }
             params = object
         }
