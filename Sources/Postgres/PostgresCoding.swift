@@ -172,12 +172,25 @@ extension Int32: PostgresArrayElement {
     }
 }
 
+/// A `text[]` whose elements may be NULL: columns of rows passed as arrays
+/// to `unnest`, and cast to their types there.
+public struct PostgresNullableTextArray: PostgresEncodable {
+    public var items: [String?]
+    public init(_ items: [String?]) { self.items = items }
+    public static var postgresType: PostgresType { .textArray }
+    public var postgresText: String { ArrayLiteral.format(items) }
+}
+
 /// PostgreSQL's text form of one-dimensional arrays: `{a,"b c",NULL}`.
 enum ArrayLiteral {
-    static func format(_ items: [String]) -> String {
+    static func format(_ items: [String?]) -> String {
         var out = "{"
         for (index, item) in items.enumerated() {
             if index > 0 { out += "," }
+            guard let item else {
+                out += "NULL"
+                continue
+            }
             out += "\""
             for character in item {
                 if character == "\"" || character == "\\" { out += "\\" }

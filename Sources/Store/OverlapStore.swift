@@ -125,7 +125,7 @@ extension TaskStore {
         guard [.coordinator, .admin].contains(principal.role) else {
             throw StoreError(.forbidden, "coordinators resolve overlaps")
         }
-        return try await pool.withTransaction { connection in
+        return try await transaction { connection in
             try await applyResolution(id, resolution, comment: comment, by: principal, on: connection)
         }
     }
@@ -181,10 +181,7 @@ extension TaskStore {
                         version = version + 1, updated_at = now() WHERE id = \(task.id)
                     """)
                 task.record.period = period
-                try await connection.query("""
-                    INSERT INTO events (task_id, actor, actor_name, type, data)
-                    VALUES (\(task.id), \(principal.id), \(principal.name), 'task.updated', jsonb_build_object('changed', ARRAY['period']))
-                    """)
+                try recordEvent(PendingEvents.Event(task: task.id, actor: principal, type: "task.updated", data: #"{"changed":["period"]}"#))
                 task = try await load(task.id.uuidString, visibleTo: nil, forUpdate: false, on: connection)!
                 try await PortfolioScreener.record(task, on: connection)
                 try await rescreen(task, excluding: pair, on: connection)
@@ -206,14 +203,15 @@ extension TaskStore {
                 WHERE t.id = o.task_id AND o.status = 'open'
                   AND ((t.ref = \(taskRef) AND o.other_ref = \(otherRef)) OR (t.ref = \(otherRef) AND o.other_ref = \(taskRef)))
                 """)
-            try await connection.query("""
-                INSERT INTO events (task_id, actor, actor_name, type, comment, data)
-                SELECT id, \(principal.id), \(principal.name), 'overlap.resolved', \(comment),
-                       jsonb_build_object('overlap', \(id.uuidString.lowercased())::text, 'resolution', \(resolution.name)::text,
-                                          'other', CASE WHEN ref = \(taskRef) THEN \(otherRef) ELSE \(taskRef) END) || \(resolutionData)::jsonb
-                FROM tasks WHERE ref = ANY (\(pair))
-                """)
-            try await notify(on: connection)
+            for row in try await connection.query("SELECT id, ref FROM tasks WHERE ref = ANY (\(pair)) ORDER BY ref") {
+                var resolved = data
+                resolved["overlap"] = id.uuidString.lowercased()
+                resolved["resolution"] = resolution.name
+                resolved["other"] = try row.decode(String.self, at: 1) == taskRef ? otherRef : taskRef
+                try recordEvent(PendingEvents.Event(
+                    task: try row.decode(UUID.self, at: 0), actor: principal, type: "overlap.resolved", comment: comment,
+                    data: try Self.json(resolved)))
+            }
             let views = try await connection.query("SELECT o.score, o.reasons, t.country FROM task_overlaps o JOIN tasks t ON t.id = o.task_id WHERE o.id = \(id)")
             let view = views.first!
             let other = try await otherEntry(otherRef, country: try view.decode(String?.self, at: 2) ?? "", on: connection)
@@ -281,18 +279,14 @@ extension TaskStore {
         try await connection.query("""
             UPDATE tasks SET state = \(state), queue = NULL, due_at = NULL, version = version + 1, updated_at = now() WHERE id = \(task.id)
             """)
-        try await connection.query("""
-            INSERT INTO events (task_id, actor, actor_name, type, action, from_state, to_state, comment)
-            VALUES (\(task.id), \(principal.id), \(principal.name), 'task.transitioned', \(action), \(task.state), \(state), \(comment))
-            """)
+        try recordEvent(PendingEvents.Event(
+            task: task.id, actor: principal, type: "task.transitioned", action: action, from: task.state, to: state, comment: comment))
         try await PortfolioScreener.record(try await load(task.id.uuidString, visibleTo: nil, forUpdate: false, on: connection)!, on: connection)
     }
 
     private func bump(_ task: StoredTask, event: String, data: [String: String], by principal: Principal, on connection: PostgresConnection) async throws {
         try await connection.query("UPDATE tasks SET version = version + 1, updated_at = now() WHERE id = \(task.id)")
-        try await connection.query("""
-            INSERT INTO events (task_id, actor, actor_name, type, data) VALUES (\(task.id), \(principal.id), \(principal.name), \(event), \(try PostgresJSONB(encoding: data)))
-            """)
+        try recordEvent(event, task: task.id, by: principal, data: data)
         try await PortfolioScreener.record(try await load(task.id.uuidString, visibleTo: nil, forUpdate: false, on: connection)!, on: connection)
     }
 
@@ -307,13 +301,7 @@ extension TaskStore {
                 INSERT INTO task_overlaps (task_id, other_ref, score, reasons) VALUES (\(task.id), \(finding.other), \(finding.score), \(reasons))
                 ON CONFLICT (task_id, other_ref) DO NOTHING RETURNING id
                 """)
-            if !inserted.isEmpty {
-                try await connection.query("""
-                    INSERT INTO events (task_id, actor_name, type, data)
-                    VALUES (\(task.id), 'system', 'overlap.detected',
-                            jsonb_build_object('other', \(finding.other)::text, 'score', \(finding.score)::float8, 'reasons', \(reasons)::jsonb))
-                    """)
-            }
+            if !inserted.isEmpty { try recordOverlapDetected(finding, task: task.id) }
         }
     }
 }

@@ -115,7 +115,7 @@ extension TaskStore {
         guard !changes.names.isEmpty else {
             throw StoreError.validation([FieldError("changes", "name at least one field to change")])
         }
-        return try await pool.withTransaction { connection in
+        return try await transaction { connection in
             guard var task = try await load(key, visibleTo: principal, forUpdate: true, on: connection) else {
                 throw StoreError(.notFound, "no task \(key)")
             }
@@ -161,11 +161,7 @@ extension TaskStore {
                         "INSERT INTO task_participants (task_id, agency, role) VALUES (\(task.id), \(participant.agency), \(participant.role.rawValue))")
                 }
             }
-            try await connection.query("""
-                INSERT INTO events (task_id, actor, actor_name, type, data)
-                VALUES (\(task.id), \(principal.id), \(principal.name), 'task.updated', jsonb_build_object('changed', \(changes.names)::text[]))
-                """)
-            try await notify(on: connection)
+            try recordEvent(PendingEvents.Event(task: task.id, actor: principal, type: "task.updated", data: try Self.json(["changed": changes.names])))
             task = try await load(task.id.uuidString, visibleTo: nil, forUpdate: false, on: connection)!
             try await PortfolioScreener.record(task, on: connection)
             // An edit of dates, country, sectors or locations is screened again.
@@ -187,12 +183,14 @@ extension TaskStore {
             guard let task = try await load(key, visibleTo: principal, forUpdate: false, on: connection) else {
                 throw StoreError(.notFound, "no task \(key)")
             }
+            // One statement, the transaction's last: the event and the NOTIFY that announces it.
             let rows = try await connection.query("""
-                INSERT INTO events (task_id, actor, actor_name, type, comment)
-                VALUES (\(task.id), \(principal.id), \(principal.name), 'task.commented', \(text))
-                RETURNING seq, at
+                WITH written AS (
+                    INSERT INTO events (task_id, actor, actor_name, type, comment)
+                    VALUES (\(task.id), \(principal.id), \(principal.name), 'task.commented', \(text))
+                    RETURNING seq, at)
+                SELECT seq, at, pg_notify(\(Self.eventChannel), seq::text) FROM written
                 """)
-            try await notify(on: connection)
             let row = rows.first!
             return StoredEvent(
                 seq: try row.decode(Int.self, at: 0), type: "task.commented", actor: principal.name, action: nil, fromState: nil,

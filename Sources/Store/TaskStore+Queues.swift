@@ -136,7 +136,7 @@ extension TaskStore {
     /// a lease of `lease`; nil when there is none. Claimers skip each other's
     /// locked rows, so they never wait on each other nor get the same task.
     public func claim(_ queue: String, lease: Duration, by principal: Principal) async throws -> StoredTask? {
-        try await pool.withTransaction { connection in
+        try await transaction { connection in
             try await requireMember(of: queue, principal, on: connection, toWork: true)
             let now = now()
             let restricted = principal.role == .liaison
@@ -164,7 +164,7 @@ extension TaskStore {
                 data["previousHolder"] = previous
                 data["previousLeaseExpiredAt"] = isoTime(expiry)
             }
-            try await recordEvent("task.claimed", task: id, by: principal, data: data, on: connection)
+            try recordEvent("task.claimed", task: id, by: principal, data: data)
             return try await load(id.uuidString, visibleTo: nil, forUpdate: false, on: connection)
         }
     }
@@ -176,7 +176,7 @@ extension TaskStore {
             let expiry = now().adding(duration)
             try await connection.query(
                 "UPDATE tasks SET lease_expires_at = \(expiry), version = version + 1, updated_at = now() WHERE id = \(task.id)")
-            try await recordEvent("task.lease_renewed", task: task.id, by: principal, data: ["leaseExpiresAt": isoTime(expiry)], on: connection)
+            try recordEvent("task.lease_renewed", task: task.id, by: principal, data: ["leaseExpiresAt": isoTime(expiry)])
         }
     }
 
@@ -190,7 +190,7 @@ extension TaskStore {
                 throw StoreError(.forbidden, "task \(task.ref) is held by \(holder.name); only they or a coordinator can release it")
             }
             try await clearHolding(task.id, on: connection)
-            try await recordEvent("task.released", task: task.id, by: principal, data: ["holder": holder.name], on: connection)
+            try recordEvent("task.released", task: task.id, by: principal, data: ["holder": holder.name])
         }
     }
 
@@ -207,7 +207,7 @@ extension TaskStore {
     /// one transaction. Returns the refs moved, in order.
     public func reassignAll(from fromKey: String, to toKey: String?, by principal: Principal) async throws -> [String] {
         guard principal.role.reassigns else { throw StoreError(.forbidden, "only coordinators and admins reassign tasks") }
-        return try await pool.withTransaction { connection in
+        return try await transaction { connection in
             let from = try await worker(fromKey, on: connection, anyRole: true)
             let to = try await toKey.asyncMap { try await worker($0, on: connection) }
             let rows = try await connection.query("""
@@ -221,11 +221,10 @@ extension TaskStore {
                     try await hand(id, to: to, from: task.holder, by: principal, on: connection)
                 } else {
                     try await clearHolding(id, on: connection)
-                    try await recordEvent("task.released", task: id, by: principal, data: ["holder": from.name], on: connection)
+                    try recordEvent("task.released", task: id, by: principal, data: ["holder": from.name])
                 }
                 moved.append(try row.decode(String.self, at: 1))
             }
-            if !moved.isEmpty { try await notify(on: connection) }
             return moved
         }
     }
@@ -262,12 +261,11 @@ extension TaskStore {
     private func changeHolding(
         _ key: String, by principal: Principal, _ change: @Sendable (StoredTask, PostgresConnection) async throws -> Void
     ) async throws -> StoredTask {
-        try await pool.withTransaction { connection in
+        try await transaction { connection in
             guard let task = try await load(key, visibleTo: principal, forUpdate: true, on: connection) else {
                 throw StoreError(.notFound, "no task \(key)")
             }
             try await change(task, connection)
-            try await notify(on: connection)
             return try await load(task.id.uuidString, visibleTo: nil, forUpdate: false, on: connection)!
         }
     }
@@ -280,7 +278,7 @@ extension TaskStore {
             """)
         var data = ["assignee": assignee.name]
         if let holder { data["previousHolder"] = holder.name }
-        try await recordEvent("task.assigned", task: id, by: principal, data: data, on: connection)
+        try recordEvent("task.assigned", task: id, by: principal, data: data)
     }
 
     private func clearHolding(_ id: UUID, on connection: PostgresConnection) async throws {
@@ -315,12 +313,6 @@ extension TaskStore {
         throw StoreError(.forbidden, "\(principal.name) is not a member of queue \(queue)")
     }
 
-    func recordEvent(_ type: String, task: UUID, by principal: Principal?, data: [String: String], on connection: PostgresConnection) async throws {
-        try await connection.query("""
-            INSERT INTO events (task_id, actor, actor_name, type, data)
-            VALUES (\(task), \(principal?.id), \(principal?.name ?? "system"), \(type), \(try PostgresJSONB(encoding: data)))
-            """)
-    }
 
     // MARK: The sweep
 
@@ -328,7 +320,7 @@ extension TaskStore {
     /// reminders sent; at most `limit` of each. One instance sweeps at a time:
     /// nil when another holds the sweep lock.
     public func sweep(limit: Int = 500) async throws -> SweepReport? {
-        try await pool.withTransaction { connection in
+        try await transaction { connection -> SweepReport? in
             let locked = try await connection.query("SELECT pg_try_advisory_xact_lock(7411, 2)")
             guard try locked.first!.decode(Bool.self, at: 0) else { return nil }
             let now = now()
@@ -341,10 +333,9 @@ extension TaskStore {
             {
                 let id = try row.decode(UUID.self, at: 0)
                 try await clearHolding(id, on: connection)
-                try await recordEvent(
+                try recordEvent(
                     "task.lease_expired", task: id, by: nil,
-                    data: ["holder": try row.decode(String.self, at: 2), "expiredAt": isoTime(try row.decode(Date.self, at: 3))],
-                    on: connection)
+                    data: ["holder": try row.decode(String.self, at: 2), "expiredAt": isoTime(try row.decode(Date.self, at: 3))])
                 report.leasesExpired.append(try row.decode(String.self, at: 1))
             }
 
@@ -376,7 +367,7 @@ extension TaskStore {
                     data["priorityFrom"] = priority.rawValue
                     data["priorityTo"] = priority.raised.rawValue
                 }
-                try await recordEvent("sla.breached", task: id, by: nil, data: data, on: connection)
+                try recordEvent("sla.breached", task: id, by: nil, data: data)
                 report.breached.append(try row.decode(String.self, at: 1))
             }
 
@@ -393,12 +384,11 @@ extension TaskStore {
                 try await connection.query("UPDATE tasks SET next_reminder_at = \(next) WHERE id = \(id)")
                 // Past the due date, the breach speaks instead.
                 guard let dueAt, dueAt > now else { continue }
-                try await recordEvent(
+                try recordEvent(
                     "sla.reminder", task: id, by: nil,
-                    data: ["state": try row.decode(String.self, at: 4), "dueAt": isoTime(dueAt)], on: connection)
+                    data: ["state": try row.decode(String.self, at: 4), "dueAt": isoTime(dueAt)])
                 report.reminded.append(try row.decode(String.self, at: 1))
             }
-            if !report.isEmpty { try await notify(on: connection) }
             return report
         }
     }

@@ -100,7 +100,7 @@ public struct TaskStore: Sendable {
 
     /// Creates a draft in the workflow's initial state.
     public func create(_ draft: TaskRecord, workflow: String, by principal: Principal) async throws -> StoredTask {
-        try await pool.withTransaction { connection in
+        try await transaction { connection in
             try await insert(draft, workflow: workflow, by: principal, on: connection)
         }
     }
@@ -114,7 +114,7 @@ public struct TaskStore: Sendable {
         let agency = principal.agency ?? draft.leadAgency
         let requestHash = try Self.hash(draft, workflow: workflow)
         do {
-            return try await pool.withTransaction { connection in
+            return try await transaction { connection in
                 if let replay = try await replayed(agency: agency, key: idempotencyKey, requestHash: requestHash, principal: principal, on: connection) {
                     return (replay, true)
                 }
@@ -142,7 +142,7 @@ public struct TaskStore: Sendable {
         _ key: String, action: String, expectedVersion: Int, inputs: ActionInputs = ActionInputs(), lease: UUID? = nil,
         by principal: Principal
     ) async throws -> StoredTask {
-        try await pool.withTransaction { connection in
+        try await transaction { connection in
             guard var task = try await load(key, visibleTo: principal, forUpdate: true, on: connection) else {
                 throw StoreError(.notFound, "no task \(key)")
             }
@@ -232,12 +232,9 @@ public struct TaskStore: Sendable {
             try await connection.query(
                 "INSERT INTO task_participants (task_id, agency, role) VALUES (\(id), \(participant.agency), \(participant.role.rawValue))")
         }
-        try await connection.query("""
-            INSERT INTO events (task_id, actor, actor_name, type, to_state, data)
-            VALUES (\(id), \(principal.id), \(principal.name), 'task.created', \(task.state),
-                    jsonb_build_object('workflow', \(workflow.name)::text, 'workflowVersion', \(workflow.version)::int))
-            """)
-        try await notify(on: connection)
+        try recordEvent(PendingEvents.Event(
+            task: id, actor: principal, type: "task.created", to: task.state,
+            data: #"{"workflow":"\#(workflow.name)","workflowVersion":\#(workflow.version)}"#))
         let created = try await load(id.uuidString, visibleTo: nil, forUpdate: false, on: connection)!
         try await PortfolioScreener.record(created, on: connection)
         return created
@@ -298,13 +295,12 @@ public struct TaskStore: Sendable {
             WHERE id = \(task.id)
             """)
         for (index, transition) in decision.transitions.enumerated() {
+            // The first step is the person's; automatic steps after it are the system's.
             let byPerson = index == 0
-            let data = try PostgresJSONB(encoding: byPerson ? inputs.fields : [:])
-            try await connection.query("""
-                INSERT INTO events (task_id, actor, actor_name, type, action, from_state, to_state, comment, data)
-                VALUES (\(task.id), \(byPerson ? principal.id : nil), \(byPerson ? principal.name : "system"), 'task.transitioned',
-                        \(transition.action), \(transition.from), \(transition.to), \(byPerson ? inputs.comment : nil), \(data))
-                """)
+            try recordEvent(PendingEvents.Event(
+                task: task.id, actor: byPerson ? principal : nil, type: "task.transitioned", action: transition.action,
+                from: transition.from, to: transition.to, comment: byPerson ? inputs.comment : nil,
+                data: byPerson ? try Self.json(inputs.fields) : "{}"))
         }
         for finding in decision.findings {
             let reasons = try PostgresJSONB(encoding: finding.reasons)
@@ -312,21 +308,21 @@ public struct TaskStore: Sendable {
                 INSERT INTO task_overlaps (task_id, other_ref, score, reasons) VALUES (\(task.id), \(finding.other), \(finding.score), \(reasons))
                 ON CONFLICT (task_id, other_ref) DO UPDATE SET score = EXCLUDED.score, reasons = EXCLUDED.reasons, status = 'open'
                 """)
-            try await connection.query("""
-                INSERT INTO events (task_id, actor_name, type, data)
-                VALUES (\(task.id), 'system', 'overlap.detected',
-                        jsonb_build_object('other', \(finding.other)::text, 'score', \(finding.score)::float8, 'reasons', \(reasons)::jsonb))
-                """)
+            try recordOverlapDetected(finding, task: task.id)
         }
-        try await notify(on: connection)
         task = try await load(task.id.uuidString, visibleTo: nil, forUpdate: false, on: connection)!
         try await PortfolioScreener.record(task, on: connection)
         try await resolveCase(task, comment: inputs.comment, by: principal, on: connection)
     }
 
-    /// Wakes listeners on every instance once the transaction commits; the payload is the newest seq.
-    func notify(on connection: PostgresConnection) async throws {
-        try await connection.query("SELECT pg_notify(\(Self.eventChannel), (SELECT max(seq) FROM events)::text)")
+    func recordOverlapDetected(_ finding: OverlapFinding, task: UUID) throws {
+        struct Detected: Encodable {
+            let other: String
+            let score: Double
+            let reasons: [String]
+        }
+        try recordEvent(PendingEvents.Event(
+            task: task, type: "overlap.detected", data: try Self.json(Detected(other: finding.other, score: finding.score, reasons: finding.reasons))))
     }
 
     private func replayed(agency: String, key: String, requestHash: String, principal: Principal, on connection: PostgresConnection) async throws -> StoredTask? {
