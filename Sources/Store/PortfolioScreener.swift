@@ -75,16 +75,27 @@ public struct PortfolioScreener: Screener {
 
     /// Rewrites a task's portfolio rows as the task now stands.
     static func record(_ task: StoredTask, on connection: PostgresConnection) async throws {
-        try await connection.query("DELETE FROM portfolio WHERE task_id = \(task.id)")
-        guard let entry = entry(for: task.record, ref: task.ref, country: task.record.country), let period = task.record.period else { return }
+        guard let entry = entry(for: task.record, ref: task.ref, country: task.record.country), let period = task.record.period else {
+            try await connection.query("DELETE FROM portfolio WHERE task_id = \(task.id)")
+            return
+        }
         let active = !["rejected", "withdrawn", "merged"].contains(task.state)
+        // One statement: the row upserted, then any row of a country the task no longer has removed.
         try await connection.query("""
-            INSERT INTO portfolio (ref, country, kind, task_id, agency, agencies, period, sectors, categories, locations, title, body, external_ids, active)
-            VALUES (\(task.ref), \(entry.country), 'task', \(task.id), \(entry.agency), \(Array(entry.agencies).sorted()),
-                    daterange(\(PostgresDate(iso: period.start.iso)!), \(PostgresDate(iso: period.end.iso)!), '[]'),
-                    \(Array(entry.sectors).sorted()), \(Array(entry.categories).sorted()), \(Array(entry.locations).sorted()),
-                    \(task.record.title), \(body(title: task.record.title, description: task.record.description)),
-                    \(Array(entry.externalIDs).sorted()), \(active))
+            WITH kept AS (
+                INSERT INTO portfolio (ref, country, kind, task_id, agency, agencies, period, sectors, categories, locations, title, body,
+                                       external_ids, active)
+                VALUES (\(task.ref), \(entry.country), 'task', \(task.id), \(entry.agency), \(Array(entry.agencies).sorted()),
+                        daterange(\(PostgresDate(iso: period.start.iso)!), \(PostgresDate(iso: period.end.iso)!), '[]'),
+                        \(Array(entry.sectors).sorted()), \(Array(entry.categories).sorted()), \(Array(entry.locations).sorted()),
+                        \(task.record.title), \(body(title: task.record.title, description: task.record.description)),
+                        \(Array(entry.externalIDs).sorted()), \(active))
+                ON CONFLICT (task_id, country) DO UPDATE SET
+                    ref = EXCLUDED.ref, agency = EXCLUDED.agency, agencies = EXCLUDED.agencies, period = EXCLUDED.period,
+                    sectors = EXCLUDED.sectors, categories = EXCLUDED.categories, locations = EXCLUDED.locations,
+                    title = EXCLUDED.title, body = EXCLUDED.body, external_ids = EXCLUDED.external_ids, active = EXCLUDED.active
+                RETURNING id)
+            DELETE FROM portfolio WHERE task_id = \(task.id) AND id NOT IN (SELECT id FROM kept)
             """)
     }
 }

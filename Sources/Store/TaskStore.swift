@@ -118,7 +118,8 @@ public struct TaskStore: Sendable {
                 if let replay = try await replayed(agency: agency, key: idempotencyKey, requestHash: requestHash, principal: principal, on: connection) {
                     return (replay, true)
                 }
-                var task = try await insert(draft, workflow: workflow, by: principal, on: connection)
+                // The submission's own step writes its portfolio row; the draft's would be replaced at once.
+                var task = try await insert(draft, workflow: workflow, by: principal, recordInPortfolio: false, on: connection)
                 try await connection.query("""
                     INSERT INTO idempotency_keys (agency, key, request_hash, task_id)
                     VALUES (\(agency), \(idempotencyKey), \(requestHash), \(task.id))
@@ -192,7 +193,9 @@ public struct TaskStore: Sendable {
 
     // MARK: Steps
 
-    private func insert(_ draft: TaskRecord, workflow name: String, by principal: Principal, on connection: PostgresConnection) async throws -> StoredTask {
+    private func insert(
+        _ draft: TaskRecord, workflow name: String, by principal: Principal, recordInPortfolio: Bool = true, on connection: PostgresConnection
+    ) async throws -> StoredTask {
         guard let workflow = workflows.latest[name] else {
             throw StoreError.validation([FieldError("workflow", "unknown workflow \(name); known: \(workflows.latest.keys.sorted().joined(separator: ", "))")])
         }
@@ -228,15 +231,17 @@ public struct TaskStore: Sendable {
             RETURNING id
             """)
         let id = try rows.first!.decode(UUID.self, at: 0)
-        for participant in task.participants {
-            try await connection.query(
-                "INSERT INTO task_participants (task_id, agency, role) VALUES (\(id), \(participant.agency), \(participant.role.rawValue))")
+        if !task.participants.isEmpty {
+            try await connection.query("""
+                INSERT INTO task_participants (task_id, agency, role)
+                SELECT \(id), agency, role FROM unnest(\(task.participants.map(\.agency)), \(task.participants.map(\.role.rawValue))) AS p(agency, role)
+                """)
         }
         try recordEvent(PendingEvents.Event(
             task: id, actor: principal, type: "task.created", to: task.state,
             data: #"{"workflow":"\#(workflow.name)","workflowVersion":\#(workflow.version)}"#))
         let created = try await load(id.uuidString, visibleTo: nil, forUpdate: false, on: connection)!
-        try await PortfolioScreener.record(created, on: connection)
+        if recordInPortfolio { try await PortfolioScreener.record(created, on: connection) }
         return created
     }
 
@@ -244,21 +249,21 @@ public struct TaskStore: Sendable {
     /// (country, agencies, sectors); the country is stored as alpha-3.
     func checkValues(_ task: inout TaskRecord, on connection: PostgresConnection) async throws {
         var errors = task.validationErrors()
-        if let country = task.country, errors.allSatisfy({ $0.field != "country" }) {
-            let found = try await connection.query("SELECT code FROM countries WHERE code = \(country) OR alpha2 = \(country)")
-            if let code = try found.first?.decode(String.self, at: 0) { task.country = code } else {
+        let checkCountry = errors.allSatisfy({ $0.field != "country" }) ? task.country : nil
+        let checkSectors = errors.allSatisfy({ !$0.field.hasPrefix("sectors") }) ? task.sectors : []
+        // One round trip: the country's code, and the agencies and sectors that do not exist.
+        let row = try await connection.query("""
+            SELECT (SELECT code FROM countries WHERE code = \(checkCountry) OR alpha2 = \(checkCountry)),
+                   ARRAY(SELECT a FROM unnest(\(Array(task.agencies))) AS a WHERE a NOT IN (SELECT id FROM agencies) ORDER BY a),
+                   ARRAY(SELECT s FROM unnest(\(checkSectors)) AS s WHERE s NOT IN (SELECT code FROM sectors) ORDER BY s)
+            """).first!
+        if let country = checkCountry {
+            if let code = try row.decode(String?.self, at: 0) { task.country = code } else {
                 errors.append(FieldError("country", "unknown country \(country)"))
             }
         }
-        let agencies = Array(task.agencies)
-        for row in try await connection.query("SELECT a FROM unnest(\(agencies)) AS a WHERE a NOT IN (SELECT id FROM agencies) ORDER BY a") {
-            errors.append(FieldError("agencies", "unknown agency \(try row.decode(String.self, at: 0))"))
-        }
-        if errors.allSatisfy({ !$0.field.hasPrefix("sectors") }) {
-            for row in try await connection.query("SELECT s FROM unnest(\(task.sectors)) AS s WHERE s NOT IN (SELECT code FROM sectors) ORDER BY s") {
-                errors.append(FieldError("sectors", "unknown sector code \(try row.decode(String.self, at: 0))"))
-            }
-        }
+        for agency in try row.decode([String].self, at: 1) { errors.append(FieldError("agencies", "unknown agency \(agency)")) }
+        for sector in try row.decode([String].self, at: 2) { errors.append(FieldError("sectors", "unknown sector code \(sector)")) }
         guard errors.isEmpty else { throw StoreError.validation(errors) }
     }
 
@@ -355,7 +360,8 @@ public struct TaskStore: Sendable {
             SELECT t.id, t.ref, t.workflow, t.workflow_version, t.state, t.version, t.title, t.description, t.lead_agency,
                    t.country, t.locations, t.sectors, t.period_start, t.period_end, t.budget_amount, t.budget_currency,
                    t.priority, t.fields, t.external_refs, t.queue, t.assignee, h.name AS holder_name, t.lease_id,
-                   t.lease_expires_at, t.due_at, t.queued_at, t.created_at, t.updated_at
+                   t.lease_expires_at, t.due_at, t.queued_at, t.created_at, t.updated_at,
+                   ARRAY(SELECT p.agency || ':' || p.role FROM task_participants p WHERE p.task_id = t.id ORDER BY p.agency, p.role) AS participants
             FROM tasks t LEFT JOIN principals h ON h.id = t.assignee
             WHERE (t.id = \(id) OR (\(id)::uuid IS NULL AND t.ref = \(key)))
               AND (NOT \(restricted) OR t.lead_agency = \(agency)
@@ -364,9 +370,10 @@ public struct TaskStore: Sendable {
             """)
         guard let row = rows.first else { return nil }
         let taskID = try row.decode(UUID.self, "id")
-        let participants = try await connection.query(
-            "SELECT agency, role FROM task_participants WHERE task_id = \(taskID) ORDER BY agency, role"
-        ).map { Participant(agency: try $0.decode(String.self, at: 0), role: ParticipantRole(rawValue: try $0.decode(String.self, at: 1))!) }
+        let participants = try row.decode([String].self, "participants").map { pair in
+            let parts = pair.split(separator: ":", maxSplits: 1)
+            return Participant(agency: String(parts[0]), role: ParticipantRole(rawValue: String(parts[1]))!)
+        }
         let start = try row.decode(PostgresDate?.self, "period_start")
         let end = try row.decode(PostgresDate?.self, "period_end")
         let amount = try row.decode(PostgresNumeric?.self, "budget_amount")

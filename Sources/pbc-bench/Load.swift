@@ -214,7 +214,7 @@ extension BenchConnection {
         let country = countries[Int(random.next() % UInt64(countries.count))]
         let sector = sectors[Int(random.next() % UInt64(sectors.count))]
         let start = 2027 + Int(random.next() % 3)
-        return #"{"idempotencyKey":"bench-\#(connection)-\#(sequence)-\#(UInt32(truncatingIfNeeded: random.next()))","workflow":"pbf-project","title":"\#(title)","description":"Bench programme \#(title)","leadAgency":"undp","country":"\#(country)","locations":["Province \#(random.next() % 20)"],"sectors":["\#(sector)"],"period":{"start":"\#(start)-01-01","end":"\#(start + 1)-12-31"},"budget":{"amount":"900000.00","currency":"USD"},"fields":{"genderMarker":2,"facility":"IRF"}}"#
+        return #"{"idempotencyKey":"bench-\#(connection)-\#(sequence)-\#(UInt32(truncatingIfNeeded: random.next()))","workflow":"pbf-project","title":"\#(title)","description":"Bench programme \#(title)","leadAgency":"pbso","country":"\#(country)","locations":["Province \#(random.next() % 20)"],"sectors":["\#(sector)"],"period":{"start":"\#(start)-01-01","end":"\#(start + 1)-12-31"},"budget":{"amount":"900000.00","currency":"USD"},"fields":{"genderMarker":2,"facility":"IRF"}}"#
     }
 }
 
