@@ -205,16 +205,21 @@ final class LoadHandler: ChannelInboundHandler {
 extension BenchConnection {
     /// A project for a country of the bench's rotation, different each time, so screening has real work.
     static func submitParams(_ connection: Int, _ sequence: Int) -> String {
-        let countries = ["SLE", "LBR", "GIN", "CAF", "COL", "SOM", "SSD", "MLI"]
-        let sectors = ["15220", "15110", "15130", "15150", "15160", "15170", "15180", "15210", "15230", "15240", "15250", "15261"]
+        // A wide spread, as real intake has: most submissions overlap with nothing.
+        let countries = ["SLE", "LBR", "GIN", "CAF", "COL", "SOM", "SSD", "MLI", "BFA", "NER", "TCD", "CMR", "NGA", "COD", "BDI", "RWA",
+                         "UGA", "KEN", "ETH", "SDN", "YEM", "SYR", "IRQ", "LBN", "AFG", "PAK", "MMR", "PHL", "LKA", "NPL", "HTI", "GTM",
+                         "HND", "SLV", "VEN", "ECU", "PER", "BOL", "MOZ", "ZWE"]
+        let sectors = ["15220", "15110", "15130", "15150", "15160", "15170", "15180", "15210", "15230", "15240", "15250", "15261",
+                       "11220", "12220", "13020", "14030", "16010", "21020", "23111", "31120", "31110", "43010", "72010", "73010"]
         let words = ["dialogue", "youth", "women", "mediation", "land", "justice", "radio", "police", "elections", "reintegration",
-                     "reconciliation", "border", "governance", "livelihoods", "schools", "water"]
+                     "reconciliation", "border", "governance", "livelihoods", "schools", "water", "clinics", "roads", "markets", "courts",
+                     "farmers", "teachers", "returnees", "pastoralists", "fisheries", "archives", "media", "parliament", "councils", "veterans"]
         var random = SplitMix(seed: UInt64(connection) << 32 | UInt64(sequence))
         let title = (0..<4).map { _ in words[Int(random.next() % UInt64(words.count))] }.joined(separator: " ")
         let country = countries[Int(random.next() % UInt64(countries.count))]
         let sector = sectors[Int(random.next() % UInt64(sectors.count))]
         let start = 2027 + Int(random.next() % 3)
-        return #"{"idempotencyKey":"bench-\#(connection)-\#(sequence)-\#(UInt32(truncatingIfNeeded: random.next()))","workflow":"pbf-project","title":"\#(title)","description":"Bench programme \#(title)","leadAgency":"pbso","country":"\#(country)","locations":["Province \#(random.next() % 20)"],"sectors":["\#(sector)"],"period":{"start":"\#(start)-01-01","end":"\#(start + 1)-12-31"},"budget":{"amount":"900000.00","currency":"USD"},"fields":{"genderMarker":2,"facility":"IRF"}}"#
+        return #"{"idempotencyKey":"bench-\#(connection)-\#(sequence)-\#(UInt32(truncatingIfNeeded: random.next()))","workflow":"pbf-project","title":"\#(title)","description":"Bench programme \#(title)","leadAgency":"pbso","country":"\#(country)","locations":["District \#(random.next() % 500)"],"sectors":["\#(sector)"],"period":{"start":"\#(start)-01-01","end":"\#(start + 1)-12-31"},"budget":{"amount":"900000.00","currency":"USD"},"fields":{"genderMarker":2,"facility":"IRF"}}"#
     }
 }
 
