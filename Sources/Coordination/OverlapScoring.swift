@@ -18,7 +18,7 @@ public struct OverlapConfiguration: Sendable, Equatable {
             self.participants = participants
         }
 
-        var total: Double { sector + period + location + text + participants }
+        public var total: Double { sector + period + location + text + participants }
     }
 
     public var toleranceDays: Int

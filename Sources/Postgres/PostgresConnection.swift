@@ -182,7 +182,13 @@ public final class PostgresConnection: @unchecked Sendable {
     /// (a terminated backend announces itself that way).
     public func isReusable() async -> Bool {
         guard !closed.load(ordering: .acquiring) else { return false }
-        return (try? await onPool { handle in
+        // Nothing here waits: the status reads are of libpq's own state, the
+        // poll has a zero timeout, and input is read only when poll says it is
+        // there. So it runs where it is called, sparing two thread hops each
+        // time a connection is lent and returned. The connection is in no one
+        // else's hands meanwhile.
+        let handle = handle
+        return {
             guard PQstatus(handle) == CONNECTION_OK, PQtransactionStatus(handle) == PQTRANS_IDLE else { return false }
             // A terminated backend sends its FATAL message, then closes: one read
             // may see only the message, so read while there is more to read.
@@ -194,7 +200,7 @@ public final class PostgresConnection: @unchecked Sendable {
                 reads += 1
             }
             return PQstatus(handle) == CONNECTION_OK
-        }) ?? false
+        }()
     }
 
     public var isClosed: Bool { closed.load(ordering: .acquiring) }

@@ -7,7 +7,10 @@ import Store
 /// Seeds synthetic portfolios of growing size and prints screening latency
 /// (the candidate query and scoring, as a submission runs them) at each size.
 ///
-///     swift run -c release screening-bench [--sizes 10000,100000,1000000] [--samples 500]
+///     swift run -c release screening-bench [--sizes 10000,100000,1000000] [--samples 500] [--threshold 0.5]
+///
+/// The threshold is Config/overlap.yaml's unless given; `--threshold 0`
+/// scores every candidate (the worst case: nothing is filtered in SQL).
 ///
 /// With DATABASE_URL it uses that server (and a database `pbc_bench` on it,
 /// dropped and made anew); otherwise a private cluster in a temporary directory.
@@ -25,13 +28,15 @@ struct ScreeningBenchmark {
     static func run() async throws {
         var sizes = [10_000, 100_000, 1_000_000]
         var samples = 500
+        var threshold = OverlapConfiguration().threshold
         var arguments = CommandLine.arguments.dropFirst().makeIterator()
         while let argument = arguments.next() {
             switch argument {
             case "--sizes": sizes = (arguments.next() ?? "").split(separator: ",").compactMap { Int($0) }.sorted()
             case "--samples": samples = Int(arguments.next() ?? "") ?? samples
+            case "--threshold": threshold = Double(arguments.next() ?? "") ?? threshold
             default:
-                FileHandle.standardError.write(Data("usage: screening-bench [--sizes 10000,100000,1000000] [--samples 500]\n".utf8))
+                FileHandle.standardError.write(Data("usage: screening-bench [--sizes 10000,100000,1000000] [--samples 500] [--threshold 0.5]\n".utf8))
                 exit(2)
             }
         }
@@ -55,7 +60,8 @@ struct ScreeningBenchmark {
         let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
         _ = try await Migrator(directory: root.appendingPathComponent("sql")).migrate(on: connection)
         try await ReferenceData.load(from: root.appendingPathComponent("Config")).sync(on: connection)
-        let configuration = OverlapConfiguration()
+        var configuration = OverlapConfiguration()
+        configuration.threshold = threshold
         // Crisis and PBC countries first, so that the skew falls on them.
         let countryCodes = try await connection.query(
             "SELECT code FROM countries ORDER BY code IN ('BDI','CAF','GNB','LBR','SLE','COD','SSD','SOM','MLI','HTI','COL','AFG') DESC, code"
@@ -63,8 +69,8 @@ struct ScreeningBenchmark {
         let sectors = try await connection.query("SELECT code FROM sectors ORDER BY code LIKE '15%' DESC, code").map { try $0.decode(String.self, at: 0) }
         let spread = Spread(countryCodes: countryCodes, sectors: sectors)
 
-        print("screening latency over synthetic portfolios (\(samples) screenings each)")
-        print("entries      candidates p50   p50 ms    p99 ms    max ms")
+        print("screening latency over synthetic portfolios (\(samples) screenings each, threshold \(threshold))")
+        print("entries      overlaps p50     p50 ms    p99 ms    max ms")
         var seeded = 0
         for size in sizes {
             let started = ContinuousClock.now
@@ -98,11 +104,11 @@ struct ScreeningBenchmark {
         try await threads.shutdownGracefully()
     }
 
-    /// Screens one subject: the candidate query and scoring; returns the candidates scored.
+    /// Screens one subject as a submission does: the candidate query and scoring; returns the overlaps found.
     static func screen(_ subject: PortfolioEntry, on connection: PostgresConnection, _ configuration: OverlapConfiguration) async throws -> Int {
         let findings = try await PortfolioScreener.findings(
             for: subject, text: "peacebuilding dialogue \(subject.sectors.first ?? "") \(subject.locations.first ?? "")", on: connection,
-            configuration: OverlapConfiguration(toleranceDays: configuration.toleranceDays, threshold: 0, weights: configuration.weights))
+            configuration: configuration)
         return findings.count
     }
 

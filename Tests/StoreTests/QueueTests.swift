@@ -338,3 +338,53 @@ struct NoOverlaps: Screener {
         #expect(gone?.code == .historyGone)
     }
 }
+
+@Suite struct ScreeningBoundTests {
+    /// The SQL bound that keeps hopeless candidates in the database never
+    /// drops one whose exact score reaches the threshold.
+    @Test func filteringInSQLFindsExactlyWhatScoringEveryCandidateFinds() async throws {
+        let h = try await Harness("screening_bound", screener: { _, _ in NoOverlaps() })
+        var random = SystemRandomNumberGenerator()
+        let sectors = ["15220", "15210", "15130", "15110", "11220", "12220"]
+        let places = ["Kailahun", "Kenema", "Bo", "Kono", "Makeni", "Port Loko"]
+        let words = ["dialogue", "youth", "women", "mediation", "land", "justice", "radio", "police"]
+        func record() -> TaskRecord {
+            var task = Harness.project(title: (0..<3).map { _ in words.randomElement(using: &random)! }.joined(separator: " "))
+            task.country = "SLE"
+            task.leadAgency = ["undp", "unicef", "wfp"].randomElement(using: &random)!
+            task.participants = Bool.random(using: &random) ? [Participant(agency: "unfpa", role: .implementing)] : []
+            task.sectors = Array(Set((0..<Int.random(in: 1...2, using: &random)).map { _ in sectors.randomElement(using: &random)! }))
+            task.locations = Array(Set((0..<Int.random(in: 1...2, using: &random)).map { _ in places.randomElement(using: &random)! }))
+            let start = Int.random(in: 0...700, using: &random)
+            let base = CalendarDate(iso: "2027-01-01")!.daysSinceEpoch
+            func date(_ days: Int) -> CalendarDate { CalendarDate(Date(timeIntervalSince1970: Double(base + days) * 86_400)) }
+            task.period = Period(start: date(start), end: date(start + Int.random(in: 90...700, using: &random)))
+            return task
+        }
+        for _ in 0..<80 { _ = try await h.tasks.create(record(), workflow: "pbf-project", by: h.coordinator) }
+        let configuration = OverlapConfiguration()
+        var everyCandidate = configuration
+        everyCandidate.threshold = 0
+        var found = 0
+        for index in 0..<40 {
+            let task = record()
+            let subject = PortfolioEntry(
+                ref: "SUBJECT-\(index)", agency: task.leadAgency, agencies: task.agencies, country: "SLE", sectors: Set(task.sectors),
+                locations: Set(task.locations), period: task.period!, externalIDs: [])
+            let text = task.title + " " + task.description
+            let filtered = try await h.pool.withConnection {
+                try await PortfolioScreener.findings(for: subject, text: text, on: $0, configuration: configuration)
+            }
+            let all = try await h.pool.withConnection {
+                try await PortfolioScreener.findings(for: subject, text: text, on: $0, configuration: everyCandidate)
+            }
+            // Scores are kept to three decimals: one that rounds to the threshold may fall either side of it.
+            let surely = Set(all.filter { $0.score > configuration.threshold + 0.0005 }.map(\.other))
+            let perhaps = Set(all.filter { $0.score >= configuration.threshold - 0.0005 }.map(\.other))
+            #expect(surely.isSubset(of: Set(filtered.map(\.other))), "subject \(index): the bound dropped an overlap")
+            #expect(Set(filtered.map(\.other)).isSubset(of: perhaps), "subject \(index)")
+            found += filtered.count
+        }
+        #expect(found > 0)  // the data makes overlaps, so the comparison means something
+    }
+}
