@@ -137,7 +137,6 @@ extension TaskStore {
     /// locked rows, so they never wait on each other nor get the same task.
     public func claim(_ queue: String, lease: Duration, by principal: Principal) async throws -> StoredTask? {
         try await transaction { connection in
-            try await requireMember(of: queue, principal, on: connection, toWork: true)
             let now = now()
             let restricted = principal.role == .liaison
             let rows = try await connection.query("""
@@ -146,6 +145,9 @@ extension TaskStore {
                     FROM tasks t LEFT JOIN principals h ON h.id = t.assignee
                     WHERE t.queue = \(queue)
                       AND (t.assignee IS NULL OR t.lease_expires_at <= \(now))
+                      AND (\(principal.role == .admin) OR EXISTS (
+                          SELECT 1 FROM queue_members m JOIN queues q ON q.name = \(queue)
+                          WHERE m.principal = \(principal.id) AND (m.queue = q.name OR m.queue = q.refines)))
                       AND (NOT \(restricted) OR t.lead_agency = \(principal.agency)
                            OR EXISTS (SELECT 1 FROM task_participants p WHERE p.task_id = t.id AND p.agency = \(principal.agency)))
                     ORDER BY t.priority_rank, t.due_at, t.queued_at, t.id
@@ -156,7 +158,11 @@ extension TaskStore {
                 FROM next WHERE t.id = next.id
                 RETURNING t.id, next.previous_name, next.previous_expiry
                 """)
-            guard let row = rows.first else { return nil }
+            guard let row = rows.first else {
+                // Nothing claimed: say why if the caller may not claim here, else the queue is empty.
+                try await requireMember(of: queue, principal, on: connection, toWork: true)
+                return nil
+            }
             let id = try row.decode(UUID.self, at: 0)
             var data: [String: String] = ["leaseExpiresAt": isoTime(now.adding(lease))]
             if let previous = try row.decode(String?.self, at: 1), let expiry = try row.decode(Date?.self, at: 2) {

@@ -33,6 +33,8 @@ public struct StoredTask: Sendable, Hashable {
     public var holder: Holder?
     public var dueAt: Date?
     public var queuedAt: Date?
+    /// Overlaps of this task still open when it was read; workflow guards route by it.
+    public var openOverlaps: Int = 0
     public var createdAt: Date
     public var updatedAt: Date
     public var state: String { record.state }
@@ -272,8 +274,7 @@ public struct TaskStore: Sendable {
         guard let workflow = workflows.definition(task.workflow, version: task.workflowVersion) else {
             throw StoreError(.notFound, "workflow \(task.workflow) version \(task.workflowVersion) is not loaded")
         }
-        let open = try await connection.query("SELECT count(*) FROM task_overlaps WHERE task_id = \(task.id) AND status = 'open'")
-        let context = GuardContext(now: now(), rates: rates, openOverlaps: try open.first!.decode(Int.self, at: 0))
+        let context = GuardContext(now: now(), rates: rates, openOverlaps: task.openOverlaps)
         let decision: Decision
         switch try await Engine.decide(
             workflow, task: task.record, actor: principal.actor, action: action, inputs: inputs, context: context,
@@ -292,13 +293,14 @@ public struct TaskStore: Sendable {
         let entered = context.now
         let queue = routing.route(decision.queue, for: decision.task)
         let reminder = workflow.state(decision.finalState)?.nextReminder(dueAt: decision.dueAt, after: entered)
-        try await connection.query("""
+        let updated = try await connection.query("""
             UPDATE tasks SET state = \(decision.finalState), fields = \(fields), version = version + 1,
                 queue = \(queue), queued_at = \(queue == nil ? nil : entered), due_at = \(decision.dueAt),
                 breached_at = NULL, next_reminder_at = \(reminder),
                 assignee = NULL, lease_id = NULL, lease_expires_at = NULL, updated_at = now()
             WHERE id = \(task.id)
-            """)
+            RETURNING version, updated_at
+            """).first!
         for (index, transition) in decision.transitions.enumerated() {
             // The first step is the person's; automatic steps after it are the system's.
             let byPerson = index == 0
@@ -315,7 +317,15 @@ public struct TaskStore: Sendable {
                 """)
             try recordOverlapDetected(finding, task: task.id)
         }
-        task = try await load(task.id.uuidString, visibleTo: nil, forUpdate: false, on: connection)!
+        // The task as the UPDATE left it, without reading it again.
+        task.record = decision.task
+        task.version = try updated.decode(Int.self, at: 0)
+        task.updatedAt = try updated.decode(Date.self, at: 1)
+        task.queue = queue
+        task.queuedAt = queue == nil ? nil : entered
+        task.dueAt = decision.dueAt
+        task.holder = nil
+        task.openOverlaps += decision.findings.count
         try await PortfolioScreener.record(task, on: connection)
         try await resolveCase(task, comment: inputs.comment, by: principal, on: connection)
     }
@@ -361,7 +371,8 @@ public struct TaskStore: Sendable {
                    t.country, t.locations, t.sectors, t.period_start, t.period_end, t.budget_amount, t.budget_currency,
                    t.priority, t.fields, t.external_refs, t.queue, t.assignee, h.name AS holder_name, t.lease_id,
                    t.lease_expires_at, t.due_at, t.queued_at, t.created_at, t.updated_at,
-                   ARRAY(SELECT p.agency || ':' || p.role FROM task_participants p WHERE p.task_id = t.id ORDER BY p.agency, p.role) AS participants
+                   ARRAY(SELECT p.agency || ':' || p.role FROM task_participants p WHERE p.task_id = t.id ORDER BY p.agency, p.role) AS participants,
+                   (SELECT count(*) FROM task_overlaps o WHERE o.task_id = t.id AND o.status = 'open') AS open_overlaps
             FROM tasks t LEFT JOIN principals h ON h.id = t.assignee
             WHERE (t.id = \(id) OR (\(id)::uuid IS NULL AND t.ref = \(key)))
               AND (NOT \(restricted) OR t.lead_agency = \(agency)
@@ -392,7 +403,8 @@ public struct TaskStore: Sendable {
             id: taskID, ref: try row.decode(String.self, "ref"), workflow: try row.decode(String.self, "workflow"),
             workflowVersion: try row.decode(Int.self, "workflow_version"), version: try row.decode(Int.self, "version"),
             record: record, queue: try row.decode(String?.self, "queue"), holder: try Self.holder(row),
-            dueAt: try row.decode(Date?.self, "due_at"), queuedAt: try row.decode(Date?.self, "queued_at"), createdAt: try row.decode(Date.self, "created_at"),
+            dueAt: try row.decode(Date?.self, "due_at"), queuedAt: try row.decode(Date?.self, "queued_at"),
+            openOverlaps: try row.decode(Int.self, "open_overlaps"), createdAt: try row.decode(Date.self, "created_at"),
             updatedAt: try row.decode(Date.self, "updated_at"))
     }
 }

@@ -2,14 +2,14 @@
 -- under the lease: two transactions, as pbc-bench's claim-act flow makes.
 -- One pgbench transaction here is one claim plus one action.
 BEGIN ISOLATION LEVEL READ COMMITTED;
-SELECT EXISTS (SELECT 1 FROM queue_members m WHERE m.principal = (SELECT id FROM principals WHERE name = 'bench-coordinator')
-                 AND (m.queue = q.name OR m.queue = q.refines))
-FROM queues q WHERE q.name = 'pbso-review';
 WITH next AS (
     SELECT t.id, t.assignee AS previous, h.name AS previous_name, t.lease_expires_at AS previous_expiry
     FROM tasks t LEFT JOIN principals h ON h.id = t.assignee
     WHERE t.queue = 'pbso-review'
       AND (t.assignee IS NULL OR t.lease_expires_at <= now())
+      AND (false OR EXISTS (
+          SELECT 1 FROM queue_members m JOIN queues q ON q.name = 'pbso-review'
+          WHERE m.principal = (SELECT id FROM principals WHERE name = 'bench-coordinator') AND (m.queue = q.name OR m.queue = q.refines)))
       AND (NOT false OR t.lead_agency = 'pbso'
            OR EXISTS (SELECT 1 FROM task_participants p WHERE p.task_id = t.id AND p.agency = 'pbso'))
     ORDER BY t.priority_rank, t.due_at, t.queued_at, t.id
@@ -23,7 +23,8 @@ SELECT t.id, t.ref, t.workflow, t.workflow_version, t.state, t.version, t.title,
        t.country, t.locations, t.sectors, t.period_start, t.period_end, t.budget_amount, t.budget_currency,
        t.priority, t.fields, t.external_refs, t.queue, t.assignee, h.name AS holder_name, t.lease_id,
        t.lease_expires_at, t.due_at, t.queued_at, t.created_at, t.updated_at,
-       ARRAY(SELECT p.agency || ':' || p.role FROM task_participants p WHERE p.task_id = t.id ORDER BY p.agency, p.role) AS participants
+       ARRAY(SELECT p.agency || ':' || p.role FROM task_participants p WHERE p.task_id = t.id ORDER BY p.agency, p.role) AS participants,
+       (SELECT count(*) FROM task_overlaps o WHERE o.task_id = t.id AND o.status = 'open') AS open_overlaps
 FROM tasks t LEFT JOIN principals h ON h.id = t.assignee
 WHERE (t.id = :id::uuid OR (:id::uuid IS NULL AND t.ref = :id::text)) AND (NOT false OR t.lead_agency = NULL) \gset task_
 WITH written AS (
@@ -41,23 +42,17 @@ SELECT t.id, t.ref, t.workflow, t.workflow_version, t.state, t.version, t.title,
        t.country, t.locations, t.sectors, t.period_start, t.period_end, t.budget_amount, t.budget_currency,
        t.priority, t.fields, t.external_refs, t.queue, t.assignee, h.name AS holder_name, t.lease_id,
        t.lease_expires_at, t.due_at, t.queued_at, t.created_at, t.updated_at,
-       ARRAY(SELECT p.agency || ':' || p.role FROM task_participants p WHERE p.task_id = t.id ORDER BY p.agency, p.role) AS participants
+       ARRAY(SELECT p.agency || ':' || p.role FROM task_participants p WHERE p.task_id = t.id ORDER BY p.agency, p.role) AS participants,
+       (SELECT count(*) FROM task_overlaps o WHERE o.task_id = t.id AND o.status = 'open') AS open_overlaps
 FROM tasks t LEFT JOIN principals h ON h.id = t.assignee
 WHERE (t.id = NULL OR (NULL::uuid IS NULL AND t.ref = :task_ref::text)) AND (NOT false OR t.lead_agency = NULL)
 FOR UPDATE OF t;
-SELECT count(*) FROM task_overlaps WHERE task_id = :id::uuid AND status = 'open';
 UPDATE tasks SET state = 'jsc_approval', fields = '{"facility": "PRF", "genderMarker": 2}', version = version + 1,
     queue = 'jsc-approval', queued_at = now(), due_at = now() + interval '20 days',
     breached_at = NULL, next_reminder_at = NULL,
     assignee = NULL, lease_id = NULL, lease_expires_at = NULL, updated_at = now()
-WHERE id = :id::uuid;
-SELECT t.id, t.ref, t.workflow, t.workflow_version, t.state, t.version, t.title, t.description, t.lead_agency,
-       t.country, t.locations, t.sectors, t.period_start, t.period_end, t.budget_amount, t.budget_currency,
-       t.priority, t.fields, t.external_refs, t.queue, t.assignee, h.name AS holder_name, t.lease_id,
-       t.lease_expires_at, t.due_at, t.queued_at, t.created_at, t.updated_at,
-       ARRAY(SELECT p.agency || ':' || p.role FROM task_participants p WHERE p.task_id = t.id ORDER BY p.agency, p.role) AS participants
-FROM tasks t LEFT JOIN principals h ON h.id = t.assignee
-WHERE (t.id = :id::uuid OR (:id::uuid IS NULL AND t.ref = :id::text)) AND (NOT false OR t.lead_agency = NULL);
+WHERE id = :id::uuid
+RETURNING version, updated_at;
 WITH kept AS (
     INSERT INTO portfolio (ref, country, kind, task_id, agency, agencies, period, sectors, categories, locations, title, body,
                            external_ids, active)

@@ -24,12 +24,12 @@ SELECT t.id, t.ref, t.workflow, t.workflow_version, t.state, t.version, t.title,
        t.country, t.locations, t.sectors, t.period_start, t.period_end, t.budget_amount, t.budget_currency,
        t.priority, t.fields, t.external_refs, t.queue, t.assignee, h.name AS holder_name, t.lease_id,
        t.lease_expires_at, t.due_at, t.queued_at, t.created_at, t.updated_at,
-       ARRAY(SELECT p.agency || ':' || p.role FROM task_participants p WHERE p.task_id = t.id ORDER BY p.agency, p.role) AS participants
+       ARRAY(SELECT p.agency || ':' || p.role FROM task_participants p WHERE p.task_id = t.id ORDER BY p.agency, p.role) AS participants,
+       (SELECT count(*) FROM task_overlaps o WHERE o.task_id = t.id AND o.status = 'open') AS open_overlaps
 FROM tasks t LEFT JOIN principals h ON h.id = t.assignee
-WHERE (t.id = :id::uuid OR (:id::uuid IS NULL AND t.ref = :id::text)) AND (NOT false OR t.lead_agency = NULL);
+WHERE (t.id = :id::uuid OR (:id::uuid IS NULL AND t.ref = :id::text)) AND (NOT false OR t.lead_agency = NULL) \gset task_
 INSERT INTO idempotency_keys (agency, key, request_hash, task_id)
 VALUES ('pbso', 'pgbench-' || (:client_id::int)::text || '-' || (:n::int)::text, md5(:n::text) || md5(:client_id::text), :id::uuid);
-SELECT count(*) FROM task_overlaps WHERE task_id = :id::uuid AND status = 'open';
 SELECT ref, agency, agencies, sectors, locations, lower(period) AS start, (upper(period) - 1) AS finish,
        external_ids, similarity(body, 'pgbench programme ' || (:n::int)::text || ' Bench programme ' || (:n::int)::text) AS text
 FROM portfolio
@@ -44,14 +44,8 @@ UPDATE tasks SET state = 'technical_review', fields = '{"facility": "IRF", "gend
     queue = 'pbso-review', queued_at = now(), due_at = now() + interval '15 days',
     breached_at = NULL, next_reminder_at = NULL,
     assignee = NULL, lease_id = NULL, lease_expires_at = NULL, updated_at = now()
-WHERE id = :id::uuid;
-SELECT t.id, t.ref, t.workflow, t.workflow_version, t.state, t.version, t.title, t.description, t.lead_agency,
-       t.country, t.locations, t.sectors, t.period_start, t.period_end, t.budget_amount, t.budget_currency,
-       t.priority, t.fields, t.external_refs, t.queue, t.assignee, h.name AS holder_name, t.lease_id,
-       t.lease_expires_at, t.due_at, t.queued_at, t.created_at, t.updated_at,
-       ARRAY(SELECT p.agency || ':' || p.role FROM task_participants p WHERE p.task_id = t.id ORDER BY p.agency, p.role) AS participants
-FROM tasks t LEFT JOIN principals h ON h.id = t.assignee
-WHERE (t.id = :id::uuid OR (:id::uuid IS NULL AND t.ref = :id::text)) AND (NOT false OR t.lead_agency = NULL) \gset task_
+WHERE id = :id::uuid
+RETURNING version, updated_at;
 WITH kept AS (
     INSERT INTO portfolio (ref, country, kind, task_id, agency, agencies, period, sectors, categories, locations, title, body,
                            external_ids, active)
