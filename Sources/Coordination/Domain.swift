@@ -50,7 +50,13 @@ public struct CalendarDate: Sendable, Codable, Hashable, Comparable, CustomStrin
         self.day = day
     }
 
-    public var iso: String { String(format: "%04d-%02d-%02d", year, month, day) }
+    public var iso: String {
+        func padded(_ value: Int, _ width: Int) -> String {
+            let digits = String(value)
+            return digits.count < width ? String(repeating: "0", count: width - digits.count) + digits : digits
+        }
+        return padded(year, 4) + "-" + padded(month, 2) + "-" + padded(day, 2)
+    }
     public var description: String { iso }
 
     /// Days since 1970-01-01 (proleptic Gregorian).
@@ -268,5 +274,65 @@ extension TaskRecord {
             errors.append(FieldError("participants[\(index)]", "repeats \(participant.agency) as \(participant.role.rawValue)"))
         }
         return errors
+    }
+}
+
+/// Instants as the protocol and event data carry them: RFC 3339 in UTC with
+/// milliseconds, `2026-11-29T11:37:17.148Z`. Formatted by hand: building an
+/// ISO8601DateFormatter costs more than the rest of a task's answer.
+public enum InternetTime {
+    public static func string(_ date: Date) -> String {
+        let totalMilliseconds = Int64((date.timeIntervalSince1970 * 1000).rounded())
+        var days = totalMilliseconds / 86_400_000
+        var milliseconds = totalMilliseconds % 86_400_000
+        if milliseconds < 0 {
+            milliseconds += 86_400_000
+            days -= 1
+        }
+        // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+        let z = days + 719_468
+        let era = (z >= 0 ? z : z - 146_096) / 146_097
+        let doe = z - era * 146_097
+        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100)
+        let mp = (5 * doy + 2) / 153
+        let day = doy - (153 * mp + 2) / 5 + 1
+        let month = mp < 10 ? mp + 3 : mp - 9
+        let year = yoe + era * 400 + (month <= 2 ? 1 : 0)
+        var text = ""
+        text.reserveCapacity(24)
+        func append(_ value: Int64, width: Int) {
+            let digits = String(value)
+            if digits.count < width { text += String(repeating: "0", count: width - digits.count) }
+            text += digits
+        }
+        append(year, width: 4)
+        text += "-"
+        append(month, width: 2)
+        text += "-"
+        append(day, width: 2)
+        text += "T"
+        append(milliseconds / 3_600_000, width: 2)
+        text += ":"
+        append(milliseconds / 60_000 % 60, width: 2)
+        text += ":"
+        append(milliseconds / 1000 % 60, width: 2)
+        text += "."
+        append(milliseconds % 1000, width: 3)
+        text += "Z"
+        return text
+    }
+}
+
+extension Sequence where Element == UInt8 {
+    /// Lowercase hexadecimal, two digits a byte (digests, token hashes).
+    public var hex: String {
+        let digits = Array("0123456789abcdef".utf8)
+        var bytes: [UInt8] = []
+        for byte in self {
+            bytes.append(digits[Int(byte >> 4)])
+            bytes.append(digits[Int(byte & 0xF)])
+        }
+        return String(decoding: bytes, as: UTF8.self)
     }
 }

@@ -5,11 +5,7 @@ import Store
 
 /// How domain values look on the wire.
 enum Wire {
-    static func date(_ date: Date) -> JSONValue {
-        let formatter = ISO8601DateFormatter()
-        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-        return .string(formatter.string(from: date))
-    }
+    static func date(_ date: Date) -> JSONValue { .string(InternetTime.string(date)) }
 
     static func optional(_ value: String?) -> JSONValue { value.map(JSONValue.string) ?? .null }
 

@@ -266,7 +266,7 @@ public struct ActivityImporter: Sendable {
     private func store(_ activity: MappedActivity, source: String) async throws -> Outcome {
         let encoder = JSONEncoder()
         encoder.outputFormatting = .sortedKeys
-        let hash = SHA256.hash(data: try encoder.encode(activity)).map { String(format: "%02x", $0) }.joined()
+        let hash = SHA256.hash(data: try encoder.encode(activity)).hex
         return try await pool.withTransaction { connection in
             let agency: String
             if let named = activity.publisherAgency,
@@ -339,7 +339,7 @@ public struct ActivityImporter: Sendable {
         var slug = String(ref.lowercased().map { $0.isLetter || $0.isNumber ? $0 : "-" }).trimmingCharacters(in: CharacterSet(charactersIn: "-"))
         if slug.isEmpty || !(slug.first!.isLetter || slug.first!.isNumber) { slug = "iati-\(slug)" }
         slug = String(slug.prefix(50))
-        let suffix = SHA256.hash(data: Data(ref.utf8)).prefix(3).map { String(format: "%02x", $0) }.joined()
+        let suffix = SHA256.hash(data: Data(ref.utf8)).prefix(3).hex
         for id in [slug, "\(slug)-\(suffix)"] {
             let inserted = try await connection.query("""
                 INSERT INTO agencies (id, name, kind, iati_ref) VALUES (\(id), \(name ?? ref), 'external', \(ref))

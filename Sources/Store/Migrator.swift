@@ -61,7 +61,7 @@ public struct Migrator: Sendable {
             guard let sql = String(data: data, encoding: .utf8) else {
                 throw PostgresError(.migration, message: "sql/\(name) is not UTF-8 text")
             }
-            let checksum = SHA256.hash(data: data).map { String(format: "%02x", $0) }.joined()
+            let checksum = SHA256.hash(data: data).hex
             migrations.append(Migration(version: version, fileName: name, sql: sql, checksum: checksum))
         }
         return migrations

@@ -432,9 +432,7 @@ extension Role {
 }
 
 /// An instant as event data carries it: ISO 8601, UTC, milliseconds.
-func isoTime(_ date: Date) -> String {
-    date.formatted(.iso8601.year().month().day().time(includingFractionalSeconds: true).timeZone(separator: .omitted))
-}
+func isoTime(_ date: Date) -> String { InternetTime.string(date) }
 
 extension Date {
     func adding(_ duration: Duration) -> Date {

@@ -355,7 +355,7 @@ public struct TaskStore: Sendable {
         encoder.outputFormatting = .sortedKeys
         var data = Data(workflow.utf8)
         data.append(try encoder.encode(draft))
-        return SHA256.hash(data: data).map { String(format: "%02x", $0) }.joined()
+        return SHA256.hash(data: data).hex
     }
 
     // MARK: Loading

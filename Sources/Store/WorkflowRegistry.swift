@@ -31,7 +31,7 @@ public struct WorkflowRegistry: Sendable {
         public var hash: String { Self.hash(source) }
 
         static func hash(_ source: String) -> String {
-            SHA256.hash(data: Data(source.utf8)).map { String(format: "%02x", $0) }.joined()
+            SHA256.hash(data: Data(source.utf8)).hex
         }
     }
 

@@ -103,3 +103,17 @@ import Testing
         #expect(throws: ConfigError.self) { try OverlapConfiguration.load(yaml: "toleranceDays: 90\nthreshold: 2\nweights: {sector: 1, period: 0, location: 0, text: 0, participants: 0}", file: "x") }
     }
 }
+
+@Suite struct InternetTimeTests {
+    @Test func instantsFormatAsFoundationFormatsThem() {
+        let formatter = ISO8601DateFormatter()
+        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        var random = SystemRandomNumberGenerator()
+        let samples = [0, 951_782_400.5, 1_798_761_599.999, -86_400.25, 4_102_444_800.001, 1_764_415_037.148]
+            + (0..<500).map { _ in Double.random(in: -2_000_000_000...4_000_000_000, using: &random).rounded(.down) / 1000 * 1000 + Double(Int.random(in: 0...999, using: &random)) / 1000 }
+        for seconds in samples {
+            let date = Date(timeIntervalSince1970: seconds)
+            #expect(InternetTime.string(date) == formatter.string(from: date), "\(seconds)")
+        }
+    }
+}
