@@ -28,8 +28,15 @@ import SystemPackage
     }
 
     final class Log: Sendable {
-        private let state = Mutex<(acknowledged: [Acknowledged], stop: Bool)>(([], false))
+        private let state = Mutex<(acknowledged: [Acknowledged], stop: Bool, unavailable: Int)>(([], false, 0))
         func add(_ entry: Acknowledged) { state.withLock { $0.acknowledged.append(entry) } }
+        /// Answers of -32000: the database was away.
+        func noteUnavailable(_ answer: JSONValue?) {
+            if case .integer(-32000)? = answer?["error"]?["code"], answer?["error"]?["data"]?["retryAfterMs"] != nil {
+                state.withLock { $0.unavailable += 1 }
+            }
+        }
+        var unavailable: Int { state.withLock { $0.unavailable } }
         var acknowledged: [Acknowledged] { state.withLock { $0.acknowledged } }
         var stopped: Bool { state.withLock { $0.stop } }
         func stop() { state.withLock { $0.stop = true } }
@@ -99,14 +106,17 @@ import SystemPackage
 
     /// Submissions (retried with the same key after a failure, so a retry may
     /// be a replay) and claims with an action under the lease.
-    static func load(port: Int, log: Log) -> [@Sendable () async -> Void] {
+    static func load(
+        port: Int, log: Log, liaison: String = "pbc_example_crash-liaison", coordinator: String = "pbc_example_crash-coordinator"
+    ) -> [@Sendable () async -> Void] {
         let submitters: [@Sendable () async -> Void] = (0..<2).map { worker in
             {
-                await client(port: port, token: "pbc_example_crash-liaison", log: log) { client, counter in
+                await client(port: port, token: liaison, log: log) { client, counter in
                     // The key moves on only after an answer: a lost answer is retried as the same submission.
                     let params = ServerHarness.project(key: "crash-\(worker)-\(counter)", title: "Crash programme \(worker) \(counter)")
                         .replacingOccurrences(of: #""sectors":["15220"]"#, with: #""sectors":["\#(["15220", "15110", "13020", "11220"][counter % 4])"]"#)
                     guard let answer = try await client.call("task.submit", id: 1, params: params) else { throw CancellationError() }
+                    log.noteUnavailable(answer)
                     if let task = answer["result"]?["task"], case .string(let ref)? = task["ref"], case .integer(let version)? = task["version"],
                         case .string(let state)? = task["state"]
                     {
@@ -118,9 +128,10 @@ import SystemPackage
         }
         let actors: [@Sendable () async -> Void] = (0..<2).map { _ in
             {
-                await client(port: port, token: "pbc_example_crash-coordinator", log: log) { client, _ in
+                await client(port: port, token: coordinator, log: log) { client, _ in
                     guard let claimed = try await client.call("queue.claim", id: 2, params: #"{"queue":"pbso-review-BDI","leaseSeconds":5}"#)
                     else { throw CancellationError() }
+                    log.noteUnavailable(claimed)
                     guard let task = claimed["result"]?["task"], case .string(let ref)? = task["ref"], case .integer(let version)? = task["version"],
                         case .string(let lease)? = claimed["result"]?["lease"]?["id"]
                     else {
@@ -146,7 +157,11 @@ import SystemPackage
         for entry in log.acknowledged {
             let rows = try await connection.query("SELECT version, state FROM tasks WHERE ref = \(entry.ref)")
             guard let row = rows.first else {
-                lost.append("\(entry.ref) is missing")
+                let near = try await connection.query(
+                    "SELECT string_agg(ref || ' ' || title, '; ') FROM tasks WHERE ref BETWEEN \(entry.ref) AND \(entry.ref) || 'z' OR title LIKE '%' || \(entry.ref) || '%'")
+                let keys = try await connection.query("SELECT count(*) FROM idempotency_keys").first!.decode(Int.self, at: 0)
+                let tasks = try await connection.query("SELECT count(*), max(ref) FROM tasks WHERE workflow = 'pbf-project'").first!
+                lost.append("\(entry.ref) is missing (acknowledged as version \(entry.version) \(entry.state); keys \(keys), tasks \(try tasks.decode(Int.self, at: 0)), newest \(try tasks.decode(String?.self, at: 1) ?? "-"); \(try near.first!.decode(String?.self, at: 0) ?? ""))")
                 continue
             }
             let version = try row.decode(Int.self, at: 0)
@@ -212,5 +227,51 @@ import SystemPackage
         #expect(checked > kills)  // the load really ran between the kills
         #expect(lost == [])
         #expect(violations == [])
+    }
+}
+
+/// PostgreSQL stopped with `-m immediate` and started again, several times,
+/// while clients run against pbc: pbc stays up, answers -32000 with
+/// `retryAfterMs` meanwhile, and serves again without being restarted.
+/// `PBC_RESTARTS` sets how many (2 by default; `bench/crash` runs 5).
+@Suite struct RestartTests {
+    @Test func pbcRidesOutDatabaseRestartsAndLosesNothing() async throws {
+        let restarts = Int(ProcessInfo.processInfo.environment["PBC_RESTARTS"] ?? "") ?? 2
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("pbc-restarts-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        // Durable settings: the other tests' clusters run with synchronous_commit off, which
+        // by design gives up the last commits when PostgreSQL crashes, as an immediate stop does.
+        let cluster = try LocalCluster(configuration: .init(directory: directory, fsync: true))
+        let running = try await cluster.start()
+        try await Database.createIfMissing("pbc", on: running.target, threadPool: TestDatabase.threadPool)
+        let target = running.target.database("pbc")
+        let server = try await ServerHarness.start("restarts", database: target)
+        let log = CrashTests.Log()
+        let workers = CrashTests.load(
+            port: server.port, log: log, liaison: server.tokens["undp-liaison"]!, coordinator: server.tokens["coordinator"]!)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for worker in workers { group.addTask { await worker() } }
+            for _ in 0..<restarts {
+                try await Task.sleep(for: .milliseconds(Int.random(in: 700...1500)))
+                try await cluster.stop(immediately: true)
+                try await Task.sleep(for: .milliseconds(700))
+                _ = try await cluster.start(port: running.port)
+            }
+            try await Task.sleep(for: .seconds(2))
+            log.stop()
+            try await group.waitForAll()
+        }
+        // The same pbc serves again.
+        let after = try await server.withSession("undp-liaison") { client in
+            try await client.call("task.submit", id: 1, params: ServerHarness.project(key: "after-the-restarts"))
+        }
+        #expect(after?["result"]?["task"] != nil, "\(String(describing: after))")
+        let (checked, lost, violations) = try await CrashTests.verify(log, on: target)
+        print("restart test: \(restarts) restarts, \(checked) acknowledged writes checked, \(log.unavailable) answers of -32000, lost \(lost.count), invariant violations \(violations.count)")
+        #expect(log.unavailable > 0)  // the clients did meet the outages
+        #expect(lost == [])
+        #expect(violations == [])
+        await server.stop()
+        try? await cluster.stop(immediately: true)
     }
 }
