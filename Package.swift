@@ -8,6 +8,7 @@ let package = Package(
         .executable(name: "pbc", targets: ["pbc"]),
         .executable(name: "screening-bench", targets: ["screening-bench"]),
         .executable(name: "pbc-bench", targets: ["pbc-bench"]),
+        .executable(name: "pbc-fuzz", targets: ["pbc-fuzz"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
@@ -118,6 +119,16 @@ let package = Package(
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+            ]
+        ),
+        // Framing, JSON-RPC and parameter decoding under libFuzzer (bench/fuzz); built normally, it replays inputs.
+        .executableTarget(
+            name: "pbc-fuzz",
+            dependencies: [
+                "JSONRPC",
+                "Server",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
             ]
         ),
         .target(
