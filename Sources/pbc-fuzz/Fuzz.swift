@@ -38,6 +38,13 @@ func handle(_ line: ByteBuffer) {
 }
 
 #if FUZZING
+/// The entry libFuzzer's own `main` calls, when the linker takes that one.
+@_cdecl("LLVMFuzzerTestOneInput")
+public func fuzzerTestOneInput(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
+    fuzz(UnsafeRawBufferPointer(start: data, count: size))
+    return 0
+}
+
 /// libFuzzer's driver, run from this program's own `main` (SwiftPM names the
 /// entry point of an executable target, so libFuzzer's `main` is not used).
 @_silgen_name("LLVMFuzzerRunDriver")
