@@ -76,6 +76,22 @@ import TestSupport
         await server.stop()
     }
 
+    @Test func aTenMebibyteLineIsRefusedAtTheLimitWhileOthersAreServed() async throws {
+        let server = try await ServerHarness.start("huge_line")  // the default limit, 1 MiB
+        async let good = Self.goodClient(server, count: 20)
+        let answer = try await LineClient.withConnection(port: server.port) { client in
+            let chunk = String(repeating: "a", count: 1 << 16)
+            try await client.send(raw: #"{"jsonrpc":"2.0","id":1,"method":"ping","params":{"x":""#)
+            for _ in 0..<160 {  // 10 MiB, without a newline
+                do { try await client.send(raw: chunk) } catch { break }  // closed under us
+            }
+            return try await client.receive()
+        }
+        #expect(answer?["error"]?["code"] == .integer(-32600))
+        #expect(try await good == 20)
+        await server.stop()
+    }
+
     @Test func aFloodOfCallsBeforeHelloIsRefusedOneByOneWhileOthersAreServed() async throws {
         let server = try await ServerHarness.start("flood") { $0.helloDeadlineSeconds = 30 }
         async let good = Self.goodClient(server, count: 30)
