@@ -71,8 +71,13 @@ import SystemPackage
     /// A URL to a new, empty database on the throwaway cluster, which speaks TCP
     /// with passwords (nil with PBC_TEST_DATABASE_URL, whose URL the tests cannot rewrite).
     func freshDatabaseURL(_ label: String) async throws -> String? {
+        guard try await TestDatabase.cluster() != nil else { return nil }
+        return try await Self.url(of: try await TestDatabase.createEmpty(label))
+    }
+
+    /// A URL to a database of the throwaway cluster, as a separate `pbc` process connects to it.
+    static func url(of target: ConnectionTarget) async throws -> String? {
         guard let (_, running) = try await TestDatabase.cluster() else { return nil }
-        let target = try await TestDatabase.createEmpty(label)
         let admin = try await TestDatabase.connect(try await TestDatabase.adminTarget())
         try await admin.execute(unsafeSQL: "ALTER ROLE postgres PASSWORD 'cli-test'")
         await admin.close()

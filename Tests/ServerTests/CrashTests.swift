@@ -46,13 +46,10 @@ import SystemPackage
 
     /// A migrated database reachable by URL, with a liaison and a coordinator and their tokens.
     static func prepare(_ label: String) async throws -> (url: String, target: ConnectionTarget)? {
-        guard let (_, running) = try await TestDatabase.cluster() else { return nil }
+        guard try await TestDatabase.cluster() != nil else { return nil }
         let target = try await TestDatabase.create(label)
-        let admin = try await TestDatabase.connect(try await TestDatabase.adminTarget())
-        try await admin.execute(unsafeSQL: "ALTER ROLE postgres PASSWORD 'cli-test'")
-        await admin.close()
+        guard let url = try await CommandLineTests.url(of: target) else { return nil }
         let database = try await TestDatabase.connect(target)
-        let name = try await database.query("SELECT current_database()").first!.decode(String.self, at: 0)
         try await ReferenceData.load(from: TestDatabase.repositoryRoot.appendingPathComponent("Config")).sync(on: database)
         for (principal, role, agency) in [("crash-liaison", "liaison", "undp"), ("crash-coordinator", "coordinator", "pbso")] {
             try await database.query("""
@@ -61,7 +58,7 @@ import SystemPackage
                 """)
         }
         await database.close()
-        return ("postgresql://postgres:cli-test@127.0.0.1:\(running.port)/\(name)", target)
+        return (url, target)
     }
 
     static func freePort() async throws -> Int {
