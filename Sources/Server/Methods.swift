@@ -35,7 +35,7 @@ public struct Methods: Sendable {
         queueSettings: QueueSettings, hub: EventHub, maxSubscriberLag: Int, logger: Logger
     ) {
         self.queueSettings = queueSettings
-        self.streamRunner = StreamRunner(tasks: tasks, hub: hub, maxLag: maxSubscriberLag, logger: logger)
+        self.streamRunner = StreamRunner(tasks: tasks, hub: hub, maxLag: maxSubscriberLag)
         self.pool = pool
         self.tasks = tasks
         self.admin = AdminStore(pool: pool)

@@ -1,6 +1,5 @@
 import Foundation
 import JSONRPC
-import Logging
 import NIOCore
 import Store
 import Synchronization
@@ -85,7 +84,6 @@ struct StreamRunner: Sendable {
     /// A live subscriber this many events behind the newest is cut off.
     let maxLag: Int
     let batchSize = 200
-    let logger: Logger
 
     enum Ending: Sendable {
         /// Cancelled: unsubscribed, or the connection closed.

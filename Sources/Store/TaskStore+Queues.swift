@@ -164,11 +164,11 @@ extension TaskStore {
                 return nil
             }
             let id = try row.decode(UUID.self, at: 0)
-            var data: [String: String] = ["leaseExpiresAt": isoTime(now.adding(lease))]
+            var data: [String: String] = ["leaseExpiresAt": InternetTime.string(now.adding(lease))]
             if let previous = try row.decode(String?.self, at: 1), let expiry = try row.decode(Date?.self, at: 2) {
                 // The last holder's lease ran out before the sweep noticed: say so.
                 data["previousHolder"] = previous
-                data["previousLeaseExpiredAt"] = isoTime(expiry)
+                data["previousLeaseExpiredAt"] = InternetTime.string(expiry)
             }
             try recordEvent("task.claimed", task: id, by: principal, data: data)
             return try await load(id.uuidString, visibleTo: nil, forUpdate: false, on: connection)
@@ -182,7 +182,7 @@ extension TaskStore {
             let expiry = now().adding(duration)
             try await connection.query(
                 "UPDATE tasks SET lease_expires_at = \(expiry), version = version + 1, updated_at = now() WHERE id = \(task.id)")
-            try recordEvent("task.lease_renewed", task: task.id, by: principal, data: ["leaseExpiresAt": isoTime(expiry)])
+            try recordEvent("task.lease_renewed", task: task.id, by: principal, data: ["leaseExpiresAt": InternetTime.string(expiry)])
         }
     }
 
@@ -215,7 +215,8 @@ extension TaskStore {
         guard principal.role.reassigns else { throw StoreError(.forbidden, "only coordinators and admins reassign tasks") }
         return try await transaction { connection in
             let from = try await worker(fromKey, on: connection, anyRole: true)
-            let to = try await toKey.asyncMap { try await worker($0, on: connection) }
+            var to: Principal?
+            if let toKey { to = try await worker(toKey, on: connection) }
             let rows = try await connection.query("""
                 SELECT id, ref FROM tasks WHERE assignee = \(from.id) ORDER BY length(ref), ref FOR UPDATE
                 """)
@@ -247,7 +248,7 @@ extension TaskStore {
             try checkOwnLease(task, lease: nil, by: principal)
         } else if holder.isHeld(at: now()) {
             throw StoreError(
-                .conflict, "task \(task.ref) is held by \(holder.name)\(holder.expiresAt.map { " until \(isoTime($0))" } ?? ""); "
+                .conflict, "task \(task.ref) is held by \(holder.name)\(holder.expiresAt.map { " until \(InternetTime.string($0))" } ?? ""); "
                     + "it can be acted on once released or reassigned")
         }
     }
@@ -260,7 +261,7 @@ extension TaskStore {
                     + (task.holder.map { "; it is held by \($0.name)" } ?? "; it is back in its queue"))
         }
         if !holder.isHeld(at: now()) {
-            throw StoreError(.conflict, "your lease on task \(task.ref) expired at \(isoTime(holder.expiresAt!)); claim it again")
+            throw StoreError(.conflict, "your lease on task \(task.ref) expired at \(InternetTime.string(holder.expiresAt!)); claim it again")
         }
     }
 
@@ -341,7 +342,7 @@ extension TaskStore {
                 try await clearHolding(id, on: connection)
                 try recordEvent(
                     "task.lease_expired", task: id, by: nil,
-                    data: ["holder": try row.decode(String.self, at: 2), "expiredAt": isoTime(try row.decode(Date.self, at: 3))])
+                    data: ["holder": try row.decode(String.self, at: 2), "expiredAt": InternetTime.string(try row.decode(Date.self, at: 3))])
                 report.leasesExpired.append(try row.decode(String.self, at: 1))
             }
 
@@ -354,7 +355,7 @@ extension TaskStore {
                 let state = workflows.definition(try row.decode(String.self, at: 2), version: try row.decode(Int.self, at: 3))?
                     .state(try row.decode(String.self, at: 4))
                 let priority = Priority(rawValue: try row.decode(String.self, at: 6)) ?? .normal
-                var data = ["state": try row.decode(String.self, at: 4), "dueAt": isoTime(try row.decode(Date.self, at: 5))]
+                var data = ["state": try row.decode(String.self, at: 4), "dueAt": InternetTime.string(try row.decode(Date.self, at: 5))]
                 if let escalation = state?.escalate {
                     guard let task = try await load(id.uuidString, visibleTo: nil, forUpdate: false, on: connection) else { continue }
                     let queue = routing.route(escalation, for: task.record)
@@ -392,7 +393,7 @@ extension TaskStore {
                 guard let dueAt, dueAt > now else { continue }
                 try recordEvent(
                     "sla.reminder", task: id, by: nil,
-                    data: ["state": try row.decode(String.self, at: 4), "dueAt": isoTime(dueAt)])
+                    data: ["state": try row.decode(String.self, at: 4), "dueAt": InternetTime.string(dueAt)])
                 report.reminded.append(try row.decode(String.self, at: 1))
             }
             return report
@@ -431,18 +432,8 @@ extension Role {
     var reassigns: Bool { self == .coordinator || self == .admin }
 }
 
-/// An instant as event data carries it: ISO 8601, UTC, milliseconds.
-func isoTime(_ date: Date) -> String { InternetTime.string(date) }
-
 extension Date {
     func adding(_ duration: Duration) -> Date {
         addingTimeInterval(Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18)
-    }
-}
-
-extension Optional {
-    func asyncMap<T>(_ transform: (Wrapped) async throws -> T) async rethrows -> T? {
-        guard let self else { return nil }
-        return try await transform(self)
     }
 }

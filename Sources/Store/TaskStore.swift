@@ -33,7 +33,7 @@ public struct StoredTask: Sendable, Hashable {
     public var holder: Holder?
     public var dueAt: Date?
     public var queuedAt: Date?
-    /// Overlaps of this task still open when it was read; workflow guards route by it.
+    /// Overlaps of this task still open when it was read from the database; workflow guards route by it.
     public var openOverlaps: Int = 0
     public var createdAt: Date
     public var updatedAt: Date
@@ -325,7 +325,6 @@ public struct TaskStore: Sendable {
         task.queuedAt = queue == nil ? nil : entered
         task.dueAt = decision.dueAt
         task.holder = nil
-        task.openOverlaps += decision.findings.count
         try await PortfolioScreener.record(task, on: connection)
         try await resolveCase(task, comment: inputs.comment, by: principal, on: connection)
     }

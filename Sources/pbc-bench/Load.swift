@@ -77,7 +77,6 @@ struct BenchConnection {
 
 /// Makes each request's line; remembers the refs submits returned, for gets.
 struct RequestGenerator {
-    let mix: [(Work, Int)]
     let queue: String
     let country: String
     let connectionIndex: Int
@@ -87,7 +86,7 @@ struct RequestGenerator {
     var picker: WeightedPicker
 
     init(mix: [(Work, Int)], queue: String, country: String, connectionIndex: Int, token: String) {
-        (self.mix, self.queue, self.country, self.connectionIndex, self.token) = (mix, queue, country, connectionIndex, token)
+        (self.queue, self.country, self.connectionIndex, self.token) = (queue, country, connectionIndex, token)
         picker = WeightedPicker(mix, seed: UInt64(connectionIndex + 1))
     }
 
