@@ -10,11 +10,21 @@ public struct ConnectionTarget: Sendable {
     public var overrides: [(keyword: String, value: String)]
     /// Used unless `conninfo` sets its own `connect_timeout`.
     public var defaultConnectTimeoutSeconds: Int
+    /// The role every statement runs as: `SET ROLE` right after connecting
+    /// (the login role must be a member). Nil keeps the login role.
+    public var role: String?
 
     public init(conninfo: String, overrides: [(keyword: String, value: String)] = [], defaultConnectTimeoutSeconds: Int = 10) {
         self.conninfo = conninfo
         self.overrides = overrides
         self.defaultConnectTimeoutSeconds = defaultConnectTimeoutSeconds
+    }
+
+    /// The same target, with every statement run as `role`.
+    public func runningAs(_ role: String?) -> ConnectionTarget {
+        var copy = self
+        copy.role = role
+        return copy
     }
 
     /// The same server, another database.

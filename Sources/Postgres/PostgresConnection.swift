@@ -81,7 +81,18 @@ public final class PostgresConnection: @unchecked Sendable {
             }
             // Timestamps come back in the ISO form our decoder reads; UTC makes
             // server-side date arithmetic the same on every instance.
-            let result = PQexec(handle, "SET DateStyle TO 'ISO, YMD'; SET TimeZone TO 'UTC'")
+            // String literals are quoted for standard_conforming_strings (`literal`).
+            var setup = "SET DateStyle TO 'ISO, YMD'; SET TimeZone TO 'UTC'; SET standard_conforming_strings TO on"
+            if let role = target.role {
+                guard let quoted = PQescapeIdentifier(handle, role, role.utf8.count) else {
+                    let reason = oneLine(String(cString: PQerrorMessage(handle)))
+                    PQfinish(handle)
+                    throw PostgresError(.connectionFailed, message: "could not quote the role \(role): \(reason)")
+                }
+                setup += "; SET ROLE \(String(cString: quoted))"
+                PQfreemem(quoted)
+            }
+            let result = PQexec(handle, setup)
             let ok = result.map { PQresultStatus($0) == PGRES_COMMAND_OK } ?? false
             PQclear(result)
             guard ok else {
@@ -122,14 +133,18 @@ public final class PostgresConnection: @unchecked Sendable {
     /// throws. A serialization failure or deadlock, in the body or at COMMIT,
     /// runs the whole body again, at most `maxAttempts` times in all.
     @discardableResult
+    /// `settings` are set for the transaction only (`set_config(name, value, true)`,
+    /// as `SET LOCAL`), sent with the BEGIN in one round trip.
     public func withTransaction<Result: Sendable>(
-        isolation: IsolationLevel = .readCommitted, maxAttempts: Int = 5,
+        isolation: IsolationLevel = .readCommitted, settings: [(name: String, value: String)] = [], maxAttempts: Int = 5,
         _ body: (PostgresConnection) async throws -> Result
     ) async throws -> Result {
+        let begin = "BEGIN ISOLATION LEVEL \(isolation.sql)"
+            + settings.map { "; SELECT set_config(\(Self.literal($0.name)), \(Self.literal($0.value)), true)" }.joined()
         var attempt = 1
         while true {
             do {
-                try await execute(unsafeSQL: "BEGIN ISOLATION LEVEL \(isolation.sql)")
+                try await execute(unsafeSQL: begin)
                 let result = try await body(self)
                 try await execute(unsafeSQL: "COMMIT")
                 return result
@@ -164,6 +179,13 @@ public final class PostgresConnection: @unchecked Sendable {
             guard PQtransactionStatus(handle) != PQTRANS_IDLE else { return }
             PQclear(PQexec(handle, "ROLLBACK"))
         }
+    }
+
+    /// A string literal for SQL text, as the server reads it with
+    /// standard_conforming_strings on (every connection sets it). A NUL, which
+    /// no text value may hold, is dropped.
+    static func literal(_ text: String) -> String {
+        "'" + text.replacingOccurrences(of: "\0", with: "").replacingOccurrences(of: "'", with: "''") + "'"
     }
 
     /// Quotes an identifier (a channel or database name) the way the server reads it.

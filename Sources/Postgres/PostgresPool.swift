@@ -79,11 +79,11 @@ public final class PostgresPool: Sendable {
     /// `PostgresConnection.withTransaction` on a lent connection.
     @discardableResult
     public func withTransaction<Result: Sendable>(
-        isolation: PostgresConnection.IsolationLevel = .readCommitted, maxAttempts: Int = 5,
-        _ body: (PostgresConnection) async throws -> Result
+        isolation: PostgresConnection.IsolationLevel = .readCommitted, settings: [(name: String, value: String)] = [],
+        maxAttempts: Int = 5, _ body: (PostgresConnection) async throws -> Result
     ) async throws -> Result {
         try await withConnection { connection in
-            try await connection.withTransaction(isolation: isolation, maxAttempts: maxAttempts, body)
+            try await connection.withTransaction(isolation: isolation, settings: settings, maxAttempts: maxAttempts, body)
         }
     }
 
