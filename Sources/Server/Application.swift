@@ -90,13 +90,16 @@ public struct Application: Sendable {
 
     /// Runs `body` with a pool on a database that is migrated and holds the
     /// reference data of `Config/`: what admin commands and the server need.
+    /// The migrations run as the role pbc logs in as (they create tables and
+    /// the service role); `body`'s pool runs as `Database.serviceRole`, bound
+    /// by row-level security.
     public func withPreparedDatabase<Result: Sendable>(
         owner: Bool = false, poolSize: Int = 2, _ body: (PostgresPool) async throws -> Result
     ) async throws -> Result {
         let reference = try ReferenceData.load(from: configURL)
         return try await withDatabase(owner: owner) { target in
-            try await withPool(target, size: poolSize) { pool in
-                try await migrate(pool)
+            _ = try await withPool(target, size: 1) { try await migrate($0) }
+            return try await withPool(target.runningAs(Database.serviceRole), size: poolSize) { pool in
                 try await pool.withConnection { try await reference.sync(on: $0) }
                 return try await body(pool)
             }

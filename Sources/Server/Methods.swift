@@ -343,7 +343,7 @@ public struct Methods: Sendable {
         let submit = try ParamsDecoder.decode(TaskParams.self, from: .object(object))
         let (task, replayed) = try await tasks.submit(submit.record, workflow: submit.workflow, idempotencyKey: key, by: principal)
         return .object([
-            "task": Wire.task(task), "overlaps": .array(try await tasks.overlaps(of: task).map(Wire.overlap)), "replayed": .bool(replayed),
+            "task": Wire.task(task), "overlaps": .array(try await tasks.overlaps(of: task, as: principal).map(Wire.overlap)), "replayed": .bool(replayed),
         ])
     }
 
@@ -356,7 +356,7 @@ public struct Methods: Sendable {
         let get = try ParamsDecoder.decode(TaskKeyParams.self, from: params)
         let task = try await tasks.get(get.task, as: principal)
         guard case .object(var object) = Wire.task(task) else { return .null }
-        object["overlaps"] = .array(try await tasks.overlaps(of: task).map(Wire.overlap))
+        object["overlaps"] = .array(try await tasks.overlaps(of: task, as: principal).map(Wire.overlap))
         object["allowedActions"] = .array(tasks.availableActions(task, for: principal).map(JSONValue.string))
         return .object(["task": .object(object)])
     }

@@ -267,7 +267,8 @@ public struct ActivityImporter: Sendable {
         let encoder = JSONEncoder()
         encoder.outputFormatting = .sortedKeys
         let hash = SHA256.hash(data: try encoder.encode(activity)).hex
-        return try await pool.withTransaction { connection in
+        // An import is pbc's own work, over every agency's portfolio.
+        return try await pool.withTransaction(settings: Scope.all.settings) { connection in
             let agency: String
             if let named = activity.publisherAgency,
                 let known = try await connection.query("SELECT id FROM agencies WHERE id = \(named)").first

@@ -52,7 +52,7 @@ public enum Resolution: Sendable, Hashable {
 extension TaskStore {
     /// Screens a draft as submission would, and stores nothing.
     public func checkOverlaps(_ draft: TaskRecord, as principal: Principal) async throws -> [OverlapView] {
-        try await pool.withConnection { connection in
+        try await transaction(as: principal) { connection in
             var task = draft
             try await checkValues(&task, on: connection)
             guard let country = task.country, task.period != nil else {
@@ -80,7 +80,7 @@ extension TaskStore {
         } else {
             taskID = nil
         }
-        return try await pool.withConnection { connection in
+        return try await transaction(as: principal) { connection in
             let rows = try await connection.query("""
                 SELECT o.id, t.ref, t.country, o.other_ref, o.score, o.reasons, o.status, o.resolution
                 FROM task_overlaps o JOIN tasks t ON t.id = o.task_id
@@ -104,11 +104,12 @@ extension TaskStore {
         }
     }
 
-    /// Of the other entry, only what is needed to talk about the overlap.
+    /// Of the other entry, only what is needed to talk about the overlap
+    /// (`overlap_peer`, the one read of another agency's task a liaison's
+    /// transaction may make).
     private func otherEntry(_ ref: String, country: String, on connection: PostgresConnection) async throws -> OverlapView.OtherEntry? {
         let rows = try await connection.query("""
-            SELECT ref, kind, title, agency, country, sectors, lower(period)::text, (upper(period) - 1)::text
-            FROM portfolio WHERE ref = \(ref) AND country = \(country) LIMIT 1
+            SELECT ref, kind, title, agency, country, sectors, start::text, finish::text FROM overlap_peer(\(ref), \(country))
             """)
         guard let row = rows.first else { return nil }
         return OverlapView.OtherEntry(
@@ -125,7 +126,7 @@ extension TaskStore {
         guard [.coordinator, .admin].contains(principal.role) else {
             throw StoreError(.forbidden, "coordinators resolve overlaps")
         }
-        return try await transaction { connection in
+        return try await transaction(as: principal) { connection in
             try await applyResolution(id, resolution, comment: comment, by: principal, on: connection)
         }
     }
@@ -231,15 +232,15 @@ extension TaskStore {
             throw StoreError.validation([FieldError("fields.overlap", "a deconfliction case names the id of an open overlap")])
         }
         let rows = try await connection.query("""
-            SELECT o.status, t.lead_agency, (SELECT lead_agency FROM tasks WHERE ref = o.other_ref), p.agency
-            FROM task_overlaps o JOIN tasks t ON t.id = o.task_id LEFT JOIN portfolio p ON p.ref = o.other_ref AND p.country = t.country
+            SELECT o.status, t.lead_agency, p.agency
+            FROM task_overlaps o JOIN tasks t ON t.id = o.task_id LEFT JOIN LATERAL overlap_peer(o.other_ref, t.country) p ON true
             WHERE o.id = \(id) LIMIT 1
             """)
         guard let row = rows.first else { throw StoreError.validation([FieldError("fields.overlap", "no overlap \(text)")]) }
         guard try row.decode(String.self, at: 0) == "open" else {
             throw StoreError(.conflict, "overlap \(text) is resolved already")
         }
-        let agencies = [try row.decode(String.self, at: 1), try row.decode(String?.self, at: 2) ?? row.decode(String?.self, at: 3)].compactMap { $0 }
+        let agencies = [try row.decode(String.self, at: 1), try row.decode(String?.self, at: 2)].compactMap { $0 }
         for agency in agencies where agency != task.leadAgency && !task.participants.contains(where: { $0.agency == agency }) {
             task.participants.append(Participant(agency: agency, role: .accountable))
         }
@@ -268,6 +269,8 @@ extension TaskStore {
         case "withdraw": resolution = .withdraw(task: try field("task"))
         default: return
         }
+        // The agreed resolution touches the other agency's task too: pbc applies it.
+        try await Scope.widen(on: connection)
         _ = try await applyResolution(id, resolution, comment: comment ?? "decided in \(task.ref)", by: principal, on: connection)
     }
 

@@ -48,9 +48,13 @@ final class PendingEvents: Sendable {
 }
 
 extension TaskStore {
-    /// A transaction whose events (`recordEvent`) are written at its end, with the NOTIFY.
-    func transaction<Result: Sendable>(_ body: (PostgresConnection) async throws -> Result) async throws -> Result {
-        try await pool.withTransaction { connection in
+    /// A transaction of `principal` (nil: pbc itself), in its `Scope`, whose
+    /// events (`recordEvent`) are written at its end, with the NOTIFY. Reads
+    /// run in one too, so that row-level security knows whose they are.
+    func transaction<Result: Sendable>(
+        as principal: Principal?, _ body: (PostgresConnection) async throws -> Result
+    ) async throws -> Result {
+        try await pool.withTransaction(settings: Scope(principal).settings) { connection in
             let events = PendingEvents()
             let result = try await PendingEvents.$current.withValue(events) { try await body(connection) }
             try await events.write(on: connection)

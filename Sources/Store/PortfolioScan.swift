@@ -35,7 +35,9 @@ public struct PortfolioScan: Sendable {
 
     /// The clusters, largest first; `country` (alpha-3 or alpha-2) narrows the scan.
     public func scan(country: String? = nil) async throws -> [Cluster] {
-        let rows = try await pool.query("""
+        // An administrator's scan of every agency's portfolio.
+        let rows = try await pool.withTransaction(settings: Scope.all.settings) { connection in
+            try await connection.query("""
             SELECT a.country, a.ref AS a_ref, a.title AS a_title, a.agency AS a_agency, a.kind AS a_kind, a.agencies AS a_agencies,
                    a.sectors AS a_sectors, a.locations AS a_locations, lower(a.period) AS a_start, upper(a.period) - 1 AS a_end,
                    a.external_ids AS a_ids,
@@ -49,6 +51,7 @@ public struct PortfolioScan: Sendable {
             WHERE a.active AND (\(country)::text IS NULL OR a.country = \(country)
                                 OR a.country = (SELECT code FROM countries WHERE alpha2 = \(country)))
             """)
+        }
         var members: [String: Member] = [:]
         var pairsByCountry: [String: [Pair]] = [:]
         for row in rows {

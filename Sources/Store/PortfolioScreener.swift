@@ -41,27 +41,19 @@ public struct PortfolioScreener: Screener {
     ) async throws -> [OverlapFinding] {
         let keys = subject.categories.map { "c:\($0)" } + subject.locations.map { "l:\($0)" }
         let weights = configuration.weights
-        // Rows that cannot reach the threshold stay in the database: each is
+        // `screening_candidates` (sql/0007) reads every agency's entries, which
+        // a liaison's transaction may not, and returns what scoring needs. Rows
+        // that cannot reach the threshold stay in the database: each is
         // shipped only if an upper bound of its score does (the period counted
         // whole, a shared code, location or agency counted as fully shared).
         // The exact score is OverlapScoring's, below.
         let rows = try await connection.query("""
-            SELECT ref, agency, agencies, sectors, locations, lower(period) AS start, (upper(period) - 1) AS finish,
-                   external_ids, s.text
-            FROM portfolio, LATERAL (SELECT similarity(body, \(text)) AS text) s
-            WHERE id IN (
-                SELECT entry FROM portfolio_keys
-                WHERE country = \(subject.country) AND key = ANY (\(keys))
-                  AND period && daterange(\(PostgresDate(iso: subject.period.start.iso)!) - \(configuration.toleranceDays)::int,
-                                          \(PostgresDate(iso: subject.period.end.iso)!) + \(configuration.toleranceDays)::int, '[]')
-                LIMIT 5000)
-              AND active AND ref <> \(subject.ref)
-              AND (\(weights.sector) * CASE WHEN sectors && \(Array(subject.sectors)) THEN 1
-                                            WHEN categories && \(Array(subject.categories)) THEN 0.6 ELSE 0 END
-                   + \(weights.period) + \(weights.location) * (locations && \(Array(subject.locations)))::int
-                   + \(weights.text) * s.text + \(weights.participants) * (agencies && \(Array(subject.agencies)))::int
-                  ) / \(weights.total) >= \(configuration.threshold) - 1e-9
-            LIMIT 1000
+            SELECT ref, agency, agencies, sectors, locations, start, finish, external_ids, text_similarity AS text
+            FROM screening_candidates(
+                \(subject.ref), \(subject.country), \(keys), \(PostgresDate(iso: subject.period.start.iso)!), \(PostgresDate(iso: subject.period.end.iso)!),
+                \(Int32(configuration.toleranceDays)), \(Array(subject.sectors)), \(Array(subject.categories)), \(Array(subject.locations)),
+                \(Array(subject.agencies)), \(text), \(weights.sector), \(weights.period), \(weights.location), \(weights.text),
+                \(weights.participants), \(configuration.threshold))
             """)
         var findings: [OverlapFinding] = []
         for row in rows {

@@ -80,7 +80,7 @@ extension TaskStore {
         let restricted = principal.role == .liaison
         let own = restricted ? principal.agency : nil
         let limit = max(1, min(filter.limit, 500))
-        return try await pool.withConnection { connection in
+        return try await transaction(as: principal) { connection in
             let rows = try await connection.query("""
                 SELECT t.id::text, t.ref FROM tasks t
                 WHERE (\(filter.state)::text IS NULL OR t.state = \(filter.state))
@@ -115,7 +115,7 @@ extension TaskStore {
         guard !changes.names.isEmpty else {
             throw StoreError.validation([FieldError("changes", "name at least one field to change")])
         }
-        return try await transaction { connection in
+        return try await transaction(as: principal) { connection in
             guard var task = try await load(key, visibleTo: principal, forUpdate: true, on: connection) else {
                 throw StoreError(.notFound, "no task \(key)")
             }
@@ -179,7 +179,7 @@ extension TaskStore {
             throw StoreError.validation([FieldError("comment", "must be 1 to 10000 characters")])
         }
         guard principal.role != .observer else { throw StoreError(.forbidden, "observers read; they do not comment") }
-        return try await pool.withTransaction { connection in
+        return try await transaction(as: principal) { connection in
             guard let task = try await load(key, visibleTo: principal, forUpdate: false, on: connection) else {
                 throw StoreError(.notFound, "no task \(key)")
             }
@@ -199,11 +199,13 @@ extension TaskStore {
     }
 
     /// What screening found for a task, open ones first.
-    public func overlaps(of task: StoredTask) async throws -> [StoredOverlap] {
-        try await pool.query("""
-            SELECT other_ref, score, reasons, status FROM task_overlaps WHERE task_id = \(task.id)
-            ORDER BY status = 'open' DESC, score DESC, other_ref
-            """).map { row in
+    public func overlaps(of task: StoredTask, as principal: Principal) async throws -> [StoredOverlap] {
+        try await transaction(as: principal) { connection in
+            try await connection.query("""
+                SELECT other_ref, score, reasons, status FROM task_overlaps WHERE task_id = \(task.id)
+                ORDER BY status = 'open' DESC, score DESC, other_ref
+                """)
+        }.map { row in
             StoredOverlap(
                 other: try row.decode(String.self, at: 0), score: try row.decode(Double.self, at: 1),
                 reasons: try row.decode(PostgresJSONB.self, at: 2).decode([String].self), status: try row.decode(String.self, at: 3))

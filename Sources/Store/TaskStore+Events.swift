@@ -29,18 +29,22 @@ public struct StreamEvent: Sendable, Hashable {
 
 /// Reading the event log for streams (SPEC section 6).
 extension TaskStore {
-    /// The seq of the newest event, 0 when there is none.
+    /// The seq of the newest event, 0 when there is none: a position in the
+    /// log, read by pbc itself (in no one's scope, which would hide events).
     public func newestEventSeq() async throws -> Int {
-        try await pool.query("SELECT COALESCE(max(seq), 0) FROM events").first!.decode(Int.self, at: 0)
+        try await transaction(as: nil) { try await $0.query("SELECT COALESCE(max(seq), 0) FROM events") }.first!.decode(Int.self, at: 0)
     }
 
     /// Refuses a replay from `since` when the first event it would give is older
-    /// than `retention`, or when `since` is ahead of the log.
+    /// than `retention`, or when `since` is ahead of the log. Positions and
+    /// times of the log only, read by pbc itself.
     public func checkReplayable(since: Int, retention: Duration) async throws {
-        let rows = try await pool.query("""
-            SELECT (SELECT at FROM events WHERE seq > \(since) ORDER BY seq LIMIT 1),
-                   (SELECT COALESCE(max(seq), 0) FROM events)
-            """)
+        let rows = try await transaction(as: nil) { connection in
+            try await connection.query("""
+                SELECT (SELECT at FROM events WHERE seq > \(since) ORDER BY seq LIMIT 1),
+                       (SELECT COALESCE(max(seq), 0) FROM events)
+                """)
+        }
         let newest = try rows.first!.decode(Int.self, at: 1)
         if since > newest {
             throw StoreError.validation([FieldError("since", "\(since) is ahead of the newest event (\(newest))")])
@@ -54,7 +58,7 @@ extension TaskStore {
 
     /// The task ids behind refs or ids, each one visible to `principal`.
     public func taskIDs(_ keys: [String], visibleTo principal: Principal) async throws -> [UUID] {
-        try await pool.withConnection { connection in
+        try await transaction(as: principal) { connection in
             var ids: [UUID] = []
             for key in keys {
                 guard let task = try await load(key, visibleTo: principal, forUpdate: false, on: connection) else {
@@ -88,7 +92,8 @@ extension TaskStore {
     /// Liaisons see events of tasks their agency leads or takes part in.
     public func events(after seq: Int, matching filter: EventFilter, visibleTo principal: Principal, limit: Int) async throws -> [StreamEvent] {
         let restricted = principal.role == .liaison
-        let rows = try await pool.query("""
+        let rows = try await transaction(as: principal) { connection in
+            try await connection.query("""
             SELECT e.seq, e.type, e.actor_name, e.action, e.from_state, e.to_state, e.comment, e.data, e.at, t.ref, e.queue, e.country
             FROM events e LEFT JOIN tasks t ON t.id = e.task_id
             WHERE e.seq > \(seq)
@@ -101,6 +106,7 @@ extension TaskStore {
             ORDER BY e.seq
             LIMIT \(limit)
             """)
+        }
         return try rows.map { row in
             StreamEvent(
                 event: StoredEvent(

@@ -64,7 +64,8 @@ extension TaskStore {
         let now = now()
         let everyQueue = principal.role == .admin || principal.role == .observer
         let restricted = principal.role == .liaison
-        let rows = try await pool.query("""
+        let rows = try await transaction(as: principal) { connection in
+            try await connection.query("""
             SELECT q.name, q.refines, count(t.id) AS depth,
                    count(t.id) FILTER (WHERE t.assignee IS NOT NULL AND (t.lease_expires_at IS NULL OR t.lease_expires_at > \(now))) AS claimed,
                    min(t.queued_at) AS oldest,
@@ -79,6 +80,7 @@ extension TaskStore {
             GROUP BY q.name, q.refines
             ORDER BY q.name
             """)
+        }
         return try rows.map { row in
             QueueSummary(
                 name: try row.decode(String.self, "name"), refines: try row.decode(String?.self, "refines"),
@@ -94,7 +96,7 @@ extension TaskStore {
     ) async throws -> (items: [StoredTask], nextCursor: String?) {
         let limit = max(1, min(limit, 500))
         let after = try cursor.map(QueueCursor.init(text:))
-        return try await pool.withConnection { connection in
+        return try await transaction(as: principal) { connection in
             try await requireMember(of: queue, principal, on: connection, toWork: false)
             let restricted = principal.role == .liaison
             let rows = try await connection.query("""
@@ -136,7 +138,7 @@ extension TaskStore {
     /// a lease of `lease`; nil when there is none. Claimers skip each other's
     /// locked rows, so they never wait on each other nor get the same task.
     public func claim(_ queue: String, lease: Duration, by principal: Principal) async throws -> StoredTask? {
-        try await transaction { connection in
+        try await transaction(as: principal) { connection in
             let now = now()
             let restricted = principal.role == .liaison
             let rows = try await connection.query("""
@@ -213,7 +215,7 @@ extension TaskStore {
     /// one transaction. Returns the refs moved, in order.
     public func reassignAll(from fromKey: String, to toKey: String?, by principal: Principal) async throws -> [String] {
         guard principal.role.reassigns else { throw StoreError(.forbidden, "only coordinators and admins reassign tasks") }
-        return try await transaction { connection in
+        return try await transaction(as: principal) { connection in
             let from = try await worker(fromKey, on: connection, anyRole: true)
             var to: Principal?
             if let toKey { to = try await worker(toKey, on: connection) }
@@ -268,7 +270,7 @@ extension TaskStore {
     private func changeHolding(
         _ key: String, by principal: Principal, _ change: @Sendable (StoredTask, PostgresConnection) async throws -> Void
     ) async throws -> StoredTask {
-        try await transaction { connection in
+        try await transaction(as: principal) { connection in
             guard let task = try await load(key, visibleTo: principal, forUpdate: true, on: connection) else {
                 throw StoreError(.notFound, "no task \(key)")
             }
@@ -327,7 +329,7 @@ extension TaskStore {
     /// reminders sent; at most `limit` of each. One instance sweeps at a time:
     /// nil when another holds the sweep lock.
     public func sweep(limit: Int = 500) async throws -> SweepReport? {
-        try await transaction { connection -> SweepReport? in
+        try await transaction(as: nil) { connection -> SweepReport? in
             let locked = try await connection.query("SELECT pg_try_advisory_xact_lock(7411, 2)")
             guard try locked.first!.decode(Bool.self, at: 0) else { return nil }
             let now = now()

@@ -40,7 +40,8 @@ extension TaskStore {
         let own = restricted ? principal.agency : nil
         let from = filter.from.map { PostgresDate(iso: $0.iso)! }
         let to = filter.to.map { PostgresDate(iso: $0.iso)! }
-        let rows = try await pool.query("""
+        let rows = try await transaction(as: principal) { connection in
+            try await connection.query("""
             WITH entries AS (
                 SELECT t.country AS country, t.sectors AS sectors, t.lead_agency AS agency, t.budget_amount AS amount,
                        t.budget_currency AS currency, 1 AS countries, t.state AS status, t.period_start AS start, t.period_end AS finish
@@ -75,6 +76,7 @@ extension TaskStore {
             GROUP BY GROUPING SETS ((country, sector, agency, currency), (country, sector, agency))
             ORDER BY country, sector, agency, GROUPING(currency) DESC, currency
             """)
+        }
         var result: [WhoWhatWhereRow] = []
         for row in rows {
             let key = (try row.decode(String.self, "country"), try row.decode(String.self, "sector"), try row.decode(String.self, "agency"))

@@ -102,7 +102,7 @@ public struct TaskStore: Sendable {
 
     /// Creates a draft in the workflow's initial state.
     public func create(_ draft: TaskRecord, workflow: String, by principal: Principal) async throws -> StoredTask {
-        try await transaction { connection in
+        try await transaction(as: principal) { connection in
             try await insert(draft, workflow: workflow, by: principal, on: connection)
         }
     }
@@ -116,7 +116,7 @@ public struct TaskStore: Sendable {
         let agency = principal.agency ?? draft.leadAgency
         let requestHash = try Self.hash(draft, workflow: workflow)
         do {
-            return try await transaction { connection in
+            return try await transaction(as: principal) { connection in
                 if let replay = try await replayed(agency: agency, key: idempotencyKey, requestHash: requestHash, principal: principal, on: connection) {
                     return (replay, true)
                 }
@@ -131,7 +131,7 @@ public struct TaskStore: Sendable {
             }
         } catch let error as PostgresError where error.constraint == "idempotency_keys_pkey" {
             // Another submission with this key committed first: answer as it did.
-            return try await pool.withConnection { connection in
+            return try await transaction(as: principal) { connection in
                 guard let replay = try await replayed(agency: agency, key: idempotencyKey, requestHash: requestHash, principal: principal, on: connection) else {
                     throw error
                 }
@@ -145,7 +145,7 @@ public struct TaskStore: Sendable {
         _ key: String, action: String, expectedVersion: Int, inputs: ActionInputs = ActionInputs(), lease: UUID? = nil,
         by principal: Principal
     ) async throws -> StoredTask {
-        try await transaction { connection in
+        try await transaction(as: principal) { connection in
             guard var task = try await load(key, visibleTo: principal, forUpdate: true, on: connection) else {
                 throw StoreError(.notFound, "no task \(key)")
             }
@@ -164,7 +164,7 @@ public struct TaskStore: Sendable {
 
     /// A task, if `principal` may see it.
     public func get(_ key: String, as principal: Principal) async throws -> StoredTask {
-        guard let task = try await pool.withConnection({ try await load(key, visibleTo: principal, forUpdate: false, on: $0) }) else {
+        guard let task = try await transaction(as: principal, { try await load(key, visibleTo: principal, forUpdate: false, on: $0) }) else {
             throw StoreError(.notFound, "no task \(key)")
         }
         return task
@@ -172,11 +172,15 @@ public struct TaskStore: Sendable {
 
     /// The task's audit trail, oldest first.
     public func history(_ key: String, as principal: Principal) async throws -> [StoredEvent] {
-        let task = try await get(key, as: principal)
-        let rows = try await pool.query("""
-            SELECT seq, type, actor_name, action, from_state, to_state, comment, data, at
-            FROM events WHERE task_id = \(task.id) ORDER BY seq
-            """)
+        let rows = try await transaction(as: principal) { connection in
+            guard let task = try await load(key, visibleTo: principal, forUpdate: false, on: connection) else {
+                throw StoreError(.notFound, "no task \(key)")
+            }
+            return try await connection.query("""
+                SELECT seq, type, actor_name, action, from_state, to_state, comment, data, at
+                FROM events WHERE task_id = \(task.id) ORDER BY seq
+                """)
+        }
         return try rows.map { row in
             StoredEvent(
                 seq: try row.decode(Int.self, "seq"), type: try row.decode(String.self, "type"),

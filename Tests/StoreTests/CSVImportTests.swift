@@ -10,10 +10,10 @@ import TestSupport
 
     @Test func aDocumentedCSVImportsOnceAndSkipsBadRowsWithReasons() async throws {
         let h = try await Harness("csv")
-        let first = try await ActivityImporter(pool: h.pool).importCSV(file: Self.fixture)
+        let first = try await ActivityImporter(pool: h.service).importCSV(file: Self.fixture)
         #expect(first.imported == 2)
         #expect(first.skipped == ["no title": 1, "end date before start date": 1, "a sector that is neither a 5-digit code nor a 3-digit category": 1])
-        let second = try await ActivityImporter(pool: h.pool).importCSV(file: Self.fixture)
+        let second = try await ActivityImporter(pool: h.service).importCSV(file: Self.fixture)
         #expect(second.unchanged == 2)
         #expect(second.imported == 0)
         let row = try #require(try await h.pool.query(
@@ -31,7 +31,7 @@ import TestSupport
         var similar = Harness.project(title: "Women mediators and peace in Gitega")
         similar.sectors = ["15220"]
         let (task, _) = try await h.tasks.submit(similar, workflow: "pbf-project", idempotencyKey: "csv", by: h.undp)
-        #expect(try await h.tasks.overlaps(of: task).contains { $0.other == "GAC-BDI-2027-01" })
+        #expect(try await h.tasks.overlaps(of: task, as: h.coordinator).contains { $0.other == "GAC-BDI-2027-01" })
     }
 
     @Test func aCSVWithUnknownOrMissingColumnsIsRefused() async throws {
@@ -40,11 +40,11 @@ import TestSupport
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         let unknown = directory.appendingPathComponent("unknown.csv")
         try "identifier,publisher,title,colour\nX,eu,T,blue\n".write(to: unknown, atomically: true, encoding: .utf8)
-        let error = await #expect(throws: IATIFileError.self) { _ = try await ActivityImporter(pool: h.pool).importCSV(file: unknown.path) }
+        let error = await #expect(throws: IATIFileError.self) { _ = try await ActivityImporter(pool: h.service).importCSV(file: unknown.path) }
         #expect(error?.description.contains("unknown column colour") == true)
         let missing = directory.appendingPathComponent("missing.csv")
         try "identifier,title\nX,T\n".write(to: missing, atomically: true, encoding: .utf8)
-        let noPublisher = await #expect(throws: IATIFileError.self) { _ = try await ActivityImporter(pool: h.pool).importCSV(file: missing.path) }
+        let noPublisher = await #expect(throws: IATIFileError.self) { _ = try await ActivityImporter(pool: h.service).importCSV(file: missing.path) }
         #expect(noPublisher?.description.contains("the column publisher is required") == true)
     }
 }

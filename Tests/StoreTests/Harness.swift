@@ -9,7 +9,10 @@ import TestSupport
 /// clock the test moves, and principals of several roles and agencies.
 struct Harness {
     let target: ConnectionTarget
+    /// The login role's pool (a superuser here): set-up, and checks that read past row-level security.
     let pool: PostgresPool
+    /// The store's pool, as pbc serves: every statement as `Database.serviceRole`, bound by row-level security.
+    let service: PostgresPool
     let workflows: WorkflowRegistry
     let tasks: TaskStore
     let admin: AdminStore
@@ -37,13 +40,14 @@ struct Harness {
     init(_ label: String, screener: @escaping TaskStore.ScreenerFactory = TaskStore.portfolioScreener(OverlapConfiguration())) async throws {
         target = try await TestDatabase.create(label)
         pool = PostgresPool(configuration: .init(target: target, maxConnections: 10))
+        service = PostgresPool(configuration: .init(target: target.runningAs(Database.serviceRole), maxConnections: 10))
         try await pool.withConnection { try await ReferenceData.load(from: Self.config).sync(on: $0) }
         let files = try WorkflowRegistry.read(files: WorkflowRegistry.files(in: Self.config.appendingPathComponent("workflows")))
         workflows = try await pool.withConnection { try await WorkflowRegistry.sync(files, on: $0) }
         let clock = TestClock()
         self.clock = clock
         tasks = TaskStore(
-            pool: pool, workflows: workflows, rates: try Self.rates(), screener: screener, routing: try Self.routing(), now: { clock.now })
+            pool: service, workflows: workflows, rates: try Self.rates(), screener: screener, routing: try Self.routing(), now: { clock.now })
         try await tasks.syncQueues()
         admin = AdminStore(pool: pool)
         undp = try await admin.addPrincipal(name: "amina (undp)", role: .liaison, agency: "undp")

@@ -25,7 +25,7 @@ struct ImportTests {
 
     @Test func theEbolaFileImportsOnceAndAgainChangesNothing() async throws {
         let h = try await Harness("iati_ebola")
-        let first = try await ActivityImporter(pool: h.pool).importIATI(files: [Self.ebola])
+        let first = try await ActivityImporter(pool: h.service).importIATI(files: [Self.ebola])
         // Every 2.0x activity is imported or skipped with a stated reason.
         #expect(first.total == 100)
         #expect(first.imported >= 90, "\(first)")
@@ -33,7 +33,7 @@ struct ImportTests {
         for reason in first.skipped.keys { #expect(!reason.isEmpty) }
         let before = try await snapshot(h)
         #expect(before.count == first.imported)
-        let second = try await ActivityImporter(pool: h.pool).importIATI(files: [Self.ebola])
+        let second = try await ActivityImporter(pool: h.service).importIATI(files: [Self.ebola])
         #expect(second.imported == 0)
         #expect(second.updated == 0)
         #expect(second.unchanged == first.imported)
@@ -50,7 +50,7 @@ struct ImportTests {
 
     @Test func aSubmissionThatDuplicatesAnImportedActivityLandsInDeconflictionNamingIt() async throws {
         let h = try await Harness("iati_duplicate")
-        _ = try await ActivityImporter(pool: h.pool).importIATI(files: [Self.ebola])
+        _ = try await ActivityImporter(pool: h.service).importIATI(files: [Self.ebola])
         // An imported Liberian health activity with sectors and a period.
         let row = try #require(try await h.pool.query("""
             SELECT ref, title, sectors, lower(period), upper(period) - 1 FROM portfolio
@@ -67,7 +67,7 @@ struct ImportTests {
         duplicate.participants = []
         let (task, _) = try await h.tasks.submit(duplicate, workflow: "pbf-project", idempotencyKey: "dup", by: h.undp)
         #expect(task.state == "deconfliction")
-        let overlaps = try await h.tasks.overlaps(of: task)
+        let overlaps = try await h.tasks.overlaps(of: task, as: h.coordinator)
         #expect(overlaps.contains { $0.other == identifier }, "\(overlaps.map(\.other))")
         #expect(overlaps.allSatisfy { !$0.reasons.isEmpty })
         // One that shares nothing with the portfolio goes to review.
@@ -80,8 +80,8 @@ struct ImportTests {
 
     @Test func theScanFindsTheOverlappingEbolaProgramsInLiberiaAndSierraLeoneAndExplainsEach() async throws {
         let h = try await Harness("iati_scan")
-        _ = try await ActivityImporter(pool: h.pool).importIATI(files: [Self.ebola])
-        let scan = PortfolioScan(pool: h.pool, configuration: OverlapConfiguration())
+        _ = try await ActivityImporter(pool: h.service).importIATI(files: [Self.ebola])
+        let scan = PortfolioScan(pool: h.service, configuration: OverlapConfiguration())
         let clusters = try await scan.scan()
         let countries = Set(clusters.map(\.country))
         #expect(countries.isSuperset(of: ["LBR", "SLE"]), "\(countries)")
@@ -103,7 +103,7 @@ struct ImportTests {
 
     @Test func whoDoesWhatWhereCountsAndSumsPerCurrency() async throws {
         let h = try await Harness("iati_report")
-        _ = try await ActivityImporter(pool: h.pool).importIATI(files: [Self.ebola])
+        _ = try await ActivityImporter(pool: h.service).importIATI(files: [Self.ebola])
         var task = Harness.project()
         task.sectors = ["15220", "15180"]  // 1,500,000 USD split over two sectors
         _ = try await h.tasks.submit(task, workflow: "pbf-project", idempotencyKey: "r", by: h.undp)
@@ -131,7 +131,7 @@ struct ImportTests {
     @Test func everyShippedFileParsesAndBadFilesAreRefusedClearly() async throws {
         let h = try await Harness("iati_files")
         let files = ["activity-standard-example-annotated.xml", "many-elements.xml"].map { iatiDirectory.appendingPathComponent($0).path }
-        let summary = try await ActivityImporter(pool: h.pool).importIATI(files: files)
+        let summary = try await ActivityImporter(pool: h.service).importIATI(files: files)
         #expect(summary.total == 3)
         // many-elements.xml reports one identifier twice: the second is an update, not a second activity.
         #expect(summary.imported == 2, "\(summary)")
@@ -142,15 +142,15 @@ struct ImportTests {
         let broken = directory.appendingPathComponent("broken.xml")
         try "<iati-activities version=\"2.03\">\n<iati-activity>\n<iati-identifier>X-1</iati-identifier>\n<title><narrative>T</title>\n</iati-activities>\n"
             .write(to: broken, atomically: true, encoding: .utf8)
-        let notWellFormed = await #expect(throws: IATIFileError.self) { _ = try await ActivityImporter(pool: h.pool).importIATI(files: [broken.path]) }
+        let notWellFormed = await #expect(throws: IATIFileError.self) { _ = try await ActivityImporter(pool: h.service).importIATI(files: [broken.path]) }
         #expect(notWellFormed?.description.hasPrefix("\(broken.path):4:") == true, "\(String(describing: notWellFormed))")
         #expect(notWellFormed?.description.contains("not well-formed XML (an end tag that does not match its start tag)") == true)
         let old = directory.appendingPathComponent("old.xml")
         try "<iati-activities version=\"1.05\"><iati-activity><iati-identifier>X-1</iati-identifier></iati-activity></iati-activities>"
             .write(to: old, atomically: true, encoding: .utf8)
-        let refused = await #expect(throws: IATIFileError.self) { _ = try await ActivityImporter(pool: h.pool).importIATI(files: [old.path]) }
+        let refused = await #expect(throws: IATIFileError.self) { _ = try await ActivityImporter(pool: h.service).importIATI(files: [old.path]) }
         #expect(refused?.description.contains("IATI version 1.05 is not supported") == true)
-        let missing = await #expect(throws: IATIFileError.self) { _ = try await ActivityImporter(pool: h.pool).importIATI(files: ["/nonexistent.xml"]) }
+        let missing = await #expect(throws: IATIFileError.self) { _ = try await ActivityImporter(pool: h.service).importIATI(files: ["/nonexistent.xml"]) }
         #expect(missing?.description == "/nonexistent.xml: cannot read the file")
         #expect(try await h.pool.query("SELECT count(*) FROM activities WHERE identifier = 'X-1'").first!.decode(Int.self, at: 0) == 0)
     }

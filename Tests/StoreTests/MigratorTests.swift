@@ -131,4 +131,30 @@ import TestSupport
         #expect(try extensions.map { try $0.decode(String.self, at: 0) } == ["btree_gist", "pg_trgm"])
         await connection.close()
     }
+
+    /// pbc serves as pbc_app (sql/0007). A database owner that may neither make
+    /// that role nor join it is told what to ask a superuser for; once granted,
+    /// the same migration goes through.
+    @Test func anOwnerThatCannotJoinTheServiceRoleIsToldWhatToAskFor() async throws {
+        let name = "pbct_owner_\(UInt32.random(in: 0...UInt32.max))"
+        let admin = try await TestDatabase.connect(try await TestDatabase.adminTarget())
+        try await admin.execute(unsafeSQL: "CREATE ROLE \(name) LOGIN NOCREATEROLE")
+        try await admin.execute(unsafeSQL: "CREATE DATABASE \(name) OWNER \(name)")
+        let target = try await TestDatabase.adminTarget().database(name).setting("user", to: name)
+        let connection = try await TestDatabase.connect(target)
+        let migrator = Migrator(directory: TestDatabase.migrationsDirectory)
+        let refused = await #expect(throws: PostgresError.self) { _ = try await migrator.migrate(on: connection) }
+        #expect(refused?.message.contains("pbc runs as the role pbc_app, which \(name) may neither create nor join") == true)
+        #expect(refused?.hint?.contains("GRANT pbc_app TO \(name)") == true)
+        // What the hint says, done by a superuser.
+        let exists = try await admin.query("SELECT 1 FROM pg_roles WHERE rolname = 'pbc_app'").count == 1  // made by another test's migration
+        if !exists { try await admin.execute(unsafeSQL: "CREATE ROLE pbc_app NOLOGIN") }
+        try await admin.execute(unsafeSQL: "GRANT pbc_app TO \(name)")
+        let report = try await migrator.migrate(on: connection)
+        #expect(report.applied.first == "0007_row_level_security.sql")
+        await connection.close()
+        try await admin.execute(unsafeSQL: "DROP DATABASE \(name)")
+        try await admin.execute(unsafeSQL: "DROP ROLE \(name)")
+        await admin.close()
+    }
 }
