@@ -341,10 +341,8 @@ public struct Methods: Sendable {
         }
         guard (1...200).contains(key.count) else { throw ParamsDecoder.invalid("idempotencyKey must be 1 to 200 characters", parameter: "idempotencyKey") }
         let submit = try ParamsDecoder.decode(TaskParams.self, from: .object(object))
-        let (task, replayed) = try await tasks.submit(submit.record, workflow: submit.workflow, idempotencyKey: key, by: principal)
-        return .object([
-            "task": Wire.task(task), "overlaps": .array(try await tasks.overlaps(of: task, as: principal).map(Wire.overlap)), "replayed": .bool(replayed),
-        ])
+        let (task, replayed, overlaps) = try await tasks.submit(submit.record, workflow: submit.workflow, idempotencyKey: key, by: principal)
+        return .object(["task": Wire.task(task), "overlaps": .array(overlaps.map(Wire.overlap)), "replayed": .bool(replayed)])
     }
 
     struct TaskKeyParams: MethodParams {
@@ -354,9 +352,9 @@ public struct Methods: Sendable {
 
     private func taskGet(_ params: JSONValue?, _ principal: Principal) async throws -> JSONValue {
         let get = try ParamsDecoder.decode(TaskKeyParams.self, from: params)
-        let task = try await tasks.get(get.task, as: principal)
+        let (task, overlaps) = try await tasks.getWithOverlaps(get.task, as: principal)
         guard case .object(var object) = Wire.task(task) else { return .null }
-        object["overlaps"] = .array(try await tasks.overlaps(of: task, as: principal).map(Wire.overlap))
+        object["overlaps"] = .array(overlaps.map(Wire.overlap))
         object["allowedActions"] = .array(tasks.availableActions(task, for: principal).map(JSONValue.string))
         return .object(["task": .object(object)])
     }

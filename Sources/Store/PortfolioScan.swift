@@ -38,19 +38,19 @@ public struct PortfolioScan: Sendable {
         // An administrator's scan of every agency's portfolio.
         let rows = try await pool.withTransaction(settings: Scope.all.settings) { connection in
             try await connection.query("""
-            SELECT a.country, a.ref AS a_ref, a.title AS a_title, a.agency AS a_agency, a.kind AS a_kind, a.agencies AS a_agencies,
-                   a.sectors AS a_sectors, a.locations AS a_locations, lower(a.period) AS a_start, upper(a.period) - 1 AS a_end,
-                   a.external_ids AS a_ids,
-                   b.ref AS b_ref, b.title AS b_title, b.agency AS b_agency, b.kind AS b_kind, b.agencies AS b_agencies,
-                   b.sectors AS b_sectors, b.locations AS b_locations, lower(b.period) AS b_start, upper(b.period) - 1 AS b_end,
-                   b.external_ids AS b_ids, similarity(a.body, b.body) AS text
-            FROM portfolio a
-            JOIN portfolio b ON b.country = a.country AND b.id > a.id AND b.active AND b.ref <> a.ref
-                AND b.period && daterange(lower(a.period) - \(configuration.toleranceDays)::int, upper(a.period) + \(configuration.toleranceDays)::int)
-                AND (b.categories && a.categories OR b.locations && a.locations)
-            WHERE a.active AND (\(country)::text IS NULL OR a.country = \(country)
-                                OR a.country = (SELECT code FROM countries WHERE alpha2 = \(country)))
-            """)
+                SELECT a.country, a.ref AS a_ref, a.title AS a_title, a.agency AS a_agency, a.kind AS a_kind, a.agencies AS a_agencies,
+                       a.sectors AS a_sectors, a.locations AS a_locations, lower(a.period) AS a_start, upper(a.period) - 1 AS a_end,
+                       a.external_ids AS a_ids,
+                       b.ref AS b_ref, b.title AS b_title, b.agency AS b_agency, b.kind AS b_kind, b.agencies AS b_agencies,
+                       b.sectors AS b_sectors, b.locations AS b_locations, lower(b.period) AS b_start, upper(b.period) - 1 AS b_end,
+                       b.external_ids AS b_ids, similarity(a.body, b.body) AS text
+                FROM portfolio a
+                JOIN portfolio b ON b.country = a.country AND b.id > a.id AND b.active AND b.ref <> a.ref
+                    AND b.period && daterange(lower(a.period) - \(configuration.toleranceDays)::int, upper(a.period) + \(configuration.toleranceDays)::int)
+                    AND (b.categories && a.categories OR b.locations && a.locations)
+                WHERE a.active AND (\(country)::text IS NULL OR a.country = \(country)
+                                    OR a.country = (SELECT code FROM countries WHERE alpha2 = \(country)))
+                """)
         }
         var members: [String: Member] = [:]
         var pairsByCountry: [String: [Pair]] = [:]

@@ -200,12 +200,14 @@ extension TaskStore {
 
     /// What screening found for a task, open ones first.
     public func overlaps(of task: StoredTask, as principal: Principal) async throws -> [StoredOverlap] {
-        try await transaction(as: principal) { connection in
-            try await connection.query("""
-                SELECT other_ref, score, reasons, status FROM task_overlaps WHERE task_id = \(task.id)
-                ORDER BY status = 'open' DESC, score DESC, other_ref
-                """)
-        }.map { row in
+        try await transaction(as: principal) { try await storedOverlaps(of: task.id, on: $0) }
+    }
+
+    func storedOverlaps(of task: UUID, on connection: PostgresConnection) async throws -> [StoredOverlap] {
+        try await connection.query("""
+            SELECT other_ref, score, reasons, status FROM task_overlaps WHERE task_id = \(task)
+            ORDER BY status = 'open' DESC, score DESC, other_ref
+            """).map { row in
             StoredOverlap(
                 other: try row.decode(String.self, at: 0), score: try row.decode(Double.self, at: 1),
                 reasons: try row.decode(PostgresJSONB.self, at: 2).decode([String].self), status: try row.decode(String.self, at: 3))

@@ -94,18 +94,18 @@ extension TaskStore {
         let restricted = principal.role == .liaison
         let rows = try await transaction(as: principal) { connection in
             try await connection.query("""
-            SELECT e.seq, e.type, e.actor_name, e.action, e.from_state, e.to_state, e.comment, e.data, e.at, t.ref, e.queue, e.country
-            FROM events e LEFT JOIN tasks t ON t.id = e.task_id
-            WHERE e.seq > \(seq)
-              AND (cardinality(\(filter.queues)) = 0 OR e.queue = ANY (\(filter.queues)))
-              AND (cardinality(\(filter.tasks.map { $0.uuidString })::uuid[]) = 0 OR e.task_id = ANY (\(filter.tasks.map { $0.uuidString })::uuid[]))
-              AND (cardinality(\(filter.countries)) = 0 OR e.country = ANY (\(filter.countries)))
-              AND (cardinality(\(filter.agencies)) = 0 OR e.agencies && \(filter.agencies))
-              AND (cardinality(\(filter.types)) = 0 OR e.type = ANY (\(filter.types)))
-              AND (NOT \(restricted) OR \(principal.agency) = ANY (e.agencies))
-            ORDER BY e.seq
-            LIMIT \(limit)
-            """)
+                SELECT e.seq, e.type, e.actor_name, e.action, e.from_state, e.to_state, e.comment, e.data, e.at, t.ref, e.queue, e.country
+                FROM events e LEFT JOIN tasks t ON t.id = e.task_id
+                WHERE e.seq > \(seq)
+                  AND (cardinality(\(filter.queues)) = 0 OR e.queue = ANY (\(filter.queues)))
+                  AND (cardinality(\(filter.tasks.map { $0.uuidString })::uuid[]) = 0 OR e.task_id = ANY (\(filter.tasks.map { $0.uuidString })::uuid[]))
+                  AND (cardinality(\(filter.countries)) = 0 OR e.country = ANY (\(filter.countries)))
+                  AND (cardinality(\(filter.agencies)) = 0 OR e.agencies && \(filter.agencies))
+                  AND (cardinality(\(filter.types)) = 0 OR e.type = ANY (\(filter.types)))
+                  AND (NOT \(restricted) OR \(principal.agency) = ANY (e.agencies))
+                ORDER BY e.seq
+                LIMIT \(limit)
+                """)
         }
         return try rows.map { row in
             StreamEvent(

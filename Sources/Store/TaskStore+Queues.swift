@@ -66,20 +66,20 @@ extension TaskStore {
         let restricted = principal.role == .liaison
         let rows = try await transaction(as: principal) { connection in
             try await connection.query("""
-            SELECT q.name, q.refines, count(t.id) AS depth,
-                   count(t.id) FILTER (WHERE t.assignee IS NOT NULL AND (t.lease_expires_at IS NULL OR t.lease_expires_at > \(now))) AS claimed,
-                   min(t.queued_at) AS oldest,
-                   count(t.id) FILTER (WHERE t.due_at <= \(now)) AS breached,
-                   count(t.id) FILTER (WHERE t.due_at > \(now) AND t.due_at <= \(now.addingTimeInterval(Self.dueSoonWindow))) AS due_soon
-            FROM queues q
-            LEFT JOIN tasks t ON t.queue = q.name
-                AND (NOT \(restricted) OR t.lead_agency = \(principal.agency)
-                     OR EXISTS (SELECT 1 FROM task_participants p WHERE p.task_id = t.id AND p.agency = \(principal.agency)))
-            WHERE \(everyQueue) OR EXISTS (
-                SELECT 1 FROM queue_members m WHERE m.principal = \(principal.id) AND (m.queue = q.name OR m.queue = q.refines))
-            GROUP BY q.name, q.refines
-            ORDER BY q.name
-            """)
+                SELECT q.name, q.refines, count(t.id) AS depth,
+                       count(t.id) FILTER (WHERE t.assignee IS NOT NULL AND (t.lease_expires_at IS NULL OR t.lease_expires_at > \(now))) AS claimed,
+                       min(t.queued_at) AS oldest,
+                       count(t.id) FILTER (WHERE t.due_at <= \(now)) AS breached,
+                       count(t.id) FILTER (WHERE t.due_at > \(now) AND t.due_at <= \(now.addingTimeInterval(Self.dueSoonWindow))) AS due_soon
+                FROM queues q
+                LEFT JOIN tasks t ON t.queue = q.name
+                    AND (NOT \(restricted) OR t.lead_agency = \(principal.agency)
+                         OR EXISTS (SELECT 1 FROM task_participants p WHERE p.task_id = t.id AND p.agency = \(principal.agency)))
+                WHERE \(everyQueue) OR EXISTS (
+                    SELECT 1 FROM queue_members m WHERE m.principal = \(principal.id) AND (m.queue = q.name OR m.queue = q.refines))
+                GROUP BY q.name, q.refines
+                ORDER BY q.name
+                """)
         }
         return try rows.map { row in
             QueueSummary(

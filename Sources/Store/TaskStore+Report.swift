@@ -42,40 +42,40 @@ extension TaskStore {
         let to = filter.to.map { PostgresDate(iso: $0.iso)! }
         let rows = try await transaction(as: principal) { connection in
             try await connection.query("""
-            WITH entries AS (
-                SELECT t.country AS country, t.sectors AS sectors, t.lead_agency AS agency, t.budget_amount AS amount,
-                       t.budget_currency AS currency, 1 AS countries, t.state AS status, t.period_start AS start, t.period_end AS finish
-                FROM tasks t
-                WHERE t.country IS NOT NULL
-                  AND (NOT \(restricted) OR t.lead_agency = \(own)
-                       OR EXISTS (SELECT 1 FROM task_participants p WHERE p.task_id = t.id AND p.agency = \(own)))
-                UNION ALL
-                SELECT c.code, a.sectors || ARRAY(SELECT jsonb_array_elements_text(a.other_sectors)), a.reporting_agency, a.budget_amount,
-                       a.budget_currency, greatest(jsonb_array_length(a.countries), 1), a.status, a.period_start, a.period_end
-                FROM activities a
-                JOIN LATERAL jsonb_array_elements(a.countries) AS rc(country) ON true
-                JOIN countries c ON c.alpha2 = rc.country ->> 'code' OR c.code = rc.country ->> 'code'
-            ),
-            filtered AS (
-                SELECT * FROM entries
-                WHERE (\(filter.country)::text IS NULL OR country = \(filter.country)
-                       OR country = (SELECT code FROM countries WHERE alpha2 = \(filter.country)))
-                  AND (\(filter.status)::text IS NULL OR status = \(filter.status))
-                  AND (\(from)::date IS NULL OR finish IS NULL OR finish >= \(from))
-                  AND (\(to)::date IS NULL OR start IS NULL OR start <= \(to))
-            ),
-            split AS (
-                SELECT country, coalesce(sector, 'none') AS sector, agency, currency,
-                       amount / countries / greatest(cardinality(sectors), 1) AS share
-                FROM filtered
-                LEFT JOIN LATERAL unnest(CASE WHEN cardinality(sectors) = 0 THEN ARRAY[NULL::text] ELSE sectors END) AS s(sector) ON true
-            )
-            SELECT country, sector, agency, count(*) AS entries, currency, round(sum(share), 2)::text AS budget,
-                   GROUPING(currency) = 1 AS total
-            FROM split
-            GROUP BY GROUPING SETS ((country, sector, agency, currency), (country, sector, agency))
-            ORDER BY country, sector, agency, GROUPING(currency) DESC, currency
-            """)
+                WITH entries AS (
+                    SELECT t.country AS country, t.sectors AS sectors, t.lead_agency AS agency, t.budget_amount AS amount,
+                           t.budget_currency AS currency, 1 AS countries, t.state AS status, t.period_start AS start, t.period_end AS finish
+                    FROM tasks t
+                    WHERE t.country IS NOT NULL
+                      AND (NOT \(restricted) OR t.lead_agency = \(own)
+                           OR EXISTS (SELECT 1 FROM task_participants p WHERE p.task_id = t.id AND p.agency = \(own)))
+                    UNION ALL
+                    SELECT c.code, a.sectors || ARRAY(SELECT jsonb_array_elements_text(a.other_sectors)), a.reporting_agency, a.budget_amount,
+                           a.budget_currency, greatest(jsonb_array_length(a.countries), 1), a.status, a.period_start, a.period_end
+                    FROM activities a
+                    JOIN LATERAL jsonb_array_elements(a.countries) AS rc(country) ON true
+                    JOIN countries c ON c.alpha2 = rc.country ->> 'code' OR c.code = rc.country ->> 'code'
+                ),
+                filtered AS (
+                    SELECT * FROM entries
+                    WHERE (\(filter.country)::text IS NULL OR country = \(filter.country)
+                           OR country = (SELECT code FROM countries WHERE alpha2 = \(filter.country)))
+                      AND (\(filter.status)::text IS NULL OR status = \(filter.status))
+                      AND (\(from)::date IS NULL OR finish IS NULL OR finish >= \(from))
+                      AND (\(to)::date IS NULL OR start IS NULL OR start <= \(to))
+                ),
+                split AS (
+                    SELECT country, coalesce(sector, 'none') AS sector, agency, currency,
+                           amount / countries / greatest(cardinality(sectors), 1) AS share
+                    FROM filtered
+                    LEFT JOIN LATERAL unnest(CASE WHEN cardinality(sectors) = 0 THEN ARRAY[NULL::text] ELSE sectors END) AS s(sector) ON true
+                )
+                SELECT country, sector, agency, count(*) AS entries, currency, round(sum(share), 2)::text AS budget,
+                       GROUPING(currency) = 1 AS total
+                FROM split
+                GROUP BY GROUPING SETS ((country, sector, agency, currency), (country, sector, agency))
+                ORDER BY country, sector, agency, GROUPING(currency) DESC, currency
+                """)
         }
         var result: [WhoWhatWhereRow] = []
         for row in rows {

@@ -109,16 +109,17 @@ public struct TaskStore: Sendable {
 
     /// Creates and submits in one transaction. The same agency and key with the
     /// same content give the first result again (`replayed`); with other content, a conflict.
+    /// The task's overlaps are read in the same transaction.
     public func submit(
         _ draft: TaskRecord, workflow: String, idempotencyKey: String, by principal: Principal
-    ) async throws -> (task: StoredTask, replayed: Bool) {
+    ) async throws -> (task: StoredTask, replayed: Bool, overlaps: [StoredOverlap]) {
         // Keys belong to the submitting agency; a principal of no agency submits for the lead agency.
         let agency = principal.agency ?? draft.leadAgency
         let requestHash = try Self.hash(draft, workflow: workflow)
         do {
             return try await transaction(as: principal) { connection in
                 if let replay = try await replayed(agency: agency, key: idempotencyKey, requestHash: requestHash, principal: principal, on: connection) {
-                    return (replay, true)
+                    return (replay, true, try await storedOverlaps(of: replay.id, on: connection))
                 }
                 // The submission's own step writes its portfolio row; the draft's would be replaced at once.
                 var task = try await insert(draft, workflow: workflow, by: principal, recordInPortfolio: false, on: connection)
@@ -127,7 +128,7 @@ public struct TaskStore: Sendable {
                     VALUES (\(agency), \(idempotencyKey), \(requestHash), \(task.id))
                     """)
                 try await apply("submit", inputs: ActionInputs(), to: &task, by: principal, on: connection)
-                return (task, false)
+                return (task, false, try await storedOverlaps(of: task.id, on: connection))
             }
         } catch let error as PostgresError where error.constraint == "idempotency_keys_pkey" {
             // Another submission with this key committed first: answer as it did.
@@ -135,7 +136,7 @@ public struct TaskStore: Sendable {
                 guard let replay = try await replayed(agency: agency, key: idempotencyKey, requestHash: requestHash, principal: principal, on: connection) else {
                     throw error
                 }
-                return (replay, true)
+                return (replay, true, try await storedOverlaps(of: replay.id, on: connection))
             }
         }
     }
@@ -168,6 +169,16 @@ public struct TaskStore: Sendable {
             throw StoreError(.notFound, "no task \(key)")
         }
         return task
+    }
+
+    /// A task and its overlaps, read together, if `principal` may see it.
+    public func getWithOverlaps(_ key: String, as principal: Principal) async throws -> (task: StoredTask, overlaps: [StoredOverlap]) {
+        try await transaction(as: principal) { connection in
+            guard let task = try await load(key, visibleTo: principal, forUpdate: false, on: connection) else {
+                throw StoreError(.notFound, "no task \(key)")
+            }
+            return (task, try await storedOverlaps(of: task.id, on: connection))
+        }
     }
 
     /// The task's audit trail, oldest first.

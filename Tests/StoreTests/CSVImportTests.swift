@@ -30,7 +30,7 @@ import TestSupport
         // A task like the imported activity lands in deconfliction naming it.
         var similar = Harness.project(title: "Women mediators and peace in Gitega")
         similar.sectors = ["15220"]
-        let (task, _) = try await h.tasks.submit(similar, workflow: "pbf-project", idempotencyKey: "csv", by: h.undp)
+        let (task, _, _) = try await h.tasks.submit(similar, workflow: "pbf-project", idempotencyKey: "csv", by: h.undp)
         #expect(try await h.tasks.overlaps(of: task, as: h.coordinator).contains { $0.other == "GAC-BDI-2027-01" })
     }
 

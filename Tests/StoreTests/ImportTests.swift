@@ -65,7 +65,7 @@ struct ImportTests {
         duplicate.period = Period(
             start: CalendarDate(iso: try row.decode(PostgresDate.self, at: 3).iso)!, end: CalendarDate(iso: try row.decode(PostgresDate.self, at: 4).iso)!)
         duplicate.participants = []
-        let (task, _) = try await h.tasks.submit(duplicate, workflow: "pbf-project", idempotencyKey: "dup", by: h.undp)
+        let (task, _, _) = try await h.tasks.submit(duplicate, workflow: "pbf-project", idempotencyKey: "dup", by: h.undp)
         #expect(task.state == "deconfliction")
         let overlaps = try await h.tasks.overlaps(of: task, as: h.coordinator)
         #expect(overlaps.contains { $0.other == identifier }, "\(overlaps.map(\.other))")
@@ -74,7 +74,7 @@ struct ImportTests {
         var unrelated = Harness.project(title: "Judicial reform in Bujumbura")
         unrelated.sectors = ["15130"]
         unrelated.locations = ["Bujumbura"]
-        let (other, _) = try await h.tasks.submit(unrelated, workflow: "pbf-project", idempotencyKey: "other", by: h.undp)
+        let (other, _, _) = try await h.tasks.submit(unrelated, workflow: "pbf-project", idempotencyKey: "other", by: h.undp)
         #expect(other.state == "technical_review")
     }
 

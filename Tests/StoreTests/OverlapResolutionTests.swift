@@ -8,11 +8,11 @@ import TestSupport
 @Suite struct OverlapResolutionTests {
     /// Two agencies submit much the same program: the second lands in deconfliction with one open overlap.
     func twoOverlapping(_ h: Harness) async throws -> (first: StoredTask, second: StoredTask, overlap: OverlapView) {
-        let (first, _) = try await h.tasks.submit(Harness.project(), workflow: "pbf-project", idempotencyKey: "a", by: h.undp)
+        let (first, _, _) = try await h.tasks.submit(Harness.project(), workflow: "pbf-project", idempotencyKey: "a", by: h.undp)
         var similar = Harness.project(title: "Youth and women in local peace committees, Gitega")
         similar.leadAgency = "unicef"
         similar.participants = [Participant(agency: "unwomen", role: .implementing)]
-        let (second, _) = try await h.tasks.submit(similar, workflow: "pbf-project", idempotencyKey: "b", by: h.unicef)
+        let (second, _, _) = try await h.tasks.submit(similar, workflow: "pbf-project", idempotencyKey: "b", by: h.unicef)
         #expect(second.state == "deconfliction")
         let overlap = try #require(try await h.tasks.listOverlaps(task: second.ref, status: "open", limit: 10, as: h.coordinator).first)
         return (first, second, overlap)
@@ -113,12 +113,12 @@ import TestSupport
 
     @Test func anEditOfDatesOrPlacesIsScreenedAgain() async throws {
         let h = try await Harness("overlap_update")
-        let (first, _) = try await h.tasks.submit(Harness.project(), workflow: "pbf-project", idempotencyKey: "a", by: h.undp)
+        let (first, _, _) = try await h.tasks.submit(Harness.project(), workflow: "pbf-project", idempotencyKey: "a", by: h.undp)
         var elsewhere = Harness.project(title: "Youth and women in local peace committees")
         elsewhere.leadAgency = "unicef"
         elsewhere.participants = []
         elsewhere.country = "LBR"
-        let (other, _) = try await h.tasks.submit(elsewhere, workflow: "pbf-project", idempotencyKey: "b", by: h.unicef)
+        let (other, _, _) = try await h.tasks.submit(elsewhere, workflow: "pbf-project", idempotencyKey: "b", by: h.unicef)
         #expect(other.state == "technical_review")
         var move = TaskChanges()
         move.country = "BDI"

@@ -13,11 +13,11 @@ import TestSupport
     /// UNDP leads a project in Burundi with UNICEF; WFP submits a similar one,
     /// which screening sends to deconfliction naming UNDP's.
     func twoAgencies(_ h: Harness) async throws -> (undps: StoredTask, wfps: StoredTask) {
-        let (undps, _) = try await h.tasks.submit(Harness.project(), workflow: "pbf-project", idempotencyKey: "undp-1", by: h.undp)
+        let (undps, _, _) = try await h.tasks.submit(Harness.project(), workflow: "pbf-project", idempotencyKey: "undp-1", by: h.undp)
         var similar = Harness.project(title: "Youth and women in local peace committees, Gitega")
         similar.leadAgency = "wfp"
         similar.participants = []
-        let (wfps, _) = try await h.tasks.submit(similar, workflow: "pbf-project", idempotencyKey: "wfp-1", by: h.wfp)
+        let (wfps, _, _) = try await h.tasks.submit(similar, workflow: "pbf-project", idempotencyKey: "wfp-1", by: h.wfp)
         return (undps, wfps)
     }
 

@@ -9,7 +9,7 @@ import TestSupport
     /// A whole pbf-project, with the refusals a real one meets on the way.
     @Test func aProjectRunsFromSubmissionToFinancialClosure() async throws {
         let h = try await Harness("pbf_run")
-        let (submitted, replayed) = try await h.tasks.submit(Harness.project(), workflow: "pbf-project", idempotencyKey: "k-1", by: h.undp)
+        let (submitted, replayed, _) = try await h.tasks.submit(Harness.project(), workflow: "pbf-project", idempotencyKey: "k-1", by: h.undp)
         #expect(!replayed)
         #expect(submitted.ref.hasPrefix("PBC-2026-"))
         #expect(submitted.state == "technical_review")
@@ -94,7 +94,7 @@ import TestSupport
 
     @Test func eightConcurrentActsOnOneVersionLetExactlyOneThrough() async throws {
         let h = try await Harness("concurrent_acts")
-        let (task, _) = try await h.tasks.submit(Harness.project(), workflow: "pbf-project", idempotencyKey: "k", by: h.undp)
+        let (task, _, _) = try await h.tasks.submit(Harness.project(), workflow: "pbf-project", idempotencyKey: "k", by: h.undp)
         let before = try await h.tasks.history(task.ref, as: h.coordinator).count
         let outcomes = try await withThrowingTaskGroup(of: String.self) { group in
             for index in 0..<8 {
@@ -133,8 +133,8 @@ import TestSupport
 
     @Test func submitIsIdempotentPerAgencyAndKey() async throws {
         let h = try await Harness("idempotent")
-        let (first, firstReplayed) = try await h.tasks.submit(Harness.project(), workflow: "pbf-project", idempotencyKey: "same", by: h.undp)
-        let (again, replayed) = try await h.tasks.submit(Harness.project(), workflow: "pbf-project", idempotencyKey: "same", by: h.undp)
+        let (first, firstReplayed, _) = try await h.tasks.submit(Harness.project(), workflow: "pbf-project", idempotencyKey: "same", by: h.undp)
+        let (again, replayed, _) = try await h.tasks.submit(Harness.project(), workflow: "pbf-project", idempotencyKey: "same", by: h.undp)
         #expect(!firstReplayed)
         #expect(replayed)
         #expect(again.id == first.id)
@@ -225,7 +225,7 @@ import TestSupport
         let listener = PostgresListener(target: h.target, channels: [TaskStore.eventChannel], threadPool: h.pool.threadPool)
         var events = listener.events().makeAsyncIterator()
         #expect(await events.next() == .listening)
-        let (task, _) = try await h.tasks.submit(Harness.project(), workflow: "pbf-project", idempotencyKey: "k", by: h.undp)
+        let (task, _, _) = try await h.tasks.submit(Harness.project(), workflow: "pbf-project", idempotencyKey: "k", by: h.undp)
         let newest = try await h.pool.query("SELECT max(seq) FROM events").first!.decode(Int.self, at: 0)
         var payloads: [String] = []
         while let event = await events.next() {
@@ -251,7 +251,7 @@ import TestSupport
             }
         }
         let h = try await Harness("screening", screener: { _, _ in TwoOverlaps() })
-        let (task, _) = try await h.tasks.submit(Harness.project(), workflow: "pbf-project", idempotencyKey: "k", by: h.undp)
+        let (task, _, _) = try await h.tasks.submit(Harness.project(), workflow: "pbf-project", idempotencyKey: "k", by: h.undp)
         #expect(task.state == "deconfliction")
         #expect(task.queue == "pbso-deconfliction")
         let overlaps = try await h.pool.query("SELECT other_ref, jsonb_array_length(reasons) FROM task_overlaps WHERE task_id = \(task.id) AND status = 'open' ORDER BY 1")
@@ -268,14 +268,14 @@ import TestSupport
 
     @Test func theRealScreenerFindsAnotherAgencysSimilarProgram() async throws {
         let h = try await Harness("real_screening")
-        let (first, _) = try await h.tasks.submit(Harness.project(), workflow: "pbf-project", idempotencyKey: "a", by: h.undp)
+        let (first, _, _) = try await h.tasks.submit(Harness.project(), workflow: "pbf-project", idempotencyKey: "a", by: h.undp)
         #expect(first.state == "technical_review")
         // UNICEF proposes much the same in the same place and time.
         var similar = Harness.project(title: "Youth and women in local peace committees, Gitega")
         similar.leadAgency = "unicef"
         similar.participants = [Participant(agency: "undp", role: .implementing)]
         similar.period = Period(start: CalendarDate(iso: "2027-03-01")!, end: CalendarDate(iso: "2028-02-28")!)
-        let (second, _) = try await h.tasks.submit(similar, workflow: "pbf-project", idempotencyKey: "b", by: h.unicef)
+        let (second, _, _) = try await h.tasks.submit(similar, workflow: "pbf-project", idempotencyKey: "b", by: h.unicef)
         #expect(second.state == "deconfliction")
         let overlaps = try await h.tasks.overlaps(of: second, as: h.coordinator)
         #expect(overlaps.map(\.other) == [first.ref])
@@ -286,14 +286,14 @@ import TestSupport
         var elsewhere = Harness.project(title: "Youth in local peace committees, Bo")
         elsewhere.country = "SLE"
         elsewhere.locations = ["Bo"]
-        let (third, _) = try await h.tasks.submit(elsewhere, workflow: "pbf-project", idempotencyKey: "c", by: h.undp)
+        let (third, _, _) = try await h.tasks.submit(elsewhere, workflow: "pbf-project", idempotencyKey: "c", by: h.undp)
         #expect(third.state == "technical_review")
         // A withdrawn task is no candidate any more.
         let withdrawn = try await h.tasks.act(second.ref, action: "withdraw", expectedVersion: second.version, by: h.unicef)
         #expect(withdrawn.state == "withdrawn")
         var fourth = similar
         fourth.title = "Another take on peace committees"
-        let (again, _) = try await h.tasks.submit(fourth, workflow: "pbf-project", idempotencyKey: "d", by: h.unicef)
+        let (again, _, _) = try await h.tasks.submit(fourth, workflow: "pbf-project", idempotencyKey: "d", by: h.unicef)
         #expect(try await h.tasks.overlaps(of: again, as: h.coordinator).map(\.other) == [first.ref])
         #expect(try await h.invariantViolations() == [])
     }
