@@ -1,7 +1,11 @@
 -- What pbc sends PostgreSQL for queue.claim and then task.act (recommend)
 -- under the lease: two transactions, as pbc-bench's claim-act flow makes.
 -- One pgbench transaction here is one claim plus one action.
+-- It runs as pbc_app (bench/compare sets PGOPTIONS), with the scope pbc sets in each
+-- transaction; pbc sends that with its BEGIN in one round trip, which pgbench's extended
+-- protocol cannot, so pgbench makes one round trip more per transaction.
 BEGIN ISOLATION LEVEL READ COMMITTED;
+SELECT set_config('pbc.scope', 'all', true), set_config('pbc.agency', '', true);
 WITH next AS (
     SELECT t.id, t.assignee AS previous, h.name AS previous_name, t.lease_expires_at AS previous_expiry
     FROM tasks t LEFT JOIN principals h ON h.id = t.assignee
@@ -38,6 +42,7 @@ WITH written AS (
 SELECT pg_notify('pbc_events', max(seq)::text) FROM written;
 COMMIT;
 BEGIN ISOLATION LEVEL READ COMMITTED;
+SELECT set_config('pbc.scope', 'all', true), set_config('pbc.agency', '', true);
 SELECT t.id, t.ref, t.workflow, t.workflow_version, t.state, t.version, t.title, t.description, t.lead_agency,
        t.country, t.locations, t.sectors, t.period_start, t.period_end, t.budget_amount, t.budget_currency,
        t.priority, t.fields, t.external_refs, t.queue, t.assignee, h.name AS holder_name, t.lease_id,
