@@ -114,7 +114,9 @@ CREATE POLICY portfolio_of_the_principal ON portfolio TO pbc_app
 
 -- Candidates for overlap with a subject (PortfolioScreener): same country,
 -- a shared key within the period and tolerance, active, not the subject
--- itself, and an upper bound of the score at or above the threshold.
+-- itself, and an upper bound of the score at or above the threshold. Every
+-- candidate is examined; of those that pass, the 1,000 with the highest
+-- bound are returned, so that in a slice with more, the strongest are kept.
 CREATE FUNCTION screening_candidates(
     subject_ref text, subject_country text, subject_keys text[], subject_start date, subject_end date, tolerance_days int,
     subject_sectors text[], subject_categories text[], subject_locations text[], subject_agencies text[], subject_text text,
@@ -124,18 +126,20 @@ RETURNS TABLE (ref text, agency text, agencies text[], sectors text[], locations
                external_ids text[], text_similarity float8)
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = public, pg_temp AS $$
     SELECT p.ref, p.agency, p.agencies, p.sectors, p.locations, lower(p.period), upper(p.period) - 1, p.external_ids, s.text
-    FROM portfolio p, LATERAL (SELECT similarity(p.body, subject_text)::float8 AS text) s
+    FROM portfolio p,
+         LATERAL (SELECT similarity(p.body, subject_text)::float8 AS text) s,
+         LATERAL (SELECT (weight_sector * CASE WHEN p.sectors && subject_sectors THEN 1
+                                               WHEN p.categories && subject_categories THEN 0.6 ELSE 0 END
+                          + weight_period + weight_location * (p.locations && subject_locations)::int
+                          + weight_text * s.text + weight_participants * (p.agencies && subject_agencies)::int
+                         ) / (weight_sector + weight_period + weight_location + weight_text + weight_participants) AS bound) b
     WHERE p.id IN (
         SELECT k.entry FROM portfolio_keys k
         WHERE k.country = subject_country AND k.key = ANY (subject_keys)
-          AND k.period && daterange(subject_start - tolerance_days, subject_end + tolerance_days, '[]')
-        LIMIT 5000)
+          AND k.period && daterange(subject_start - tolerance_days, subject_end + tolerance_days, '[]'))
       AND p.active AND p.ref <> subject_ref
-      AND (weight_sector * CASE WHEN p.sectors && subject_sectors THEN 1
-                                WHEN p.categories && subject_categories THEN 0.6 ELSE 0 END
-           + weight_period + weight_location * (p.locations && subject_locations)::int
-           + weight_text * s.text + weight_participants * (p.agencies && subject_agencies)::int
-          ) / (weight_sector + weight_period + weight_location + weight_text + weight_participants) >= threshold - 1e-9
+      AND b.bound >= threshold - 1e-9
+    ORDER BY b.bound DESC, p.ref
     LIMIT 1000
 $$;
 

@@ -387,4 +387,36 @@ struct NoOverlaps: Screener {
         }
         #expect(found > 0)  // the data makes overlaps, so the comparison means something
     }
+
+    /// Every candidate is examined, however many share the slice, and of more
+    /// than 1,000 overlaps the 1,000 strongest are kept: the strongest of
+    /// 6,001, written last, comes first. (Screening once looked at the first
+    /// 5,000 candidates the index gave and kept the first 1,000 that passed.)
+    @Test func theStrongestOverlapsAreKeptInADenseSlice() async throws {
+        let h = try await Harness("screening_dense", screener: { _, _ in NoOverlaps() })
+        // 6,000 programmes in the same category, place and period: each an
+        // overlap (0.18 + 0.2 + 0.15 and a little text); one more with the same
+        // code and text as well.
+        try await h.pool.query("""
+            WITH made AS (
+                INSERT INTO activities (identifier, reporting_agency, title, content_hash, source)
+                SELECT 'DENSE-' || g, 'wfp', 'Programme ' || g, 'x', 'test' FROM generate_series(1, 6001) AS g
+                RETURNING id, substr(identifier, 7)::int AS g)
+            INSERT INTO portfolio (ref, country, kind, activity_id, agency, agencies, period, sectors, categories, locations, title, body)
+            SELECT 'DENSE-' || g, 'SLE', 'activity', id, 'wfp', '{wfp}', daterange('2027-01-01', '2028-12-31', '[]'),
+                   CASE WHEN g = 6001 THEN '{15110}'::text[] ELSE '{15130}' END, '{151}', '{kenema}', 'Programme ' || g,
+                   CASE WHEN g = 6001 THEN 'Legal aid clinics for land disputes in Kenema' ELSE 'Road maintenance lot ' || g END
+            FROM made ORDER BY g
+            """)
+        let subject = PortfolioEntry(
+            ref: "SUBJECT", agency: "undp", agencies: ["undp"], country: "SLE", sectors: ["15110"], locations: ["Kenema"],
+            period: Period(start: CalendarDate(iso: "2027-03-01")!, end: CalendarDate(iso: "2028-06-30")!))
+        let findings = try await h.service.withConnection {
+            try await PortfolioScreener.findings(
+                for: subject, text: "Legal aid clinics for land disputes in Kenema", on: $0, configuration: OverlapConfiguration())
+        }
+        #expect(findings.count == 1000)
+        #expect(findings.first?.other == "DENSE-6001")
+        #expect(findings.dropFirst().allSatisfy { $0.score < findings[0].score })
+    }
 }
