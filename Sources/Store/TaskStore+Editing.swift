@@ -99,12 +99,7 @@ extension TaskStore {
                 ORDER BY length(t.ref), t.ref
                 LIMIT \(limit + 1)
                 """)
-            var items: [StoredTask] = []
-            for row in rows.prefix(limit) {
-                if let task = try await load(try row.decode(String.self, at: 0), visibleTo: nil, forUpdate: false, on: connection) {
-                    items.append(task)
-                }
-            }
+            let items = try await loadAll(try rows.prefix(limit).map { UUID(uuidString: try $0.decode(String.self, at: 0))! }, on: connection)
             return (items, rows.count > limit ? items.last?.ref : nil)
         }
     }

@@ -111,14 +111,12 @@ extension TaskStore {
                 ORDER BY t.priority_rank, COALESCE(t.due_at, 'infinity'), COALESCE(t.queued_at, t.created_at), t.id::text
                 LIMIT \(limit + 1)
                 """)
-            var items: [StoredTask] = []
-            var last: QueueCursor?
-            for row in rows.prefix(limit) {
-                let id = try row.decode(String.self, at: 0)
-                if let task = try await load(id, visibleTo: nil, forUpdate: false, on: connection) { items.append(task) }
-                last = QueueCursor(
+            let page = Array(rows.prefix(limit))
+            let items = try await loadAll(try page.map { UUID(uuidString: try $0.decode(String.self, at: 0))! }, on: connection)
+            let last = try page.last.map { row in
+                QueueCursor(
                     rank: try row.decode(Int.self, at: 1), due: try row.decode(String.self, at: 2),
-                    queued: try row.decode(String.self, at: 3), id: id)
+                    queued: try row.decode(String.self, at: 3), id: try row.decode(String.self, at: 0))
             }
             return (items, rows.count > limit ? last?.text : nil)
         }

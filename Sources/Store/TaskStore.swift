@@ -381,20 +381,36 @@ public struct TaskStore: Sendable {
         let agency = principal?.role == .liaison ? principal?.agency : nil
         let restricted = principal?.role == .liaison
         let rows = try await connection.query("""
-            SELECT t.id, t.ref, t.workflow, t.workflow_version, t.state, t.version, t.title, t.description, t.lead_agency,
-                   t.country, t.locations, t.sectors, t.period_start, t.period_end, t.budget_amount, t.budget_currency,
-                   t.priority, t.fields, t.external_refs, t.queue, t.assignee, h.name AS holder_name, t.lease_id,
-                   t.lease_expires_at, t.due_at, t.queued_at, t.created_at, t.updated_at,
-                   ARRAY(SELECT p.agency || ':' || p.role FROM task_participants p WHERE p.task_id = t.id ORDER BY p.agency, p.role) AS participants,
-                   (SELECT count(*) FROM task_overlaps o WHERE o.task_id = t.id AND o.status = 'open') AS open_overlaps
-            FROM tasks t LEFT JOIN principals h ON h.id = t.assignee
+            \(unsafeRaw: Self.taskSelect)
             WHERE (t.id = \(id) OR (\(id)::uuid IS NULL AND t.ref = \(key)))
               AND (NOT \(restricted) OR t.lead_agency = \(agency)
                    OR EXISTS (SELECT 1 FROM task_participants p WHERE p.task_id = t.id AND p.agency = \(agency)))
             \(unsafeRaw: forUpdate ? "FOR UPDATE OF t" : "")
             """)
-        guard let row = rows.first else { return nil }
-        let taskID = try row.decode(UUID.self, "id")
+        return try rows.first.map(Self.task(from:))
+    }
+
+    /// Tasks by id, in the order given, in one query; ids not found are left out.
+    /// For pages of lists whose query has already decided what the caller may see.
+    func loadAll(_ ids: [UUID], on connection: PostgresConnection) async throws -> [StoredTask] {
+        guard !ids.isEmpty else { return [] }
+        let rows = try await connection.query("\(unsafeRaw: Self.taskSelect) WHERE t.id = ANY (\(ids.map(\.uuidString))::uuid[])")
+        let byID = Dictionary(uniqueKeysWithValues: try rows.map(Self.task(from:)).map { ($0.id, $0) })
+        return ids.compactMap { byID[$0] }
+    }
+
+    /// The columns `task(from:)` reads, participants and open overlaps included.
+    private static let taskSelect = """
+        SELECT t.id, t.ref, t.workflow, t.workflow_version, t.state, t.version, t.title, t.description, t.lead_agency,
+               t.country, t.locations, t.sectors, t.period_start, t.period_end, t.budget_amount, t.budget_currency,
+               t.priority, t.fields, t.external_refs, t.queue, t.assignee, h.name AS holder_name, t.lease_id,
+               t.lease_expires_at, t.due_at, t.queued_at, t.created_at, t.updated_at,
+               ARRAY(SELECT p.agency || ':' || p.role FROM task_participants p WHERE p.task_id = t.id ORDER BY p.agency, p.role) AS participants,
+               (SELECT count(*) FROM task_overlaps o WHERE o.task_id = t.id AND o.status = 'open') AS open_overlaps
+        FROM tasks t LEFT JOIN principals h ON h.id = t.assignee
+        """
+
+    private static func task(from row: PostgresRow) throws -> StoredTask {
         let participants = try row.decode([String].self, "participants").map { pair in
             let parts = pair.split(separator: ":", maxSplits: 1)
             return Participant(agency: String(parts[0]), role: ParticipantRole(rawValue: String(parts[1]))!)
@@ -414,7 +430,7 @@ public struct TaskStore: Sendable {
             priority: Priority(rawValue: try row.decode(String.self, "priority")) ?? .normal,
             externalRefs: try row.decode(PostgresJSONB.self, "external_refs").decode([String: String].self))
         return StoredTask(
-            id: taskID, ref: try row.decode(String.self, "ref"), workflow: try row.decode(String.self, "workflow"),
+            id: try row.decode(UUID.self, "id"), ref: try row.decode(String.self, "ref"), workflow: try row.decode(String.self, "workflow"),
             workflowVersion: try row.decode(Int.self, "workflow_version"), version: try row.decode(Int.self, "version"),
             record: record, queue: try row.decode(String?.self, "queue"), holder: try Self.holder(row),
             dueAt: try row.decode(Date?.self, "due_at"), queuedAt: try row.decode(Date?.self, "queued_at"),

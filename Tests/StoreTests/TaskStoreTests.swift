@@ -220,6 +220,39 @@ import TestSupport
         #expect(try await h.invariantViolations() == [])
     }
 
+    /// task.list pages in ref order with a cursor, each visible task once, and
+    /// a liaison's pages hold only what their agency may see.
+    @Test func listPagesInRefOrderAndOnlyWhatTheCallerMaySee() async throws {
+        let h = try await Harness("list_pages")
+        var undps: [String] = []
+        for index in 0..<7 {
+            undps.append(try await h.tasks.create(Harness.project(title: "Peace committee \(index)"), workflow: "pbf-project", by: h.undp).ref)
+            var other = Harness.project(title: "School meals \(index)")
+            other.leadAgency = "wfp"
+            other.participants = []
+            _ = try await h.tasks.create(other, workflow: "pbf-project", by: h.wfp)
+        }
+        func pages(_ principal: Principal) async throws -> [[String]] {
+            var result: [[String]] = []
+            var cursor: String?
+            repeat {
+                let page = try await h.tasks.list(TaskFilter(limit: 3, cursor: cursor), as: principal)
+                result.append(page.items.map(\.ref))
+                cursor = page.nextCursor
+            } while cursor != nil
+            return result
+        }
+        let undpPages = try await pages(h.undp)
+        #expect(undpPages.map(\.count) == [3, 3, 1])
+        #expect(undpPages.flatMap { $0 } == undps)
+        let all = try await pages(h.coordinator).flatMap { $0 }
+        #expect(all.count == 14)
+        #expect(all == all.sorted { ($0.count, $0) < ($1.count, $1) })
+        let filtered = try await h.tasks.list(TaskFilter(text: "MEALS", limit: 50), as: h.coordinator)
+        #expect(filtered.items.count == 7)
+        #expect(filtered.items.allSatisfy { $0.record.leadAgency == "wfp" && $0.record.participants.isEmpty })
+    }
+
     @Test func everyCommitWakesListenersWithTheNewestSeq() async throws {
         let h = try await Harness("notify")
         let listener = PostgresListener(target: h.target, channels: [TaskStore.eventChannel], threadPool: h.pool.threadPool)
