@@ -128,6 +128,19 @@ public enum Engine {
                 return .failure(.guardFailed(action: name, guard: guardCondition.description, reason: reason))
             }
         }
+        if let field = action.periodEndFrom {
+            guard case .string(let text)? = updated.fields[field], let end = CalendarDate(iso: text) else {
+                return .failure(.guardFailed(action: name, guard: "period_end(\(field))", reason: "\(field) holds no date (YYYY-MM-DD)"))
+            }
+            guard let period = updated.period else {
+                return .failure(.guardFailed(action: name, guard: "period_end(\(field))", reason: "the task has no period to change"))
+            }
+            guard end >= period.start else {
+                return .failure(
+                    .guardFailed(action: name, guard: "period_end(\(field))", reason: "\(field) \(text) is before the period starts on \(period.start.iso)"))
+            }
+            updated.period = Period(start: period.start, end: end)
+        }
         updated.state = action.to
         return .success((Transition(action: name, from: task.state, to: action.to, automatic: false), updated))
     }

@@ -55,6 +55,9 @@ public struct WorkflowDefinition: Sendable, Hashable {
         public var commentRequired: Bool
         /// Fields the action may set from its inputs.
         public var fields: [String]
+        /// The field whose date becomes the end of the task's period when the
+        /// action is taken (`period_end: requestedEndDate`: an approved extension).
+        public var periodEndFrom: String? = nil
         public var line: Int
     }
 

@@ -201,7 +201,8 @@ public enum WorkflowParser {
                 problem(line, "action \(name) must be a mapping with from, to and roles")
                 return nil
             }
-            checkKeys(properties, allowed: ["from", "to", "roles", "guards", "comment", "fields", "description"], in: "action \(name)")
+            checkKeys(
+                properties, allowed: ["from", "to", "roles", "guards", "comment", "fields", "period_end", "description"], in: "action \(name)")
             let from = Self.strings(properties["from"])
             if from.isEmpty { problem(line, "action \(name) has no from state") }
             guard let to = properties["to"]?.string else {
@@ -239,9 +240,17 @@ public enum WorkflowParser {
                 default: problem(comment.mark?.line, "comment of action \(name) is required or optional")
                 }
             }
+            var periodEndFrom: String?
+            if let node = properties["period_end"] {
+                if let field = node.string, field.range(of: "^[A-Za-z][A-Za-z0-9_]*$", options: .regularExpression) != nil {
+                    periodEndFrom = field
+                } else {
+                    problem(node.mark?.line, "period_end of action \(name) names the field that holds the new end date")
+                }
+            }
             return WorkflowDefinition.Action(
                 name: name, from: from, to: to, roles: roles, guards: guards, commentRequired: commentRequired,
-                fields: Self.strings(properties["fields"]), line: line)
+                fields: Self.strings(properties["fields"]), periodEndFrom: periodEndFrom, line: line)
         }
 
         mutating func parseGuard(_ node: Node, action: String) -> Guard? {

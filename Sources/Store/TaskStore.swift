@@ -308,8 +308,11 @@ public struct TaskStore: Sendable {
         let entered = context.now
         let queue = routing.route(decision.queue, for: decision.task)
         let reminder = workflow.state(decision.finalState)?.nextReminder(dueAt: decision.dueAt, after: entered)
+        // An action may move the period's end (an approved extension: `period_end` in the workflow).
+        let periodChanged = decision.task.period != task.record.period
         let updated = try await connection.query("""
             UPDATE tasks SET state = \(decision.finalState), fields = \(fields), version = version + 1,
+                period_end = \(decision.task.period.map { PostgresDate(iso: $0.end.iso)! }),
                 queue = \(queue), queued_at = \(queue == nil ? nil : entered), due_at = \(decision.dueAt),
                 breached_at = NULL, next_reminder_at = \(reminder),
                 assignee = NULL, lease_id = NULL, lease_expires_at = NULL, updated_at = now()
@@ -341,6 +344,16 @@ public struct TaskStore: Sendable {
         task.dueAt = decision.dueAt
         task.holder = nil
         try await PortfolioScreener.record(task, on: connection)
+        if periodChanged, let period = decision.task.period {
+            struct PeriodChange: Encodable {
+                let changed = ["period"]
+                let periodEnd: String
+            }
+            try recordEvent(PendingEvents.Event(
+                task: task.id, actor: principal, type: "task.updated", data: try Self.json(PeriodChange(periodEnd: period.end.iso))))
+            // A change of dates is screened again (SPEC section 4), unless the step just did.
+            if !decision.screened { try await rescreen(task, on: connection) }
+        }
         try await resolveCase(task, comment: inputs.comment, by: principal, on: connection)
     }
 

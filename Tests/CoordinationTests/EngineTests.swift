@@ -125,9 +125,37 @@ import Testing
         }
     }
 
+    @Test func anApprovedExtensionMovesThePeriodsEnd() async throws {
+        let workflow = try Fixtures.workflow("pbf-project")
+        var requested = Fixtures.project(end: "2027-03-01")
+        requested.state = "extension_requested"
+        requested.fields["requestedEndDate"] = .string("2027-09-01")
+        let approved = try await decide(workflow, requested, Fixtures.approver, "approve_extension").get()
+        #expect(approved.task.period?.end.iso == "2027-09-01")
+        #expect(approved.task.period?.start == requested.period?.start)
+        // Declining leaves the period as it was.
+        let declined = try await decide(workflow, requested, Fixtures.approver, "decline_extension", inputs: ActionInputs(comment: "no")).get()
+        #expect(declined.task.period == requested.period)
+        // A date that is not one, or one before the start, is refused with the reason.
+        for (value, reason) in [
+            ("soon", "requestedEndDate holds no date (YYYY-MM-DD)"),
+            ("2020-01-01", "requestedEndDate 2020-01-01 is before the period starts on \(requested.period!.start.iso)"),
+        ] {
+            var task = requested
+            task.fields["requestedEndDate"] = .string(value)
+            guard case .failure(.guardFailed("approve_extension", "period_end(requestedEndDate)", let given)) = try await decide(
+                workflow, task, Fixtures.approver, "approve_extension")
+            else {
+                Issue.record("expected \(value) to be refused")
+                continue
+            }
+            #expect(given == reason)
+        }
+    }
+
     @Test func graphsAreDOT() throws {
         let dot = try Fixtures.workflow("pbf-project").dot
-        #expect(dot.hasPrefix("digraph \"pbf-project v2\" {"))
+        #expect(dot.hasPrefix("digraph \"pbf-project v3\" {"))
         #expect(dot.contains("\"screening\" [style=\"rounded,dashed\"];"))
         #expect(dot.contains("\"financially_closed\" [peripheries=2];"))
         #expect(dot.contains("\"technical_review\" -> \"revision_requested\" [label=\"request_revision\\n[coordinator]\"];"))

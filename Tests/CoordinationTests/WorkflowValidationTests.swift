@@ -170,6 +170,8 @@ import Testing
             "terminal state done cannot have a due date"),
         ("bad queue name", base.replacingOccurrences(of: "queue: pbso-review", with: "queue: pbso review"), 7, "queue of state review must be a queue name"),
         ("bad guard arguments", base.replacingOccurrences(of: "    roles: [coordinator]", with: "    roles: [coordinator]\n    guards: [{days_before_end: soon}]"), 20, "guard days_before_end of action finish takes a number of days"),
+        ("bad period_end", base.replacingOccurrences(of: "    roles: [coordinator]", with: "    roles: [coordinator]\n    period_end: [a, b]"), 20,
+            "period_end of action finish names the field that holds the new end date"),
     ]
 
     @Test(arguments: broken.indices)

@@ -61,7 +61,7 @@ extension JSONValue {
         let pool = PostgresPool(configuration: .init(target: first.target, maxConnections: 1))
         try await pool.query("""
             INSERT INTO tasks (workflow, workflow_version, state, title, lead_agency, country, queue, queued_at, priority)
-            SELECT 'pbf-project', 2, 'technical_review', 'Seeded programme ' || i, 'undp', 'SLE', 'pbso-review',
+            SELECT 'pbf-project', (SELECT max(version) FROM workflow_definitions WHERE name = 'pbf-project'), 'technical_review', 'Seeded programme ' || i, 'undp', 'SLE', 'pbso-review',
                    now() - make_interval(secs => i), (ARRAY['low', 'normal', 'high', 'urgent'])[1 + i % 4]
             FROM generate_series(1, 1000) AS i
             """)

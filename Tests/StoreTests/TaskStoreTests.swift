@@ -65,7 +65,13 @@ import TestSupport
         #expect(task.state == "extension_requested")
         task = try await h.tasks.act(task.ref, action: "approve_extension", expectedVersion: task.version, by: h.approver)
         #expect(task.state == "implementing")
-        h.clock.set("2028-05-01")
+        // The approved date is the period's end now, in the portfolio too.
+        #expect(task.record.period?.end.iso == "2028-12-31")
+        #expect(try await h.tasks.get(task.ref, as: h.undp).record.period?.end.iso == "2028-12-31")
+        let portfolioEnd = try await h.pool.query("SELECT (upper(period) - 1)::text FROM portfolio WHERE ref = \(task.ref)")
+        #expect(try portfolioEnd.map { try $0.decode(String.self, at: 0) } == ["2028-12-31"])
+        // So a second extension may be asked until 90 days before the new end, and not after.
+        h.clock.set("2028-11-01")
         let late = await #expect(throws: StoreError.self) {
             _ = try await h.tasks.act(task.ref, action: "request_extension", expectedVersion: task.version,
                                       inputs: ActionInputs(comment: "again", fields: ["requestedEndDate": .string("2029-06-30")]), by: h.undp)
@@ -79,6 +85,13 @@ import TestSupport
 
         let history = try await h.tasks.history(task.ref, as: h.undp)
         #expect(history.first?.type == "task.created")
+        let extended = try #require(history.first { $0.type == "task.updated" })
+        #expect(extended.actor == h.approver.name)
+        struct PeriodChange: Decodable, Equatable {
+            let changed: [String]
+            let periodEnd: String
+        }
+        #expect(try extended.data.decode(PeriodChange.self) == PeriodChange(changed: ["period"], periodEnd: "2028-12-31"))
         #expect(history.compactMap(\.toState) == [
             "draft", "submitted", "screening", "technical_review", "revision_requested", "submitted", "screening", "technical_review",
             "approval_routing", "asg_approval", "approved", "funded", "implementing", "extension_requested", "implementing",
