@@ -3,7 +3,9 @@
 --
 -- pbc serves as the role pbc_app (SET ROLE after connecting): it owns no
 -- table and does not bypass row-level security, so the policies below bind
--- it. Every transaction pbc opens says whose it is, with SET LOCAL at BEGIN:
+-- it. In production pbc logs in as a member of pbc_app that owns nothing
+-- either, and the owner runs the migrations (docs/operations.md).
+-- Every transaction pbc opens says whose it is, with SET LOCAL at BEGIN:
 --   pbc.scope = 'all'     coordinators, approvers, observers, admins, pbc itself
 --   pbc.scope = 'agency'  a liaison, with pbc.agency = their agency
 -- A transaction that says nothing sees no task at all. SET LOCAL ends with
@@ -43,9 +45,11 @@ GRANT USAGE ON SCHEMA public TO pbc_app;
 GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO pbc_app;
 GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO pbc_app;
 -- The audit trail is appended to and read, never changed (the triggers of
--- 0002 refuse it too); the migrations' own record is the owner's.
+-- 0002 refuse it too). The migrations' record is the owner's to write; pbc
+-- serving as a member of pbc_app reads it, to find nothing to apply.
 REVOKE UPDATE, DELETE, TRUNCATE ON events FROM pbc_app;
 REVOKE ALL ON pbc_schema_migrations FROM pbc_app;
+GRANT SELECT ON pbc_schema_migrations TO pbc_app;
 -- Tables of later migrations are pbc_app's to use as well; a table of task
 -- data needs its own policy below.
 ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO pbc_app;

@@ -84,15 +84,19 @@ public struct Migrator: Sendable {
     }
 
     private func migrateHoldingLock(_ migrations: [Migration], on connection: PostgresConnection) async throws -> Report {
-        try await connection.execute(
-            unsafeSQL: """
-                CREATE TABLE IF NOT EXISTS pbc_schema_migrations (
-                    version integer PRIMARY KEY,
-                    file_name text NOT NULL,
-                    checksum text NOT NULL,
-                    applied_at timestamptz NOT NULL DEFAULT now()
-                )
-                """)
+        // Only when missing: a role that may not create tables (pbc serving as
+        // a member of pbc_app, sql/0007) can still find nothing to do.
+        if try await connection.query("SELECT to_regclass('pbc_schema_migrations') IS NULL").first!.decode(Bool.self, at: 0) {
+            try await connection.execute(
+                unsafeSQL: """
+                    CREATE TABLE pbc_schema_migrations (
+                        version integer PRIMARY KEY,
+                        file_name text NOT NULL,
+                        checksum text NOT NULL,
+                        applied_at timestamptz NOT NULL DEFAULT now()
+                    )
+                    """)
+        }
         var applied: [Int: (fileName: String, checksum: String)] = [:]
         for row in try await connection.query("SELECT version, file_name, checksum FROM pbc_schema_migrations") {
             applied[try row.decode(Int.self, at: 0)] = (try row.decode(String.self, at: 1), try row.decode(String.self, at: 2))
@@ -125,8 +129,9 @@ public struct Migrator: Sendable {
                     )
                 }
             } catch let error as PostgresError where error.code == .server {
+                let owner = error.sqlState == "42501" ? "; migrations run as the role that owns pbc's tables (pbc migrate --database-url ...)" : ""
                 throw PostgresError(
-                    .migration, message: "sql/\(migration.fileName) failed: \(error.message)", sqlState: error.sqlState,
+                    .migration, message: "sql/\(migration.fileName) failed: \(error.message)\(owner)", sqlState: error.sqlState,
                     detail: error.detail, hint: error.hint)
             }
             logger.info("applied migration", metadata: ["file": "\(migration.fileName)"])

@@ -64,9 +64,10 @@ struct ServerHarness {
         ("pbso-funding", "coordinator"), ("asg-approval", "approver"),
     ]
 
-    /// Another instance of pbc on this one's database, as a second machine would run.
-    func another(configure: (inout AppConfiguration) -> Void = { _ in }) async throws -> ServerHarness {
-        try await Self.launch(target: target, tokens: tokens, configure: configure)
+    /// Another instance of pbc on this one's database, as a second machine would
+    /// run; `loggingInAs` gives it another login role.
+    func another(loggingInAs role: String? = nil, configure: (inout AppConfiguration) -> Void = { _ in }) async throws -> ServerHarness {
+        try await Self.launch(target: role.map { target.setting("user", to: $0) } ?? target, tokens: tokens, configure: configure)
     }
 
     private static func launch(
