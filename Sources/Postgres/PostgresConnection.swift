@@ -132,9 +132,9 @@ public final class PostgresConnection: @unchecked Sendable {
     /// Runs `body` in a transaction: COMMIT when it returns, ROLLBACK when it
     /// throws. A serialization failure or deadlock, in the body or at COMMIT,
     /// runs the whole body again, at most `maxAttempts` times in all.
-    @discardableResult
     /// `settings` are set for the transaction only (`set_config(name, value, true)`,
     /// as `SET LOCAL`), sent with the BEGIN in one round trip.
+    @discardableResult
     public func withTransaction<Result: Sendable>(
         isolation: IsolationLevel = .readCommitted, settings: [(name: String, value: String)] = [], maxAttempts: Int = 5,
         _ body: (PostgresConnection) async throws -> Result

@@ -36,6 +36,21 @@ import TestSupport
         #expect(error?.debugDescription.contains("undp") == true)  // the detail, for developers
     }
 
+    /// Settings given to a transaction hold in it, quoted whatever they hold,
+    /// and end with it (SET LOCAL): the next user of the connection never sees them.
+    @Test func transactionSettingsHoldInTheTransactionOnly() async throws {
+        let pool = PostgresPool(configuration: .init(target: target, maxConnections: 1))
+        let tricky = "o'brien; SELECT 1 -- \\ \"x\""
+        let inside = try await pool.withTransaction(settings: [("pbc.test", tricky), ("pbc.other", "")]) { connection in
+            try await connection.query("SELECT current_setting('pbc.test'), current_setting('pbc.other')").first!
+        }
+        #expect(try inside.decode(String.self, at: 0) == tricky)
+        #expect(try inside.decode(String.self, at: 1) == "")
+        let after = try await pool.query("SELECT coalesce(current_setting('pbc.test', true), '')").first!
+        #expect(try after.decode(String.self, at: 0) == "")
+        await pool.shutdown()
+    }
+
     @Test func aThrownErrorRollsTheTransactionBack() async throws {
         try await pool.query("CREATE TABLE notes (body text NOT NULL)")
         struct Refused: Error {}
