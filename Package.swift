@@ -134,6 +134,7 @@ let package = Package(
         .target(
             name: "TestSupport",
             dependencies: [
+                "CLibPQ",
                 "Postgres",
                 "Store",
                 "JSONRPC",

@@ -1,3 +1,4 @@
+import CLibPQ
 import Foundation
 import Logging
 import NIOPosix
@@ -6,7 +7,8 @@ import Store
 import Synchronization
 
 /// Databases for tests, with no set-up: `PBC_TEST_DATABASE_URL` names a server
-/// to use (its role must be allowed to create databases); otherwise one
+/// to use (its role must be allowed to create databases and roles), whose
+/// databases made by the run are dropped when it exits; otherwise one
 /// throwaway cluster is started for the whole test run, in a temporary
 /// directory, with fsync off, and removed when the run exits.
 ///
@@ -58,6 +60,38 @@ public enum TestDatabase {
 /// Cleans up the throwaway cluster when the test process exits.
 private let clusterToRemove = Mutex<(LocalCluster, URL)?>(nil)
 
+/// The databases a run made on a server of the developer's own, dropped when
+/// the test process exits: the server's connection string and the names.
+private let databasesToDrop = Mutex<(conninfo: String, names: [String])?>(nil)
+
+/// At exit nothing can be awaited, so libpq is called directly. WITH (FORCE)
+/// ends the sessions a test left open.
+private func dropDatabasesAtExit() {
+    databasesToDrop.withLock { entry in
+        guard let (conninfo, names) = entry, !names.isEmpty else { return }
+        entry = nil
+        let keywords: [UnsafeMutablePointer<CChar>?] = [strdup("dbname"), strdup("dbname")]
+        let values: [UnsafeMutablePointer<CChar>?] = [strdup(conninfo), strdup("postgres")]
+        defer {
+            keywords.forEach { free($0) }
+            values.forEach { free($0) }
+        }
+        // expand_dbname reads the first dbname as the connection string; the second names the database.
+        let handle = (keywords.map { UnsafePointer($0) } + [nil]).withUnsafeBufferPointer { keywordBuffer in
+            (values.map { UnsafePointer($0) } + [nil]).withUnsafeBufferPointer { valueBuffer in
+                PQconnectdbParams(keywordBuffer.baseAddress, valueBuffer.baseAddress, 1)
+            }
+        }
+        defer { PQfinish(handle) }
+        guard PQstatus(handle) == CONNECTION_OK else { return }
+        for name in names.reversed() {
+            guard let quoted = PQescapeIdentifier(handle, name, name.utf8.count) else { continue }
+            PQclear(PQexec(handle, "DROP DATABASE IF EXISTS \(String(cString: quoted)) WITH (FORCE)"))
+            PQfreemem(quoted)
+        }
+    }
+}
+
 private actor Provider {
     static let shared = Provider()
 
@@ -79,6 +113,8 @@ private actor Provider {
 
     private func startServer() async throws -> ConnectionTarget {
         if let url = ProcessInfo.processInfo.environment["PBC_TEST_DATABASE_URL"], !url.isEmpty {
+            databasesToDrop.withLock { $0 = (url, []) }
+            atexit { dropDatabasesAtExit() }
             return ConnectionTarget(conninfo: url)
         }
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("pbc-test-\(getpid())-\(runID)")
@@ -108,6 +144,7 @@ private actor Provider {
         counter += 1
         let safeLabel = String(label.lowercased().map { $0.isLetter || $0.isNumber ? $0 : "_" }.prefix(30))
         let name = "pbct_\(runID)_\(counter)_\(safeLabel)"
+        databasesToDrop.withLock { $0?.names.append(name) }
         let template = migrated ? try await migratedTemplate(on: server) : nil
         let previous = lastCreation
         let creation = Task {
@@ -122,6 +159,7 @@ private actor Provider {
     private func migratedTemplate(on server: ConnectionTarget) async throws -> String {
         if templateTask == nil {
             let name = "pbct_\(runID)_template"
+            databasesToDrop.withLock { $0?.names.insert(name, at: 0) }
             templateTask = Task {
                 try await Database.createIfMissing(name, on: server, threadPool: TestDatabase.threadPool)
                 let connection = try await PostgresConnection.connect(to: server.database(name), on: TestDatabase.threadPool)
