@@ -297,14 +297,9 @@ extension TaskStore {
     /// locations; new overlaps are stored with their events (the pair just
     /// resolved is left alone).
     func rescreen(_ task: StoredTask, excluding pair: [String] = [], on connection: PostgresConnection) async throws {
-        let findings = try await makeScreener(connection, task.ref).screen(task.record)
-        for finding in findings where !pair.contains(finding.other) {
-            let reasons = try PostgresJSONB(encoding: finding.reasons)
-            let inserted = try await connection.query("""
-                INSERT INTO task_overlaps (task_id, other_ref, score, reasons) VALUES (\(task.id), \(finding.other), \(finding.score), \(reasons))
-                ON CONFLICT (task_id, other_ref) DO NOTHING RETURNING id
-                """)
-            if !inserted.isEmpty { try recordOverlapDetected(finding, task: task.id) }
+        let findings = try await makeScreener(connection, task.ref).screen(task.record).filter { !pair.contains($0.other) }
+        for finding in try await storeFindings(findings, of: task.id, replacing: false, on: connection) {
+            try recordOverlapDetected(finding, task: task.id)
         }
     }
 }

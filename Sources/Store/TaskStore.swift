@@ -327,12 +327,7 @@ public struct TaskStore: Sendable {
                 from: transition.from, to: transition.to, comment: byPerson ? inputs.comment : nil,
                 data: byPerson ? try Self.json(inputs.fields) : "{}"))
         }
-        for finding in decision.findings {
-            let reasons = try PostgresJSONB(encoding: finding.reasons)
-            try await connection.query("""
-                INSERT INTO task_overlaps (task_id, other_ref, score, reasons) VALUES (\(task.id), \(finding.other), \(finding.score), \(reasons))
-                ON CONFLICT (task_id, other_ref) DO UPDATE SET score = EXCLUDED.score, reasons = EXCLUDED.reasons, status = 'open'
-                """)
+        for finding in try await storeFindings(decision.findings, of: task.id, replacing: true, on: connection) {
             try recordOverlapDetected(finding, task: task.id)
         }
         // The task as the UPDATE left it, without reading it again.
@@ -355,6 +350,30 @@ public struct TaskStore: Sendable {
             if !decision.screened { try await rescreen(task, on: connection) }
         }
         try await resolveCase(task, comment: inputs.comment, by: principal, on: connection)
+    }
+
+    /// Writes what screening found for a task, in one statement whatever the
+    /// number of findings. With `replacing`, an overlap already recorded for
+    /// the pair takes the new score and reasons and is open again; without, it
+    /// is left as it is. Returns the findings written, one per other entry (two
+    /// publishers may report the same identifier: the stronger finding counts).
+    func storeFindings(
+        _ findings: [OverlapFinding], of task: UUID, replacing: Bool, on connection: PostgresConnection
+    ) async throws -> [OverlapFinding] {
+        var seen: Set<String> = []
+        let findings = findings.sorted { $0.score > $1.score }.filter { seen.insert($0.other).inserted }
+        guard !findings.isEmpty else { return [] }
+        let reasons = try findings.map { try Self.json($0.reasons) }
+        let rows = try await connection.query("""
+            INSERT INTO task_overlaps (task_id, other_ref, score, reasons)
+            SELECT \(task), f.other, f.score::float8, f.reasons::jsonb
+            FROM unnest(\(findings.map(\.other)), \(findings.map { String($0.score) }), \(reasons)) AS f(other, score, reasons)
+            ON CONFLICT (task_id, other_ref) DO \(unsafeRaw: replacing
+                ? "UPDATE SET score = EXCLUDED.score, reasons = EXCLUDED.reasons, status = 'open'" : "NOTHING")
+            RETURNING other_ref
+            """)
+        let written = Set(try rows.map { try $0.decode(String.self, at: 0) })
+        return findings.filter { written.contains($0.other) }
     }
 
     func recordOverlapDetected(_ finding: OverlapFinding, task: UUID) throws {
