@@ -418,5 +418,23 @@ struct NoOverlaps: Screener {
         #expect(findings.count == 1000)
         #expect(findings.first?.other == "DENSE-6001")
         #expect(findings.dropFirst().allSatisfy { $0.score < findings[0].score })
+
+        // A liaison's submission there records those 1,000, each with its event, in one transaction.
+        var draft = Harness.project(title: "Legal aid clinics for land disputes in Kenema")
+        draft.country = "SLE"
+        draft.sectors = ["15110"]
+        draft.locations = ["Kenema"]
+        draft.participants = []
+        draft.description = ""
+        draft.period = subject.period
+        let screening = TaskStore(
+            pool: h.service, workflows: h.workflows, rates: try Harness.rates(), screener: TaskStore.portfolioScreener(OverlapConfiguration()),
+            routing: try Harness.routing())
+        let (task, _, overlaps) = try await screening.submit(draft, workflow: "pbf-project", idempotencyKey: "dense", by: h.undp)
+        #expect(task.state == "deconfliction")
+        #expect(overlaps.count == 1000)
+        #expect(overlaps.first?.other == "DENSE-6001")
+        let detected = try await screening.history(task.ref, as: h.undp).filter { $0.type == "overlap.detected" }
+        #expect(detected.count == 1000)
     }
 }
