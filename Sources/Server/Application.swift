@@ -31,8 +31,11 @@ public struct Application: Sendable {
     /// Serves until one of `signals` arrives (or the task is cancelled), then
     /// shuts down in order: stop accepting, finish requests, close
     /// connections, close the pool, stop a cluster pbc started.
+    /// With `onDemo`, demo principals and tasks are seeded first (`Demo`) and
+    /// their fresh tokens handed to it.
     public func run(
         shutdownSignals: [UnixSignal] = [.sigterm, .sigint],
+        onDemo: (@Sendable ([Demo.Login]) -> Void)? = nil,
         onListening: @escaping @Sendable (SocketAddress) async -> Void = { _ in },
         onMetricsListening: @escaping @Sendable (SocketAddress) async -> Void = { _ in }
     ) async throws {
@@ -50,6 +53,7 @@ public struct Application: Sendable {
             let tasks = TaskStore(
                 pool: pool, workflows: workflows, rates: rates, screener: TaskStore.portfolioScreener(overlap), routing: routing)
             try await tasks.syncQueues()
+            if let onDemo { onDemo(try await Demo.seed(tasks: tasks, admin: AdminStore(pool: pool))) }
             let metrics = ServerMetrics()
             let connections = ConnectionRegistry()
             let hub = EventHub(pool: pool, tasks: tasks, logger: logger)

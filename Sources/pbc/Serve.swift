@@ -2,6 +2,7 @@ import ArgumentParser
 import Configuration
 import Foundation
 import Server
+import Store
 
 struct Serve: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -24,6 +25,9 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .customLong("tls-key"), help: "PEM private key of the certificate.")
     var tlsKey: String?
 
+    @Flag(help: "Seed demo principals (one of each role) and tasks, and print a fresh token for each.")
+    var demo = false
+
     func run() async throws {
         let logger = bootstrapLogging(options.logLevel)
         try await reportingErrors {
@@ -34,12 +38,30 @@ struct Serve: AsyncParsableCommand {
             if let tlsCertificate { flags[ConfigurationLoader.Key.tlsCertificate] = .init(.string(tlsCertificate), isSecret: false) }
             if let tlsKey { flags[ConfigurationLoader.Key.tlsKey] = .init(.string(tlsKey), isSecret: false) }
             let configuration = try await ConfigurationLoader.load(flags: flags, file: options.configFile)
-            try await Application(configuration: configuration, logger: logger).run { address in
+            var printDemo: (@Sendable ([Demo.Login]) -> Void)?
+            if demo {
+                printDemo = { logins in FileHandle.standardOutput.write(Data(Serve.demoTable(logins).utf8)) }
+            }
+            try await Application(configuration: configuration, logger: logger).run(onDemo: printDemo) { address in
                 // The one line on standard output: scripts read the address from it.
                 // Written straight away (not buffered): scripts wait for it.
                 FileHandle.standardOutput.write(Data("pbc serving JSON-RPC on \(address.ipAddress ?? "?"):\(address.port ?? 0)\n".utf8))
             }
         }
+    }
+
+    /// The demo logins as a table, then how to use one; before the serving line.
+    static func demoTable(_ logins: [Demo.Login]) -> String {
+        let rows = [["NAME", "ROLE", "AGENCY", "TOKEN"]] + logins.map { [$0.name, $0.role.rawValue, $0.agency ?? "-", $0.token] }
+        let widths = (0..<3).map { column in rows.map { $0[column].count }.max()! }
+        var text = "demo principals (tokens made at this start; earlier ones stay valid until revoked):\n"
+        for row in rows {
+            text += (0..<3).map { row[$0].padding(toLength: widths[$0] + 2, withPad: " ", startingAt: 0) }.joined() + row[3] + "\n"
+        }
+        if let liaison = logins.first(where: { $0.role == .liaison }) {
+            text += "try: PBC_TOKEN=\(liaison.token) pbc tasks\n"
+        }
+        return text
     }
 }
 

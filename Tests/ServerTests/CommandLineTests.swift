@@ -226,6 +226,48 @@ import SystemPackage
     /// `pbc serve` with nothing set: starts its own cluster, answers ping,
     /// stops everything on Ctrl-C, reuses the cluster next time, takes over
     /// a cluster left by a pbc that was killed, and recovers from a stale pid file.
+    /// `pbc serve --demo` seeds one principal of each role and three tasks, and
+    /// prints a fresh token for each principal before the serving line; a
+    /// second start adds no task and prints new tokens.
+    @Test func serveDemoSeedsPrincipalsAndTasksAndPrintsTokens() async throws {
+        guard let url = try await freshDatabaseURL("cli_demo") else { return }
+        func serveOnce() async throws -> [String: String] {
+            var tokens: [String: String] = [:]
+            let result = try await Subprocess.run(
+                .path(FilePath(PBCBinary.path)), arguments: ["serve", "--demo", "--port", "0", "--database-url", url],
+                workingDirectory: FilePath(TestDatabase.repositoryRoot.path), input: .none, output: .sequence, error: .string(limit: 1 << 20)
+            ) { execution in
+                var lines = execution.standardOutput.strings().makeAsyncIterator()
+                while let line = try await lines.next() {
+                    let columns = line.split(separator: " ", omittingEmptySubsequences: true).map(String.init)
+                    if columns.count == 4, columns[3].hasPrefix("pbc_") { tokens[columns[1]] = columns[3] }
+                    guard line.hasPrefix("pbc serving JSON-RPC on 127.0.0.1:") else { continue }
+                    let port = try #require(Int(line.split(separator: ":").last ?? ""))
+                    try await LineClient.withConnection(port: port) { client in
+                        let hello = try await client.call("session.hello", params: #"{"protocol":1,"token":"\#(tokens["coordinator"] ?? "")"}"#)
+                        #expect(hello?["result"]?["principal"]?["role"] == .string("coordinator"))
+                        let list = try await client.call("task.list", id: 2)
+                        guard case .array(let items)? = list?["result"]?["items"] else {
+                            Issue.record("no task list: \(String(describing: list))")
+                            return
+                        }
+                        #expect(items.count == 3)
+                        #expect(items.filter { $0["state"] == .string("deconfliction") }.count == 1)
+                    }
+                    try execution.send(signal: .interrupt)
+                    while try await lines.next() != nil {}
+                    break
+                }
+            }
+            #expect(result.terminationStatus == .exited(0), "\(result.standardError)")
+            return tokens
+        }
+        let first = try await serveOnce()
+        #expect(Set(first.keys) == ["liaison", "coordinator", "approver", "observer", "admin"])
+        let second = try await serveOnce()
+        #expect(second["coordinator"] != nil && second["coordinator"] != first["coordinator"])
+    }
+
     @Test func servesWithAPrivateClusterItStartsAndStops() async throws {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("pbc-cli-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: directory) }
