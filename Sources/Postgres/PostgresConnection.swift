@@ -140,7 +140,7 @@ public final class PostgresConnection: @unchecked Sendable {
         _ body: (PostgresConnection) async throws -> Result
     ) async throws -> Result {
         let begin = "BEGIN ISOLATION LEVEL \(isolation.sql)"
-            + settings.map { "; SELECT set_config(\(Self.literal($0.name)), \(Self.literal($0.value)), true)" }.joined()
+            + (settings.isEmpty ? "" : "; SELECT " + settings.map { "set_config(\(Self.literal($0.name)), \(Self.literal($0.value)), true)" }.joined(separator: ", "))
         var attempt = 1
         while true {
             do {

@@ -194,10 +194,6 @@ extension TaskStore {
     }
 
     /// What screening found for a task, open ones first.
-    public func overlaps(of task: StoredTask, as principal: Principal) async throws -> [StoredOverlap] {
-        try await transaction(as: principal) { try await storedOverlaps(of: task.id, on: $0) }
-    }
-
     func storedOverlaps(of task: UUID, on connection: PostgresConnection) async throws -> [StoredOverlap] {
         try await connection.query("""
             SELECT other_ref, score, reasons, status FROM task_overlaps WHERE task_id = \(task)

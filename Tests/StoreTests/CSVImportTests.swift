@@ -31,7 +31,7 @@ import TestSupport
         var similar = Harness.project(title: "Women mediators and peace in Gitega")
         similar.sectors = ["15220"]
         let (task, _, _) = try await h.tasks.submit(similar, workflow: "pbf-project", idempotencyKey: "csv", by: h.undp)
-        #expect(try await h.tasks.overlaps(of: task, as: h.coordinator).contains { $0.other == "GAC-BDI-2027-01" })
+        #expect(try await h.tasks.getWithOverlaps(task.ref, as: h.coordinator).overlaps.contains { $0.other == "GAC-BDI-2027-01" })
     }
 
     @Test func aCSVWithUnknownOrMissingColumnsIsRefused() async throws {
