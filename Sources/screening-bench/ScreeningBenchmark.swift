@@ -160,17 +160,21 @@ struct ScreeningBenchmark {
                     SELECT 'BENCH-' || g, 'agency-' || (g % 200), 'Program ' || g, 'bench', 'screening-bench'
                     FROM generate_series(\(start)::int, \(end - 1)::int) AS g
                     RETURNING id, substr(identifier, 7)::int AS g
+                ),
+                -- Drawn in a select list, so once per entry: a subquery that
+                -- does not refer to the entry is run once for the whole batch.
+                drawn AS (
+                    SELECT id, g, (\(countryCodes)::text[])[floor(pow(\(countryCodes.count)::float8, random()))::int] AS country,
+                           (\(sectors)::text[])[floor(pow(\(sectors.count)::float8, random()))::int] AS sector,
+                           DATE '2000-01-01' + ((g::bigint * 7919) % \(spanDays))::int AS d
+                    FROM made
                 )
                 INSERT INTO portfolio (ref, country, kind, activity_id, agency, agencies, period, sectors, categories, locations, title, body, external_ids, active)
-                SELECT 'BENCH-' || g, c.codes[floor(pow(\(countryCodes.count)::float8, random()))::int],
-                       'activity', made.id, 'agency-' || (g % 200), ARRAY['agency-' || (g % 200), 'agency-' || ((g::bigint * 7) % 200)],
+                SELECT 'BENCH-' || g, country, 'activity', id, 'agency-' || (g % 200), ARRAY['agency-' || (g % 200), 'agency-' || ((g::bigint * 7) % 200)],
                        daterange(d, d + (180 + (g::bigint * 37) % 1260)::int),
                        ARRAY[sector], ARRAY[left(sector, 3)], ARRAY['province ' || (g % \(provinces))],
                        'Program ' || g, 'program ' || g || ' peacebuilding dialogue recovery ' || (g % 97), '{}', true
-                FROM made,
-                     LATERAL (SELECT DATE '2000-01-01' + ((g::bigint * 7919) % \(spanDays))::int AS d) AS dates,
-                     (SELECT \(countryCodes)::text[] AS codes) AS c,
-                     LATERAL (SELECT (\(sectors)::text[])[floor(pow(\(sectors.count)::float8, random()))::int] AS sector) AS s
+                FROM drawn
                 """)
             start = end
         }
