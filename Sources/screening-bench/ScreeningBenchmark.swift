@@ -72,6 +72,7 @@ struct ScreeningBenchmark {
         print("screening latency over synthetic portfolios (\(samples) screenings each, threshold \(threshold))")
         print("entries      overlaps p50/p99/max   p50 ms    p99 ms    max ms")
         var seeded = 0
+        var bySize: [(size: Int, samples: [Sample])] = []
         for size in sizes {
             let started = ContinuousClock.now
             try await seed(from: seeded, to: size, spread: spread, on: connection)
@@ -81,23 +82,37 @@ struct ScreeningBenchmark {
             var random = SplitMix(seed: UInt64(size))
             // Warm the caches, as a running server's are.
             for _ in 0..<50 { _ = try await screen(subject(&random, spread), on: connection, configuration) }
-            var latencies: [Double] = []
-            var candidates: [Int] = []
+            var measured: [Sample] = []
             for _ in 0..<samples {
                 let subject = subject(&random, spread)
                 let start = ContinuousClock.now
                 let found = try await screen(subject, on: connection, configuration)
                 let elapsed = ContinuousClock.now - start
-                latencies.append(Double(elapsed.components.attoseconds) / 1e15 + Double(elapsed.components.seconds) * 1000)
-                candidates.append(found)
+                measured.append(Sample(
+                    milliseconds: Double(elapsed.components.attoseconds) / 1e15 + Double(elapsed.components.seconds) * 1000,
+                    overlaps: found, candidates: try await candidates(of: subject, on: connection, configuration)))
             }
-            latencies.sort()
-            candidates.sort()
-            func percentile(_ p: Double) -> Double { latencies[min(latencies.count - 1, Int(Double(latencies.count) * p))] }
-            let found = "\(candidates[candidates.count / 2])/\(candidates[min(candidates.count - 1, candidates.count * 99 / 100)])/\(candidates.last!)"
+            let latencies = measured.map(\.milliseconds).sorted()
+            let overlaps = measured.map(\.overlaps).sorted()
+            let found = "\(overlaps[overlaps.count / 2])/\(percentile(overlaps, 0.99))/\(overlaps.last!)"
             print(
                 "\(size)".padding(toLength: 13, withPad: " ", startingAt: 0) + found.padding(toLength: 23, withPad: " ", startingAt: 0)
-                    + String(format: "%-9.2f %-9.2f %.2f", percentile(0.5), percentile(0.99), latencies.last!))
+                    + String(format: "%-9.2f %-9.2f %.2f", percentile(latencies, 0.5), percentile(latencies, 0.99), latencies.last!))
+            bySize.append((size, measured))
+        }
+        // The same screenings grouped by how many candidates each examined:
+        // whether the cost follows the candidates or the portfolio's size.
+        print("\nby candidates examined (screenings, p50 ms, p99 ms)")
+        let groups: [(String, ClosedRange<Int>)] = [("0-10", 0...10), ("11-100", 11...100), ("101-1000", 101...1000), ("over 1000", 1001...Int.max)]
+        print("entries      " + groups.map { $0.0.padding(toLength: 22, withPad: " ", startingAt: 0) }.joined())
+        for (size, measured) in bySize {
+            var line = "\(size)".padding(toLength: 13, withPad: " ", startingAt: 0)
+            for (_, range) in groups {
+                let latencies = measured.filter { range.contains($0.candidates) }.map(\.milliseconds).sorted()
+                let cell = latencies.isEmpty ? "-" : String(format: "%d, %.2f, %.2f", latencies.count, percentile(latencies, 0.5), percentile(latencies, 0.99))
+                line += cell.padding(toLength: 22, withPad: " ", startingAt: 0)
+            }
+            print(line)
         }
         await connection.close()
         if let (local, directory) = cluster {
@@ -105,6 +120,25 @@ struct ScreeningBenchmark {
             try? FileManager.default.removeItem(at: directory)
         }
         try await threads.shutdownGracefully()
+    }
+
+    struct Sample {
+        let milliseconds: Double
+        let overlaps: Int
+        let candidates: Int
+    }
+
+    static func percentile<T>(_ sorted: [T], _ p: Double) -> T { sorted[min(sorted.count - 1, Int(Double(sorted.count) * p))] }
+
+    /// How many entries are candidates for a subject (SPEC section 4), untimed.
+    static func candidates(of subject: PortfolioEntry, on connection: PostgresConnection, _ configuration: OverlapConfiguration) async throws -> Int {
+        let keys = subject.categories.map { "c:\($0)" } + subject.locations.map { "l:\($0)" }
+        let tolerance = Int32(configuration.toleranceDays)
+        return try await connection.query("""
+            SELECT count(DISTINCT entry)::int FROM portfolio_keys
+            WHERE country = \(subject.country) AND key = ANY (\(keys))
+              AND period && daterange(\(PostgresDate(iso: subject.period.start.iso)!) - \(tolerance), \(PostgresDate(iso: subject.period.end.iso)!) + \(tolerance), '[]')
+            """).map { try $0.decode(Int.self, at: 0) }.first ?? 0
     }
 
     /// Screens one subject as a submission does: the candidate query and scoring; returns the overlaps found.
