@@ -3,7 +3,7 @@ import Foundation
 
 /// What `pbc serve --demo` puts in the database so that someone new can try
 /// pbc at once: one principal of each role, and three submissions, two of
-/// which overlap and wait in deconfliction. Seeding again adds nothing but
+/// which overlap (the later one waits in deconfliction). Seeding again adds nothing but
 /// fresh tokens (the principals are found by name, the submissions replay by
 /// their idempotency keys).
 public enum Demo {

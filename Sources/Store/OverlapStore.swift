@@ -153,6 +153,14 @@ extension TaskStore {
                 guard try await connection.query("SELECT 1 FROM agencies WHERE id = \(lead)").count == 1 else {
                     throw StoreError.validation([FieldError("leadAgency", "unknown agency \(lead)")])
                 }
+                // One of the two programs' own agencies leads both, not a third party.
+                let involved = try await connection.query(
+                    "SELECT DISTINCT a FROM portfolio, unnest(agencies) AS a WHERE ref = ANY (\(pair)) ORDER BY a"
+                ).map { try $0.decode(String.self, at: 0) }
+                guard involved.contains(lead) else {
+                    throw StoreError.validation([FieldError(
+                        "leadAgency", "\(lead) takes part in neither \(taskRef) nor \(otherRef); one of \(involved.joined(separator: ", ")) leads")])
+                }
                 data["leadAgency"] = lead
             case .merge(let survivor):
                 guard pair.contains(survivor) else {

@@ -111,6 +111,24 @@ import TestSupport
         #expect(try await h.invariantViolations() == [])
     }
 
+    @Test func coordinateIsLedByAnAgencyOfEitherProgram() async throws {
+        let h = try await Harness("overlap_coordinate")
+        let (first, second, overlap) = try await twoOverlapping(h)
+        // WFP is a known agency, but takes part in neither program.
+        let outsider = await #expect(throws: StoreError.self) {
+            _ = try await h.tasks.resolveOverlap(overlap.id, as: .coordinate(lead: "wfp"), comment: nil, by: h.coordinator)
+        }
+        #expect(outsider?.code == .validation)
+        #expect(outsider?.fieldErrors.first?.reason == "wfp takes part in neither \(second.ref) nor \(first.ref); one of undp, unicef, unwomen leads")
+        #expect(try await h.tasks.listOverlaps(task: second.ref, status: "open", limit: 10, as: h.coordinator).map(\.id) == [overlap.id])
+        // UN Women, a participant of the second program, may lead both.
+        let resolved = try await h.tasks.resolveOverlap(overlap.id, as: .coordinate(lead: "unwomen"), comment: nil, by: h.coordinator)
+        #expect(resolved.resolution == "coordinate")
+        let lead = try await h.pool.query("SELECT DISTINCT resolution_data->>'leadAgency' FROM task_overlaps").map { try $0.decode(String.self, at: 0) }
+        #expect(lead == ["unwomen"])
+        #expect(try await h.invariantViolations() == [])
+    }
+
     @Test func anEditOfDatesOrPlacesIsScreenedAgain() async throws {
         let h = try await Harness("overlap_update")
         let (first, _, _) = try await h.tasks.submit(Harness.project(), workflow: "pbf-project", idempotencyKey: "a", by: h.undp)
