@@ -99,15 +99,29 @@ struct Resolve: AsyncParsableCommand {
     @Option(help: "sequence: the new end, YYYY-MM-DD.") var end: String?
     @Option var comment: String?
 
+    /// What each resolution takes, so that a missing or stray option is a usage error before anything is sent.
+    static let options: [String: [String]] = [
+        "distinct": [], "coordinate": ["--lead-agency"], "merge": ["--survivor"], "sequence": ["--task", "--start", "--end"], "withdraw": ["--task"],
+    ]
+
+    func validate() throws {
+        guard let needed = Self.options[resolution] else {
+            throw ValidationError("unknown resolution \(resolution): distinct, coordinate, merge, sequence or withdraw")
+        }
+        let given = [("--lead-agency", leadAgency), ("--survivor", survivor), ("--task", task), ("--start", start), ("--end", end)]
+            .filter { $0.1 != nil }.map(\.0)
+        let missing = needed.filter { !given.contains($0) }
+        guard missing.isEmpty else { throw ValidationError("\(resolution) needs \(missing.joined(separator: ", "))") }
+        let stray = given.filter { !needed.contains($0) }
+        guard stray.isEmpty else { throw ValidationError("\(stray.joined(separator: ", ")) does not go with \(resolution)") }
+    }
+
     func run() async throws {
         var params: [String: JSONValue] = ["overlap": .string(overlap), "resolution": .string(resolution)]
         if let leadAgency { params["leadAgency"] = .string(leadAgency) }
         if let survivor { params["survivor"] = .string(survivor) }
         if let task { params["task"] = .string(task) }
-        if start != nil || end != nil {
-            guard let start, let end else { throw ValidationError("--start and --end go together") }
-            params["period"] = .object(["start": .string(start), "end": .string(end)])
-        }
+        if let start, let end { params["period"] = .object(["start": .string(start), "end": .string(end)]) }
         if let comment { params["comment"] = .string(comment) }
         try await client.withSession { rpc in
             let result = try await rpc.call("overlap.resolve", params)

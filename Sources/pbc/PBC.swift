@@ -83,8 +83,9 @@ func bootstrapLogging(_ level: Logger.Level?) -> Logger {
     return Logger(label: "pbc")
 }
 
-/// Distinct exit codes, so that scripts can tell failures apart:
-/// 2 usage, 3 not found, 4 conflict, 5 forbidden or unauthenticated, 1 anything else.
+/// Distinct exit codes, so that scripts can tell failures apart: 2 input
+/// refused, 3 not found, 4 conflict, 5 forbidden or unauthenticated, 1
+/// anything else. A command line that cannot be used is ArgumentParser's 64.
 func exitCode(for error: Error) -> Int32 {
     switch error {
     case is NotFound: return 3
