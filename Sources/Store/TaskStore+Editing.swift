@@ -81,12 +81,15 @@ extension TaskStore {
         let own = restricted ? principal.agency : nil
         let limit = max(1, min(filter.limit, 500))
         return try await transaction(as: principal) { connection in
+            var filter = filter
+            filter.country = try await checkFilterNames(
+                state: filter.state, workflow: filter.workflow, country: filter.country, sector: filter.sector, agency: filter.agency,
+                queue: filter.queue, on: connection)
             let rows = try await connection.query("""
                 SELECT t.id::text, t.ref FROM tasks t
                 WHERE (\(filter.state)::text IS NULL OR t.state = \(filter.state))
                   AND (\(filter.workflow)::text IS NULL OR t.workflow = \(filter.workflow))
-                  AND (\(filter.country)::text IS NULL OR t.country = \(filter.country)
-                       OR t.country = (SELECT code FROM countries WHERE alpha2 = \(filter.country)))
+                  AND (\(filter.country)::text IS NULL OR t.country = \(filter.country))
                   AND (\(filter.sector)::text IS NULL OR \(filter.sector) = ANY (t.sectors))
                   AND (\(filter.agency)::text IS NULL OR t.lead_agency = \(filter.agency)
                        OR EXISTS (SELECT 1 FROM task_participants p WHERE p.task_id = t.id AND p.agency = \(filter.agency)))
@@ -102,6 +105,40 @@ extension TaskStore {
             let items = try await loadAll(try rows.prefix(limit).map { UUID(uuidString: try $0.decode(String.self, at: 0))! }, on: connection)
             return (items, rows.count > limit ? items.last?.ref : nil)
         }
+    }
+
+    /// A filter naming what does not exist is a mistake to report, not a
+    /// search that finds nothing: each name is checked against the workflows
+    /// and the reference data, every bad one reported at once. Returns the
+    /// country as stored (alpha-3), given as alpha-3 or alpha-2 in any case.
+    func checkFilterNames(
+        state: String? = nil, workflow: String? = nil, country: String?, sector: String? = nil, agency: String? = nil, queue: String? = nil,
+        on connection: PostgresConnection
+    ) async throws -> String? {
+        var errors: [FieldError] = []
+        if let workflow, workflows.latest[workflow] == nil {
+            errors.append(FieldError("workflow", "no workflow \(workflow); there are \(workflows.latest.keys.sorted().joined(separator: ", "))"))
+        }
+        if let state, !workflows.all.contains(where: { $0.state(state) != nil }) {
+            errors.append(FieldError("state", "no workflow has a state \(state)"))
+        }
+        guard country != nil || sector != nil || agency != nil || queue != nil else {
+            guard errors.isEmpty else { throw StoreError.validation(errors) }
+            return nil
+        }
+        let row = try await connection.query("""
+            SELECT (SELECT code FROM countries WHERE code = upper(\(country)) OR alpha2 = upper(\(country))),
+                   \(sector)::text IS NULL OR EXISTS (SELECT 1 FROM sectors WHERE code = \(sector)),
+                   \(agency)::text IS NULL OR EXISTS (SELECT 1 FROM agencies WHERE id = \(agency)),
+                   \(queue)::text IS NULL OR EXISTS (SELECT 1 FROM queues WHERE name = \(queue))
+            """).first!
+        let code = try row.decode(String?.self, at: 0)
+        if let country, code == nil { errors.append(FieldError("country", "unknown country \(country)")) }
+        if let sector, try !row.decode(Bool.self, at: 1) { errors.append(FieldError("sector", "unknown sector code \(sector)")) }
+        if let agency, try !row.decode(Bool.self, at: 2) { errors.append(FieldError("agency", "unknown agency \(agency)")) }
+        if let queue, try !row.decode(Bool.self, at: 3) { errors.append(FieldError("queue", "no queue \(queue)")) }
+        guard errors.isEmpty else { throw StoreError.validation(errors) }
+        return code
     }
 
     /// Changes a task's own fields at `expectedVersion`: its lead agency's

@@ -41,7 +41,8 @@ extension TaskStore {
         let from = filter.from.map { PostgresDate(iso: $0.iso)! }
         let to = filter.to.map { PostgresDate(iso: $0.iso)! }
         let rows = try await transaction(as: principal) { connection in
-            try await connection.query("""
+            let country = try await checkFilterNames(country: filter.country, on: connection)
+            return try await connection.query("""
                 WITH entries AS (
                     SELECT t.country AS country, t.sectors AS sectors, t.lead_agency AS agency, t.budget_amount AS amount,
                            t.budget_currency AS currency, 1 AS countries, t.state AS status, t.period_start AS start, t.period_end AS finish
@@ -58,8 +59,7 @@ extension TaskStore {
                 ),
                 filtered AS (
                     SELECT * FROM entries
-                    WHERE (\(filter.country)::text IS NULL OR country = \(filter.country)
-                           OR country = (SELECT code FROM countries WHERE alpha2 = \(filter.country)))
+                    WHERE (\(country)::text IS NULL OR country = \(country))
                       AND (\(filter.status)::text IS NULL OR status = \(filter.status))
                       AND (\(from)::date IS NULL OR finish IS NULL OR finish >= \(from))
                       AND (\(to)::date IS NULL OR start IS NULL OR start <= \(to))

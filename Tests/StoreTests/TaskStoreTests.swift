@@ -266,6 +266,25 @@ import TestSupport
         #expect(filtered.items.allSatisfy { $0.record.leadAgency == "wfp" && $0.record.participants.isEmpty })
     }
 
+    @Test func aFilterNamingWhatDoesNotExistIsRefusedNotAnEmptyList() async throws {
+        let h = try await Harness("list_filter_names")
+        let task = try await h.tasks.create(Harness.project(), workflow: "pbf-project", by: h.undp)
+        let refused = await #expect(throws: StoreError.self) {
+            _ = try await h.tasks.list(
+                TaskFilter(state: "aproved", workflow: "pbf", country: "BUR", sector: "99999", agency: "unpd", queue: "pbso-reveiw"), as: h.coordinator)
+        }
+        #expect(refused?.code == .validation)
+        #expect(refused?.fieldErrors.map(\.field) == ["workflow", "state", "country", "sector", "agency", "queue"])
+        #expect(refused?.fieldErrors.first?.reason.hasPrefix("no workflow pbf; there are ") == true)
+        #expect(refused?.fieldErrors[2].reason == "unknown country BUR")
+        // Names that exist but match nothing are an empty list; a country may be alpha-2 or lower case.
+        #expect(try await h.tasks.list(TaskFilter(state: "approved", country: "LBR"), as: h.coordinator).items.isEmpty)
+        #expect(try await h.tasks.list(TaskFilter(country: "bi"), as: h.coordinator).items.map(\.ref) == [task.ref])
+        #expect(try await h.tasks.list(TaskFilter(country: "bdi", sector: "15220", agency: "undp"), as: h.coordinator).items.map(\.ref) == [task.ref])
+        let report = await #expect(throws: StoreError.self) { _ = try await h.tasks.whoWhatWhere(ReportFilter(country: "XX"), as: h.coordinator) }
+        #expect(report?.fieldErrors.map(\.reason) == ["unknown country XX"])
+    }
+
     @Test func everyCommitWakesListenersWithTheNewestSeq() async throws {
         let h = try await Harness("notify")
         let listener = PostgresListener(target: h.target, channels: [TaskStore.eventChannel], threadPool: h.pool.threadPool)
