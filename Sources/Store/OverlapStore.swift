@@ -70,33 +70,54 @@ extension TaskStore {
         }
     }
 
-    /// Overlaps of the tasks `principal` may see, open ones by default.
+    /// Overlaps of the tasks `principal` may see, open ones by default, seen
+    /// from the caller's side: an overlap stored on another agency's task
+    /// that names the caller's task is shown as the caller's task against
+    /// the other (and once, when both directions were found). With `task`,
+    /// that task's overlaps in both directions, the task first.
     public func listOverlaps(task key: String?, status: String?, limit: Int, as principal: Principal) async throws -> [OverlapView] {
         let restricted = principal.role == .liaison
-        let own = restricted ? principal.agency : nil
-        let taskID: UUID?
+        let task: StoredTask?
         if let key {
-            taskID = try await get(key, as: principal).id
+            task = try await get(key, as: principal)
         } else {
-            taskID = nil
+            task = nil
         }
         return try await transaction(as: principal) { connection in
+            // `flipped`: the overlap is shown from its other side (`overlap_subject`
+            // gives its own task as much as that side may see).
             let rows = try await connection.query("""
-                SELECT o.id, t.ref, t.country, o.other_ref, o.score, o.reasons, o.status, o.resolution
-                FROM task_overlaps o JOIN tasks t ON t.id = o.task_id
-                WHERE (\(taskID)::uuid IS NULL OR o.task_id = \(taskID))
+                SELECT o.id, o.other_ref, o.score, o.reasons, o.status, o.resolution, s.ref, s.kind, s.title, s.agency, s.country, s.sectors,
+                       s.start::text, s.finish::text, f.flipped
+                FROM task_overlaps o, LATERAL overlap_subject(o.id) s,
+                     LATERAL (SELECT CASE WHEN \(task?.id)::uuid IS NOT NULL THEN o.task_id <> \(task?.id)
+                                          ELSE NOT pbc_sees_task(o.task_id) END AS flipped) f
+                WHERE (\(task?.id)::uuid IS NULL OR o.task_id = \(task?.id) OR o.other_ref = \(task?.ref))
                   AND (\(status)::text IS NULL OR o.status = \(status))
-                  AND (NOT \(restricted) OR t.lead_agency = \(own)
-                       OR EXISTS (SELECT 1 FROM task_participants p WHERE p.task_id = t.id AND p.agency = \(own)))
+                  AND (NOT \(restricted) OR pbc_sees_task(o.task_id) OR pbc_sees_task_ref(o.other_ref))
+                  AND NOT (f.flipped AND EXISTS (
+                      SELECT 1 FROM task_overlaps d JOIN tasks dt ON dt.id = d.task_id WHERE dt.ref = o.other_ref AND d.other_ref = s.ref))
                 ORDER BY o.detected_at, o.id
                 LIMIT \(max(1, min(limit, 500)))
                 """)
             var views: [OverlapView] = []
             for row in rows {
-                let country = try row.decode(String?.self, "country") ?? ""
-                guard let other = try await otherEntry(try row.decode(String.self, "other_ref"), country: country, on: connection) else { continue }
+                let subject = OverlapView.OtherEntry(
+                    ref: try row.decode(String.self, "ref"), kind: try row.decode(String.self, "kind"), title: try row.decode(String.self, "title"),
+                    leadAgency: try row.decode(String.self, "agency"), country: try row.decode(String?.self, "country") ?? "",
+                    sectors: try row.decode([String].self, "sectors"), start: try row.decode(String?.self, "start") ?? "",
+                    end: try row.decode(String?.self, "finish") ?? "")
+                let otherRef = try row.decode(String.self, "other_ref")
+                let taskRef: String
+                let other: OverlapView.OtherEntry
+                if try row.decode(Bool.self, "flipped") {
+                    (taskRef, other) = (otherRef, subject)
+                } else {
+                    guard let entry = try await otherEntry(otherRef, country: subject.country, on: connection) else { continue }
+                    (taskRef, other) = (subject.ref, entry)
+                }
                 views.append(OverlapView(
-                    id: try row.decode(UUID.self, "id"), taskRef: try row.decode(String.self, "ref"), other: other,
+                    id: try row.decode(UUID.self, "id"), taskRef: taskRef, other: other,
                     score: try row.decode(Double.self, "score"), reasons: try row.decode(PostgresJSONB.self, "reasons").decode([String].self),
                     status: try row.decode(String.self, "status"), resolution: try row.decode(String?.self, "resolution")))
             }
@@ -307,7 +328,7 @@ extension TaskStore {
     func rescreen(_ task: StoredTask, excluding pair: [String] = [], on connection: PostgresConnection) async throws {
         let findings = try await makeScreener(connection, task.ref).screen(task.record).filter { !pair.contains($0.other) }
         for finding in try await storeFindings(findings, of: task.id, replacing: false, on: connection) {
-            try recordOverlapDetected(finding, task: task.id)
+            try recordOverlapDetected(finding, task: task.id, ref: task.ref)
         }
     }
 }

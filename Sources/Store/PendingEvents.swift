@@ -12,6 +12,11 @@ import Synchronization
 final class PendingEvents: Sendable {
     struct Event: Sendable {
         var task: UUID?
+        /// Instead of `task`: a task named by ref that the transaction's
+        /// principal may not see, whose agencies pbc tells of something on
+        /// its own behalf (an overlap found with it). An event naming no task
+        /// (an activity's identifier) is not written.
+        var peerRef: String? = nil
         var actor: Principal?
         var type: String
         var action: String? = nil
@@ -32,14 +37,21 @@ final class PendingEvents: Sendable {
     func write(on connection: PostgresConnection) async throws {
         let events = events.withLock { $0 }
         guard !events.isEmpty else { return }
+        // Events on a task of another agency pass row-level security only in
+        // pbc's scope. Nothing but this statement and the commit follow, so
+        // the widening covers these events alone.
+        if events.contains(where: { $0.peerRef != nil }) { try await Scope.widen(on: connection) }
         func column(_ value: (Event) -> String?) -> PostgresNullableTextArray { PostgresNullableTextArray(events.map(value)) }
         try await connection.query("""
             WITH written AS (
                 INSERT INTO events (task_id, actor, actor_name, type, action, from_state, to_state, comment, data)
-                SELECT task::uuid, actor::uuid, actor_name, type, action, from_state, to_state, comment, data::jsonb
-                FROM unnest(\(column { $0.task?.uuidString }), \(column { $0.actor?.id.uuidString }), \(column { $0.actor?.name ?? "system" }),
-                            \(column(\.type)), \(column(\.action)), \(column(\.from)), \(column(\.to)), \(column(\.comment)), \(column(\.data)))
-                    WITH ORDINALITY AS e(task, actor, actor_name, type, action, from_state, to_state, comment, data, position)
+                SELECT coalesce(task::uuid, (SELECT id FROM tasks WHERE ref = peer)), actor::uuid, actor_name, type, action, from_state, to_state,
+                       comment, data::jsonb
+                FROM unnest(\(column { $0.task?.uuidString }), \(column(\.peerRef)), \(column { $0.actor?.id.uuidString }),
+                            \(column { $0.actor?.name ?? "system" }), \(column(\.type)), \(column(\.action)), \(column(\.from)), \(column(\.to)),
+                            \(column(\.comment)), \(column(\.data)))
+                    WITH ORDINALITY AS e(task, peer, actor, actor_name, type, action, from_state, to_state, comment, data, position)
+                WHERE peer IS NULL OR EXISTS (SELECT 1 FROM tasks WHERE ref = peer)
                 ORDER BY position
                 RETURNING seq)
             SELECT pg_notify(\(TaskStore.eventChannel), max(seq)::text) FROM written

@@ -30,8 +30,10 @@ enum Scope: Sendable, Equatable {
     /// Widens the rest of the current transaction to every task, for a step
     /// pbc takes on its own behalf inside a person's transaction: applying
     /// the resolution a deconfliction case agreed touches the other agency's
-    /// task. It lasts to the end of the transaction, so that the events the
-    /// step records (written at the end) are allowed too.
+    /// task, and an overlap found with another agency's task is recorded in
+    /// that task's history (`PendingEvents.write`, just before the commit).
+    /// It lasts to the end of the transaction, so that the events the step
+    /// records (written at the end) are allowed too.
     static func widen(on connection: PostgresConnection) async throws {
         try await connection.query("SELECT set_config('pbc.scope', 'all', true), set_config('pbc.agency', '', true)")
     }

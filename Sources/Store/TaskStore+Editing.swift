@@ -231,9 +231,17 @@ extension TaskStore {
     }
 
     /// What screening found for a task, open ones first.
-    func storedOverlaps(of task: UUID, on connection: PostgresConnection) async throws -> [StoredOverlap] {
+    func storedOverlaps(of task: StoredTask, on connection: PostgresConnection) async throws -> [StoredOverlap] {
+        // Found by its own screening, and by the screening of another task
+        // that found it (`overlap_subject` names that task), each pair once.
         try await connection.query("""
-            SELECT other_ref, score, reasons, status FROM task_overlaps WHERE task_id = \(task)
+            SELECT other_ref, score, reasons, status FROM (
+                SELECT other_ref, score, reasons, status FROM task_overlaps WHERE task_id = \(task.id)
+                UNION ALL
+                SELECT s.ref, o.score, o.reasons, o.status
+                FROM task_overlaps o, LATERAL overlap_subject(o.id) s
+                WHERE o.other_ref = \(task.ref)
+                  AND NOT EXISTS (SELECT 1 FROM task_overlaps d WHERE d.task_id = \(task.id) AND d.other_ref = s.ref)) AS both_sides
             ORDER BY status = 'open' DESC, score DESC, other_ref
             """).map { row in
             StoredOverlap(

@@ -119,7 +119,7 @@ public struct TaskStore: Sendable {
         do {
             return try await transaction(as: principal) { connection in
                 if let replay = try await replayed(agency: agency, key: idempotencyKey, requestHash: requestHash, principal: principal, on: connection) {
-                    return (replay, true, try await storedOverlaps(of: replay.id, on: connection))
+                    return (replay, true, try await storedOverlaps(of: replay, on: connection))
                 }
                 // The submission's own step writes its portfolio row; the draft's would be replaced at once.
                 var task = try await insert(draft, workflow: workflow, by: principal, recordInPortfolio: false, on: connection)
@@ -128,7 +128,7 @@ public struct TaskStore: Sendable {
                     VALUES (\(agency), \(idempotencyKey), \(requestHash), \(task.id))
                     """)
                 try await apply("submit", inputs: ActionInputs(), to: &task, by: principal, on: connection)
-                return (task, false, try await storedOverlaps(of: task.id, on: connection))
+                return (task, false, try await storedOverlaps(of: task, on: connection))
             }
         } catch let error as PostgresError where error.constraint == "idempotency_keys_pkey" {
             // Another submission with this key committed first: answer as it did.
@@ -136,7 +136,7 @@ public struct TaskStore: Sendable {
                 guard let replay = try await replayed(agency: agency, key: idempotencyKey, requestHash: requestHash, principal: principal, on: connection) else {
                     throw error
                 }
-                return (replay, true, try await storedOverlaps(of: replay.id, on: connection))
+                return (replay, true, try await storedOverlaps(of: replay, on: connection))
             }
         }
     }
@@ -177,7 +177,7 @@ public struct TaskStore: Sendable {
             guard let task = try await load(key, visibleTo: principal, forUpdate: false, on: connection) else {
                 throw StoreError(.notFound, "no task \(key)")
             }
-            return (task, try await storedOverlaps(of: task.id, on: connection))
+            return (task, try await storedOverlaps(of: task, on: connection))
         }
     }
 
@@ -328,7 +328,7 @@ public struct TaskStore: Sendable {
                 data: byPerson ? try Self.json(inputs.fields) : "{}"))
         }
         for finding in try await storeFindings(decision.findings, of: task.id, replacing: true, on: connection) {
-            try recordOverlapDetected(finding, task: task.id)
+            try recordOverlapDetected(finding, task: task.id, ref: task.ref)
         }
         // The task as the UPDATE left it, without reading it again.
         task.record = decision.task
@@ -376,7 +376,10 @@ public struct TaskStore: Sendable {
         return findings.filter { written.contains($0.other) }
     }
 
-    func recordOverlapDetected(_ finding: OverlapFinding, task: UUID) throws {
+    /// `overlap.detected` on the screened task and, when the other entry is
+    /// a task, on that one too, naming the screened task: its agencies learn
+    /// that a later submission overlaps their work.
+    func recordOverlapDetected(_ finding: OverlapFinding, task: UUID, ref: String) throws {
         struct Detected: Encodable {
             let other: String
             let score: Double
@@ -384,6 +387,9 @@ public struct TaskStore: Sendable {
         }
         try recordEvent(PendingEvents.Event(
             task: task, type: "overlap.detected", data: try Self.json(Detected(other: finding.other, score: finding.score, reasons: finding.reasons))))
+        try recordEvent(PendingEvents.Event(
+            peerRef: finding.other, type: "overlap.detected",
+            data: try Self.json(Detected(other: ref, score: finding.score, reasons: finding.reasons))))
     }
 
     private func replayed(agency: String, key: String, requestHash: String, principal: Principal, on connection: PostgresConnection) async throws -> StoredTask? {

@@ -49,6 +49,54 @@ import TestSupport
         #expect(try await h.tasks.listOverlaps(task: nil, status: nil, limit: 10, as: h.wfp).isEmpty)
     }
 
+    @Test func theAgencyThatSubmittedFirstLearnsOfALaterOverlappingProgram() async throws {
+        let h = try await Harness("overlap_other_side")
+        let (first, _, _) = try await h.tasks.submit(Harness.project(), workflow: "pbf-project", idempotencyKey: "a", by: h.undp)
+        #expect(first.state == "technical_review")
+        var later = Harness.project(title: "Youth and women in local peace committees, Gitega")
+        later.leadAgency = "wfp"
+        later.participants = []
+        let (second, _, _) = try await h.tasks.submit(later, workflow: "pbf-project", idempotencyKey: "b", by: h.wfp)
+        #expect(second.state == "deconfliction")
+
+        // UNDP is told, on its own task, which later task overlaps it.
+        let detected = try await h.tasks.history(first.ref, as: h.undp).filter { $0.type == "overlap.detected" }
+        #expect(detected.count == 1)
+        struct Detected: Decodable { let other: String }
+        #expect(try detected.first?.data.decode(Detected.self).other == second.ref)
+        // It sees the overlap from its side, and of WFP's task only enough to talk.
+        for view in [try await h.tasks.listOverlaps(task: nil, status: nil, limit: 10, as: h.undp),
+                     try await h.tasks.listOverlaps(task: first.ref, status: "open", limit: 10, as: h.undp),
+                     try await h.tasks.listOverlaps(task: first.ref, status: "open", limit: 10, as: h.coordinator)] {
+            #expect(view.count == 1)
+            #expect(view.first?.taskRef == first.ref)
+            #expect(view.first?.other.ref == second.ref)
+            #expect(view.first?.other.leadAgency == "wfp")
+            #expect(view.first?.other.title == later.title)
+        }
+        let (seen, overlaps) = try await h.tasks.getWithOverlaps(first.ref, as: h.undp)
+        #expect(overlaps.map(\.other) == [second.ref])
+        #expect(overlaps.map(\.status) == ["open"])
+        await #expect(throws: StoreError.self) { _ = try await h.tasks.get(second.ref, as: h.undp) }
+        // The task already under way keeps its course: the later one is in deconfliction.
+        #expect(seen.openOverlaps == 0)
+        #expect(seen.state == "technical_review")
+
+        // When UNDP's edit finds the pair again from its side, each agency still sees it once.
+        var move = TaskChanges()
+        move.locations = ["Gitega"]
+        _ = try await h.tasks.update(first.ref, expectedVersion: seen.version, changes: move, by: h.undp)
+        #expect(try await h.pool.query("SELECT count(*) FROM task_overlaps").first!.decode(Int.self, at: 0) == 2)
+        #expect(try await h.tasks.listOverlaps(task: nil, status: nil, limit: 10, as: h.undp).map(\.taskRef) == [first.ref])
+        #expect(try await h.tasks.listOverlaps(task: nil, status: nil, limit: 10, as: h.wfp).map(\.taskRef) == [second.ref])
+        #expect(try await h.tasks.getWithOverlaps(first.ref, as: h.undp).overlaps.map(\.other) == [second.ref])
+        // UNICEF takes part in UNDP's task, so it sees the pair from that side; an agency of neither sees nothing.
+        #expect(try await h.tasks.listOverlaps(task: nil, status: nil, limit: 10, as: h.unicef).map(\.taskRef) == [first.ref])
+        let outsider = try await h.admin.addPrincipal(name: "ana (unwomen)", role: .liaison, agency: "unwomen")
+        #expect(try await h.tasks.listOverlaps(task: nil, status: nil, limit: 10, as: outsider).isEmpty)
+        #expect(try await h.invariantViolations() == [])
+    }
+
     @Test func distinctDismissesAndResolvingTwiceIsAConflict() async throws {
         let h = try await Harness("overlap_distinct")
         let (_, second, overlap) = try await twoOverlapping(h)

@@ -312,7 +312,7 @@ import TestSupport
         struct TwoOverlaps: Screener {
             func screen(_ task: TaskRecord) async throws -> [OverlapFinding] {
                 [OverlapFinding(other: "XM-DAC-41122-BDI-2027", score: 0.82, reasons: ["same sector 15220", "shared location Gitega"]),
-                 OverlapFinding(other: "PBC-2026-000001", score: 0.64, reasons: ["same category 152"])]
+                 OverlapFinding(other: "PBC-2025-000099", score: 0.64, reasons: ["same category 152"])]
             }
         }
         let h = try await Harness("screening", screener: { _, _ in TwoOverlaps() })
@@ -320,7 +320,7 @@ import TestSupport
         #expect(task.state == "deconfliction")
         #expect(task.queue == "pbso-deconfliction")
         let overlaps = try await h.pool.query("SELECT other_ref, jsonb_array_length(reasons) FROM task_overlaps WHERE task_id = \(task.id) AND status = 'open' ORDER BY 1")
-        #expect(try overlaps.map { try $0.decode(String.self, at: 0) } == ["PBC-2026-000001", "XM-DAC-41122-BDI-2027"])
+        #expect(try overlaps.map { try $0.decode(String.self, at: 0) } == ["PBC-2025-000099", "XM-DAC-41122-BDI-2027"])
         #expect(try overlaps.allSatisfy { try $0.decode(Int.self, at: 1) > 0 })
         #expect(try await h.tasks.history(task.ref, as: h.undp).filter { $0.type == "overlap.detected" }.count == 2)
         // With overlaps open, deconfliction cannot be declared done.

@@ -33,10 +33,12 @@ FROM tasks t LEFT JOIN principals h ON h.id = t.assignee
 WHERE (t.id = :id::uuid OR (:id::uuid IS NULL AND t.ref = :id::text)) AND (NOT false OR t.lead_agency = NULL) \gset task_
 WITH written AS (
     INSERT INTO events (task_id, actor, actor_name, type, action, from_state, to_state, comment, data)
-    SELECT task::uuid, actor::uuid, actor_name, type, action, from_state, to_state, comment, data::jsonb
-    FROM unnest(ARRAY[:id::text], ARRAY[NULL]::text[], ARRAY['pgbench'], ARRAY['task.claimed'], ARRAY[NULL]::text[], ARRAY[NULL]::text[],
+    SELECT coalesce(task::uuid, (SELECT id FROM tasks WHERE ref = peer)), actor::uuid, actor_name, type, action, from_state, to_state,
+           comment, data::jsonb
+    FROM unnest(ARRAY[:id::text], ARRAY[NULL]::text[], ARRAY[NULL]::text[], ARRAY['pgbench'], ARRAY['task.claimed'], ARRAY[NULL]::text[], ARRAY[NULL]::text[],
                 ARRAY[NULL]::text[], ARRAY[NULL]::text[], ARRAY['{"leaseExpiresAt":"2026-11-29T12:00:00.000Z"}'])
-        WITH ORDINALITY AS e(task, actor, actor_name, type, action, from_state, to_state, comment, data, position)
+        WITH ORDINALITY AS e(task, peer, actor, actor_name, type, action, from_state, to_state, comment, data, position)
+    WHERE peer IS NULL OR EXISTS (SELECT 1 FROM tasks WHERE ref = peer)
     ORDER BY position
     RETURNING seq)
 SELECT pg_notify('pbc_events', max(seq)::text) FROM written;
@@ -71,11 +73,13 @@ WITH kept AS (
 DELETE FROM portfolio WHERE task_id = :id::uuid AND id NOT IN (SELECT id FROM kept);
 WITH written AS (
     INSERT INTO events (task_id, actor, actor_name, type, action, from_state, to_state, comment, data)
-    SELECT task::uuid, actor::uuid, actor_name, type, action, from_state, to_state, comment, data::jsonb
-    FROM unnest(ARRAY[:id::text, :id::text], ARRAY[NULL, NULL]::text[], ARRAY['pgbench', 'system'], ARRAY['task.transitioned', 'task.transitioned'],
+    SELECT coalesce(task::uuid, (SELECT id FROM tasks WHERE ref = peer)), actor::uuid, actor_name, type, action, from_state, to_state,
+           comment, data::jsonb
+    FROM unnest(ARRAY[:id::text, :id::text], ARRAY[NULL, NULL]::text[], ARRAY[NULL, NULL]::text[], ARRAY['pgbench', 'system'], ARRAY['task.transitioned', 'task.transitioned'],
                 ARRAY['recommend', 'route_to_jsc'], ARRAY['technical_review', 'approval_routing'], ARRAY['approval_routing', 'jsc_approval'],
                 ARRAY[NULL, NULL]::text[], ARRAY['{}', '{}'])
-        WITH ORDINALITY AS e(task, actor, actor_name, type, action, from_state, to_state, comment, data, position)
+        WITH ORDINALITY AS e(task, peer, actor, actor_name, type, action, from_state, to_state, comment, data, position)
+    WHERE peer IS NULL OR EXISTS (SELECT 1 FROM tasks WHERE ref = peer)
     ORDER BY position
     RETURNING seq)
 SELECT pg_notify('pbc_events', max(seq)::text) FROM written;

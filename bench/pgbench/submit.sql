@@ -60,16 +60,25 @@ WITH kept AS (
 DELETE FROM portfolio WHERE task_id = :id::uuid AND id NOT IN (SELECT id FROM kept);
 WITH written AS (
     INSERT INTO events (task_id, actor, actor_name, type, action, from_state, to_state, comment, data)
-    SELECT task::uuid, actor::uuid, actor_name, type, action, from_state, to_state, comment, data::jsonb
-    FROM unnest(ARRAY[:id::text, :id::text, :id::text, :id::text], ARRAY[NULL, NULL, NULL, NULL]::text[], ARRAY['pgbench', 'pgbench', 'system', 'system'],
+    SELECT coalesce(task::uuid, (SELECT id FROM tasks WHERE ref = peer)), actor::uuid, actor_name, type, action, from_state, to_state,
+           comment, data::jsonb
+    FROM unnest(ARRAY[:id::text, :id::text, :id::text, :id::text], ARRAY[NULL, NULL, NULL, NULL]::text[], ARRAY[NULL, NULL, NULL, NULL]::text[],
+                ARRAY['pgbench', 'pgbench', 'system', 'system'],
                 ARRAY['task.created', 'task.transitioned', 'task.transitioned', 'task.transitioned'],
                 ARRAY[NULL, 'submit', 'screen', 'clear_screening'], ARRAY[NULL, 'draft', 'submitted', 'screening'],
                 ARRAY['draft', 'submitted', 'screening', 'technical_review'], ARRAY[NULL, NULL, NULL, NULL]::text[],
                 ARRAY['{"workflow":"pbf-project","workflowVersion":3}', '{}', '{}', '{}'])
-        WITH ORDINALITY AS e(task, actor, actor_name, type, action, from_state, to_state, comment, data, position)
+        WITH ORDINALITY AS e(task, peer, actor, actor_name, type, action, from_state, to_state, comment, data, position)
+    WHERE peer IS NULL OR EXISTS (SELECT 1 FROM tasks WHERE ref = peer)
     ORDER BY position
     RETURNING seq)
 SELECT pg_notify('pbc_events', max(seq)::text) FROM written;
-SELECT other_ref, score, reasons, status FROM task_overlaps WHERE task_id = :id::uuid
+SELECT other_ref, score, reasons, status FROM (
+    SELECT other_ref, score, reasons, status FROM task_overlaps WHERE task_id = :id::uuid
+    UNION ALL
+    SELECT s.ref, o.score, o.reasons, o.status
+    FROM task_overlaps o, LATERAL overlap_subject(o.id) s
+    WHERE o.other_ref = (SELECT ref FROM tasks WHERE id = :id::uuid)
+      AND NOT EXISTS (SELECT 1 FROM task_overlaps d WHERE d.task_id = :id::uuid AND d.other_ref = s.ref)) AS both_sides
 ORDER BY status = 'open' DESC, score DESC, other_ref;
 COMMIT;
