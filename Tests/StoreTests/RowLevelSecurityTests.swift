@@ -123,6 +123,15 @@ import TestSupport
             let refused = await #expect(throws: PostgresError.self, "\(sql.sql)") { _ = try await rows(h, scope: "agency", agency: "wfp", sql) }
             #expect(refused?.sqlState == "42501", "\(sql.sql)")  // insufficient_privilege: the policy's WITH CHECK
         }
+        // UNDP reads the overlap that WFP's screening stored against UNDP's task (sql/0009), and cannot change it.
+        #expect(try await strings(h, scope: "agency", agency: "undp", "SELECT status FROM task_overlaps WHERE other_ref = \(undps.ref)") == ["open"])
+        for sql: PostgresQuery in [
+            "UPDATE task_overlaps SET status = 'resolved' WHERE other_ref = \(undps.ref) RETURNING id",
+            "DELETE FROM task_overlaps WHERE other_ref = \(undps.ref) RETURNING id",
+        ] {
+            #expect(try await rows(h, scope: "agency", agency: "undp", sql).count == 0, "\(sql.sql)")
+        }
+        #expect(try await h.pool.query("SELECT status FROM task_overlaps WHERE other_ref = \(undps.ref)").map { try $0.decode(String.self, at: 0) } == ["open"])
         let after = try await h.pool.query("SELECT title, (SELECT count(*) FROM task_participants WHERE task_id = \(undps.id)) FROM tasks WHERE id = \(undps.id)").first!
         #expect(try after.decode(String.self, at: 0) == undps.record.title)
         #expect(try after.decode(Int.self, at: 1) == 1)
