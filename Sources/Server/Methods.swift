@@ -503,10 +503,11 @@ extension Methods {
     }
 
     struct OverlapListParams: MethodParams {
-        static let names: Set<String> = ["task", "status", "limit"]
+        static let names: Set<String> = ["task", "status", "limit", "cursor"]
         let task: String?
         let status: String?
         let limit: Int?
+        let cursor: UUID?
     }
 
     func overlapList(_ params: JSONValue?, _ principal: Principal) async throws -> JSONValue {
@@ -515,8 +516,11 @@ extension Methods {
             throw ParamsDecoder.invalid("status must be open or resolved", parameter: "status")
         }
         if let limit = list.limit, !(1...500).contains(limit) { throw ParamsDecoder.invalid("limit must be between 1 and 500", parameter: "limit") }
-        let views = try await tasks.listOverlaps(task: list.task, status: list.status ?? "open", limit: list.limit ?? 100, as: principal)
-        return .object(["items": .array(views.map(Wire.overlap)), "nextCursor": .null])
+        let page = try await tasks.listOverlaps(
+            task: list.task, status: list.status ?? "open", limit: list.limit ?? 100, cursor: list.cursor, as: principal)
+        return .object([
+            "items": .array(page.items.map(Wire.overlap)), "nextCursor": Wire.optional(page.nextCursor.map { $0.uuidString.lowercased() }),
+        ])
     }
 
     struct ResolveParams: MethodParams {

@@ -74,8 +74,12 @@ extension TaskStore {
     /// from the caller's side: an overlap stored on another agency's task
     /// that names the caller's task is shown as the caller's task against
     /// the other (and once, when both directions were found). With `task`,
-    /// that task's overlaps in both directions, the task first.
-    public func listOverlaps(task key: String?, status: String?, limit: Int, as principal: Principal) async throws -> [OverlapView] {
+    /// that task's overlaps in both directions, the task first. Pages in the
+    /// order overlaps were found; `cursor` is the last overlap of the page before.
+    public func listOverlaps(
+        task key: String?, status: String?, limit: Int, cursor: UUID? = nil, as principal: Principal
+    ) async throws -> (items: [OverlapView], nextCursor: UUID?) {
+        let limit = max(1, min(limit, 500))
         let restricted = principal.role == .liaison
         let task: StoredTask?
         if let key {
@@ -84,6 +88,9 @@ extension TaskStore {
             task = nil
         }
         return try await transaction(as: principal) { connection in
+            if let cursor, try await connection.query("SELECT 1 FROM task_overlaps WHERE id = \(cursor)").isEmpty {
+                throw StoreError.validation([FieldError("cursor", "no overlap \(cursor.uuidString.lowercased()) to continue after")])
+            }
             // `flipped`: the overlap is shown from its other side (`overlap_subject`
             // gives its own task as much as that side may see).
             let rows = try await connection.query("""
@@ -97,11 +104,12 @@ extension TaskStore {
                   AND (NOT \(restricted) OR pbc_sees_task(o.task_id) OR pbc_sees_task_ref(o.other_ref))
                   AND NOT (f.flipped AND EXISTS (
                       SELECT 1 FROM task_overlaps d JOIN tasks dt ON dt.id = d.task_id WHERE dt.ref = o.other_ref AND d.other_ref = s.ref))
+                  AND (\(cursor)::uuid IS NULL OR (o.detected_at, o.id) > (SELECT c.detected_at, c.id FROM task_overlaps c WHERE c.id = \(cursor)))
                 ORDER BY o.detected_at, o.id
-                LIMIT \(max(1, min(limit, 500)))
+                LIMIT \(limit + 1)
                 """)
             var views: [OverlapView] = []
-            for row in rows {
+            for row in rows.prefix(limit) {
                 let subject = OverlapView.OtherEntry(
                     ref: try row.decode(String.self, "ref"), kind: try row.decode(String.self, "kind"), title: try row.decode(String.self, "title"),
                     leadAgency: try row.decode(String.self, "agency"), country: try row.decode(String?.self, "country") ?? "",
@@ -121,7 +129,7 @@ extension TaskStore {
                     score: try row.decode(Double.self, "score"), reasons: try row.decode(PostgresJSONB.self, "reasons").decode([String].self),
                     status: try row.decode(String.self, "status"), resolution: try row.decode(String?.self, "resolution")))
             }
-            return views
+            return (views, rows.count > limit ? try rows[limit - 1].decode(UUID.self, "id") : nil)
         }
     }
 

@@ -16,11 +16,13 @@ struct OverlapsCommand: AsyncParsableCommand {
         @OptionGroup var client: ClientOptions
         @Option(help: "Only this task's overlaps.") var task: String?
         @Option(help: "open or resolved.") var status: String?
+        @Option(help: "At most this many (1 to 500; default 100).") var limit: Int?
 
         func run() async throws {
             var params: [String: JSONValue] = [:]
             if let task { params["task"] = .string(task) }
             if let status { params["status"] = .string(status) }
+            if let limit { params["limit"] = .integer(Int64(limit)) }
             try await client.withSession { rpc in
                 let result = try await rpc.call("overlap.list", params)
                 if client.json { return try ClientOptions.printJSON(result) }
@@ -33,6 +35,7 @@ struct OverlapsCommand: AsyncParsableCommand {
                     print("    \(other["title"]?.text ?? "") [\(other["leadAgency"]?.text ?? ""), \(other["country"]?.text ?? "")]")
                     if case .array(let reasons)? = item["reasons"] { for reason in reasons { print("    - \(reason.text)") } }
                 }
+                if result["nextCursor"] != .null { print("(more: narrow with --task or raise --limit)") }
             }
         }
     }

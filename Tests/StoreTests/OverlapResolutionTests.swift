@@ -14,7 +14,7 @@ import TestSupport
         similar.participants = [Participant(agency: "unwomen", role: .implementing)]
         let (second, _, _) = try await h.tasks.submit(similar, workflow: "pbf-project", idempotencyKey: "b", by: h.unicef)
         #expect(second.state == "deconfliction")
-        let overlap = try #require(try await h.tasks.listOverlaps(task: second.ref, status: "open", limit: 10, as: h.coordinator).first)
+        let overlap = try #require(try await h.tasks.listOverlaps(task: second.ref, status: "open", limit: 10, as: h.coordinator).items.first)
         return (first, second, overlap)
     }
 
@@ -35,7 +35,7 @@ import TestSupport
     @Test func liaisonsSeeEnoughOfTheOtherTaskToTalkAndNothingMore() async throws {
         let h = try await Harness("overlap_visibility")
         let (first, second, _) = try await twoOverlapping(h)
-        let seen = try await h.tasks.listOverlaps(task: second.ref, status: "open", limit: 10, as: h.unicef)
+        let seen = try await h.tasks.listOverlaps(task: second.ref, status: "open", limit: 10, as: h.unicef).items
         let other = try #require(seen.first?.other)
         #expect(other.ref == first.ref)
         #expect(other.title == first.record.title)
@@ -46,7 +46,7 @@ import TestSupport
         // The full task stays out of reach.
         await #expect(throws: StoreError.self) { _ = try await h.tasks.get(first.ref, as: h.wfp) }
         // A liaison of neither agency sees no overlap at all.
-        #expect(try await h.tasks.listOverlaps(task: nil, status: nil, limit: 10, as: h.wfp).isEmpty)
+        #expect(try await h.tasks.listOverlaps(task: nil, status: nil, limit: 10, as: h.wfp).items.isEmpty)
     }
 
     @Test func theAgencyThatSubmittedFirstLearnsOfALaterOverlappingProgram() async throws {
@@ -65,9 +65,9 @@ import TestSupport
         struct Detected: Decodable { let other: String }
         #expect(try detected.first?.data.decode(Detected.self).other == second.ref)
         // It sees the overlap from its side, and of WFP's task only enough to talk.
-        for view in [try await h.tasks.listOverlaps(task: nil, status: nil, limit: 10, as: h.undp),
-                     try await h.tasks.listOverlaps(task: first.ref, status: "open", limit: 10, as: h.undp),
-                     try await h.tasks.listOverlaps(task: first.ref, status: "open", limit: 10, as: h.coordinator)] {
+        for view in [try await h.tasks.listOverlaps(task: nil, status: nil, limit: 10, as: h.undp).items,
+                     try await h.tasks.listOverlaps(task: first.ref, status: "open", limit: 10, as: h.undp).items,
+                     try await h.tasks.listOverlaps(task: first.ref, status: "open", limit: 10, as: h.coordinator).items] {
             #expect(view.count == 1)
             #expect(view.first?.taskRef == first.ref)
             #expect(view.first?.other.ref == second.ref)
@@ -87,14 +87,40 @@ import TestSupport
         move.locations = ["Gitega"]
         _ = try await h.tasks.update(first.ref, expectedVersion: seen.version, changes: move, by: h.undp)
         #expect(try await h.pool.query("SELECT count(*) FROM task_overlaps").first!.decode(Int.self, at: 0) == 2)
-        #expect(try await h.tasks.listOverlaps(task: nil, status: nil, limit: 10, as: h.undp).map(\.taskRef) == [first.ref])
-        #expect(try await h.tasks.listOverlaps(task: nil, status: nil, limit: 10, as: h.wfp).map(\.taskRef) == [second.ref])
+        #expect(try await h.tasks.listOverlaps(task: nil, status: nil, limit: 10, as: h.undp).items.map(\.taskRef) == [first.ref])
+        #expect(try await h.tasks.listOverlaps(task: nil, status: nil, limit: 10, as: h.wfp).items.map(\.taskRef) == [second.ref])
         #expect(try await h.tasks.getWithOverlaps(first.ref, as: h.undp).overlaps.map(\.other) == [second.ref])
         // UNICEF takes part in UNDP's task, so it sees the pair from that side; an agency of neither sees nothing.
-        #expect(try await h.tasks.listOverlaps(task: nil, status: nil, limit: 10, as: h.unicef).map(\.taskRef) == [first.ref])
+        #expect(try await h.tasks.listOverlaps(task: nil, status: nil, limit: 10, as: h.unicef).items.map(\.taskRef) == [first.ref])
         let outsider = try await h.admin.addPrincipal(name: "ana (unwomen)", role: .liaison, agency: "unwomen")
-        #expect(try await h.tasks.listOverlaps(task: nil, status: nil, limit: 10, as: outsider).isEmpty)
+        #expect(try await h.tasks.listOverlaps(task: nil, status: nil, limit: 10, as: outsider).items.isEmpty)
         #expect(try await h.invariantViolations() == [])
+    }
+
+    @Test func overlapListsPageWithACursor() async throws {
+        let h = try await Harness("overlap_pages")
+        for index in 0..<5 {
+            _ = try await h.tasks.submit(
+                Harness.project(title: "Youth and women in local peace committees \(index)"), workflow: "pbf-project", idempotencyKey: "p\(index)",
+                by: h.undp)
+        }
+        let stored = try await h.pool.query("SELECT id FROM task_overlaps ORDER BY detected_at, id").map { try $0.decode(UUID.self, at: 0) }
+        #expect(stored.count == 10)  // each of the five overlaps every earlier one
+        var seen: [UUID] = []
+        var cursor: UUID?
+        var pages = 0
+        repeat {
+            let page = try await h.tasks.listOverlaps(task: nil, status: "open", limit: 3, cursor: cursor, as: h.coordinator)
+            seen += page.items.map(\.id)
+            cursor = page.nextCursor
+            pages += 1
+        } while cursor != nil
+        #expect(pages == 4)
+        #expect(seen == stored)
+        let unknown = await #expect(throws: StoreError.self) {
+            _ = try await h.tasks.listOverlaps(task: nil, status: nil, limit: 3, cursor: UUID(), as: h.coordinator)
+        }
+        #expect(unknown?.fieldErrors.first?.field == "cursor")
     }
 
     @Test func distinctDismissesAndResolvingTwiceIsAConflict() async throws {
@@ -140,7 +166,7 @@ import TestSupport
         _ = try await h.tasks.resolveOverlap(overlap.id, as: .sequence(task: second.ref, period: later), comment: nil, by: h.coordinator)
         let moved = try await h.tasks.get(second.ref, as: h.coordinator)
         #expect(moved.record.period == later)
-        #expect(try await h.tasks.listOverlaps(task: second.ref, status: "open", limit: 10, as: h.coordinator).isEmpty)
+        #expect(try await h.tasks.listOverlaps(task: second.ref, status: "open", limit: 10, as: h.coordinator).items.isEmpty)
         let bad = await #expect(throws: StoreError.self) {
             _ = try await h.tasks.resolveOverlap(overlap.id, as: .withdraw(task: "PBC-1999-000001"), comment: nil, by: h.coordinator)
         }
@@ -168,7 +194,7 @@ import TestSupport
         }
         #expect(outsider?.code == .validation)
         #expect(outsider?.fieldErrors.first?.reason == "wfp takes part in neither \(second.ref) nor \(first.ref); one of undp, unicef, unwomen leads")
-        #expect(try await h.tasks.listOverlaps(task: second.ref, status: "open", limit: 10, as: h.coordinator).map(\.id) == [overlap.id])
+        #expect(try await h.tasks.listOverlaps(task: second.ref, status: "open", limit: 10, as: h.coordinator).items.map(\.id) == [overlap.id])
         // UN Women, a participant of the second program, may lead both.
         let resolved = try await h.tasks.resolveOverlap(overlap.id, as: .coordinate(lead: "unwomen"), comment: nil, by: h.coordinator)
         #expect(resolved.resolution == "coordinate")
@@ -189,7 +215,7 @@ import TestSupport
         var move = TaskChanges()
         move.country = "BDI"
         let moved = try await h.tasks.update(other.ref, expectedVersion: other.version, changes: move, by: h.unicef)
-        let found = try await h.tasks.listOverlaps(task: moved.ref, status: "open", limit: 10, as: h.coordinator)
+        let found = try await h.tasks.listOverlaps(task: moved.ref, status: "open", limit: 10, as: h.coordinator).items
         #expect(found.map(\.other.ref) == [first.ref])
         #expect(try await h.tasks.history(moved.ref, as: h.coordinator).contains { $0.type == "overlap.detected" })
     }
@@ -216,7 +242,7 @@ import TestSupport
         }
         deconfliction = try await h.tasks.act(deconfliction.ref, action: "agree", expectedVersion: deconfliction.version, by: h.unicef)
         #expect(deconfliction.state == "coordinate")
-        let resolved = try await h.tasks.listOverlaps(task: second.ref, status: "resolved", limit: 10, as: h.coordinator)
+        let resolved = try await h.tasks.listOverlaps(task: second.ref, status: "resolved", limit: 10, as: h.coordinator).items
         #expect(resolved.map(\.resolution) == ["coordinate"])
         #expect(try await h.tasks.history(first.ref, as: h.coordinator).contains { $0.type == "overlap.resolved" })
         // A second case for the same overlap is refused: it is resolved.
@@ -245,6 +271,6 @@ import TestSupport
         #expect(refused?.fieldErrors.first?.field == "fields.survivor")
         // Nothing moved: the case waits for agreement, the overlap is open.
         #expect(try await h.tasks.get(deconfliction.ref, as: h.coordinator).state == "agreement_pending")
-        #expect(try await h.tasks.listOverlaps(task: nil, status: "open", limit: 10, as: h.coordinator).map(\.id).contains(overlap.id))
+        #expect(try await h.tasks.listOverlaps(task: nil, status: "open", limit: 10, as: h.coordinator).items.map(\.id).contains(overlap.id))
     }
 }

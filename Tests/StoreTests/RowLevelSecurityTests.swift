@@ -94,7 +94,7 @@ import TestSupport
         // What SPEC sections 4 and 7 allow WFP all the same: screening found UNDP's
         // program, and WFP's overlap names it with enough to talk.
         #expect(wfps.state == "deconfliction")
-        let overlaps = try await h.tasks.listOverlaps(task: wfps.ref, status: "open", limit: 10, as: h.wfp)
+        let overlaps = try await h.tasks.listOverlaps(task: wfps.ref, status: "open", limit: 10, as: h.wfp).items
         #expect(overlaps.map(\.other.ref) == [undps.ref])
         #expect(overlaps.first?.other.title == undps.record.title)
         #expect(overlaps.first?.other.leadAgency == "undp")
