@@ -73,7 +73,8 @@ extension TaskStore {
     /// Overlaps of the tasks `principal` may see, open ones by default, seen
     /// from the caller's side: an overlap stored on another agency's task
     /// that names the caller's task is shown as the caller's task against
-    /// the other (and once, when both directions were found). With `task`,
+    /// the other. A pair that both tasks' screenings found is listed once,
+    /// as first found. With `task`,
     /// that task's overlaps in both directions, the task first. Pages in the
     /// order overlaps were found; `cursor` is the last overlap of the page before.
     public func listOverlaps(
@@ -102,8 +103,9 @@ extension TaskStore {
                 WHERE (\(task?.id)::uuid IS NULL OR o.task_id = \(task?.id) OR o.other_ref = \(task?.ref))
                   AND (\(status)::text IS NULL OR o.status = \(status))
                   AND (NOT \(restricted) OR pbc_sees_task(o.task_id) OR pbc_sees_task_ref(o.other_ref))
-                  AND NOT (f.flipped AND EXISTS (
-                      SELECT 1 FROM task_overlaps d JOIN tasks dt ON dt.id = d.task_id WHERE dt.ref = o.other_ref AND d.other_ref = s.ref))
+                  AND NOT EXISTS (
+                      SELECT 1 FROM task_overlaps twin, LATERAL overlap_subject(twin.id) ts
+                      WHERE twin.other_ref = s.ref AND ts.ref = o.other_ref AND (twin.detected_at, twin.id) < (o.detected_at, o.id))
                   AND (\(cursor)::uuid IS NULL OR (o.detected_at, o.id) > (SELECT c.detected_at, c.id FROM task_overlaps c WHERE c.id = \(cursor)))
                 ORDER BY o.detected_at, o.id
                 LIMIT \(limit + 1)

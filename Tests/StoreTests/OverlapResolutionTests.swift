@@ -89,6 +89,8 @@ import TestSupport
         #expect(try await h.pool.query("SELECT count(*) FROM task_overlaps").first!.decode(Int.self, at: 0) == 2)
         #expect(try await h.tasks.listOverlaps(task: nil, status: nil, limit: 10, as: h.undp).items.map(\.taskRef) == [first.ref])
         #expect(try await h.tasks.listOverlaps(task: nil, status: nil, limit: 10, as: h.wfp).items.map(\.taskRef) == [second.ref])
+        #expect(try await h.tasks.listOverlaps(task: nil, status: nil, limit: 10, as: h.coordinator).items.map(\.taskRef) == [second.ref])
+        #expect(try await h.tasks.listOverlaps(task: first.ref, status: nil, limit: 10, as: h.coordinator).items.map(\.other.ref) == [second.ref])
         #expect(try await h.tasks.getWithOverlaps(first.ref, as: h.undp).overlaps.map(\.other) == [second.ref])
         // UNICEF takes part in UNDP's task, so it sees the pair from that side; an agency of neither sees nothing.
         #expect(try await h.tasks.listOverlaps(task: nil, status: nil, limit: 10, as: h.unicef).items.map(\.taskRef) == [first.ref])
