@@ -115,6 +115,38 @@ extension JSONValue {
         return events
     }
 
+    @Test func aLiaisonsStreamTellsOfALaterOverlappingSubmissionByAnotherAgency() async throws {
+        let server = try await ServerHarness.start("streams_other_side")
+        let undps = try await server.withSession("undp-liaison") { client in
+            try #require(try await client.call("task.submit", id: 1, params: ServerHarness.project(key: "first"))?["result"]?["task"]?["ref"]?.string)
+        }
+        try await server.withSession("undp-liaison") { watcher in
+            let subscribed = try await watcher.call("event.subscribe", id: 2, params: #"{"types":["overlap.detected"]}"#)
+            #expect(subscribed?["result"]?["subscription"]?.string == "s1")
+            // WFP, which takes no part in UNDP's program, submits much the same.
+            let wfps = try await server.withSession("wfp-liaison") { client in
+                let params = ServerHarness.project(key: "later", title: "Youth and women in local peace committees, Gitega")
+                    .replacingOccurrences(of: #""leadAgency":"undp","participants":[{"agency":"unicef","role":"implementing"}]"#, with: #""leadAgency":"wfp""#)
+                let submitted = try await client.call("task.submit", id: 1, params: params)
+                #expect(submitted?["result"]?["task"]?["state"]?.string == "deconfliction", "\(String(describing: submitted))")
+                return try #require(submitted?["result"]?["task"]?["ref"]?.string)
+            }
+            let event = try #require(try await Self.events(watcher, count: 1).first)
+            #expect(event["task"]?.string == undps)
+            #expect(event["data"]?["other"]?.string == wfps)
+            // Of WFP's task UNDP sees the overlap's side of it, and no more.
+            guard case .array(let items)? = try await watcher.call("overlap.list", id: 3, params: "{}")?["result"]?["items"] else {
+                Issue.record("overlap.list gave no items")
+                return
+            }
+            #expect(items.count == 1)
+            #expect(items.first?["task"]?.string == undps)
+            #expect(items.first?["other"]?["leadAgency"]?.string == "wfp")
+            #expect(try await watcher.call("task.get", id: 4, params: #"{"task":"\#(wfps)"}"#)?["error"]?["code"]?.int == -32004)
+        }
+        await server.stop()
+    }
+
     @Test func aSubscriberOnOneInstanceGetsEveryEventOfAnotherAndResumesExactlyAfterACut() async throws {
         let producer = try await ServerHarness.start("streams_2x")
         let watcher = try await producer.another()
