@@ -33,55 +33,71 @@ public struct PortfolioScan: Sendable {
         public var pairs: [Pair]
     }
 
-    /// The clusters, largest first; `country` (alpha-3 or alpha-2) narrows the scan.
-    public func scan(country: String? = nil) async throws -> [Cluster] {
+    /// The clusters, largest first; `country` (alpha-3 or alpha-2, any case)
+    /// narrows the scan. Every active entry is screened as a submission is
+    /// (`PortfolioScreener.findings`: the same candidates, bound and
+    /// scoring), a page of entries per transaction, and `progress` hears how
+    /// many of how many are done. Only overlaps are kept in memory, never
+    /// the candidates that fell short.
+    public func scan(country: String? = nil, progress: (_ done: Int, _ total: Int) -> Void = { _, _ in }) async throws -> [Cluster] {
         // An administrator's scan of every agency's portfolio.
-        let rows = try await pool.withTransaction(settings: Scope.all.settings) { connection in
-            try await connection.query("""
-                SELECT a.country, a.ref AS a_ref, a.title AS a_title, a.agency AS a_agency, a.kind AS a_kind, a.agencies AS a_agencies,
-                       a.sectors AS a_sectors, a.locations AS a_locations, lower(a.period) AS a_start, upper(a.period) - 1 AS a_end,
-                       a.external_ids AS a_ids,
-                       b.ref AS b_ref, b.title AS b_title, b.agency AS b_agency, b.kind AS b_kind, b.agencies AS b_agencies,
-                       b.sectors AS b_sectors, b.locations AS b_locations, lower(b.period) AS b_start, upper(b.period) - 1 AS b_end,
-                       b.external_ids AS b_ids, similarity(a.body, b.body) AS text
-                FROM portfolio a
-                JOIN portfolio b ON b.country = a.country AND b.id > a.id AND b.active AND b.ref <> a.ref
-                    AND b.period && daterange(lower(a.period) - \(configuration.toleranceDays)::int, upper(a.period) + \(configuration.toleranceDays)::int)
-                    AND (b.categories && a.categories OR b.locations && a.locations)
-                WHERE a.active AND (\(country)::text IS NULL OR a.country = \(country)
-                                    OR a.country = (SELECT code FROM countries WHERE alpha2 = \(country)))
-                """)
+        let (code, total) = try await pool.withTransaction(settings: Scope.all.settings) { connection -> (String?, Int) in
+            var code: String?
+            if let country {
+                guard let row = try await connection.query("SELECT code FROM countries WHERE code = upper(\(country)) OR alpha2 = upper(\(country))").first else {
+                    throw StoreError.validation([FieldError("country", "unknown country \(country)")])
+                }
+                code = try row.decode(String.self, at: 0)
+            }
+            let total = try await connection.query(
+                "SELECT count(*) FROM portfolio WHERE active AND (\(code)::text IS NULL OR country = \(code))").first!.decode(Int.self, at: 0)
+            return (code, total)
         }
         var members: [String: Member] = [:]
-        var pairsByCountry: [String: [Pair]] = [:]
-        for row in rows {
-            func entry(_ side: String) throws -> PortfolioEntry {
-                PortfolioEntry(
-                    ref: try row.decode(String.self, "\(side)_ref"), agency: try row.decode(String.self, "\(side)_agency"),
-                    agencies: Set(try row.decode([String].self, "\(side)_agencies")), country: try row.decode(String.self, "country"),
-                    sectors: Set(try row.decode([String].self, "\(side)_sectors")), locations: Set(try row.decode([String].self, "\(side)_locations")),
-                    period: Period(
-                        start: CalendarDate(iso: try row.decode(PostgresDate.self, "\(side)_start").iso)!,
-                        end: CalendarDate(iso: try row.decode(PostgresDate.self, "\(side)_end").iso)!),
-                    externalIDs: Set(try row.decode([String].self, "\(side)_ids")))
+        var pairsByCountry: [String: [String: Pair]] = [:]
+        var done = 0
+        var after: Int64 = 0
+        progress(0, total)
+        while true {
+            let last = try await pool.withTransaction(settings: Scope.all.settings) { connection -> Int64? in
+                let page = try await connection.query("""
+                    SELECT id, ref, country, kind, title, agency, agencies, sectors, locations, lower(period) AS start, upper(period) - 1 AS finish,
+                           external_ids, body
+                    FROM portfolio WHERE active AND (\(code)::text IS NULL OR country = \(code)) AND id > \(after)
+                    ORDER BY id LIMIT 200
+                    """)
+                for row in page {
+                    let ref = try row.decode(String.self, "ref")
+                    let entry = PortfolioEntry(
+                        ref: ref, agency: try row.decode(String.self, "agency"), agencies: Set(try row.decode([String].self, "agencies")),
+                        country: try row.decode(String.self, "country"), sectors: Set(try row.decode([String].self, "sectors")),
+                        locations: Set(try row.decode([String].self, "locations")),
+                        period: Period(
+                            start: CalendarDate(iso: try row.decode(PostgresDate.self, "start").iso)!,
+                            end: CalendarDate(iso: try row.decode(PostgresDate.self, "finish").iso)!),
+                        externalIDs: Set(try row.decode([String].self, "external_ids")))
+                    members[ref] = Member(
+                        ref: ref, title: try row.decode(String.self, "title"), agency: entry.agency, kind: try row.decode(String.self, "kind"))
+                    let findings = try await PortfolioScreener.findings(
+                        for: entry, text: try row.decode(String.self, "body"), on: connection, configuration: configuration)
+                    for finding in findings {
+                        // Each pair is found from both sides; it is kept once.
+                        let (first, second) = ref < finding.other ? (ref, finding.other) : (finding.other, ref)
+                        pairsByCountry[entry.country, default: [:]]["\(first) \(second)"] = pairsByCountry[entry.country]?["\(first) \(second)"]
+                            ?? Pair(first: first, second: second, score: finding.score, reasons: finding.reasons)
+                    }
+                    done += 1
+                    progress(done, total)
+                }
+                return page.isEmpty ? nil : try page[page.count - 1].decode(Int64.self, "id")
             }
-            let (a, b) = (try entry("a"), try entry("b"))
-            guard !OverlapScoring.isDuplicate(a, b) else { continue }
-            let (score, components) = OverlapScoring.score(a, b, textSimilarity: try row.decode(Double.self, "text"), configuration: configuration)
-            guard score >= configuration.threshold else { continue }
-            for side in ["a", "b"] {
-                let ref = try row.decode(String.self, "\(side)_ref")
-                members[ref] = Member(
-                    ref: ref, title: try row.decode(String.self, "\(side)_title"), agency: try row.decode(String.self, "\(side)_agency"),
-                    kind: try row.decode(String.self, "\(side)_kind"))
-            }
-            let (first, second) = a.ref < b.ref ? (a.ref, b.ref) : (b.ref, a.ref)
-            pairsByCountry[a.country, default: []].append(
-                Pair(first: first, second: second, score: (score * 1000).rounded() / 1000, reasons: OverlapScoring.reasons(components)))
+            guard let last else { break }
+            after = last
         }
         // Entries linked by overlaps form a cluster (union-find), per country.
         var clusters: [Cluster] = []
-        for (country, pairs) in pairsByCountry {
+        for (country, found) in pairsByCountry {
+            let pairs = Array(found.values)
             var parent: [String: String] = [:]
             func root(_ ref: String) -> String {
                 var node = ref

@@ -51,7 +51,11 @@ struct OverlapsCommand: AsyncParsableCommand {
         func run() async throws {
             let (country, json) = (country, json)
             let clusters = try await withPreparedPool(options) { pool, application in
-                try await PortfolioScan(pool: pool, configuration: try application.loadOverlapConfiguration()).scan(country: country)
+                let bar = ProgressBar()
+                defer { bar.finish() }
+                return try await PortfolioScan(pool: pool, configuration: try application.loadOverlapConfiguration()).scan(country: country) { done, total in
+                    bar.show("scanning", fraction: total > 0 ? Double(done) / Double(total) : 1, count: done, unit: "of \(total) entries")
+                }
             }
             if json { return try ClientOptions.printJSON(Self.json(clusters)) }
             if clusters.isEmpty {

@@ -82,7 +82,12 @@ struct ImportTests {
         let h = try await Harness("iati_scan")
         _ = try await ActivityImporter(pool: h.service).importIATI(files: [Self.ebola])
         let scan = PortfolioScan(pool: h.service, configuration: OverlapConfiguration())
-        let clusters = try await scan.scan()
+        var reported: [(done: Int, total: Int)] = []
+        let clusters = try await scan.scan { done, total in reported.append((done, total)) }
+        // Progress counts every active entry once, up to the total.
+        let active = try await h.pool.query("SELECT count(*) FROM portfolio WHERE active").first!.decode(Int.self, at: 0)
+        #expect(reported.map(\.done) == Array(0...active))
+        #expect(reported.allSatisfy { $0.total == active })
         let countries = Set(clusters.map(\.country))
         #expect(countries.isSuperset(of: ["LBR", "SLE"]), "\(countries)")
         let liberia = try #require(clusters.first { $0.country == "LBR" })
@@ -96,9 +101,11 @@ struct ImportTests {
                 #expect(Set(cluster.members.map(\.ref)).isSuperset(of: [pair.first, pair.second]))
             }
         }
-        let onlySierraLeone = try await scan.scan(country: "SL")
+        let onlySierraLeone = try await scan.scan(country: "sl")
         #expect(!onlySierraLeone.isEmpty)
         #expect(onlySierraLeone.allSatisfy { $0.country == "SLE" })
+        let unknown = await #expect(throws: StoreError.self) { _ = try await scan.scan(country: "XX") }
+        #expect(unknown?.fieldErrors.map(\.reason) == ["unknown country XX"])
     }
 
     @Test func whoDoesWhatWhereCountsAndSumsPerCurrency() async throws {
