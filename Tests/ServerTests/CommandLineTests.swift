@@ -75,12 +75,18 @@ import SystemPackage
         return try await Self.url(of: try await TestDatabase.createEmpty(label))
     }
 
-    /// A URL to a database of the throwaway cluster, as a separate `pbc` process connects to it.
-    static func url(of target: ConnectionTarget) async throws -> String? {
-        guard let (_, running) = try await TestDatabase.cluster() else { return nil }
+    /// The password the URLs below carry, set once for the run: two tests
+    /// altering the same role at once fail with "tuple concurrently updated".
+    static let password = Task {
         let admin = try await TestDatabase.connect(try await TestDatabase.adminTarget())
         try await admin.execute(unsafeSQL: "ALTER ROLE postgres PASSWORD 'cli-test'")
         await admin.close()
+    }
+
+    /// A URL to a database of the throwaway cluster, as a separate `pbc` process connects to it.
+    static func url(of target: ConnectionTarget) async throws -> String? {
+        guard let (_, running) = try await TestDatabase.cluster() else { return nil }
+        try await password.value
         let database = try await TestDatabase.connect(target)
         let name = try await database.query("SELECT current_database()").first!.decode(String.self, at: 0)
         await database.close()
