@@ -82,13 +82,14 @@ extension TaskStore {
     ) async throws -> (items: [OverlapView], nextCursor: UUID?) {
         let limit = max(1, min(limit, 500))
         let restricted = principal.role == .liaison
-        let task: StoredTask?
-        if let key {
-            task = try await get(key, as: principal)
-        } else {
-            task = nil
-        }
         return try await transaction(as: principal) { connection in
+            var task: StoredTask?
+            if let key {
+                guard let found = try await load(key, visibleTo: principal, forUpdate: false, on: connection) else {
+                    throw StoreError(.notFound, "no task \(key)")
+                }
+                task = found
+            }
             if let cursor, try await connection.query("SELECT 1 FROM task_overlaps WHERE id = \(cursor)").isEmpty {
                 throw StoreError.validation([FieldError("cursor", "no overlap \(cursor.uuidString.lowercased()) to continue after")])
             }
@@ -181,13 +182,15 @@ extension TaskStore {
             case .distinct:
                 break
             case .coordinate(let lead):
-                guard try await connection.query("SELECT 1 FROM agencies WHERE id = \(lead)").count == 1 else {
+                // A known agency, and one of the two programs' own, not a third party.
+                let lookup = try await connection.query("""
+                    SELECT EXISTS (SELECT 1 FROM agencies WHERE id = \(lead)),
+                           ARRAY(SELECT DISTINCT a FROM portfolio, unnest(agencies) AS a WHERE ref = ANY (\(pair)) ORDER BY a)
+                    """).first!
+                guard try lookup.decode(Bool.self, at: 0) else {
                     throw StoreError.validation([FieldError("leadAgency", "unknown agency \(lead)")])
                 }
-                // One of the two programs' own agencies leads both, not a third party.
-                let involved = try await connection.query(
-                    "SELECT DISTINCT a FROM portfolio, unnest(agencies) AS a WHERE ref = ANY (\(pair)) ORDER BY a"
-                ).map { try $0.decode(String.self, at: 0) }
+                let involved = try lookup.decode([String].self, at: 1)
                 guard involved.contains(lead) else {
                     throw StoreError.validation([FieldError(
                         "leadAgency", "\(lead) takes part in neither \(taskRef) nor \(otherRef); one of \(involved.joined(separator: ", ")) leads")])

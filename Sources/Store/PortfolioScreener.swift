@@ -35,11 +35,16 @@ public struct PortfolioScreener: Screener {
         String((title + " " + description).prefix(2000))
     }
 
+    /// The screening keys (`portfolio_keys`, sql/0005) a subject shares with its candidates: its categories and locations.
+    public static func keys(of subject: PortfolioEntry) -> [String] {
+        subject.categories.map { "c:\($0)" } + subject.locations.map { "l:\($0)" }
+    }
+
     /// Scored candidates at or above the threshold, highest first; duplicates left out.
     public static func findings(
         for subject: PortfolioEntry, text: String, on connection: PostgresConnection, configuration: OverlapConfiguration
     ) async throws -> [OverlapFinding] {
-        let keys = subject.categories.map { "c:\($0)" } + subject.locations.map { "l:\($0)" }
+        let keys = keys(of: subject)
         let weights = configuration.weights
         // `screening_candidates` (sql/0007) reads every agency's entries, which
         // a liaison's transaction may not, and returns what scoring needs. Rows

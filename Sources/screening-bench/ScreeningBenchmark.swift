@@ -132,7 +132,7 @@ struct ScreeningBenchmark {
 
     /// How many entries are candidates for a subject (SPEC section 4), untimed.
     static func candidates(of subject: PortfolioEntry, on connection: PostgresConnection, _ configuration: OverlapConfiguration) async throws -> Int {
-        let keys = subject.categories.map { "c:\($0)" } + subject.locations.map { "l:\($0)" }
+        let keys = PortfolioScreener.keys(of: subject)
         let tolerance = Int32(configuration.toleranceDays)
         return try await connection.query("""
             SELECT count(DISTINCT entry)::int FROM portfolio_keys
