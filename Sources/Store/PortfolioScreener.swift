@@ -19,6 +19,7 @@ public struct PortfolioScreener: Screener {
 
     public func screen(_ task: TaskRecord) async throws -> [OverlapFinding] {
         guard let subject = Self.entry(for: task, ref: subjectRef, country: task.country) else { return [] }
+        try await Self.lockKeys(of: subject, on: connection)
         return try await Self.findings(for: subject, text: Self.body(title: task.title, description: task.description), on: connection, configuration: configuration)
     }
 
@@ -38,6 +39,25 @@ public struct PortfolioScreener: Screener {
     /// The screening keys (`portfolio_keys`, sql/0005) a subject shares with its candidates: its categories and locations.
     public static func keys(of subject: PortfolioEntry) -> [String] {
         subject.categories.map { "c:\($0)" } + subject.locations.map { "l:\($0)" }
+    }
+
+    /// The class of the advisory locks on screening keys (`pg_advisory_xact_lock(class, key)`;
+    /// 7411 is the events' and the sweeper's).
+    static let keyLockClass: Int32 = 7412
+
+    /// Two screenings that could find each other share a country and a key.
+    /// Each holds a lock on its keys until its transaction ends, so the later
+    /// one searches after the earlier one's portfolio row is committed, and
+    /// sees it: of two programs submitted at the same moment, the later is
+    /// flagged, as if they had come an hour apart. Without the locks, each
+    /// search would run before the other commits and neither would be found.
+    /// The locks are taken in one order, by lock id, so that two screenings
+    /// never wait for each other in a cycle.
+    static func lockKeys(of subject: PortfolioEntry, on connection: PostgresConnection) async throws {
+        try await connection.query("""
+            SELECT pg_advisory_xact_lock(\(keyLockClass), id)
+            FROM (SELECT DISTINCT hashtext(\(subject.country) || ' ' || key) AS id FROM unnest(\(keys(of: subject))) AS key ORDER BY id) AS ids
+            """)
     }
 
     /// Scored candidates at or above the threshold, highest first; duplicates left out.

@@ -152,7 +152,7 @@ extension TaskStore {
                            OR EXISTS (SELECT 1 FROM task_participants p WHERE p.task_id = t.id AND p.agency = \(principal.agency)))
                     ORDER BY t.priority_rank, t.due_at, t.queued_at, t.id
                     LIMIT 1
-                    FOR UPDATE OF t SKIP LOCKED)
+                    FOR NO KEY UPDATE OF t SKIP LOCKED)
                 UPDATE tasks t SET assignee = \(principal.id), lease_id = gen_random_uuid(),
                     lease_expires_at = \(now.adding(lease)), version = t.version + 1, updated_at = now()
                 FROM next WHERE t.id = next.id
@@ -218,7 +218,7 @@ extension TaskStore {
             var to: Principal?
             if let toKey { to = try await worker(toKey, on: connection) }
             let rows = try await connection.query("""
-                SELECT id, ref FROM tasks WHERE assignee = \(from.id) ORDER BY length(ref), ref FOR UPDATE
+                SELECT id, ref FROM tasks WHERE assignee = \(from.id) ORDER BY length(ref), ref FOR NO KEY UPDATE
                 """)
             var moved: [String] = []
             for row in rows {
@@ -335,7 +335,7 @@ extension TaskStore {
 
             for row in try await connection.query("""
                 SELECT t.id, t.ref, h.name, t.lease_expires_at FROM tasks t JOIN principals h ON h.id = t.assignee
-                WHERE t.lease_expires_at <= \(now) ORDER BY t.lease_expires_at LIMIT \(limit) FOR UPDATE OF t SKIP LOCKED
+                WHERE t.lease_expires_at <= \(now) ORDER BY t.lease_expires_at LIMIT \(limit) FOR NO KEY UPDATE OF t SKIP LOCKED
                 """)
             {
                 let id = try row.decode(UUID.self, at: 0)
@@ -348,7 +348,7 @@ extension TaskStore {
 
             for row in try await connection.query("""
                 SELECT id, ref, workflow, workflow_version, state, due_at, priority, queue FROM tasks
-                WHERE due_at <= \(now) AND breached_at IS NULL ORDER BY due_at LIMIT \(limit) FOR UPDATE SKIP LOCKED
+                WHERE due_at <= \(now) AND breached_at IS NULL ORDER BY due_at LIMIT \(limit) FOR NO KEY UPDATE SKIP LOCKED
                 """)
             {
                 let id = try row.decode(UUID.self, at: 0)
@@ -380,7 +380,7 @@ extension TaskStore {
 
             for row in try await connection.query("""
                 SELECT id, ref, workflow, workflow_version, state, due_at FROM tasks
-                WHERE next_reminder_at <= \(now) ORDER BY next_reminder_at LIMIT \(limit) FOR UPDATE SKIP LOCKED
+                WHERE next_reminder_at <= \(now) ORDER BY next_reminder_at LIMIT \(limit) FOR NO KEY UPDATE SKIP LOCKED
                 """)
             {
                 let id = try row.decode(UUID.self, at: 0)

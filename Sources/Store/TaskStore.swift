@@ -423,7 +423,7 @@ public struct TaskStore: Sendable {
             WHERE (t.id = \(id) OR (\(id)::uuid IS NULL AND t.ref = \(key)))
               AND (NOT \(restricted) OR t.lead_agency = \(agency)
                    OR EXISTS (SELECT 1 FROM task_participants p WHERE p.task_id = t.id AND p.agency = \(agency)))
-            \(unsafeRaw: forUpdate ? "FOR UPDATE OF t" : "")
+            \(unsafeRaw: forUpdate ? "FOR NO KEY UPDATE OF t" : "")
             """)
         return try rows.first.map(Self.task(from:))
     }

@@ -87,6 +87,22 @@ struct NoOverlaps: Screener {
         #expect(try holders.first!.decode(Int.self, at: 0) == 0)
     }
 
+    /// A transaction that writes a row referring to a task (an event on it
+    /// from another task's screening, an overlap, a participant) holds a
+    /// key-share lock on the task's row until it commits. A claim must not
+    /// take that for "held by someone" and pass the task over.
+    @Test func aClaimIsNotPassedOverByAWriteThatRefersToTheTask() async throws {
+        let h = try await Harness("claim_referenced", screener: { _, _ in NoOverlaps() })
+        let task = try await submit(h, "Women mediators in Kailahun")
+        try await h.pool.withConnection { other in
+            try await other.execute(unsafeSQL: "BEGIN")
+            try await other.query("INSERT INTO task_participants (task_id, agency, role) VALUES (\(task.id), 'wfp', 'funding')")
+            let claimed = try await h.tasks.claim("pbso-review", lease: .seconds(600), by: h.coordinator)
+            try await other.execute(unsafeSQL: "ROLLBACK")
+            #expect(claimed?.ref == task.ref)
+        }
+    }
+
     @Test func anExpiredLeaseReturnsTheTaskAndItsHolderCannotActUnderIt() async throws {
         let h = try await Harness("lease_expiry", screener: { _, _ in NoOverlaps() })
         _ = try await submit(h, "Land dispute mediation in Kono")

@@ -18,7 +18,7 @@ WITH next AS (
            OR EXISTS (SELECT 1 FROM task_participants p WHERE p.task_id = t.id AND p.agency = 'pbso'))
     ORDER BY t.priority_rank, t.due_at, t.queued_at, t.id
     LIMIT 1
-    FOR UPDATE OF t SKIP LOCKED)
+    FOR NO KEY UPDATE OF t SKIP LOCKED)
 UPDATE tasks t SET assignee = (SELECT id FROM principals WHERE name = 'bench-coordinator'), lease_id = gen_random_uuid(),
     lease_expires_at = now() + interval '15 minutes', version = t.version + 1, updated_at = now()
 FROM next WHERE t.id = next.id
@@ -53,7 +53,7 @@ SELECT t.id, t.ref, t.workflow, t.workflow_version, t.state, t.version, t.title,
        (SELECT count(*) FROM task_overlaps o WHERE o.task_id = t.id AND o.status = 'open') AS open_overlaps
 FROM tasks t LEFT JOIN principals h ON h.id = t.assignee
 WHERE (t.id = NULL OR (NULL::uuid IS NULL AND t.ref = :task_ref::text)) AND (NOT false OR t.lead_agency = NULL)
-FOR UPDATE OF t;
+FOR NO KEY UPDATE OF t;
 UPDATE tasks SET state = 'jsc_approval', fields = '{"facility": "PRF", "genderMarker": 2}', version = version + 1,
     queue = 'jsc-approval', queued_at = now(), due_at = now() + interval '20 days',
     breached_at = NULL, next_reminder_at = NULL,

@@ -1,0 +1,67 @@
+import Coordination
+import Foundation
+import Postgres
+import Store
+import Synchronization
+import Testing
+import TestSupport
+
+/// Where screenings wait for each other: each arrives and waits, up to
+/// `patience`, until `expected` have arrived.
+final class Rendezvous: Sendable {
+    let arrived = Atomic<Int>(0)
+    let expected: Int
+    let patience: Duration
+
+    init(expected: Int, patience: Duration) {
+        self.expected = expected
+        self.patience = patience
+    }
+
+    func arrive() async throws {
+        arrived.add(1, ordering: .sequentiallyConsistent)
+        let deadline = ContinuousClock.now + patience
+        while arrived.load(ordering: .sequentiallyConsistent) < expected, ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(10))
+        }
+    }
+}
+
+/// The real screener, which then waits at the rendezvous: it holds each
+/// submission open between its search of the portfolio and its commit,
+/// where a simultaneous submission would slip past unseen.
+struct WaitingScreener: Screener {
+    let inner: any Screener
+    let rendezvous: Rendezvous
+
+    func screen(_ task: TaskRecord) async throws -> [OverlapFinding] {
+        let findings = try await inner.screen(task)
+        try await rendezvous.arrive()
+        return findings
+    }
+}
+
+@Suite struct ConcurrentScreeningTests {
+    /// UNDP and UNICEF submit the same program at the same moment. Each
+    /// submission's search runs before the other commits; unless they are
+    /// kept apart, neither sees the other and both go to review unflagged.
+    @Test func ofTwoSimultaneousSubmissionsOfOneProgramTheLaterIsFlagged() async throws {
+        let rendezvous = Rendezvous(expected: 2, patience: .seconds(3))
+        let configuration = OverlapConfiguration()
+        let h = try await Harness("overlap_simultaneous") { connection, ref in
+            WaitingScreener(inner: PortfolioScreener(connection: connection, configuration: configuration, subjectRef: ref), rendezvous: rendezvous)
+        }
+        var same = Harness.project()
+        same.leadAgency = "unicef"
+        same.participants = [Participant(agency: "undp", role: .implementing)]
+        async let first = h.tasks.submit(Harness.project(), workflow: "pbf-project", idempotencyKey: "a", by: h.undp)
+        async let second = h.tasks.submit(same, workflow: "pbf-project", idempotencyKey: "b", by: h.unicef)
+        let submitted = [try await first, try await second]
+        #expect(submitted.map(\.task.state).sorted() == ["deconfliction", "technical_review"])
+        let flagged = try #require(submitted.first { $0.task.state == "deconfliction" })
+        let other = try #require(submitted.first { $0.task.state == "technical_review" })
+        #expect(flagged.overlaps.map(\.other) == [other.task.ref])
+        // The one that went to review learns of it on its own task, as after any later submission.
+        #expect(try await h.tasks.getWithOverlaps(other.task.ref, as: h.coordinator).overlaps.map(\.other) == [flagged.task.ref])
+    }
+}
