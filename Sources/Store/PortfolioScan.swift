@@ -36,7 +36,8 @@ public struct PortfolioScan: Sendable {
     /// The clusters, largest first; `country` (alpha-3 or alpha-2, any case)
     /// narrows the scan. Every active entry is screened as a submission is
     /// (`PortfolioScreener.findings`: the same candidates, bound and
-    /// scoring), a page of entries per transaction, and `progress` hears how
+    /// scoring), against the entries after it, so that each pair is scored
+    /// once; a page of entries per transaction, and `progress` hears how
     /// many of how many are done. Only overlaps are kept in memory, never
     /// the candidates that fell short.
     public func scan(country: String? = nil, progress: (_ done: Int, _ total: Int) -> Void = { _, _ in }) async throws -> [Cluster] {
@@ -78,10 +79,12 @@ public struct PortfolioScan: Sendable {
                         externalIDs: Set(try row.decode([String].self, "external_ids")))
                     members[ref] = Member(
                         ref: ref, title: try row.decode(String.self, "title"), agency: entry.agency, kind: try row.decode(String.self, "kind"))
+                    // Each pair is met once: from the entry of the lower id.
                     let findings = try await PortfolioScreener.findings(
-                        for: entry, text: try row.decode(String.self, "body"), on: connection, configuration: configuration)
+                        for: entry, text: try row.decode(String.self, "body"), on: connection, configuration: configuration,
+                        after: try row.decode(Int64.self, "id"))
                     for finding in findings {
-                        // Each pair is found from both sides; it is kept once.
+                        // Two publishers may report one identifier: a pair of refs is kept once.
                         let (first, second) = ref < finding.other ? (ref, finding.other) : (finding.other, ref)
                         pairsByCountry[entry.country, default: [:]]["\(first) \(second)"] = pairsByCountry[entry.country]?["\(first) \(second)"]
                             ?? Pair(first: first, second: second, score: finding.score, reasons: finding.reasons)
@@ -115,7 +118,7 @@ public struct PortfolioScan: Sendable {
                 let refs = Set(groupPairs.flatMap { [$0.first, $0.second] })
                 clusters.append(Cluster(
                     country: country, members: refs.sorted().compactMap { members[$0] },
-                    pairs: groupPairs.sorted { ($0.score, $1.first) > ($1.score, $0.first) }))
+                    pairs: groupPairs.sorted { ($0.score, $1.first, $1.second) > ($1.score, $0.first, $0.second) }))
             }
         }
         return clusters.sorted { ($0.members.count, $1.country, $1.members.first?.ref ?? "") > ($1.members.count, $0.country, $0.members.first?.ref ?? "") }

@@ -60,13 +60,17 @@ public struct PortfolioScreener: Screener {
             """)
     }
 
-    /// Scored candidates at or above the threshold, highest first; duplicates left out.
+    /// Scored candidates at or above the threshold, highest first; duplicates
+    /// left out. With `after`, only entries of a higher portfolio id are
+    /// candidates: the portfolio scan, which screens every entry, so meets
+    /// each pair once.
     public static func findings(
-        for subject: PortfolioEntry, text: String, on connection: PostgresConnection, configuration: OverlapConfiguration
+        for subject: PortfolioEntry, text: String, on connection: PostgresConnection, configuration: OverlapConfiguration,
+        after entry: Int64 = 0
     ) async throws -> [OverlapFinding] {
         let keys = keys(of: subject)
         let weights = configuration.weights
-        // `screening_candidates` (sql/0007) reads every agency's entries, which
+        // `screening_candidates` (sql/0007, sql/0010) reads every agency's entries, which
         // a liaison's transaction may not, and returns what scoring needs. Rows
         // that cannot reach the threshold stay in the database: each is
         // shipped only if an upper bound of its score does (the period counted
@@ -78,7 +82,7 @@ public struct PortfolioScreener: Screener {
                 \(subject.ref), \(subject.country), \(keys), \(PostgresDate(iso: subject.period.start.iso)!), \(PostgresDate(iso: subject.period.end.iso)!),
                 \(Int32(configuration.toleranceDays)), \(Array(subject.sectors)), \(Array(subject.categories)), \(Array(subject.locations)),
                 \(Array(subject.agencies)), \(text), \(weights.sector), \(weights.period), \(weights.location), \(weights.text),
-                \(weights.participants), \(configuration.threshold))
+                \(weights.participants), \(configuration.threshold), \(entry))
             """)
         var findings: [OverlapFinding] = []
         for row in rows {

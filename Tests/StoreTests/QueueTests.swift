@@ -404,6 +404,48 @@ struct NoOverlaps: Screener {
         #expect(found > 0)  // the data makes overlaps, so the comparison means something
     }
 
+    /// The portfolio scan screens each entry against the entries after it
+    /// only, so that each pair is scored once. It reports exactly the pairs
+    /// that screening either entry against the whole portfolio finds, with
+    /// the same scores.
+    @Test func theScanReportsEveryPairThatScreeningEitherEntryFinds() async throws {
+        let h = try await Harness("screening_scan", screener: { _, _ in NoOverlaps() })
+        var random = SystemRandomNumberGenerator()
+        let words = ["dialogue", "youth", "women", "mediation", "land", "justice"]
+        var created: [StoredTask] = []
+        for _ in 0..<60 {
+            var task = Harness.project(title: (0..<3).map { _ in words.randomElement(using: &random)! }.joined(separator: " "))
+            task.country = "SLE"
+            task.leadAgency = ["undp", "unicef", "wfp"].randomElement(using: &random)!
+            task.participants = []
+            task.sectors = [["15220", "15210", "15130", "11220"].randomElement(using: &random)!]
+            task.locations = [["Kailahun", "Kenema", "Bo"].randomElement(using: &random)!]
+            let start = CalendarDate(iso: "2027-01-01")!.daysSinceEpoch + Int.random(in: 0...900, using: &random)
+            func date(_ days: Int) -> CalendarDate { CalendarDate(Date(timeIntervalSince1970: Double(days) * 86_400)) }
+            task.period = Period(start: date(start), end: date(start + Int.random(in: 90...500, using: &random)))
+            created.append(try await h.tasks.create(task, workflow: "pbf-project", by: h.coordinator))
+        }
+        struct Pair: Hashable { let first: String, second: String, score: Double }
+        var screened: Set<Pair> = []
+        for task in created {
+            let record = task.record
+            let subject = PortfolioEntry(
+                ref: task.ref, agency: record.leadAgency, agencies: record.agencies, country: "SLE", sectors: Set(record.sectors),
+                locations: Set(record.locations), period: record.period!, externalIDs: [])
+            let findings = try await h.pool.withConnection {
+                try await PortfolioScreener.findings(
+                    for: subject, text: record.title + " " + record.description, on: $0, configuration: OverlapConfiguration())
+            }
+            for finding in findings {
+                screened.insert(Pair(first: min(task.ref, finding.other), second: max(task.ref, finding.other), score: finding.score))
+            }
+        }
+        let clusters = try await PortfolioScan(pool: h.service, configuration: OverlapConfiguration()).scan()
+        let scanned = Set(clusters.flatMap(\.pairs).map { Pair(first: $0.first, second: $0.second, score: $0.score) })
+        #expect(scanned == screened)
+        #expect(screened.count > 10)  // the data makes overlaps, so the comparison means something
+    }
+
     /// Every candidate is examined, however many share the slice, and of more
     /// than 1,000 overlaps the 1,000 strongest are kept: the strongest of
     /// 6,001, written last, comes first. (Screening once looked at the first
