@@ -62,8 +62,8 @@ public struct PortfolioScreener: Screener {
 
     /// Scored candidates at or above the threshold, highest first; duplicates
     /// left out. With `after`, only entries of a higher portfolio id are
-    /// candidates: the portfolio scan, which screens every entry, so meets
-    /// each pair once.
+    /// candidates; the portfolio scan passes each entry's own id, so that it
+    /// meets each pair once.
     public static func findings(
         for subject: PortfolioEntry, text: String, on connection: PostgresConnection, configuration: OverlapConfiguration,
         after entry: Int64 = 0
