@@ -69,7 +69,9 @@ struct Submit: AsyncParsableCommand {
     @Option(name: .customLong("sector"), help: "A 5-digit purpose code; repeat for more.") var sectors: [String] = []
     @Option(help: "Start of the period, YYYY-MM-DD.") var start: String?
     @Option(help: "End of the period, YYYY-MM-DD.") var end: String?
-    @Option(help: "The amount, such as 1500000.00.") var budget: String?
+    // Unconditional, so that a negative amount reaches the server and is refused
+    // for what it is, not taken for an option ("missing value for --budget").
+    @Option(parsing: .unconditional, help: "The amount, such as 1500000.00.") var budget: String?
     @Option(help: "ISO 4217 code of the budget (default: USD).") var currency = "USD"
     @Option var priority: String?
     @Option(name: .customLong("field"), help: "A workflow field, NAME=VALUE; repeat for more.") var fields: [String] = []

@@ -212,6 +212,9 @@ import SystemPackage
         let invalid = try await pbc(["submit", "--title", "x", "--lead-agency", "undp", "--sector", "12"], server: server, as: "undp-liaison")
         #expect(invalid.status == .exited(2))
         #expect(invalid.error.contains("sectors[0]"))
+        let negative = try await pbc(["submit", "--title", "x", "--lead-agency", "undp", "--budget", "-5"], server: server, as: "undp-liaison")
+        #expect(negative.status == .exited(2))
+        #expect(negative.error.contains("budget.amount: must be a non-negative decimal"), "\(negative.error)")
         let usage = try await pbc(["act"], server: server, as: "undp-liaison")
         #expect(usage.status == .exited(64))
         let submitted = try await pbc(
