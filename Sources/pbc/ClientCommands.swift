@@ -72,7 +72,7 @@ struct Submit: AsyncParsableCommand {
     // Unconditional, so that a negative amount reaches the server and is refused
     // for what it is, not taken for an option ("missing value for --budget").
     @Option(parsing: .unconditional, help: "The amount, such as 1500000.00.") var budget: String?
-    @Option(help: "ISO 4217 code of the budget (default: USD).") var currency = "USD"
+    @Option(help: "ISO 4217 code of the budget.") var currency = "USD"
     @Option var priority: String?
     @Option(name: .customLong("field"), help: "A workflow field, NAME=VALUE; repeat for more.") var fields: [String] = []
     @Option(name: .customLong("idempotency-key"), help: "Makes a retry safe (default: a new one each run).") var idempotencyKey: String?

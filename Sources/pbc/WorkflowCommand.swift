@@ -15,7 +15,7 @@ struct WorkflowCommand: AsyncParsableCommand {
         @Argument(help: "Workflow files to check.")
         var files: [String] = []
 
-        @Option(name: .customLong("config-dir"), help: "Configuration directory (default: Config).")
+        @Option(name: .customLong("config-dir"), help: "Configuration directory.")
         var configDirectory = "Config"
 
         func run() async throws {
@@ -40,7 +40,7 @@ struct WorkflowCommand: AsyncParsableCommand {
         @Argument(help: "The workflow's name, such as pbf-project.")
         var name: String
 
-        @Option(name: .customLong("config-dir"), help: "Configuration directory (default: Config).")
+        @Option(name: .customLong("config-dir"), help: "Configuration directory.")
         var configDirectory = "Config"
 
         func run() async throws {
