@@ -74,10 +74,12 @@ enum Wire {
 
     static func overlap(_ overlap: StoredOverlap) -> JSONValue {
         .object([
+            "id": .string(overlap.id.uuidString.lowercased()),
             "other": .string(overlap.other),
             "score": .double(overlap.score),
             "reasons": .array(overlap.reasons.map(JSONValue.string)),
             "status": .string(overlap.status),
+            "resolution": optional(overlap.resolution),
         ])
     }
 

@@ -68,10 +68,14 @@ public struct TaskChanges: Sendable, Hashable {
 
 /// An overlap screening found for a task.
 public struct StoredOverlap: Sendable, Hashable {
+    /// What `overlap.resolve` takes.
+    public var id: UUID
     public var other: String
     public var score: Double
     public var reasons: [String]
     public var status: String
+    /// How it was resolved: `distinct`, `coordinate`, `merge`, `sequence` or `withdraw`.
+    public var resolution: String?
 }
 
 extension TaskStore {
@@ -235,18 +239,19 @@ extension TaskStore {
         // Found by its own screening, and by the screening of another task
         // that found it (`overlap_subject` names that task), each pair once.
         try await connection.query("""
-            SELECT other_ref, score, reasons, status FROM (
-                SELECT other_ref, score, reasons, status FROM task_overlaps WHERE task_id = \(task.id)
+            SELECT id, other_ref, score, reasons, status, resolution FROM (
+                SELECT id, other_ref, score, reasons, status, resolution FROM task_overlaps WHERE task_id = \(task.id)
                 UNION ALL
-                SELECT s.ref, o.score, o.reasons, o.status
+                SELECT o.id, s.ref, o.score, o.reasons, o.status, o.resolution
                 FROM task_overlaps o, LATERAL overlap_subject(o.id) s
                 WHERE o.other_ref = \(task.ref)
                   AND NOT EXISTS (SELECT 1 FROM task_overlaps d WHERE d.task_id = \(task.id) AND d.other_ref = s.ref)) AS both_sides
             ORDER BY status = 'open' DESC, score DESC, other_ref
             """).map { row in
             StoredOverlap(
-                other: try row.decode(String.self, at: 0), score: try row.decode(Double.self, at: 1),
-                reasons: try row.decode(PostgresJSONB.self, at: 2).decode([String].self), status: try row.decode(String.self, at: 3))
+                id: try row.decode(UUID.self, "id"), other: try row.decode(String.self, "other_ref"), score: try row.decode(Double.self, "score"),
+                reasons: try row.decode(PostgresJSONB.self, "reasons").decode([String].self), status: try row.decode(String.self, "status"),
+                resolution: try row.decode(String?.self, "resolution"))
         }
     }
 }

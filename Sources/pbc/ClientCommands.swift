@@ -47,8 +47,14 @@ func describeTask(_ task: JSONValue) -> String {
     if case .object(let fields)? = task["fields"], !fields.isEmpty {
         add("fields", fields.keys.sorted().map { "\($0)=\(fields[$0]!.text)" }.joined(separator: " "))
     }
-    if case .array(let overlaps)? = task["overlaps"], !overlaps.isEmpty {
-        add("overlaps", overlaps.map { "\($0["other"]?.text ?? "") (\($0["status"]?.text ?? ""))" }.joined(separator: ", "))
+    // One line each: the other entry, the score, and the id to resolve an open one by, or how it was resolved.
+    if case .array(let overlaps)? = task["overlaps"] {
+        for (index, overlap) in overlaps.enumerated() {
+            let state = overlap["status"]?.text == "open"
+                ? "open, overlap \(overlap["id"]?.text ?? "")"
+                : "\(overlap["status"]?.text ?? "") (\(overlap["resolution"]?.text ?? ""))"
+            add(index == 0 ? "overlaps" : "", "\(overlap["other"]?.text ?? "")  score \(overlap["score"]?.text ?? "")  \(state)")
+        }
     }
     if let allowed = task["allowedActions"] { add("you may", allowed.text.isEmpty ? "(nothing now)" : allowed.text) }
     return lines.joined(separator: "\n") + "\n"

@@ -149,6 +149,10 @@ import SystemPackage
         #expect(listed.output.contains("- sector 1.00: same sector 15220"))
         #expect(listed.output.contains("- location 1.00: shared locations: gitega"))
         let id = try #require(listed.output.split(separator: " ").first.map(String.init))
+        // A task shows each overlap with the id that resolves it.
+        let shown = try await pbc(["show", second], server: server, as: "coordinator")
+        #expect(shown.output.contains("overlaps   \(first)  score 0."), "\(shown.output)")
+        #expect(shown.output.contains("  open, overlap \(id)\n"), "\(shown.output)")
 
         // What a resolution needs is checked before anything is sent.
         let noLead = try await pbc(["resolve", id, "coordinate"], server: server, as: "coordinator")
@@ -170,6 +174,7 @@ import SystemPackage
         #expect(try await pbc(["overlaps"], server: server, as: "coordinator").output == "no open overlaps\n")
         let history = try await pbc(["show", second, "--history"], server: server, as: "unicef-liaison")
         #expect(history.output.contains("overlap.resolved"))
+        #expect(history.output.contains("  resolved (coordinate)\n"), "\(history.output)")
         await server.stop()
     }
 

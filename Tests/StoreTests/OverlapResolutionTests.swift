@@ -127,7 +127,13 @@ import TestSupport
 
     @Test func distinctDismissesAndResolvingTwiceIsAConflict() async throws {
         let h = try await Harness("overlap_distinct")
-        let (_, second, overlap) = try await twoOverlapping(h)
+        let (first, second, overlap) = try await twoOverlapping(h)
+        // Both tasks name the overlap by the id that resolves it.
+        for ref in [first.ref, second.ref] {
+            let shown = try await h.tasks.getWithOverlaps(ref, as: h.coordinator).overlaps
+            #expect(shown.map(\.id) == [overlap.id])
+            #expect(shown.map(\.resolution) == [nil])
+        }
         let liaison = await #expect(throws: StoreError.self) { _ = try await h.tasks.resolveOverlap(overlap.id, as: .distinct, comment: nil, by: h.unicef) }
         #expect(liaison?.code == .forbidden)
         let resolved = try await h.tasks.resolveOverlap(overlap.id, as: .distinct, comment: "Different target groups", by: h.coordinator)
@@ -135,6 +141,7 @@ import TestSupport
         #expect(resolved.resolution == "distinct")
         let twice = await #expect(throws: StoreError.self) { _ = try await h.tasks.resolveOverlap(overlap.id, as: .distinct, comment: nil, by: h.coordinator) }
         #expect(twice?.code == .conflict)
+        #expect(try await h.tasks.getWithOverlaps(first.ref, as: h.undp).overlaps.map(\.resolution) == ["distinct"])
         // With nothing open, deconfliction can be declared done.
         let current = try await h.tasks.get(second.ref, as: h.coordinator)
         let reviewed = try await h.tasks.act(second.ref, action: "deconflicted", expectedVersion: current.version, by: h.coordinator)
