@@ -60,6 +60,40 @@ func describeTask(_ task: JSONValue) -> String {
     return lines.joined(separator: "\n") + "\n"
 }
 
+/// What an event of a task's history says, in a few words: the step taken,
+/// the overlap and its other entry, what changed, how long a lease runs; then
+/// the comment.
+func describeEvent(_ event: JSONValue) -> String {
+    let data = event["data"] ?? .null
+    func value(_ key: String) -> String { data[key]?.text ?? "" }
+    var words: [String] = []
+    switch event["type"]?.text {
+    case "overlap.detected":
+        words = ["with \(value("other")), score \(value("score"))"]
+    case "overlap.resolved":
+        words = ["\(value("resolution")) with \(value("other"))"]
+        if !value("leadAgency").isEmpty { words.append("(\(value("leadAgency")) leads)") }
+        if !value("survivor").isEmpty { words.append("(\(value("survivor")) absorbs \(value("absorbed")))") }
+        if !value("period").isEmpty { words.append("(\(value("task")) moves to \(value("period")))") }
+        if value("resolution") == "withdraw" { words.append("(\(value("task")) withdrawn)") }
+    case "task.updated":
+        words = ["changed \(value("changed"))"]
+    case "task.claimed", "task.lease_renewed":
+        words = ["until \(value("leaseExpiresAt"))"]
+    case "task.assigned":
+        words = ["to \(value("assignee"))"]
+    case "task.released":
+        words = ["by \(value("holder"))"]
+    case "sla.breached":
+        words = value("escalatedTo").isEmpty ? ["priority \(value("priorityFrom")) → \(value("priorityTo"))"] : ["escalated to \(value("escalatedTo"))"]
+    default:
+        if let action = event["action"]?.text, !action.isEmpty { words.append(action) }
+        if let to = event["to"]?.text, !to.isEmpty { words.append("→ \(to)") }
+    }
+    if let comment = event["comment"]?.text, !comment.isEmpty { words.append(comment) }
+    return words.joined(separator: " ")
+}
+
 struct Submit: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Create and submit a task; it is screened and routed at once.")
 
@@ -127,11 +161,10 @@ struct Submit: AsyncParsableCommand {
         try await client.withSession { rpc in
             let result = try await rpc.call("task.submit", params)
             if client.json { return try ClientOptions.printJSON(result) }
-            guard let task = result["task"] else { return }
-            var text = describeTask(task)
-            if case .array(let overlaps)? = result["overlaps"], !overlaps.isEmpty {
-                text += "overlaps   " + overlaps.map { "\($0["other"]?.text ?? "") (score \($0["score"]?.text ?? ""))" }.joined(separator: ", ") + "\n"
-            }
+            // The overlaps come beside the task; shown as task.get's are.
+            guard case .object(var task)? = result["task"] else { return }
+            task["overlaps"] = result["overlaps"]
+            var text = describeTask(.object(task))
             if result["replayed"] == .bool(true) { text += "(already submitted with this key: nothing new was created)\n" }
             print(text, terminator: "")
         }
@@ -156,9 +189,7 @@ struct Show: AsyncParsableCommand {
             if case .array(let items)? = events?["items"] {
                 let rows = items.map { event in
                     [event["seq"]?.text ?? "", event["at"]?.text.prefix(19).description ?? "", event["actor"]?.text ?? "",
-                     event["type"]?.text ?? "",
-                     [event["action"]?.text ?? "", event["to"]?.text.isEmpty == false ? "→ \(event["to"]!.text)" : "", event["comment"]?.text ?? ""]
-                        .filter { !$0.isEmpty }.joined(separator: " ")]
+                     event["type"]?.text ?? "", describeEvent(event)]
                 }
                 print("\n" + table(["SEQ", "AT", "ACTOR", "EVENT", "DETAIL"], rows), terminator: "")
             }

@@ -131,17 +131,21 @@ import SystemPackage
 
     @Test func aCoordinatorSeesAndSettlesAnOverlapFromTheCommandLine() async throws {
         let server = try await ServerHarness.start("cli_overlaps")
-        func submit(_ title: String, lead: String, key: String) async throws -> String {
+        func submit(_ title: String, lead: String, key: String) async throws -> (ref: String, output: String) {
             let submitted = try await pbc(
                 ["submit", "--title", title, "--lead-agency", lead, "--country", "BDI", "--location", "Gitega", "--sector", "15220",
                  "--start", "2027-01-01", "--end", "2028-06-30", "--budget", "500000", "--field", "genderMarker=2", "--field", "facility=IRF",
                  "--idempotency-key", key],
                 server: server, as: "\(lead)-liaison")
             #expect(submitted.status == .exited(0), "\(submitted.error)")
-            return try #require(submitted.output.split(separator: " ").first.map(String.init))
+            return (try #require(submitted.output.split(separator: " ").first.map(String.init)), submitted.output)
         }
-        let first = try await submit("Youth and women in local peace committees", lead: "undp", key: "first")
-        let second = try await submit("Young women in Gitega local peace committees", lead: "unicef", key: "second")
+        let first = try await submit("Youth and women in local peace committees", lead: "undp", key: "first").ref
+        let second = try await submit("Young women in Gitega local peace committees", lead: "unicef", key: "second").ref
+        // Submitting again with the same key shows the first answer, overlap included.
+        let replayed = try await submit("Young women in Gitega local peace committees", lead: "unicef", key: "second").output
+        #expect(replayed.contains("overlaps   \(first)  score 0."), "\(replayed)")
+        #expect(replayed.contains("  open, overlap "), "\(replayed)")
 
         let listed = try await pbc(["overlaps"], server: server, as: "coordinator")
         #expect(listed.status == .exited(0), "\(listed.error)")
@@ -175,6 +179,8 @@ import SystemPackage
         let history = try await pbc(["show", second, "--history"], server: server, as: "unicef-liaison")
         #expect(history.output.contains("overlap.resolved"))
         #expect(history.output.contains("  resolved (coordinate)\n"), "\(history.output)")
+        #expect(history.output.contains("overlap.detected   with \(first), score 0."), "\(history.output)")
+        #expect(history.output.contains("overlap.resolved   coordinate with \(first) (undp leads) UNDP leads\n"), "\(history.output)")
         await server.stop()
     }
 
