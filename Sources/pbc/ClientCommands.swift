@@ -60,10 +60,11 @@ func describeTask(_ task: JSONValue) -> String {
     return lines.joined(separator: "\n") + "\n"
 }
 
-/// What an event of a task's history says, in a few words: the step taken,
-/// the overlap and its other entry, what changed, how long a lease runs; then
-/// the comment.
-func describeEvent(_ event: JSONValue) -> String {
+/// What an event says, in a few words, for `pbc show --history` and `pbc
+/// watch`: the overlap and its other entry, how it was resolved, what
+/// changed, until when a lease runs; for a step, the action, the states and
+/// the fields it set; then the comment.
+func eventSummary(_ event: JSONValue) -> String {
     let data = event["data"] ?? .null
     func value(_ key: String) -> String { data[key]?.text ?? "" }
     var words: [String] = []
@@ -88,9 +89,15 @@ func describeEvent(_ event: JSONValue) -> String {
         words = value("escalatedTo").isEmpty ? ["priority \(value("priorityFrom")) → \(value("priorityTo"))"] : ["escalated to \(value("escalatedTo"))"]
     default:
         if let action = event["action"]?.text, !action.isEmpty { words.append(action) }
-        if let to = event["to"]?.text, !to.isEmpty { words.append("→ \(to)") }
+        if let to = event["to"]?.text, !to.isEmpty {
+            let from = event["from"]?.text ?? ""
+            words.append(from.isEmpty ? "→ \(to)" : "\(from) → \(to)")
+        }
+        if case .object(let fields) = data, !fields.isEmpty {
+            words.append(fields.keys.sorted().map { "\($0)=\(fields[$0]!.text)" }.joined(separator: " "))
+        }
     }
-    if let comment = event["comment"]?.text, !comment.isEmpty { words.append(comment) }
+    if let comment = event["comment"]?.text, !comment.isEmpty { words.append("“\(comment)”") }
     return words.joined(separator: " ")
 }
 
@@ -189,7 +196,7 @@ struct Show: AsyncParsableCommand {
             if case .array(let items)? = events?["items"] {
                 let rows = items.map { event in
                     [event["seq"]?.text ?? "", event["at"]?.text.prefix(19).description ?? "", event["actor"]?.text ?? "",
-                     event["type"]?.text ?? "", describeEvent(event)]
+                     event["type"]?.text ?? "", eventSummary(event)]
                 }
                 print("\n" + table(["SEQ", "AT", "ACTOR", "EVENT", "DETAIL"], rows), terminator: "")
             }

@@ -163,8 +163,8 @@ struct Watch: AsyncParsableCommand {
                         case .notification(method: "event", let params):
                             let event = params["event"] ?? .null
                             // Straight to the file descriptor: a pipe reader sees each event as it comes.
-                            let line = client.json ? try ClientOptions.jsonLine(event) : describeEvent(event)
-                            FileHandle.standardOutput.write(Data((line + "\n").utf8))
+                            let text = client.json ? try ClientOptions.jsonLine(event) : line(event)
+                            FileHandle.standardOutput.write(Data((text + "\n").utf8))
                             if case .integer(let seq)? = event["seq"] { last = Int(seq) }
                             printed += 1
                             if let count, printed >= count { return }
@@ -188,15 +188,10 @@ struct Watch: AsyncParsableCommand {
         }
     }
 
-    func describeEvent(_ event: JSONValue) -> String {
-        var detail = [event["action"]?.text ?? ""]
-        if let from = event["from"]?.text, let to = event["to"]?.text, !to.isEmpty { detail.append(from.isEmpty ? "→ \(to)" : "\(from) → \(to)") }
-        if case .object(let data)? = event["data"], !data.isEmpty {
-            detail.append(data.keys.sorted().map { "\($0)=\(data[$0]!.text)" }.joined(separator: " "))
-        }
-        if let comment = event["comment"]?.text, !comment.isEmpty { detail.append("“\(comment)”") }
-        return [event["seq"]?.text ?? "", event["at"]?.text.prefix(19).description ?? "", event["task"]?.text ?? "-",
-                event["type"]?.text ?? "", event["actor"]?.text ?? "", detail.filter { !$0.isEmpty }.joined(separator: "  ")]
-            .joined(separator: "  ")
+    /// One line: seq, time, task, type, actor, and what the event says.
+    func line(_ event: JSONValue) -> String {
+        [event["seq"]?.text ?? "", event["at"]?.text.prefix(19).description ?? "", event["task"]?.text ?? "-",
+         event["type"]?.text ?? "", event["actor"]?.text ?? "", eventSummary(event)]
+            .filter { !$0.isEmpty }.joined(separator: "  ")
     }
 }
