@@ -168,15 +168,24 @@ extension TaskStore {
         _ id: UUID, _ resolution: Resolution, comment: String?, by principal: Principal, on connection: PostgresConnection
     ) async throws -> OverlapView {
         let rows = try await connection.query("""
-                SELECT o.status, o.other_ref, t.ref, t.id FROM task_overlaps o JOIN tasks t ON t.id = o.task_id WHERE o.id = \(id) FOR UPDATE OF o
+                SELECT o.other_ref, t.ref FROM task_overlaps o JOIN tasks t ON t.id = o.task_id WHERE o.id = \(id)
                 """)
             guard let row = rows.first else { throw StoreError(.notFound, "no overlap \(id.uuidString.lowercased())") }
-            guard try row.decode(String.self, at: 0) == "open" else {
+            let otherRef = try row.decode(String.self, at: 0)
+            let taskRef = try row.decode(String.self, at: 1)
+            let pair = [taskRef, otherRef]
+            // A pair found by both screenings has an overlap on each task, and
+            // both are resolved together: both are locked first, in one order,
+            // so that two resolutions of the pair from its two sides wait for
+            // each other instead of deadlocking at the UPDATE below.
+            let locked = try await connection.query("""
+                SELECT o.id, o.status FROM task_overlaps o JOIN tasks t ON t.id = o.task_id
+                WHERE (t.ref = \(taskRef) AND o.other_ref = \(otherRef)) OR (t.ref = \(otherRef) AND o.other_ref = \(taskRef))
+                ORDER BY o.id FOR UPDATE OF o
+                """)
+            guard try locked.contains(where: { try $0.decode(UUID.self, at: 0) == id && $0.decode(String.self, at: 1) == "open" }) else {
                 throw StoreError(.conflict, "overlap \(id.uuidString.lowercased()) is resolved already")
             }
-            let otherRef = try row.decode(String.self, at: 1)
-            let taskRef = try row.decode(String.self, at: 2)
-            let pair = [taskRef, otherRef]
             var data: [String: String] = [:]
             switch resolution {
             case .distinct:

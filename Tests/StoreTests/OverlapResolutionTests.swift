@@ -229,6 +229,38 @@ import TestSupport
         #expect(try await h.tasks.history(moved.ref, as: h.coordinator).contains { $0.type == "overlap.detected" })
     }
 
+    /// A pair found by both tasks' screenings has an overlap on each task.
+    /// Two coordinators resolving it at once, each from one side, get one
+    /// resolution, not two: the other is told the pair is resolved already.
+    @Test func aPairResolvedFromBothSidesAtOnceIsResolvedOnce() async throws {
+        let h = try await Harness("overlap_both_sides_race")
+        let (first, second, _) = try await twoOverlapping(h)
+        var later = TaskChanges()
+        later.period = Period(start: CalendarDate(iso: "2027-01-01")!, end: CalendarDate(iso: "2028-09-30")!)
+        _ = try await h.tasks.update(first.ref, expectedVersion: first.version, changes: later, by: h.undp)
+        let fromFirst = try #require(try await h.tasks.getWithOverlaps(first.ref, as: h.coordinator).overlaps.first)
+        let fromSecond = try #require(try await h.tasks.getWithOverlaps(second.ref, as: h.coordinator).overlaps.first)
+        #expect(fromFirst.id != fromSecond.id)
+        let colleague = try await h.admin.addPrincipal(name: "second coordinator", role: .coordinator, agency: "pbso")
+        func attempt(_ id: UUID, _ resolution: Resolution, by principal: Principal) async throws -> Result<OverlapView, StoreError> {
+            do { return .success(try await h.tasks.resolveOverlap(id, as: resolution, comment: nil, by: principal)) } catch let error as StoreError {
+                return .failure(error)
+            }
+        }
+        async let distinct = attempt(fromFirst.id, .distinct, by: h.coordinator)
+        async let coordinate = attempt(fromSecond.id, .coordinate(lead: "undp"), by: colleague)
+        let outcomes = [try await distinct, try await coordinate]
+        let won = outcomes.compactMap { try? $0.get() }
+        #expect(won.count == 1)
+        let refused: [StoreError] = outcomes.compactMap { if case .failure(let error) = $0 { error } else { nil } }
+        #expect(refused.map(\.message).allSatisfy { $0.hasSuffix("is resolved already") }, "\(refused.map(\.message))")
+        #expect(refused.map(\.code) == [.conflict])
+        let resolutions = try await h.pool.query("SELECT DISTINCT resolution FROM task_overlaps").map { try $0.decode(String?.self, at: 0) }
+        #expect(resolutions == [won.first?.resolution])
+        let resolvedEvents = try await h.pool.query("SELECT count(*) FROM events WHERE type = 'overlap.resolved'").first!.decode(Int.self, at: 0)
+        #expect(resolvedEvents == 2)  // one on each task, from the one resolution
+    }
+
     @Test func aDeconflictionCaseCarriesTheOverlapToTheAgreedResolution() async throws {
         let h = try await Harness("overlap_case")
         let (first, second, overlap) = try await twoOverlapping(h)
