@@ -167,110 +167,117 @@ extension TaskStore {
     func applyResolution(
         _ id: UUID, _ resolution: Resolution, comment: String?, by principal: Principal, on connection: PostgresConnection
     ) async throws -> OverlapView {
-        let rows = try await connection.query("""
-                SELECT o.other_ref, t.ref FROM task_overlaps o JOIN tasks t ON t.id = o.task_id WHERE o.id = \(id)
-                """)
-            guard let row = rows.first else { throw StoreError(.notFound, "no overlap \(id.uuidString.lowercased())") }
-            let otherRef = try row.decode(String.self, at: 0)
-            let taskRef = try row.decode(String.self, at: 1)
-            let pair = [taskRef, otherRef]
-            // A pair found by both screenings has an overlap on each task, and
-            // both are resolved together: both are locked first, in one order,
-            // so that two resolutions of the pair from its two sides wait for
-            // each other instead of deadlocking at the UPDATE below.
-            let locked = try await connection.query("""
-                SELECT o.id, o.status FROM task_overlaps o JOIN tasks t ON t.id = o.task_id
-                WHERE (t.ref = \(taskRef) AND o.other_ref = \(otherRef)) OR (t.ref = \(otherRef) AND o.other_ref = \(taskRef))
-                ORDER BY o.id FOR UPDATE OF o
-                """)
-            guard try locked.contains(where: { try $0.decode(UUID.self, at: 0) == id && $0.decode(String.self, at: 1) == "open" }) else {
-                throw StoreError(.conflict, "overlap \(id.uuidString.lowercased()) is resolved already")
+        guard let (taskRef, otherRef, statuses) = try await lockPair(of: id, on: connection) else {
+            throw StoreError(.notFound, "no overlap \(id.uuidString.lowercased())")
+        }
+        guard statuses[id] == "open" else { throw StoreError(.conflict, "overlap \(id.uuidString.lowercased()) is resolved already") }
+        let pair = [taskRef, otherRef]
+        var data: [String: String] = [:]
+        switch resolution {
+        case .distinct:
+            break
+        case .coordinate(let lead):
+            // A known agency, and one of the two programs' own, not a third party.
+            let lookup = try await connection.query("""
+                SELECT EXISTS (SELECT 1 FROM agencies WHERE id = \(lead)),
+                       ARRAY(SELECT DISTINCT a FROM portfolio, unnest(agencies) AS a WHERE ref = ANY (\(pair)) ORDER BY a)
+                """).first!
+            guard try lookup.decode(Bool.self, at: 0) else {
+                throw StoreError.validation([FieldError("leadAgency", "unknown agency \(lead)")])
             }
-            var data: [String: String] = [:]
-            switch resolution {
-            case .distinct:
-                break
-            case .coordinate(let lead):
-                // A known agency, and one of the two programs' own, not a third party.
-                let lookup = try await connection.query("""
-                    SELECT EXISTS (SELECT 1 FROM agencies WHERE id = \(lead)),
-                           ARRAY(SELECT DISTINCT a FROM portfolio, unnest(agencies) AS a WHERE ref = ANY (\(pair)) ORDER BY a)
-                    """).first!
-                guard try lookup.decode(Bool.self, at: 0) else {
-                    throw StoreError.validation([FieldError("leadAgency", "unknown agency \(lead)")])
-                }
-                let involved = try lookup.decode([String].self, at: 1)
-                guard involved.contains(lead) else {
-                    throw StoreError.validation([FieldError(
-                        "leadAgency", "\(lead) takes part in neither \(taskRef) nor \(otherRef); one of \(involved.joined(separator: ", ")) leads")])
-                }
-                data["leadAgency"] = lead
-            case .merge(let survivor):
-                guard pair.contains(survivor) else {
-                    throw StoreError.validation([FieldError("survivor", "must be \(taskRef) or \(otherRef)")])
-                }
-                let absorbed = survivor == taskRef ? otherRef : taskRef
-                guard let from = try await load(absorbed, visibleTo: nil, forUpdate: true, on: connection),
-                    let into = try await load(survivor, visibleTo: nil, forUpdate: true, on: connection)
-                else { throw StoreError.validation([FieldError("survivor", "both sides of a merge must be tasks")]) }
-                let moved = Set(from.record.participants + [Participant(agency: from.record.leadAgency, role: .implementing)])
-                    .filter { !into.record.participants.contains($0) && $0.agency != into.record.leadAgency }
-                for participant in moved.sorted(by: { ($0.agency, $0.role.rawValue) < ($1.agency, $1.role.rawValue) }) {
-                    try await connection.query(
-                        "INSERT INTO task_participants (task_id, agency, role) VALUES (\(into.id), \(participant.agency), \(participant.role.rawValue)) ON CONFLICT DO NOTHING")
-                }
-                try await end(from, as: "merged", action: "merge", comment: comment, by: principal, on: connection)
-                try await bump(into, event: "task.updated", data: ["changed": "participants", "absorbed": absorbed], by: principal, on: connection)
-                data["survivor"] = survivor
-                data["absorbed"] = absorbed
-            case .sequence(let ref, let period):
-                guard pair.contains(ref), var task = try await load(ref, visibleTo: nil, forUpdate: true, on: connection) else {
-                    throw StoreError.validation([FieldError("task", "must be the task \(taskRef)\(otherRef.hasPrefix("PBC-") ? " or \(otherRef)" : "")")])
-                }
-                guard period.start <= period.end else { throw StoreError.validation([FieldError("period", "end is before start")]) }
-                try await connection.query("""
-                    UPDATE tasks SET period_start = \(PostgresDate(iso: period.start.iso)!), period_end = \(PostgresDate(iso: period.end.iso)!),
-                        version = version + 1, updated_at = now() WHERE id = \(task.id)
-                    """)
-                task.record.period = period
-                try recordEvent(PendingEvents.Event(task: task.id, actor: principal, type: "task.updated", data: #"{"changed":["period"]}"#))
-                task = try await load(task.id.uuidString, visibleTo: nil, forUpdate: false, on: connection)!
-                try await PortfolioScreener.record(task, on: connection)
-                try await rescreen(task, excluding: pair, on: connection)
-                data["task"] = ref
-                data["period"] = "\(period.start.iso)/\(period.end.iso)"
-            case .withdraw(let ref):
-                guard pair.contains(ref), let task = try await load(ref, visibleTo: nil, forUpdate: true, on: connection) else {
-                    throw StoreError.validation([FieldError("task", "must be the task \(taskRef)\(otherRef.hasPrefix("PBC-") ? " or \(otherRef)" : "")")])
-                }
-                try await end(task, as: "withdrawn", action: "withdraw", comment: comment, by: principal, on: connection)
-                data["task"] = ref
+            let involved = try lookup.decode([String].self, at: 1)
+            guard involved.contains(lead) else {
+                throw StoreError.validation([FieldError(
+                    "leadAgency", "\(lead) takes part in neither \(taskRef) nor \(otherRef); one of \(involved.joined(separator: ", ")) leads")])
             }
-            let resolutionData = try PostgresJSONB(encoding: data)
-            // Both directions of the pair are resolved together.
+            data["leadAgency"] = lead
+        case .merge(let survivor):
+            guard pair.contains(survivor) else {
+                throw StoreError.validation([FieldError("survivor", "must be \(taskRef) or \(otherRef)")])
+            }
+            let absorbed = survivor == taskRef ? otherRef : taskRef
+            guard let from = try await load(absorbed, visibleTo: nil, forUpdate: true, on: connection),
+                let into = try await load(survivor, visibleTo: nil, forUpdate: true, on: connection)
+            else { throw StoreError.validation([FieldError("survivor", "both sides of a merge must be tasks")]) }
+            let moved = Set(from.record.participants + [Participant(agency: from.record.leadAgency, role: .implementing)])
+                .filter { !into.record.participants.contains($0) && $0.agency != into.record.leadAgency }
+            for participant in moved.sorted(by: { ($0.agency, $0.role.rawValue) < ($1.agency, $1.role.rawValue) }) {
+                try await connection.query(
+                    "INSERT INTO task_participants (task_id, agency, role) VALUES (\(into.id), \(participant.agency), \(participant.role.rawValue)) ON CONFLICT DO NOTHING")
+            }
+            try await end(from, as: "merged", action: "merge", comment: comment, by: principal, on: connection)
+            try await bump(into, event: "task.updated", data: ["changed": "participants", "absorbed": absorbed], by: principal, on: connection)
+            data["survivor"] = survivor
+            data["absorbed"] = absorbed
+        case .sequence(let ref, let period):
+            guard pair.contains(ref), var task = try await load(ref, visibleTo: nil, forUpdate: true, on: connection) else {
+                throw StoreError.validation([FieldError("task", "must be the task \(taskRef)\(otherRef.hasPrefix("PBC-") ? " or \(otherRef)" : "")")])
+            }
+            guard period.start <= period.end else { throw StoreError.validation([FieldError("period", "end is before start")]) }
             try await connection.query("""
-                UPDATE task_overlaps o SET status = 'resolved', resolution = \(resolution.name), resolution_data = \(resolutionData),
-                    resolved_by = \(principal.id), resolved_at = now()
-                FROM tasks t
-                WHERE t.id = o.task_id AND o.status = 'open'
-                  AND ((t.ref = \(taskRef) AND o.other_ref = \(otherRef)) OR (t.ref = \(otherRef) AND o.other_ref = \(taskRef)))
+                UPDATE tasks SET period_start = \(PostgresDate(iso: period.start.iso)!), period_end = \(PostgresDate(iso: period.end.iso)!),
+                    version = version + 1, updated_at = now() WHERE id = \(task.id)
                 """)
-            for row in try await connection.query("SELECT id, ref FROM tasks WHERE ref = ANY (\(pair)) ORDER BY ref") {
-                var resolved = data
-                resolved["overlap"] = id.uuidString.lowercased()
-                resolved["resolution"] = resolution.name
-                resolved["other"] = try row.decode(String.self, at: 1) == taskRef ? otherRef : taskRef
-                try recordEvent(PendingEvents.Event(
-                    task: try row.decode(UUID.self, at: 0), actor: principal, type: "overlap.resolved", comment: comment,
-                    data: try Self.json(resolved)))
+            task.record.period = period
+            try recordEvent(PendingEvents.Event(task: task.id, actor: principal, type: "task.updated", data: #"{"changed":["period"]}"#))
+            task = try await load(task.id.uuidString, visibleTo: nil, forUpdate: false, on: connection)!
+            try await PortfolioScreener.record(task, on: connection)
+            try await rescreen(task, excluding: pair, on: connection)
+            data["task"] = ref
+            data["period"] = "\(period.start.iso)/\(period.end.iso)"
+        case .withdraw(let ref):
+            guard pair.contains(ref), let task = try await load(ref, visibleTo: nil, forUpdate: true, on: connection) else {
+                throw StoreError.validation([FieldError("task", "must be the task \(taskRef)\(otherRef.hasPrefix("PBC-") ? " or \(otherRef)" : "")")])
             }
-            let views = try await connection.query("SELECT o.score, o.reasons, t.country FROM task_overlaps o JOIN tasks t ON t.id = o.task_id WHERE o.id = \(id)")
-            let view = views.first!
-            let other = try await otherEntry(otherRef, country: try view.decode(String?.self, at: 2) ?? "", on: connection)
-                ?? OverlapView.OtherEntry(ref: otherRef, kind: "unknown", title: "", leadAgency: "", country: "", sectors: [], start: "", end: "")
-            return OverlapView(
-                id: id, taskRef: taskRef, other: other, score: try view.decode(Double.self, at: 0),
-                reasons: try view.decode(PostgresJSONB.self, at: 1).decode([String].self), status: "resolved", resolution: resolution.name)
+            try await end(task, as: "withdrawn", action: "withdraw", comment: comment, by: principal, on: connection)
+            data["task"] = ref
+        }
+        let resolutionData = try PostgresJSONB(encoding: data)
+        // Both directions of the pair are resolved together.
+        try await connection.query("""
+            UPDATE task_overlaps o SET status = 'resolved', resolution = \(resolution.name), resolution_data = \(resolutionData),
+                resolved_by = \(principal.id), resolved_at = now()
+            FROM tasks t
+            WHERE t.id = o.task_id AND o.status = 'open'
+              AND ((t.ref = \(taskRef) AND o.other_ref = \(otherRef)) OR (t.ref = \(otherRef) AND o.other_ref = \(taskRef)))
+            """)
+        for row in try await connection.query("SELECT id, ref FROM tasks WHERE ref = ANY (\(pair)) ORDER BY ref") {
+            var resolved = data
+            resolved["overlap"] = id.uuidString.lowercased()
+            resolved["resolution"] = resolution.name
+            resolved["other"] = try row.decode(String.self, at: 1) == taskRef ? otherRef : taskRef
+            try recordEvent(PendingEvents.Event(
+                task: try row.decode(UUID.self, at: 0), actor: principal, type: "overlap.resolved", comment: comment,
+                data: try Self.json(resolved)))
+        }
+        let views = try await connection.query("SELECT o.score, o.reasons, t.country FROM task_overlaps o JOIN tasks t ON t.id = o.task_id WHERE o.id = \(id)")
+        let view = views.first!
+        let other = try await otherEntry(otherRef, country: try view.decode(String?.self, at: 2) ?? "", on: connection)
+            ?? OverlapView.OtherEntry(ref: otherRef, kind: "unknown", title: "", leadAgency: "", country: "", sectors: [], start: "", end: "")
+        return OverlapView(
+            id: id, taskRef: taskRef, other: other, score: try view.decode(Double.self, at: 0),
+            reasons: try view.decode(PostgresJSONB.self, at: 1).decode([String].self), status: "resolved", resolution: resolution.name)
+    }
+
+    /// The pair an overlap belongs to, with the status of each of its
+    /// directions (a pair found by both tasks' screenings has an overlap on
+    /// each task), both locked until the transaction ends; nil when no
+    /// overlap has this id. Resolutions and cases act on the pair, so both
+    /// rows are locked, in id order: two transactions on one pair, each from
+    /// one side, wait for each other instead of deadlocking.
+    func lockPair(of id: UUID, on connection: PostgresConnection) async throws -> (taskRef: String, otherRef: String, statuses: [UUID: String])? {
+        guard let row = try await connection.query(
+            "SELECT t.ref, o.other_ref FROM task_overlaps o JOIN tasks t ON t.id = o.task_id WHERE o.id = \(id)").first
+        else { return nil }
+        let (taskRef, otherRef) = (try row.decode(String.self, at: 0), try row.decode(String.self, at: 1))
+        let locked = try await connection.query("""
+            SELECT o.id, o.status FROM task_overlaps o JOIN tasks t ON t.id = o.task_id
+            WHERE (t.ref = \(taskRef) AND o.other_ref = \(otherRef)) OR (t.ref = \(otherRef) AND o.other_ref = \(taskRef))
+            ORDER BY o.id FOR UPDATE OF o
+            """)
+        var statuses: [UUID: String] = [:]
+        for row in locked { statuses[try row.decode(UUID.self, at: 0)] = try row.decode(String.self, at: 1) }
+        return (taskRef, otherRef, statuses)
     }
 
     /// The workflow that carries an overlap the agencies must agree on.
@@ -282,16 +289,28 @@ extension TaskStore {
         guard case .string(let text)? = task.fields["overlap"], let id = UUID(uuidString: text) else {
             throw StoreError.validation([FieldError("fields.overlap", "a deconfliction case names the id of an open overlap")])
         }
-        let rows = try await connection.query("""
-            SELECT o.status, t.lead_agency, p.agency
-            FROM task_overlaps o JOIN tasks t ON t.id = o.task_id LEFT JOIN LATERAL overlap_peer(o.other_ref, t.country) p ON true
-            WHERE o.id = \(id) LIMIT 1
-            """)
-        guard let row = rows.first else { throw StoreError.validation([FieldError("fields.overlap", "no overlap \(text)")]) }
-        guard try row.decode(String.self, at: 0) == "open" else {
-            throw StoreError(.conflict, "overlap \(text) is resolved already")
+        guard let (_, _, statuses) = try await lockPair(of: id, on: connection) else {
+            throw StoreError.validation([FieldError("fields.overlap", "no overlap \(text)")])
         }
-        let agencies = [try row.decode(String.self, at: 1), try row.decode(String?.self, at: 2)].compactMap { $0 }
+        guard statuses[id] == "open" else { throw StoreError(.conflict, "overlap \(text) is resolved already") }
+        // One case at a time for a pair: a second would end stuck, its
+        // resolution refused as made already. The pair is locked, so two
+        // coordinators opening cases at once see each other's.
+        let ended = Array(Set(workflows.all.filter { $0.name == Self.caseWorkflow }.flatMap { $0.states.filter { $0.kind == .terminal }.map(\.name) }))
+        if let open = try await connection.query("""
+            SELECT ref FROM tasks
+            WHERE workflow = \(Self.caseWorkflow) AND state <> ALL (\(ended)) AND lower(fields->>'overlap') = ANY (\(statuses.keys.map { $0.uuidString.lowercased() }))
+            LIMIT 1
+            """).first {
+            throw StoreError(.conflict, "overlap \(text) has an open deconfliction case already: \(try open.decode(String.self, at: 0))")
+        }
+        let rows = try await connection.query("""
+            SELECT t.lead_agency, p.agency
+            FROM task_overlaps o JOIN tasks t ON t.id = o.task_id LEFT JOIN LATERAL overlap_peer(o.other_ref, t.country) p ON true
+            WHERE o.id = \(id)
+            """)
+        let row = rows.first!
+        let agencies = [try row.decode(String.self, at: 0), try row.decode(String?.self, at: 1)].compactMap { $0 }
         for agency in agencies where agency != task.leadAgency && !task.participants.contains(where: { $0.agency == agency }) {
             task.participants.append(Participant(agency: agency, role: .accountable))
         }

@@ -269,6 +269,11 @@ import TestSupport
         var deconfliction = try await h.tasks.create(draft, workflow: "deconfliction-case", by: h.coordinator)
         #expect(deconfliction.workflowVersion == 3)
         #expect(Set(deconfliction.record.participants.map(\.agency)) == ["undp", "unicef"])
+        // While it is open, a second case for the overlap is refused, naming the first.
+        var twice = draft
+        twice.fields = ["overlap": .string(overlap.id.uuidString.uppercased())]
+        let duplicate = await #expect(throws: StoreError.self) { _ = try await h.tasks.create(twice, workflow: "deconfliction-case", by: h.coordinator) }
+        #expect(duplicate?.message == "overlap \(overlap.id.uuidString.uppercased()) has an open deconfliction case already: \(deconfliction.ref)")
         // Both agencies' liaisons can see the case.
         #expect(try await h.tasks.get(deconfliction.ref, as: h.undp).id == deconfliction.id)
         deconfliction = try await h.tasks.act(deconfliction.ref, action: "start_consultation", expectedVersion: deconfliction.version, by: h.coordinator)
@@ -294,6 +299,18 @@ import TestSupport
         let missing = await #expect(throws: StoreError.self) { _ = try await h.tasks.create(nameless, workflow: "deconfliction-case", by: h.coordinator) }
         #expect(missing?.fieldErrors.first?.field == "fields.overlap")
         #expect(try await h.invariantViolations() == [])
+    }
+
+    @Test func aDismissedCaseMakesRoomForANewOne() async throws {
+        let h = try await Harness("overlap_case_dismissed")
+        let (_, _, overlap) = try await twoOverlapping(h)
+        var draft = TaskRecord(state: "", title: "Who leads in Gitega", leadAgency: "pbso")
+        draft.fields = ["overlap": .string(overlap.id.uuidString.lowercased())]
+        let first = try await h.tasks.create(draft, workflow: "deconfliction-case", by: h.coordinator)
+        _ = try await h.tasks.act(
+            first.ref, action: "dismiss", expectedVersion: first.version, inputs: ActionInputs(comment: "Opened by mistake"), by: h.coordinator)
+        let second = try await h.tasks.create(draft, workflow: "deconfliction-case", by: h.coordinator)
+        #expect(second.state == "opened")
     }
 
     @Test func aCaseThatEndsWithoutWhatItsResolutionNeedsIsRefusedWholly() async throws {
