@@ -498,6 +498,7 @@ extension Methods {
             object["task"] = nil
             object["status"] = nil
             object["resolution"] = nil
+            object["resolutionData"] = nil
             return .object(object)
         })])
     }

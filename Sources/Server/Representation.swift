@@ -80,6 +80,7 @@ enum Wire {
             "reasons": .array(overlap.reasons.map(JSONValue.string)),
             "status": .string(overlap.status),
             "resolution": optional(overlap.resolution),
+            "resolutionData": .object(overlap.resolutionData.mapValues(JSONValue.string)),
         ])
     }
 
@@ -101,6 +102,7 @@ enum Wire {
             "reasons": .array(view.reasons.map(JSONValue.string)),
             "status": .string(view.status),
             "resolution": optional(view.resolution),
+            "resolutionData": .object(view.resolutionData.mapValues(JSONValue.string)),
         ])
     }
 

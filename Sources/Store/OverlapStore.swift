@@ -12,6 +12,10 @@ public struct OverlapView: Sendable, Hashable {
     public var reasons: [String]
     public var status: String
     public var resolution: String?
+    /// What the resolution settled: `leadAgency` (coordinate), `survivor` and
+    /// `absorbed` (merge), `task` and `period` (sequence), `task` (withdraw);
+    /// empty while open, and for `distinct`.
+    public var resolutionData: [String: String] = [:]
 
     public struct OtherEntry: Sendable, Hashable {
         public var ref: String
@@ -96,7 +100,7 @@ extension TaskStore {
             // `flipped`: the overlap is shown from its other side (`overlap_subject`
             // gives its own task as much as that side may see).
             let rows = try await connection.query("""
-                SELECT o.id, o.other_ref, o.score, o.reasons, o.status, o.resolution, s.ref, s.kind, s.title, s.agency, s.country, s.sectors,
+                SELECT o.id, o.other_ref, o.score, o.reasons, o.status, o.resolution, o.resolution_data, s.ref, s.kind, s.title, s.agency, s.country, s.sectors,
                        s.start::text, s.finish::text, f.flipped
                 FROM task_overlaps o, LATERAL overlap_subject(o.id) s,
                      LATERAL (SELECT CASE WHEN \(task?.id)::uuid IS NOT NULL THEN o.task_id <> \(task?.id)
@@ -130,7 +134,8 @@ extension TaskStore {
                 views.append(OverlapView(
                     id: try row.decode(UUID.self, "id"), taskRef: taskRef, other: other,
                     score: try row.decode(Double.self, "score"), reasons: try row.decode(PostgresJSONB.self, "reasons").decode([String].self),
-                    status: try row.decode(String.self, "status"), resolution: try row.decode(String?.self, "resolution")))
+                    status: try row.decode(String.self, "status"), resolution: try row.decode(String?.self, "resolution"),
+                    resolutionData: try row.decode(PostgresJSONB.self, "resolution_data").decode([String: String].self)))
             }
             return (views, rows.count > limit ? try rows[limit - 1].decode(UUID.self, "id") : nil)
         }
@@ -256,7 +261,8 @@ extension TaskStore {
             ?? OverlapView.OtherEntry(ref: otherRef, kind: "unknown", title: "", leadAgency: "", country: "", sectors: [], start: "", end: "")
         return OverlapView(
             id: id, taskRef: taskRef, other: other, score: try view.decode(Double.self, at: 0),
-            reasons: try view.decode(PostgresJSONB.self, at: 1).decode([String].self), status: "resolved", resolution: resolution.name)
+            reasons: try view.decode(PostgresJSONB.self, at: 1).decode([String].self), status: "resolved", resolution: resolution.name,
+            resolutionData: data)
     }
 
     /// The pair an overlap belongs to, with the status of each of its

@@ -76,6 +76,8 @@ public struct StoredOverlap: Sendable, Hashable {
     public var status: String
     /// How it was resolved: `distinct`, `coordinate`, `merge`, `sequence` or `withdraw`.
     public var resolution: String?
+    /// What the resolution settled (`OverlapView.resolutionData`).
+    public var resolutionData: [String: String]
 }
 
 extension TaskStore {
@@ -239,10 +241,10 @@ extension TaskStore {
         // Found by its own screening, and by the screening of another task
         // that found it (`overlap_subject` names that task), each pair once.
         try await connection.query("""
-            SELECT id, other_ref, score, reasons, status, resolution FROM (
-                SELECT id, other_ref, score, reasons, status, resolution FROM task_overlaps WHERE task_id = \(task.id)
+            SELECT id, other_ref, score, reasons, status, resolution, resolution_data FROM (
+                SELECT id, other_ref, score, reasons, status, resolution, resolution_data FROM task_overlaps WHERE task_id = \(task.id)
                 UNION ALL
-                SELECT o.id, s.ref, o.score, o.reasons, o.status, o.resolution
+                SELECT o.id, s.ref, o.score, o.reasons, o.status, o.resolution, o.resolution_data
                 FROM task_overlaps o, LATERAL overlap_subject(o.id) s
                 WHERE o.other_ref = \(task.ref)
                   AND NOT EXISTS (SELECT 1 FROM task_overlaps d WHERE d.task_id = \(task.id) AND d.other_ref = s.ref)) AS both_sides
@@ -251,7 +253,8 @@ extension TaskStore {
             StoredOverlap(
                 id: try row.decode(UUID.self, "id"), other: try row.decode(String.self, "other_ref"), score: try row.decode(Double.self, "score"),
                 reasons: try row.decode(PostgresJSONB.self, "reasons").decode([String].self), status: try row.decode(String.self, "status"),
-                resolution: try row.decode(String?.self, "resolution"))
+                resolution: try row.decode(String?.self, "resolution"),
+                resolutionData: try row.decode(PostgresJSONB.self, "resolution_data").decode([String: String].self))
         }
     }
 }

@@ -52,12 +52,19 @@ func describeTask(_ task: JSONValue) -> String {
         for (index, overlap) in overlaps.enumerated() {
             let state = overlap["status"]?.text == "open"
                 ? "open, overlap \(overlap["id"]?.text ?? "")"
-                : "\(overlap["status"]?.text ?? "") (\(overlap["resolution"]?.text ?? ""))"
+                : "\(overlap["status"]?.text ?? ""): \(resolutionText(overlap))"
             add(index == 0 ? "overlaps" : "", "\(overlap["other"]?.text ?? "")  score \(overlap["score"]?.text ?? "")  \(state)")
         }
     }
     if let allowed = task["allowedActions"] { add("you may", allowed.text.isEmpty ? "(nothing now)" : allowed.text) }
     return lines.joined(separator: "\n") + "\n"
+}
+
+/// How an overlap was resolved, with what that settled: "coordinate (leadAgency undp)".
+func resolutionText(_ overlap: JSONValue) -> String {
+    let name = overlap["resolution"]?.text ?? ""
+    guard case .object(let data)? = overlap["resolutionData"], !data.isEmpty else { return name }
+    return name + " (" + data.keys.sorted().map { "\($0) \(data[$0]!.text)" }.joined(separator: ", ") + ")"
 }
 
 /// What an event says, in a few words, for `pbc show --history` and `pbc

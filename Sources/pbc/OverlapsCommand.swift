@@ -31,7 +31,7 @@ struct OverlapsCommand: AsyncParsableCommand {
                 for item in items {
                     let other = item["other"] ?? .null
                     print("\(item["id"]?.text ?? "")  \(item["task"]?.text ?? "") ~ \(other["ref"]?.text ?? "")  score \(item["score"]?.text ?? "")"
-                        + (item["resolution"]?.text.isEmpty == false ? "  resolved: \(item["resolution"]!.text)" : ""))
+                        + (item["resolution"]?.text.isEmpty == false ? "  resolved: \(resolutionText(item))" : ""))
                     print("    \(other["title"]?.text ?? "") [\(other["leadAgency"]?.text ?? ""), \(other["country"]?.text ?? "")]")
                     if case .array(let reasons)? = item["reasons"] { for reason in reasons { print("    - \(reason.text)") } }
                 }

@@ -207,8 +207,12 @@ import TestSupport
         // UN Women, a participant of the second program, may lead both.
         let resolved = try await h.tasks.resolveOverlap(overlap.id, as: .coordinate(lead: "unwomen"), comment: nil, by: h.coordinator)
         #expect(resolved.resolution == "coordinate")
+        #expect(resolved.resolutionData == ["leadAgency": "unwomen"])
         let lead = try await h.pool.query("SELECT DISTINCT resolution_data->>'leadAgency' FROM task_overlaps").map { try $0.decode(String.self, at: 0) }
         #expect(lead == ["unwomen"])
+        // Both agencies see who leads, in the overlap list and on their tasks.
+        #expect(try await h.tasks.listOverlaps(task: nil, status: "resolved", limit: 10, as: h.undp).items.map(\.resolutionData) == [["leadAgency": "unwomen"]])
+        #expect(try await h.tasks.getWithOverlaps(first.ref, as: h.undp).overlaps.map(\.resolutionData) == [["leadAgency": "unwomen"]])
         #expect(try await h.invariantViolations() == [])
     }
 
