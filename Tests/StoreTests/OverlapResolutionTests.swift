@@ -231,6 +231,15 @@ import TestSupport
         let found = try await h.tasks.listOverlaps(task: moved.ref, status: "open", limit: 10, as: h.coordinator).items
         #expect(found.map(\.other.ref) == [first.ref])
         #expect(try await h.tasks.history(moved.ref, as: h.coordinator).contains { $0.type == "overlap.detected" })
+        // What the edit found is deconflicted before the project goes for approval.
+        let refused = await #expect(throws: StoreError.self) {
+            _ = try await h.tasks.act(moved.ref, action: "recommend", expectedVersion: moved.version, by: h.coordinator)
+        }
+        #expect(refused?.code == .refused)
+        #expect(refused?.message.contains("open overlap") == true, "\(refused?.message ?? "")")
+        _ = try await h.tasks.resolveOverlap(try #require(found.first).id, as: .distinct, comment: "Different districts", by: h.coordinator)
+        let recommended = try await h.tasks.act(moved.ref, action: "recommend", expectedVersion: moved.version, by: h.coordinator)
+        #expect(recommended.state == "asg_approval")
     }
 
     /// A pair found by both tasks' screenings has an overlap on each task.
