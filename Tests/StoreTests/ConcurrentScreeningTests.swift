@@ -64,4 +64,29 @@ struct WaitingScreener: Screener {
         // The one that went to review learns of it on its own task, as after any later submission.
         #expect(try await h.tasks.getWithOverlaps(other.task.ref, as: h.coordinator).overlaps.map(\.other) == [flagged.task.ref])
     }
+
+    /// A nationwide program may name hundreds of districts. Its screening
+    /// holds a bounded number of locks, not one per district, which a few
+    /// such submissions at once could run PostgreSQL's shared lock table out of.
+    @Test func aProgramOfManyDistrictsHoldsABoundedNumberOfLocks() async throws {
+        let rendezvous = Rendezvous(expected: 2, patience: .seconds(2))  // only one arrives: it waits, holding its locks
+        let configuration = OverlapConfiguration()
+        let h = try await Harness("overlap_many_districts") { connection, ref in
+            WaitingScreener(inner: PortfolioScreener(connection: connection, configuration: configuration, subjectRef: ref), rendezvous: rendezvous)
+        }
+        var nationwide = Harness.project(title: "District peace committees, nationwide")
+        nationwide.locations = (1...400).map { "District \($0)" }
+        async let submitted = h.tasks.submit(nationwide, workflow: "pbf-project", idempotencyKey: "nationwide", by: h.undp)
+        var held = 0
+        for _ in 0..<100 where held == 0 {
+            try await Task.sleep(for: .milliseconds(20))
+            held = try await h.pool.query("""
+                SELECT count(*) FROM pg_locks
+                WHERE locktype = 'advisory' AND classid = 7412 AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+                """).first!.decode(Int.self, at: 0)
+        }
+        #expect(held > 0)
+        #expect(held <= 64)
+        #expect(try await submitted.task.state == "technical_review")
+    }
 }

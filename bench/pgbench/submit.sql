@@ -35,7 +35,7 @@ WHERE (t.id = :id::uuid OR (:id::uuid IS NULL AND t.ref = :id::text)) AND (NOT f
 INSERT INTO idempotency_keys (agency, key, request_hash, task_id)
 VALUES ('pbso', 'pgbench-' || (:client_id::int)::text || '-' || (:n::int)::text, md5(:n::text) || md5(:client_id::text), :id::uuid);
 SELECT pg_advisory_xact_lock(7412, id)
-FROM (SELECT DISTINCT hashtext(:country::text || ' ' || key) AS id
+FROM (SELECT DISTINCT hashtext(:country::text || ' ' || abs(hashtext(key) % 64)) AS id
       FROM unnest(ARRAY['c:' || left(:sector::text, 3), 'l' || ':' || 'district ' || (:d::int)::text]) AS key ORDER BY id) AS ids;
 SELECT ref, agency, agencies, sectors, locations, start, finish, external_ids, text_similarity AS text
 FROM screening_candidates(

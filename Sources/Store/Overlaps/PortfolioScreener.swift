@@ -45,6 +45,14 @@ public struct PortfolioScreener: Screener {
     /// 7411 is the events' and the sweeper's).
     static let keyLockClass: Int32 = 7412
 
+    /// A country's keys fall into this many locks. A task may name hundreds
+    /// of locations, and a lock per key would take as many entries of
+    /// PostgreSQL's shared lock table (64 per connection by default), which
+    /// a few such screenings at once could exhaust. Two screenings that share
+    /// a key still share its lock; two that share none wait for each other
+    /// only when their keys happen to fall together.
+    static let keyLocksPerCountry = 64
+
     /// Two screenings that could find each other share a country and a key.
     /// Each holds a lock on its keys until its transaction ends, so the later
     /// one searches after the earlier one's portfolio row is committed, and
@@ -56,7 +64,8 @@ public struct PortfolioScreener: Screener {
     static func lockKeys(of subject: PortfolioEntry, on connection: PostgresConnection) async throws {
         try await connection.query("""
             SELECT pg_advisory_xact_lock(\(keyLockClass), id)
-            FROM (SELECT DISTINCT hashtext(\(subject.country) || ' ' || key) AS id FROM unnest(\(keys(of: subject))) AS key ORDER BY id) AS ids
+            FROM (SELECT DISTINCT hashtext(\(subject.country) || ' ' || abs(hashtext(key) % \(keyLocksPerCountry))) AS id
+                  FROM unnest(\(keys(of: subject))) AS key ORDER BY id) AS ids
             """)
     }
 
