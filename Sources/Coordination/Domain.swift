@@ -240,6 +240,10 @@ public struct FieldError: Sendable, Hashable, Codable, CustomStringConvertible {
 }
 
 extension TaskRecord {
+    public static let maximumSectors = 100
+    public static let maximumLocations = 1_000
+    public static let maximumParticipants = 100
+
     /// Every problem with the task's own values, not just the first. What
     /// needs the database (does the agency or sector exist?) the store checks.
     public func validationErrors() -> [FieldError] {
@@ -255,8 +259,18 @@ extension TaskRecord {
             errors.append(FieldError("sectors[\(index)]", "must be a 5-digit OECD DAC CRS purpose code such as 15220"))
         }
         if Set(sectors).count != sectors.count { errors.append(FieldError("sectors", "must not repeat a code")) }
-        for (index, location) in locations.enumerated() where location.trimmingCharacters(in: .whitespaces).isEmpty {
-            errors.append(FieldError("locations[\(index)]", "must not be empty"))
+        // Each sector and location is a screening key with rows of its own; a
+        // list longer than any program's is a mistake, not a program.
+        if sectors.count > Self.maximumSectors { errors.append(FieldError("sectors", "must be at most \(Self.maximumSectors) codes")) }
+        if locations.count > Self.maximumLocations {
+            errors.append(FieldError("locations", "must be at most \(Self.maximumLocations) places"))
+        }
+        if participants.count > Self.maximumParticipants {
+            errors.append(FieldError("participants", "must be at most \(Self.maximumParticipants) agencies"))
+        }
+        for (index, location) in locations.enumerated() {
+            if location.trimmingCharacters(in: .whitespaces).isEmpty { errors.append(FieldError("locations[\(index)]", "must not be empty")) }
+            if location.count > 200 { errors.append(FieldError("locations[\(index)]", "must be at most 200 characters")) }
         }
         if let period, period.end < period.start {
             errors.append(FieldError("period", "end \(period.end) is before start \(period.start)"))

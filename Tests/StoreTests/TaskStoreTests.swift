@@ -191,6 +191,17 @@ import TestSupport
         #expect(Set(lookups?.fieldErrors.map(\.description) ?? []) == [
             "country: unknown country ZZZ", "sectors: unknown sector code 99999", "agencies: unknown agency no-such-agency",
         ])
+        // Lists longer than any program's are refused, each with its limit.
+        draft = Harness.project()
+        draft.locations = (0...1_000).map { "District \($0)" } + [String(repeating: "x", count: 201)]
+        draft.sectors = (10_000...10_100).map(String.init)
+        let long = await #expect(throws: StoreError.self) {
+            _ = try await h.tasks.submit(draft, workflow: "pbf-project", idempotencyKey: "bad3", by: h.undp)
+        }
+        let reasons = Set(long?.fieldErrors.map(\.description) ?? [])
+        #expect(reasons.isSuperset(of: [
+            "sectors: must be at most 100 codes", "locations: must be at most 1000 places", "locations[1001]: must be at most 200 characters",
+        ]))
         let unknownWorkflow = await #expect(throws: StoreError.self) {
             _ = try await h.tasks.create(Harness.project(), workflow: "pbf-projekt", by: h.undp)
         }
