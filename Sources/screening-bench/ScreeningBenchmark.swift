@@ -141,8 +141,10 @@ struct ScreeningBenchmark {
             """).map { try $0.decode(Int.self, at: 0) }.first ?? 0
     }
 
-    /// Screens one subject as a submission does: the candidate query and scoring; returns the overlaps found.
+    /// Screens one subject as a submission does: its key locks (taken and, outside a
+    /// transaction, let go at once), the candidate query and scoring; returns the overlaps found.
     static func screen(_ subject: PortfolioEntry, on connection: PostgresConnection, _ configuration: OverlapConfiguration) async throws -> Int {
+        try await PortfolioScreener.lockKeys(of: subject, on: connection)
         let findings = try await PortfolioScreener.findings(
             for: subject, text: "peacebuilding dialogue \(subject.sectors.first ?? "") \(subject.locations.first ?? "")", on: connection,
             configuration: configuration)

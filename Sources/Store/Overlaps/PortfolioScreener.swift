@@ -61,7 +61,7 @@ public struct PortfolioScreener: Screener {
     /// search would run before the other commits and neither would be found.
     /// The locks are taken in one order, by lock id, so that two screenings
     /// never wait for each other in a cycle.
-    static func lockKeys(of subject: PortfolioEntry, on connection: PostgresConnection) async throws {
+    public static func lockKeys(of subject: PortfolioEntry, on connection: PostgresConnection) async throws {
         try await connection.query("""
             SELECT pg_advisory_xact_lock(\(keyLockClass), id)
             FROM (SELECT DISTINCT hashtext(\(subject.country) || ' ' || abs(hashtext(key) % \(keyLocksPerCountry))) AS id
