@@ -65,6 +65,23 @@ struct WaitingScreener: Screener {
         #expect(try await h.tasks.getWithOverlaps(other.task.ref, as: h.coordinator).overlaps.map(\.other) == [flagged.task.ref])
     }
 
+    /// A dry run in a slice where a submission is being screened waits for
+    /// that submission and reports it, instead of answering "no overlap" a
+    /// moment before the program it duplicates is committed.
+    @Test func aDryRunDuringASubmissionOfTheSameProgramReportsIt() async throws {
+        let rendezvous = Rendezvous(expected: 2, patience: .seconds(2))
+        let configuration = OverlapConfiguration()
+        let h = try await Harness("overlap_check_waits") { connection, ref in
+            WaitingScreener(inner: PortfolioScreener(connection: connection, configuration: configuration, subjectRef: ref), rendezvous: rendezvous)
+        }
+        async let submitted = h.tasks.submit(Harness.project(), workflow: "pbf-project", idempotencyKey: "a", by: h.undp)
+        while rendezvous.arrived.load(ordering: .sequentiallyConsistent) == 0 { try await Task.sleep(for: .milliseconds(10)) }
+        var draft = Harness.project()
+        draft.leadAgency = "unicef"
+        let checked = try await h.tasks.checkOverlaps(draft, as: h.unicef)
+        #expect(checked.map(\.other.ref) == [try await submitted.task.ref])
+    }
+
     /// A nationwide program may name hundreds of districts. Its screening
     /// holds a bounded number of locks, not one per district, which a few
     /// such submissions at once could run PostgreSQL's shared lock table out of.
