@@ -79,6 +79,9 @@ import TestSupport
         ("subscribing to an unknown task", #"{"jsonrpc":"2.0","id":1,"method":"event.subscribe","params":{"tasks":["PBC-1999-000001"]}}"#, -32004, true),
         ("subscribing with queues not a list", #"{"jsonrpc":"2.0","id":1,"method":"event.subscribe","params":{"queues":"pbso-review"}}"#, -32602, true),
         ("unsubscribing what was never subscribed", #"{"jsonrpc":"2.0","id":1,"method":"event.unsubscribe","params":{"subscription":"s9"}}"#, -32004, true),
+        ("a submission naming 1,001 places", #"{"jsonrpc":"2.0","id":1,"method":"task.submit","params":{"idempotencyKey":"many","workflow":"pbf-project","title":"x","leadAgency":"undp","locations":["#
+            + (0...1_000).map { "\"District \($0)\"" }.joined(separator: ",") + "]}}", -32022, true),
+        ("a submission naming locations as text", #"{"jsonrpc":"2.0","id":1,"method":"task.submit","params":{"idempotencyKey":"text","workflow":"pbf-project","title":"x","leadAgency":"undp","locations":"Gitega"}}"#, -32602, true),
         ("second hello", #"{"jsonrpc":"2.0","id":1,"method":"session.hello","params":{"protocol":1,"token":"x"}}"#, -32600, true),
     ]
 
@@ -117,6 +120,18 @@ import TestSupport
             let missing = try await client.call(
                 "overlap.resolve", params: #"{"overlap":"7d4e1f0a-0000-4000-8000-000000000001","resolution":"distinct"}"#)
             #expect(missing?["error"]?["code"] == .integer(-32004))
+            // A deconfliction case must name an overlap that exists, by its id.
+            for overlap in ["7d4e1f0a-0000-4000-8000-000000000001", "nope"] {
+                let nameless = try await client.call(
+                    "task.create",
+                    params: #"{"workflow":"deconfliction-case","title":"Who leads","leadAgency":"pbso","fields":{"overlap":"\#(overlap)"}}"#)
+                #expect(nameless?["error"]?["code"] == .integer(-32022), "\(overlap): \(String(describing: nameless))")
+                guard case .array(let errors)? = nameless?["error"]?["data"]?["errors"] else {
+                    Issue.record("\(overlap): no field errors")
+                    continue
+                }
+                #expect(errors.map { $0["field"] } == [.string("fields.overlap")])
+            }
         }
         // A revoked token.
         let admin = try await TestDatabase.connect(server.target)
