@@ -40,7 +40,7 @@ public struct Application: Sendable {
         onMetricsListening: @escaping @Sendable (SocketAddress) async -> Void = { _ in }
     ) async throws {
         // Configuration errors stop start-up before anything else is touched.
-        let workflowFiles = try WorkflowRegistry.read(files: WorkflowRegistry.files(in: configURL.appendingPathComponent("workflows")))
+        let workflowFiles = try WorkflowRegistry.read(files: WorkflowRegistry.files(in: configURL().appendingPathComponent("workflows")))
         let rates = try loadRates()
         let overlap = try loadOverlapConfiguration()
         let routing = try loadRouting()
@@ -87,8 +87,9 @@ public struct Application: Sendable {
 
     /// Applies pending migrations and returns what was done.
     public func migrateOnly() async throws -> Migrator.Report {
-        try await withDatabase(owner: false) { target in
-            try await withPool(target, size: 1) { try await migrate($0) }
+        let migrator = try migrator()
+        return try await withDatabase(owner: false) { target in
+            try await withPool(target, size: 1) { try await migrate($0, with: migrator) }
         }
     }
 
@@ -100,9 +101,10 @@ public struct Application: Sendable {
     public func withPreparedDatabase<Result: Sendable>(
         owner: Bool = false, poolSize: Int = 2, _ body: (PostgresPool) async throws -> Result
     ) async throws -> Result {
-        let reference = try ReferenceData.load(from: configURL)
+        let migrator = try migrator()
+        let reference = try ReferenceData.load(from: configURL())
         return try await withDatabase(owner: owner) { target in
-            _ = try await withPool(target, size: 1) { try await migrate($0) }
+            _ = try await withPool(target, size: 1) { try await migrate($0, with: migrator) }
             return try await withPool(target.runningAs(Database.serviceRole), size: poolSize) { pool in
                 try await pool.withConnection { try await reference.sync(on: $0) }
                 return try await body(pool)
@@ -137,10 +139,25 @@ public struct Application: Sendable {
         }
     }
 
-    var configURL: URL { URL(fileURLWithPath: configuration.configDirectory) }
+    /// The configuration directory.
+    func configURL() throws -> URL {
+        try directory(configuration.configDirectory, holding: "configuration", default: "Config/", flag: "--config-dir", key: ConfigurationLoader.Key.configDirectory)
+    }
+
+    /// A directory pbc reads. The defaults, `Config` and `sql`, are relative
+    /// to the working directory: run from elsewhere, pbc says so and how to
+    /// point at them, rather than naming the first file it cannot read.
+    private func directory(_ path: String, holding what: String, default name: String, flag: String, key: String) throws -> URL {
+        let url = URL(fileURLWithPath: path)
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: url.path, isDirectory: &isDirectory), isDirectory.boolValue else {
+            throw ConfigurationError("no \(what) directory \(url.path): pbc reads \(name) in the working directory unless \(flag) (or \(key)) names another")
+        }
+        return url
+    }
 
     func loadRates() throws -> ExchangeRates {
-        let url = configURL.appendingPathComponent("rates.yaml")
+        let url = try configURL().appendingPathComponent("rates.yaml")
         guard let data = FileManager.default.contents(atPath: url.path) else {
             throw ConfigError(file: url.path, line: nil, message: "cannot read the exchange rates")
         }
@@ -148,7 +165,7 @@ public struct Application: Sendable {
     }
 
     public func loadOverlapConfiguration() throws -> OverlapConfiguration {
-        let url = configURL.appendingPathComponent("overlap.yaml")
+        let url = try configURL().appendingPathComponent("overlap.yaml")
         guard let data = FileManager.default.contents(atPath: url.path) else {
             throw ConfigError(file: url.path, line: nil, message: "cannot read the overlap configuration")
         }
@@ -158,21 +175,27 @@ public struct Application: Sendable {
     /// Loads the workflows and routing of `Config/` and makes sure every queue they name exists,
     /// for admin commands that run before any server has.
     public func syncQueues(_ pool: PostgresPool) async throws {
-        let files = try WorkflowRegistry.read(files: WorkflowRegistry.files(in: configURL.appendingPathComponent("workflows")))
+        let files = try WorkflowRegistry.read(files: WorkflowRegistry.files(in: configURL().appendingPathComponent("workflows")))
         let workflows = try await pool.withConnection { try await WorkflowRegistry.sync(files, on: $0) }
         try await TaskStore.syncQueues(workflows: workflows, routing: try loadRouting(), on: pool)
     }
 
     /// `Config/routing.yaml`; without the file, tasks wait in the queues their states name.
     public func loadRouting() throws -> Routing {
-        let url = configURL.appendingPathComponent("routing.yaml")
+        let url = try configURL().appendingPathComponent("routing.yaml")
         guard let data = FileManager.default.contents(atPath: url.path) else { return Routing() }
         return try Routing.load(yaml: String(decoding: data, as: UTF8.self), file: url.path)
     }
 
+    /// The migrations of the sql directory, found before any database is touched.
+    func migrator() throws -> Migrator {
+        Migrator(
+            directory: try directory(configuration.sqlDirectory, holding: "migrations", default: "sql/", flag: "--sql-dir", key: ConfigurationLoader.Key.sqlDirectory),
+            logger: logger)
+    }
+
     @discardableResult
-    func migrate(_ pool: PostgresPool) async throws -> Migrator.Report {
-        let migrator = Migrator(directory: URL(fileURLWithPath: configuration.sqlDirectory), logger: logger)
+    func migrate(_ pool: PostgresPool, with migrator: Migrator) async throws -> Migrator.Report {
         let report = try await pool.withConnection { try await migrator.migrate(on: $0) }
         logger.info("database schema is up to date", metadata: ["applied": "\(report.applied.count)", "already": "\(report.alreadyApplied)"])
         return report

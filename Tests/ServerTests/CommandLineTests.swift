@@ -19,12 +19,12 @@ import SystemPackage
         var standardError: String
     }
 
-    func pbc(_ arguments: [String], environment: [String: String?] = [:]) async throws -> Outcome {
+    func pbc(_ arguments: [String], environment: [String: String?] = [:], in directory: URL = TestDatabase.repositoryRoot) async throws -> Outcome {
         var cleared: [Environment.Key: String?] = ["DATABASE_URL": nil, "PGHOST": nil, "PGHOSTADDR": nil, "PGSERVICE": nil]
         for (key, value) in environment { cleared[Environment.Key(stringLiteral: key)] = value }
         let result = try await Subprocess.run(
             .path(FilePath(PBCBinary.path)), arguments: Arguments(arguments), environment: .inherit.updating(cleared),
-            workingDirectory: FilePath(TestDatabase.repositoryRoot.path),
+            workingDirectory: FilePath(directory.path),
             output: .string(limit: 1 << 20), error: .string(limit: 1 << 20))
         return Outcome(status: result.terminationStatus, standardOutput: result.standardOutput, standardError: result.standardError)
     }
@@ -66,6 +66,27 @@ import SystemPackage
     @Test func aBadConfigurationValueIsOneLine() async throws {
         let outcome = try await pbc(["serve"], environment: ["PBC_SERVER_PORT": "seventy"])
         expectOneLineFailure(outcome, mentioning: "server.port (PBC_SERVER_PORT) must be a whole number")
+    }
+
+    /// Run outside the repository, pbc does not find `sql/` and `Config/`
+    /// where it looks by default; it says where it looked and how to point
+    /// at them, before touching any database.
+    @Test func runElsewhereItSaysWhereItLookedForItsDirectories() async throws {
+        let elsewhere = FileManager.default.temporaryDirectory.appendingPathComponent("pbc-elsewhere-\(UUID())")
+        try FileManager.default.createDirectory(at: elsewhere, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: elsewhere) }
+        let unreachable = "postgresql://pbc@127.0.0.1:1/pbc"
+        expectOneLineFailure(
+            try await pbc(["migrate", "--database-url", unreachable], in: elsewhere),
+            mentioning: "no migrations directory \(elsewhere.path)/sql: pbc reads sql/ in the working directory unless --sql-dir")
+        let sql = TestDatabase.repositoryRoot.appendingPathComponent("sql").path
+        expectOneLineFailure(
+            try await pbc(["import", "csv", "activities.csv", "--database-url", unreachable, "--sql-dir", sql], in: elsewhere),
+            mentioning: "no configuration directory \(elsewhere.path)/Config: pbc reads Config/ in the working directory unless --config-dir")
+        expectOneLineFailure(
+            try await pbc(["serve", "--database-url", unreachable], in: elsewhere),
+            mentioning: "no configuration directory \(elsewhere.path)/Config")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: elsewhere.path).isEmpty)
     }
 
     /// A URL to a new, empty database on the throwaway cluster, which speaks TCP
