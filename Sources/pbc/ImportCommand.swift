@@ -7,9 +7,19 @@ struct ImportCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "import", abstract: "Load activities from outside into the portfolio.", subcommands: [IATI.self, CSVFile.self])
 
-    /// The summary every import ends with.
-    static func report(_ summary: ImportSummary) {
-        print("imported \(summary.imported), updated \(summary.updated), unchanged \(summary.unchanged), skipped \(summary.skippedCount)")
+    /// Runs an import and prints the summary every import ends with; when a file stops it part-way,
+    /// first what was done before (it stays imported), then the error.
+    static func reporting(_ body: () async throws -> ImportSummary) async throws {
+        do {
+            report(try await body())
+        } catch let stopped as ImportStopped {
+            if stopped.before.total > 0 { report(stopped.before, prefix: "before it stopped: ") }
+            throw stopped.error
+        }
+    }
+
+    static func report(_ summary: ImportSummary, prefix: String = "") {
+        print("\(prefix)imported \(summary.imported), updated \(summary.updated), unchanged \(summary.unchanged), skipped \(summary.skippedCount)")
         for (reason, count) in summary.skipped.sorted(by: { ($1.value, $0.key) < ($0.value, $1.key) }) {
             print("  skipped \(count): \(reason)")
         }
@@ -24,14 +34,15 @@ struct ImportCommand: AsyncParsableCommand {
 
         func run() async throws {
             let file = file
-            let summary = try await withPreparedPool(options) { pool, _ in
-                let bar = ProgressBar()
-                defer { bar.finish() }
-                return try await ActivityImporter(pool: pool).importCSV(file: file) { rows in
-                    bar.show(URL(fileURLWithPath: file).lastPathComponent, fraction: nil, count: rows, unit: "rows")
+            try await withPreparedPool(options) { pool, _ in
+                try await ImportCommand.reporting {
+                    let bar = ProgressBar()
+                    defer { bar.finish() }
+                    return try await ActivityImporter(pool: pool).importCSV(file: file) { rows in
+                        bar.show(URL(fileURLWithPath: file).lastPathComponent, fraction: nil, count: rows, unit: "rows")
+                    }
                 }
             }
-            ImportCommand.report(summary)
         }
     }
 
@@ -48,14 +59,15 @@ struct ImportCommand: AsyncParsableCommand {
 
         func run() async throws {
             let files = files
-            let summary = try await withPreparedPool(options) { pool, _ in
-                let bar = ProgressBar()
-                defer { bar.finish() }
-                return try await ActivityImporter(pool: pool).importIATI(files: files) { file, fraction, count in
-                    bar.show(URL(fileURLWithPath: file).lastPathComponent, fraction: fraction, count: count, unit: "activities")
+            try await withPreparedPool(options) { pool, _ in
+                try await ImportCommand.reporting {
+                    let bar = ProgressBar()
+                    defer { bar.finish() }
+                    return try await ActivityImporter(pool: pool).importIATI(files: files) { file, fraction, count in
+                        bar.show(URL(fileURLWithPath: file).lastPathComponent, fraction: fraction, count: count, unit: "activities")
+                    }
                 }
             }
-            ImportCommand.report(summary)
         }
     }
 }

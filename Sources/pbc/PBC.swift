@@ -89,7 +89,7 @@ func bootstrapLogging(_ level: Logger.Level?) -> Logger {
 func exitCode(for error: Error) -> Int32 {
     switch error {
     case is NotFound: return 3
-    case is IATIFileError: return 2
+    case is IATIFileError, is ImportStopped: return 2
     case let error as StoreError:
         switch error.code {
         case .notFound: return 3

@@ -171,6 +171,11 @@ import SystemPackage
         let missing = try await pbc(["import", "iati", "/nonexistent.xml", "--database-url", url])
         #expect(missing.status == .exited(2))
         #expect(missing.standardError == "pbc: error: /nonexistent.xml: cannot read the file\n")
+        // A file that stops the import part-way: what came before stays imported, and the user is told what it was.
+        let stopped = try await pbc(["import", "iati", fixture, "/nonexistent.xml", "--database-url", url])
+        #expect(stopped.status == .exited(2))
+        #expect(stopped.standardOutput == "before it stopped: imported 0, updated 0, unchanged 100, skipped 0\n")
+        #expect(stopped.standardError == "pbc: error: /nonexistent.xml: cannot read the file\n")
     }
 
     @Test func workflowCheckListsEveryProblemWithFileAndLine() async throws {

@@ -40,11 +40,62 @@ import TestSupport
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         let unknown = directory.appendingPathComponent("unknown.csv")
         try "identifier,publisher,title,colour\nX,eu,T,blue\n".write(to: unknown, atomically: true, encoding: .utf8)
-        let error = await #expect(throws: IATIFileError.self) { _ = try await ActivityImporter(pool: h.service).importCSV(file: unknown.path) }
+        let error = await #expect(throws: ImportStopped.self) { _ = try await ActivityImporter(pool: h.service).importCSV(file: unknown.path) }
         #expect(error?.description.contains("unknown column colour") == true)
         let missing = directory.appendingPathComponent("missing.csv")
         try "identifier,title\nX,T\n".write(to: missing, atomically: true, encoding: .utf8)
-        let noPublisher = await #expect(throws: IATIFileError.self) { _ = try await ActivityImporter(pool: h.service).importCSV(file: missing.path) }
+        let noPublisher = await #expect(throws: ImportStopped.self) { _ = try await ActivityImporter(pool: h.service).importCSV(file: missing.path) }
         #expect(noPublisher?.description.contains("the column publisher is required") == true)
+    }
+
+    /// What spreadsheet programs write is read as they mean it: a byte-order
+    /// mark, CR LF line ends, a quoted field over two lines, a blank line.
+    /// A row whose fields do not match the header's columns (an unquoted
+    /// comma) is skipped, not imported with every field after it shifted.
+    /// A quote that is never closed, or text after a closing quote, stops the
+    /// file at its line: a lenient reader would import what follows as one
+    /// garbled activity. What came before stays imported and is reported.
+    @Test func aMalformedCSVStopsAtItsLineAndKeepsWhatCameBefore() async throws {
+        let h = try await Harness("csv_malformed")
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("pbc-csv-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        func write(_ name: String, _ bytes: [UInt8]) throws -> String {
+            let url = directory.appendingPathComponent(name)
+            try Data(bytes).write(to: url)
+            return url.path
+        }
+        func importing(_ path: String) async throws -> ImportStopped? {
+            await #expect(throws: ImportStopped.self) { _ = try await ActivityImporter(pool: h.service).importCSV(file: path) }
+        }
+        func titles() async throws -> [String] {
+            try await h.pool.query("SELECT title FROM activities ORDER BY identifier").map { try $0.decode(String.self, at: 0) }
+        }
+
+        let shifted = try write(
+            "shifted.csv",
+            [0xEF, 0xBB, 0xBF]
+                + Array(
+                    "identifier,publisher,title,countries\r\nM-1,eu,\"Peace, justice\r\nand security\",BI\r\n\r\nM-2,eu,Peace, justice,BI\r\nM-3,eu,Mediation,BI\r\nM-4,eu,\"Dialogue\" clubs,BI\r\nM-5,eu,After,BI\r\n"
+                        .utf8))
+        let afterQuote = try #require(try await importing(shifted))
+        #expect(afterQuote.description == "\(shifted):7: text after the closing quote of field 3 (a quote inside a quoted field is written twice)")
+        #expect(afterQuote.before.imported == 2)
+        #expect(afterQuote.before.skipped == ["not as many fields as the header has columns": 1])
+        #expect(try await titles() == ["Peace, justice\r\nand security", "Mediation"])
+
+        let open = try write("open.csv", Array("identifier,publisher,title\nO-1,eu,One\nO-2,eu,\"Two\nO-3,eu,Three\nO-4,eu,Four\n".utf8))
+        let neverClosed = try #require(try await importing(open))
+        #expect(neverClosed.description == "\(open):3: the quoted field that begins on this line never ends (a quote is missing)")
+        #expect(neverClosed.before.imported == 1)
+        #expect(try await titles() == ["Peace, justice\r\nand security", "Mediation", "One"])
+
+        let latin1 = try write("latin1.csv", Array("identifier,publisher,title\nL-1,eu,Dialogue ".utf8) + [0xE9, 0x0A])
+        #expect(try await importing(latin1)?.description == "\(latin1):2: not UTF-8 text")
+        let twice = try write("twice.csv", Array("identifier,publisher,title,title\n".utf8))
+        #expect(try await importing(twice)?.description == "\(twice): the column title appears twice")
+        let empty = try write("empty.csv", [])
+        #expect(try await importing(empty)?.description == "\(empty): empty; a CSV file begins with a header row")
+        #expect(try await titles().count == 3)
     }
 }

@@ -149,15 +149,15 @@ struct ImportTests {
         let broken = directory.appendingPathComponent("broken.xml")
         try "<iati-activities version=\"2.03\">\n<iati-activity>\n<iati-identifier>X-1</iati-identifier>\n<title><narrative>T</title>\n</iati-activities>\n"
             .write(to: broken, atomically: true, encoding: .utf8)
-        let notWellFormed = await #expect(throws: IATIFileError.self) { _ = try await ActivityImporter(pool: h.service).importIATI(files: [broken.path]) }
+        let notWellFormed = await #expect(throws: ImportStopped.self) { _ = try await ActivityImporter(pool: h.service).importIATI(files: [broken.path]) }
         #expect(notWellFormed?.description.hasPrefix("\(broken.path):4:") == true, "\(String(describing: notWellFormed))")
         #expect(notWellFormed?.description.contains("not well-formed XML (an end tag that does not match its start tag)") == true)
         let old = directory.appendingPathComponent("old.xml")
         try "<iati-activities version=\"1.05\"><iati-activity><iati-identifier>X-1</iati-identifier></iati-activity></iati-activities>"
             .write(to: old, atomically: true, encoding: .utf8)
-        let refused = await #expect(throws: IATIFileError.self) { _ = try await ActivityImporter(pool: h.service).importIATI(files: [old.path]) }
+        let refused = await #expect(throws: ImportStopped.self) { _ = try await ActivityImporter(pool: h.service).importIATI(files: [old.path]) }
         #expect(refused?.description.contains("IATI version 1.05 is not supported") == true)
-        let missing = await #expect(throws: IATIFileError.self) { _ = try await ActivityImporter(pool: h.service).importIATI(files: ["/nonexistent.xml"]) }
+        let missing = await #expect(throws: ImportStopped.self) { _ = try await ActivityImporter(pool: h.service).importIATI(files: ["/nonexistent.xml"]) }
         #expect(missing?.description == "/nonexistent.xml: cannot read the file")
         #expect(try await h.pool.query("SELECT count(*) FROM activities WHERE identifier = 'X-1'").first!.decode(Int.self, at: 0) == 0)
     }

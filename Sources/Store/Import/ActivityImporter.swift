@@ -1,5 +1,4 @@
 import Coordination
-import CSV
 import Crypto
 import Foundation
 import Postgres
@@ -16,6 +15,15 @@ public struct ImportSummary: Sendable, Equatable {
     public init() {}
     public var skippedCount: Int { skipped.values.reduce(0, +) }
     public var total: Int { imported + updated + unchanged + skippedCount }
+}
+
+/// A file that stopped an import part-way. Each activity is stored in a
+/// transaction of its own, so what came before it stays imported; `before`
+/// says what that was, and importing the fixed file again leaves it unchanged.
+public struct ImportStopped: Error, CustomStringConvertible, Sendable {
+    public let error: IATIFileError
+    public let before: ImportSummary
+    public var description: String { error.description }
 }
 
 /// An activity as pbc keeps it.
@@ -141,20 +149,24 @@ public struct ActivityImporter: Sendable {
     /// Imports every activity of the files, in order; a bad activity is skipped with its reason, a bad file stops the import.
     public func importIATI(files: [String], progress: (@Sendable (String, Double, Int) -> Void)? = nil) async throws -> ImportSummary {
         var summary = ImportSummary()
-        for file in files {
-            guard FileManager.default.isReadableFile(atPath: file) else { throw IATIFileError(description: "\(file): cannot read the file") }
-            var count = 0
-            let fraction = Fraction()
-            for try await activity in IATIReader.activities(in: file, progress: { fraction.value = $0 }) {
-                count += 1
-                switch Self.map(activity) {
-                case .failure(let skip):
-                    summary.skipped[skip.reason, default: 0] += 1
-                case .success(let mapped):
-                    try await record(mapped, source: URL(fileURLWithPath: file).lastPathComponent, into: &summary)
+        do {
+            for file in files {
+                guard FileManager.default.isReadableFile(atPath: file) else { throw IATIFileError(description: "\(file): cannot read the file") }
+                var count = 0
+                let fraction = Fraction()
+                for try await activity in IATIReader.activities(in: file, progress: { fraction.value = $0 }) {
+                    count += 1
+                    switch Self.map(activity) {
+                    case .failure(let skip):
+                        summary.skipped[skip.reason, default: 0] += 1
+                    case .success(let mapped):
+                        try await record(mapped, source: URL(fileURLWithPath: file).lastPathComponent, into: &summary)
+                    }
+                    progress?(file, fraction.value, count)
                 }
-                progress?(file, fraction.value, count)
             }
+        } catch let error as IATIFileError {
+            throw ImportStopped(error: error, before: summary)
         }
         return summary
     }
@@ -168,40 +180,48 @@ public struct ActivityImporter: Sendable {
     /// Imports a CSV file of activities with the columns of `csvColumns`
     /// (identifier, publisher and title required); lists are separated by `;`.
     public func importCSV(file: String, progress: (@Sendable (Int) -> Void)? = nil) async throws -> ImportSummary {
-        guard let stream = InputStream(fileAtPath: file), FileManager.default.isReadableFile(atPath: file) else {
-            throw IATIFileError(description: "\(file): cannot read the file")
-        }
-        let reader: CSVReader
-        do {
-            reader = try CSVReader(stream: stream, hasHeaderRow: true, trimFields: true)
-        } catch {
-            throw IATIFileError(description: "\(file): not a CSV file with a header row (\(error))")
-        }
-        let header = reader.headerRow ?? []
-        if let unknown = header.first(where: { !Self.csvColumns.contains($0) }) {
-            throw IATIFileError(description: "\(file): unknown column \(unknown) (columns: \(Self.csvColumns.joined(separator: ", ")))")
-        }
-        if let missing = ["identifier", "publisher", "title"].first(where: { !header.contains($0) }) {
-            throw IATIFileError(description: "\(file): the column \(missing) is required")
-        }
         var summary = ImportSummary()
-        var line = 1
-        while let row = reader.next() {
-            line += 1
-            let fields = Dictionary(zip(header, row), uniquingKeysWith: { first, _ in first })
-            switch Self.map(csv: fields) {
-            case .failure(let skip): summary.skipped[skip.reason, default: 0] += 1
-            case .success(let mapped): try await record(mapped, source: URL(fileURLWithPath: file).lastPathComponent, into: &summary)
+        do {
+            guard let handle = FileHandle(forReadingAtPath: file) else { throw IATIFileError(description: "\(file): cannot read the file") }
+            defer { try? handle.close() }
+            var rows = CSVRows(reading: handle)
+            func next() throws -> CSVRows.Row? {
+                do {
+                    return try rows.next()
+                } catch let error as CSVRows.Malformed {
+                    throw IATIFileError(description: "\(file):\(error.line): \(error.message)")
+                } catch {
+                    throw IATIFileError(description: "\(file): cannot read the file (\(error))")
+                }
             }
-            progress?(line - 1)
-        }
-        // CSV.swift reports the end of the stream as `cannotReadFile` (its byte
-        // reader throws when a read returns nothing); a real read failure comes
-        // as `streamErrorHasOccurred`, and bad text as `unicodeDecoding`.
-        if let error = reader.error {
-            if case CSVError.cannotReadFile = error {} else {
-                throw IATIFileError(description: "\(file):\(line): cannot be read as CSV (\(error))")
+            guard let header = try next()?.fields else { throw IATIFileError(description: "\(file): empty; a CSV file begins with a header row") }
+            if let unknown = header.first(where: { !Self.csvColumns.contains($0) }) {
+                throw IATIFileError(description: "\(file): unknown column \(unknown) (columns: \(Self.csvColumns.joined(separator: ", ")))")
             }
+            if let twice = header.first(where: { name in header.filter { $0 == name }.count > 1 }) {
+                throw IATIFileError(description: "\(file): the column \(twice) appears twice")
+            }
+            if let missing = ["identifier", "publisher", "title"].first(where: { !header.contains($0) }) {
+                throw IATIFileError(description: "\(file): the column \(missing) is required")
+            }
+            var count = 0
+            while let row = try next() {
+                count += 1
+                // A row of more fields than columns is most often an unquoted
+                // comma, of fewer a line broken by hand: every field after it
+                // would land in the wrong column.
+                let mapped =
+                    row.fields.count == header.count
+                    ? Self.map(csv: Dictionary(uniqueKeysWithValues: zip(header, row.fields)))
+                    : .failure(SkipReason("not as many fields as the header has columns"))
+                switch mapped {
+                case .failure(let skip): summary.skipped[skip.reason, default: 0] += 1
+                case .success(let mapped): try await record(mapped, source: URL(fileURLWithPath: file).lastPathComponent, into: &summary)
+                }
+                progress?(count)
+            }
+        } catch let error as IATIFileError {
+            throw ImportStopped(error: error, before: summary)
         }
         return summary
     }
