@@ -12,7 +12,12 @@ import TestSupport
         let h = try await Harness("csv")
         let first = try await ActivityImporter(pool: h.service).importCSV(file: Self.fixture)
         #expect(first.imported == 2)
-        #expect(first.skipped == ["no title": 1, "end date before start date": 1, "a sector that is neither a 5-digit code nor a 3-digit category": 1])
+        #expect(
+            first.skipped == [
+                "no title": 1, "end date before start date": 1, "a sector that is neither a 5-digit code nor a 3-digit category": 1,
+                "a country that is not an ISO 3166 code of Config/countries.yaml": 1,
+                "a status that is not an IATI activity status code (1 to 6)": 1,
+            ])
         let second = try await ActivityImporter(pool: h.service).importCSV(file: Self.fixture)
         #expect(second.unchanged == 2)
         #expect(second.imported == 0)

@@ -204,6 +204,10 @@ public struct ActivityImporter: Sendable {
             if let missing = ["identifier", "publisher", "title"].first(where: { !header.contains($0) }) {
                 throw IATIFileError(description: "\(file): the column \(missing) is required")
             }
+            // Countries are named by code; one pbc does not know would leave the
+            // activity out of every screening without a word.
+            let countries = Set(
+                try await pool.query("SELECT alpha2, code FROM countries").flatMap { [try $0.decode(String.self, at: 0), try $0.decode(String.self, at: 1)] })
             var count = 0
             while let row = try next() {
                 count += 1
@@ -212,7 +216,7 @@ public struct ActivityImporter: Sendable {
                 // would land in the wrong column.
                 let mapped =
                     row.fields.count == header.count
-                    ? Self.map(csv: Dictionary(uniqueKeysWithValues: zip(header, row.fields)))
+                    ? Self.map(csv: Dictionary(uniqueKeysWithValues: zip(header, row.fields)), countries: countries)
                     : .failure(SkipReason("not as many fields as the header has columns"))
                 switch mapped {
                 case .failure(let skip): summary.skipped[skip.reason, default: 0] += 1
@@ -226,8 +230,13 @@ public struct ActivityImporter: Sendable {
         return summary
     }
 
-    /// Maps one CSV row, or says why it is skipped.
-    static func map(csv fields: [String: String]) -> Result<MappedActivity, SkipReason> {
+    /// IATI's ActivityStatus codelist: pipeline, implementation, finalisation,
+    /// closed, cancelled, suspended.
+    static let activityStatuses: Set<String> = ["1", "2", "3", "4", "5", "6"]
+
+    /// Maps one CSV row, or says why it is skipped; `countries` are the
+    /// codes pbc knows, alpha-2 and alpha-3.
+    static func map(csv fields: [String: String], countries known: Set<String>) -> Result<MappedActivity, SkipReason> {
         func value(_ name: String) -> String? { fields[name].flatMap { $0.isEmpty ? nil : $0 } }
         func list(_ name: String) -> [String] {
             (value(name) ?? "").split(separator: ";").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
@@ -241,6 +250,13 @@ public struct ActivityImporter: Sendable {
             return .failure(SkipReason("a date that is not YYYY-MM-DD"))
         }
         if let start, let end, CalendarDate(iso: end)! < CalendarDate(iso: start)! { return .failure(SkipReason("end date before start date")) }
+        let countries = list("countries").map { $0.uppercased() }
+        if countries.contains(where: { !known.contains($0) }) {
+            return .failure(SkipReason("a country that is not an ISO 3166 code of Config/countries.yaml"))
+        }
+        if let status = value("status"), !Self.activityStatuses.contains(status) {
+            return .failure(SkipReason("a status that is not an IATI activity status code (1 to 6)"))
+        }
         var sectors: [String] = []
         var categories: [String] = []
         for code in list("sectors") {
@@ -266,7 +282,7 @@ public struct ActivityImporter: Sendable {
         }
         return .success(MappedActivity(
             identifier: identifier, reportingRef: publisher, publisherAgency: publisher, reportingName: nil, title: title,
-            description: value("description") ?? "", status: value("status"), countries: list("countries").map { .init(code: $0.uppercased(), percentage: nil) },
+            description: value("description") ?? "", status: value("status"), countries: countries.map { .init(code: $0, percentage: nil) },
             regions: [], sectors: Array(Set(sectors)).sorted(), categories: Array(Set(categories + sectors.map { String($0.prefix(3)) })).sorted(),
             otherSectors: [], locations: list("locations"), participants: participants, start: start, end: end,
             budgetAmount: budget.map { PostgresNumeric($0)!.text }, budgetCurrency: budget == nil ? nil : value("currency"), genderMarker: nil))
