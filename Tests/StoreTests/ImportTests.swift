@@ -46,6 +46,16 @@ struct ImportTests {
         #expect((byCountry["SLE"] ?? 0) >= 15)
         let external = try await h.pool.query("SELECT count(*) FROM agencies WHERE kind = 'external'").first!.decode(Int.self, at: 0)
         #expect(external > 0)
+        // The summary names, by reason, every activity kept that no screening can meet: exactly those with no portfolio row.
+        let outside = try await h.pool.query("""
+            SELECT CASE WHEN a.period_start IS NULL OR a.period_end IS NULL THEN 'no start or end date'
+                        ELSE 'no country of Config/countries.yaml (regions only, or a code it lacks)' END, count(*)
+            FROM activities a WHERE NOT EXISTS (SELECT 1 FROM portfolio p WHERE p.activity_id = a.id) GROUP BY 1
+            """)
+        let expected = Dictionary(uniqueKeysWithValues: try outside.map { (try $0.decode(String.self, at: 0), try $0.decode(Int.self, at: 1)) })
+        #expect(first.unscreened == expected)
+        #expect(first.unscreened.values.reduce(0, +) == 29)
+        #expect(second.unscreened == first.unscreened)
     }
 
     @Test func aSubmissionThatDuplicatesAnImportedActivityLandsInDeconflictionNamingIt() async throws {

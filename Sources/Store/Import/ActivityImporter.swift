@@ -11,6 +11,10 @@ public struct ImportSummary: Sendable, Equatable {
     public var unchanged = 0
     /// Skipped activities, counted by reason.
     public var skipped: [String: Int] = [:]
+    /// Activities kept that no screening can meet, counted by reason: they
+    /// need a period and a country (docs/overlap.md), and whoever imports
+    /// them should know which lack one.
+    public var unscreened: [String: Int] = [:]
 
     public init() {}
     public var skippedCount: Int { skipped.values.reduce(0, +) }
@@ -132,12 +136,18 @@ public struct ActivityImporter: Sendable {
     }
 
     /// Records one mapped activity and counts the outcome; a data error skips it.
-    private func record(_ mapped: MappedActivity, source: String, into summary: inout ImportSummary) async throws {
+    /// `countries` are the codes pbc knows, alpha-2 and alpha-3.
+    private func record(_ mapped: MappedActivity, source: String, countries: Set<String>, into summary: inout ImportSummary) async throws {
         do {
             switch try await store(mapped, source: source) {
             case .imported: summary.imported += 1
             case .updated: summary.updated += 1
             case .unchanged: summary.unchanged += 1
+            }
+            if mapped.start == nil || mapped.end == nil {
+                summary.unscreened["no start or end date", default: 0] += 1
+            } else if !mapped.countries.contains(where: { countries.contains($0.code) }) {
+                summary.unscreened["no country of Config/countries.yaml (regions only, or a code it lacks)", default: 0] += 1
             }
         } catch let error as PostgresError where error.sqlState?.hasPrefix("22") == true || error.sqlState?.hasPrefix("23") == true {
             // The database refused this activity's values (a data or integrity error); the others go on.
@@ -146,9 +156,15 @@ public struct ActivityImporter: Sendable {
         }
     }
 
+    /// The country codes pbc knows, alpha-2 and alpha-3.
+    private func knownCountries() async throws -> Set<String> {
+        Set(try await pool.query("SELECT alpha2, code FROM countries").flatMap { [try $0.decode(String.self, at: 0), try $0.decode(String.self, at: 1)] })
+    }
+
     /// Imports every activity of the files, in order; a bad activity is skipped with its reason, a bad file stops the import.
     public func importIATI(files: [String], progress: (@Sendable (String, Double, Int) -> Void)? = nil) async throws -> ImportSummary {
         var summary = ImportSummary()
+        let countries = try await knownCountries()
         do {
             for file in files {
                 guard FileManager.default.isReadableFile(atPath: file) else { throw IATIFileError(description: "\(file): cannot read the file") }
@@ -160,7 +176,7 @@ public struct ActivityImporter: Sendable {
                     case .failure(let skip):
                         summary.skipped[skip.reason, default: 0] += 1
                     case .success(let mapped):
-                        try await record(mapped, source: URL(fileURLWithPath: file).lastPathComponent, into: &summary)
+                        try await record(mapped, source: URL(fileURLWithPath: file).lastPathComponent, countries: countries, into: &summary)
                     }
                     progress?(file, fraction.value, count)
                 }
@@ -205,9 +221,8 @@ public struct ActivityImporter: Sendable {
                 throw IATIFileError(description: "\(file): the column \(missing) is required")
             }
             // Countries are named by code; one pbc does not know would leave the
-            // activity out of every screening without a word.
-            let countries = Set(
-                try await pool.query("SELECT alpha2, code FROM countries").flatMap { [try $0.decode(String.self, at: 0), try $0.decode(String.self, at: 1)] })
+            // activity out of every screening.
+            let countries = try await knownCountries()
             var count = 0
             while let row = try next() {
                 count += 1
@@ -220,7 +235,7 @@ public struct ActivityImporter: Sendable {
                     : .failure(SkipReason("not as many fields as the header has columns"))
                 switch mapped {
                 case .failure(let skip): summary.skipped[skip.reason, default: 0] += 1
-                case .success(let mapped): try await record(mapped, source: URL(fileURLWithPath: file).lastPathComponent, into: &summary)
+                case .success(let mapped): try await record(mapped, source: URL(fileURLWithPath: file).lastPathComponent, countries: countries, into: &summary)
                 }
                 progress?(count)
             }
