@@ -105,12 +105,16 @@ struct ClientOptions: ParsableArguments {
         return text
     }
 
-    /// 2 usage or bad input, 3 not found, 4 conflict, 5 forbidden or unauthenticated, 1 anything else.
+    /// 2 usage or bad input, 3 not found, 4 conflict, 5 forbidden or
+    /// unauthenticated, 6 an action the workflow refuses in the task's state,
+    /// 1 anything else. A refusal is not a conflict: re-reading the task and
+    /// trying again, which a stale version calls for, would be refused again.
     static func exitCode(for code: RPCError.Code) -> Int32 {
         switch code {
         case .notFound: 3
         case .conflict: 4
         case .forbidden, .unauthenticated: 5
+        case .actionNotAllowed: 6
         case .invalidParams, .invalidRequest, .validationFailed: 2
         default: 1
         }

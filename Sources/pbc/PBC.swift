@@ -84,8 +84,9 @@ func bootstrapLogging(_ level: Logger.Level?) -> Logger {
 }
 
 /// Distinct exit codes, so that scripts can tell failures apart: 2 input
-/// refused, 3 not found, 4 conflict, 5 forbidden or unauthenticated, 1
-/// anything else. A command line that cannot be used is ArgumentParser's 64.
+/// refused, 3 not found, 4 conflict, 5 forbidden or unauthenticated, 6 an
+/// action the workflow refuses, 1 anything else. A command line that cannot
+/// be used is ArgumentParser's 64.
 func exitCode(for error: Error) -> Int32 {
     switch error {
     case is NotFound: return 3
@@ -95,6 +96,7 @@ func exitCode(for error: Error) -> Int32 {
         case .notFound: return 3
         case .conflict: return 4
         case .forbidden: return 5
+        case .refused: return 6
         case .validation: return 2
         default: return 1
         }

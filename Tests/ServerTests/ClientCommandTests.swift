@@ -239,7 +239,7 @@ import SystemPackage
         let conflict = try await pbc(["act", ref, "withdraw", "--expected-version", "1"], server: server, as: "undp-liaison")
         #expect(conflict.status == .exited(4))
         let refused = try await pbc(["act", ref, "approve"], server: server, as: "undp-liaison")
-        #expect(refused.status == .exited(1))
+        #expect(refused.status == .exited(6))
         #expect(refused.error.contains("allowed: withdraw"))
         let unreachable = try await pbc(["tasks", "--server", "127.0.0.1:1"], server: server, as: "undp-liaison")
         #expect(unreachable.status == .exited(1))
