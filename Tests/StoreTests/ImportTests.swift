@@ -139,7 +139,12 @@ struct ImportTests {
         let openEnded = try await h.pool.query("SELECT count(*) FROM activities WHERE period_end IS NULL").first!.decode(Int.self, at: 0)
         #expect(future.isEmpty == (openEnded == 0))
         let reviewing = try await h.tasks.whoWhatWhere(ReportFilter(status: "technical_review"), as: h.coordinator)
-        #expect(reviewing.allSatisfy { $0.country == "BDI" })
+        #expect(!reviewing.isEmpty && reviewing.allSatisfy { $0.country == "BDI" })
+        let implementing = try await h.tasks.whoWhatWhere(ReportFilter(status: "2"), as: h.coordinator)
+        #expect(!implementing.isEmpty && !implementing.contains { $0.agency == "undp" && $0.sector == "15180" })
+        // A misspelt status is refused, not answered with an empty report that reads as "nobody is there".
+        let misspelt = await #expect(throws: StoreError.self) { _ = try await h.tasks.whoWhatWhere(ReportFilter(status: "tecnical_review"), as: h.coordinator) }
+        #expect(misspelt?.fieldErrors.map(\.field) == ["status"])
         // A liaison's report leaves out other agencies' tasks (imported public activities stay).
         let wfp = try await h.tasks.whoWhatWhere(ReportFilter(country: "BDI"), as: h.wfp)
         #expect(!wfp.contains { $0.agency == "undp" && $0.sector == "15220" })

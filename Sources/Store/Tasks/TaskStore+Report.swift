@@ -36,6 +36,10 @@ extension TaskStore {
     /// several countries or sectors has its budget split equally among them,
     /// so that no amount is counted twice.
     public func whoWhatWhere(_ filter: ReportFilter, as principal: Principal) async throws -> [WhoWhatWhereRow] {
+        if let status = filter.status, !ActivityImporter.activityStatuses.contains(status), !workflows.all.contains(where: { $0.state(status) != nil }) {
+            // Else a misspelt state counts nothing, and an empty report reads as "nobody is there".
+            throw StoreError.validation([FieldError("status", "\(status) is neither a state of a workflow nor an IATI activity status code (1 to 6)")])
+        }
         let restricted = principal.role == .liaison
         let own = restricted ? principal.agency : nil
         let from = filter.from.map { PostgresDate(iso: $0.iso)! }
