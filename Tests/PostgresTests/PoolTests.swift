@@ -39,7 +39,8 @@ import TestSupport
 
         // A caller that waits while a holder lets go gets the connection.
         let waiter = Task { try await pool.query("SELECT 7").first!.decode(Int.self, at: 0) }
-        try await Task.sleep(for: .milliseconds(100))
+        let queued = ContinuousClock.now + .seconds(10)
+        while pool.usage.waiting == 0, ContinuousClock.now < queued { try await Task.sleep(for: .milliseconds(10)) }
         #expect(pool.usage.waiting == 1)
         holdContinuation.yield()
         #expect(try await waiter.value == 7)

@@ -283,9 +283,19 @@ extension JSONValue {
             let task = try #require(claimed["result"]?["task"])
             let lease = try #require(claimed["result"]?["lease"]?["id"]?.string)
             #expect(task["assignee"]?["name"]?.string == "coordinator")
-            try await Task.sleep(for: .milliseconds(2500))  // the lease runs out and a sweep runs
-
+            // The lease runs out and a sweep (every second) returns the task to
+            // its queue. Waited for by its event, not for a fixed time: a
+            // loaded machine may sweep late.
             let ref = task["ref"]!.string!
+            var swept = false
+            let deadline = ContinuousClock.now + .seconds(30)
+            while !swept, ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(250))
+                let history = try await mine.call("task.history", id: 4, params: #"{"task":"\#(ref)"}"#)
+                guard case .array(let events)? = history?["result"]?["items"] else { continue }
+                swept = events.contains { $0["type"]?.string == "task.lease_expired" }
+            }
+            #expect(swept)
             try await LineClient.withConnection(port: server.port) { colleague in
                 try await Self.hello(colleague, token: tokens["claimer-0"]!)
                 let theirs = try #require(try await colleague.call("queue.claim", id: 1, params: #"{"queue":"pbso-review"}"#))

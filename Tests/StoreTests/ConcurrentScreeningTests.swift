@@ -86,7 +86,8 @@ struct WaitingScreener: Screener {
     /// holds a bounded number of locks, not one per district, which a few
     /// such submissions at once could run PostgreSQL's shared lock table out of.
     @Test func aProgramOfManyDistrictsHoldsABoundedNumberOfLocks() async throws {
-        let rendezvous = Rendezvous(expected: 2, patience: .seconds(2))  // only one arrives: it waits, holding its locks
+        // The screening waits there, holding its locks, until the test has counted them and arrives too.
+        let rendezvous = Rendezvous(expected: 2, patience: .seconds(30))
         let configuration = OverlapConfiguration()
         let h = try await Harness("overlap_many_districts") { connection, ref in
             WaitingScreener(inner: PortfolioScreener(connection: connection, configuration: configuration, subjectRef: ref), rendezvous: rendezvous)
@@ -95,13 +96,14 @@ struct WaitingScreener: Screener {
         nationwide.locations = (1...400).map { "District \($0)" }
         async let submitted = h.tasks.submit(nationwide, workflow: "pbf-project", idempotencyKey: "nationwide", by: h.undp)
         var held = 0
-        for _ in 0..<100 where held == 0 {
+        for _ in 0..<1_500 where held == 0 {
             try await Task.sleep(for: .milliseconds(20))
             held = try await h.pool.query("""
                 SELECT count(*) FROM pg_locks
                 WHERE locktype = 'advisory' AND classid = 7412 AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
                 """).first!.decode(Int.self, at: 0)
         }
+        try await rendezvous.arrive()
         #expect(held > 0)
         #expect(held <= 64)
         #expect(try await submitted.task.state == "technical_review")
