@@ -108,15 +108,10 @@ func eventSummary(_ event: JSONValue) -> String {
     return words.joined(separator: " ")
 }
 
-struct Submit: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Create and submit a task; it is screened and routed at once.")
-
-    @OptionGroup var client: ClientOptions
-    @Option(help: "A JSON file with the task's parameters (flags given too take precedence).") var file: String?
-    @Option(help: "The workflow (default: pbf-project).") var workflow: String?
+/// The details of a task that `pbc submit` sets and `pbc edit` changes.
+struct TaskDetails: ParsableArguments {
     @Option var title: String?
     @Option var description: String?
-    @Option(name: .customLong("lead-agency")) var leadAgency: String?
     @Option(name: .customLong("participant"), help: "AGENCY:ROLE (funding, implementing, accountable); repeat for more.") var participants: [String] = []
     @Option var country: String?
     @Option(name: .customLong("location"), help: "Repeat for more.") var locations: [String] = []
@@ -126,8 +121,47 @@ struct Submit: AsyncParsableCommand {
     // Unconditional, so that a negative amount reaches the server and is refused
     // for what it is, not taken for an option ("missing value for --budget").
     @Option(parsing: .unconditional, help: "The amount, such as 1500000.00.") var budget: String?
-    @Option(help: "ISO 4217 code of the budget.") var currency = "USD"
+    @Option(help: "ISO 4217 code of the budget (default: USD for a new task, the task's own for an edit).") var currency: String?
     @Option var priority: String?
+
+    var isEmpty: Bool {
+        title == nil && description == nil && participants.isEmpty && country == nil && locations.isEmpty && sectors.isEmpty && start == nil
+            && end == nil && budget == nil && priority == nil
+    }
+
+    func validate() throws {
+        if (start == nil) != (end == nil) { throw ValidationError("--start and --end go together") }
+        if currency != nil, budget == nil { throw ValidationError("--currency goes with --budget") }
+    }
+
+    /// Sets on `params` what was given; a budget without --currency is in `currency`.
+    func apply(to params: inout [String: JSONValue], currency defaultCurrency: String) throws {
+        if let title { params["title"] = .string(title) }
+        if let description { params["description"] = .string(description) }
+        if !participants.isEmpty {
+            params["participants"] = .array(try participants.map { text in
+                let parts = text.split(separator: ":")
+                guard parts.count == 2 else { throw ValidationError("--participant takes AGENCY:ROLE, not \(text)") }
+                return .object(["agency": .string(String(parts[0])), "role": .string(String(parts[1]))])
+            })
+        }
+        if let country { params["country"] = .string(country) }
+        if !locations.isEmpty { params["locations"] = .array(locations.map(JSONValue.string)) }
+        if !sectors.isEmpty { params["sectors"] = .array(sectors.map(JSONValue.string)) }
+        if let start, let end { params["period"] = .object(["start": .string(start), "end": .string(end)]) }
+        if let budget { params["budget"] = .object(["amount": .string(budget), "currency": .string(currency ?? defaultCurrency)]) }
+        if let priority { params["priority"] = .string(priority) }
+    }
+}
+
+struct Submit: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Create and submit a task; it is screened and routed at once.")
+
+    @OptionGroup var client: ClientOptions
+    @Option(help: "A JSON file with the task's parameters (flags given too take precedence).") var file: String?
+    @Option(help: "The workflow (default: pbf-project).") var workflow: String?
+    @Option(name: .customLong("lead-agency")) var leadAgency: String?
+    @OptionGroup var details: TaskDetails
     @Option(name: .customLong("field"), help: "A workflow field, NAME=VALUE; repeat for more.") var fields: [String] = []
     @Option(name: .customLong("idempotency-key"), help: "Makes a retry safe (default: a new one each run).") var idempotencyKey: String?
 
@@ -141,25 +175,8 @@ struct Submit: AsyncParsableCommand {
         }
         if let workflow { params["workflow"] = .string(workflow) }
         if params["workflow"] == nil { params["workflow"] = .string("pbf-project") }
-        if let title { params["title"] = .string(title) }
-        if let description { params["description"] = .string(description) }
         if let leadAgency { params["leadAgency"] = .string(leadAgency) }
-        if !participants.isEmpty {
-            params["participants"] = .array(try participants.map { text in
-                let parts = text.split(separator: ":")
-                guard parts.count == 2 else { throw ValidationError("--participant takes AGENCY:ROLE, not \(text)") }
-                return .object(["agency": .string(String(parts[0])), "role": .string(String(parts[1]))])
-            })
-        }
-        if let country { params["country"] = .string(country) }
-        if !locations.isEmpty { params["locations"] = .array(locations.map(JSONValue.string)) }
-        if !sectors.isEmpty { params["sectors"] = .array(sectors.map(JSONValue.string)) }
-        if start != nil || end != nil {
-            guard let start, let end else { throw ValidationError("--start and --end go together") }
-            params["period"] = .object(["start": .string(start), "end": .string(end)])
-        }
-        if let budget { params["budget"] = .object(["amount": .string(budget), "currency": .string(currency)]) }
-        if let priority { params["priority"] = .string(priority) }
+        try details.apply(to: &params, currency: "USD")
         if !fields.isEmpty {
             var merged: [String: JSONValue] = [:]
             if case .object(let existing)? = params["fields"] { merged = existing }
@@ -181,6 +198,35 @@ struct Submit: AsyncParsableCommand {
             var text = describeTask(.object(task))
             if result["replayed"] == .bool(true) { text += "(already submitted with this key: nothing new was created)\n" }
             print(text, terminator: "")
+        }
+    }
+}
+
+struct Edit: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Change a task's details; a change of dates, country, sectors or locations is screened again.",
+        discussion: "A repeated option (--location, --sector, --participant) gives the whole new list.")
+
+    @OptionGroup var client: ClientOptions
+    @Argument(help: "The task's ref or id.") var task: String
+    @OptionGroup var details: TaskDetails
+    @Option(name: .customLong("expected-version"), help: "Refuse if the task changed since this version (default: the version just read).") var expectedVersion: Int?
+
+    func validate() throws {
+        if details.isEmpty { throw ValidationError("name at least one detail to change, such as --title, --start and --end, or --location") }
+    }
+
+    func run() async throws {
+        try await client.withSession { rpc in
+            let current = try await rpc.call("task.get", ["task": .string(task)])["task"] ?? .null
+            var params: [String: JSONValue] = [
+                "task": .string(task), "expectedVersion": expectedVersion.map { .integer(Int64($0)) } ?? current["version"] ?? .integer(0),
+            ]
+            try details.apply(to: &params, currency: current["budget"]?["currency"]?.text ?? "USD")
+            let result = try await rpc.call("task.update", params)
+            if client.json { return try ClientOptions.printJSON(result) }
+            // Read again: what a new screening found shows with the task, as in pbc show.
+            print(describeTask(try await rpc.call("task.get", ["task": .string(task)])["task"] ?? .null), terminator: "")
         }
     }
 }

@@ -12,7 +12,7 @@ struct PBC: AsyncParsableCommand {
         abstract: "The coordination service of a Peacebuilding Commission: intake, overlap screening, workflows, audit.",
         subcommands: [
             Serve.self, Migrate.self, WorkflowCommand.self, AdminCommand.self, ImportCommand.self, OverlapsCommand.self,
-            Submit.self, Show.self, Tasks.self, Act.self, Comment.self, QueueCommand.self, Assign.self, Release.self, Watch.self,
+            Submit.self, Edit.self, Show.self, Tasks.self, Act.self, Comment.self, QueueCommand.self, Assign.self, Release.self, Watch.self,
             Resolve.self, Report.self,
         ]
     )

@@ -211,6 +211,53 @@ import SystemPackage
         await second.stop()
     }
 
+    /// A liaison revises a task from the command line. Moving it onto
+    /// another program's ground is screened again, and the task shown after
+    /// the edit names the overlap with the id that resolves it. A new budget
+    /// keeps the task's currency; a stale version is a conflict; an edit that
+    /// names nothing to change is a usage error.
+    @Test func anEditIsScreenedAgainAndShowsWhatItFound() async throws {
+        let server = try await ServerHarness.start("cli_edit")
+        func submit(_ arguments: [String], as principal: String) async throws -> String {
+            let outcome = try await pbc(
+                ["submit", "--sector", "15220", "--start", "2027-01-01", "--end", "2027-12-31", "--field", "genderMarker=1", "--field", "facility=IRF"]
+                    + arguments, server: server, as: principal)
+            #expect(outcome.status == .exited(0), "\(outcome.error)")
+            #expect(outcome.output.contains("state      technical_review"), "\(outcome.output)")
+            return try #require(outcome.output.split(separator: " ").first.map(String.init))
+        }
+        let gitega = try await submit(
+            ["--title", "Peace committees in Gitega", "--lead-agency", "undp", "--country", "BDI", "--location", "Gitega", "--budget", "400000"],
+            as: "undp-liaison")
+        let kailahun = try await submit(
+            ["--title", "Land dialogue in Kailahun", "--lead-agency", "wfp", "--country", "SLE", "--location", "Kailahun", "--budget", "300000",
+             "--currency", "EUR"],
+            as: "wfp-liaison")
+
+        let moved = try await pbc(
+            ["edit", kailahun, "--title", "Peace committees in Gitega and Kirundo", "--country", "BDI", "--location", "Gitega", "--location",
+             "Kirundo", "--budget", "350000"],
+            server: server, as: "wfp-liaison")
+        #expect(moved.status == .exited(0), "\(moved.error)")
+        #expect(moved.output.contains("locations  Gitega, Kirundo"), "\(moved.output)")
+        #expect(moved.output.contains("budget     350000.00 EUR"), "\(moved.output)")
+        let overlap = try #require(moved.output.split(separator: "\n").first { $0.hasPrefix("overlaps   \(gitega)") }, "\(moved.output)")
+        #expect(overlap.contains("open, overlap "))
+
+        let stale = try await pbc(["edit", kailahun, "--title", "Again", "--expected-version", "1"], server: server, as: "wfp-liaison")
+        #expect(stale.status == .exited(4))
+        let nothing = try await pbc(["edit", kailahun], server: server, as: "wfp-liaison")
+        #expect(nothing.status == .exited(64))
+        #expect(nothing.error.contains("name at least one detail to change"))
+        let halfPeriod = try await pbc(["edit", kailahun, "--start", "2027-02-01"], server: server, as: "wfp-liaison")
+        #expect(halfPeriod.status == .exited(64))
+        #expect(halfPeriod.error.contains("--start and --end go together"))
+        let notTheirs = try await pbc(["edit", gitega, "--title", "Mine now"], server: server, as: "wfp-liaison")
+        #expect(notTheirs.status == .exited(3), "\(notTheirs.error)")
+        #expect(try await pbc(["show", gitega], server: server, as: "coordinator").output.contains("Peace committees in Gitega\n"))
+        await server.stop()
+    }
+
     @Test func exitCodesTellFailuresApart() async throws {
         let server = try await ServerHarness.start("cli_exit")
         let notFound = try await pbc(["show", "PBC-1999-000009"], server: server, as: "undp-liaison")
