@@ -52,7 +52,7 @@ import TestSupport
             params: { _, _ in #"{"overlap":"7d4e1f0a-0000-4000-8000-000000000001","resolution":"distinct"}"# },
             expected: expect(-32003, -32003, -32003, -32004, -32003, -32003, -32004)),
         Row(name: "follow another agency's events", method: "event.subscribe", writes: false,
-            params: { _, _ in #"{"agencies":["wfp"],"types":["nothing.at_all"]}"# },
+            params: { _, _ in #"{"agencies":["wfp"],"types":["sla.reminder"]}"# },
             expected: expect(-32003, -32003, 0, 0, 0, 0, 0)),
     ]
 

@@ -29,6 +29,35 @@ public struct StreamEvent: Sendable, Hashable {
 
 /// Reading the event log for streams (SPEC section 6).
 extension TaskStore {
+    /// Every type of event pbc writes. A subscription naming another is a
+    /// typo that would wait forever for nothing, so it is refused.
+    /// `EventTypeTests` checks that the store writes no type missing here.
+    public static let eventTypes: Set<String> = [
+        "task.created", "task.transitioned", "task.updated", "task.commented", "task.claimed", "task.lease_renewed", "task.lease_expired",
+        "task.assigned", "task.released", "overlap.detected", "overlap.resolved", "sla.breached", "sla.reminder",
+    ]
+
+    /// Refuses a subscription's queues and agencies that do not exist, and
+    /// types pbc never writes: each would match nothing, silently.
+    public func checkSubscriptionNames(queues: [String], agencies: [String], types: [String]) async throws {
+        var errors: [FieldError] = []
+        for type in types where !Self.eventTypes.contains(type) {
+            errors.append(FieldError("types", "\(type) is not an event type; there are \(Self.eventTypes.sorted().joined(separator: ", "))"))
+        }
+        if !queues.isEmpty || !agencies.isEmpty {
+            let rows = try await pool.query("""
+                SELECT 'queues', q FROM unnest(\(queues)) AS q WHERE NOT EXISTS (SELECT 1 FROM queues WHERE name = q)
+                UNION ALL
+                SELECT 'agencies', a FROM unnest(\(agencies)) AS a WHERE NOT EXISTS (SELECT 1 FROM agencies WHERE id = a)
+                """)
+            for row in rows {
+                let (field, name) = (try row.decode(String.self, at: 0), try row.decode(String.self, at: 1))
+                errors.append(FieldError(field, field == "queues" ? "no queue \(name)" : "unknown agency \(name)"))
+            }
+        }
+        guard errors.isEmpty else { throw StoreError.validation(errors) }
+    }
+
     /// The seq of the newest event, 0 when there is none: a position in the
     /// log, read by pbc itself (in no one's scope, which would hide events).
     public func newestEventSeq() async throws -> Int {
