@@ -3,6 +3,7 @@ import Configuration
 import Foundation
 import Server
 import Store
+import Synchronization
 
 struct Serve: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -38,28 +39,36 @@ struct Serve: AsyncParsableCommand {
             if let tlsCertificate { flags[ConfigurationLoader.Key.tlsCertificate] = .init(.string(tlsCertificate), isSecret: false) }
             if let tlsKey { flags[ConfigurationLoader.Key.tlsKey] = .init(.string(tlsKey), isSecret: false) }
             let configuration = try await ConfigurationLoader.load(flags: flags, file: options.configFile)
+            // The demo's hint names the address, known only once the port is bound (it may be 0).
+            let hintToken = Mutex<String?>(nil)
             var printDemo: (@Sendable ([Demo.Login]) -> Void)?
             if demo {
-                printDemo = { logins in FileHandle.standardOutput.write(Data(Serve.demoTable(logins).utf8)) }
+                printDemo = { logins in
+                    hintToken.withLock { $0 = logins.first(where: { $0.role == .liaison })?.token }
+                    FileHandle.standardOutput.write(Data(Serve.demoTable(logins).utf8))
+                }
             }
             try await Application(configuration: configuration, logger: logger).run(onDemo: printDemo) { address in
-                // The one line on standard output: scripts read the address from it.
+                let served = "\(address.ipAddress ?? "?"):\(address.port ?? 0)"
+                if let token = hintToken.withLock({ $0 }) {
+                    let server = served == "127.0.0.1:7411" ? "" : "PBC_SERVER=\(served) "
+                    FileHandle.standardOutput.write(Data("try: \(server)PBC_TOKEN=\(token) pbc tasks\n".utf8))
+                }
+                // The last line on standard output: scripts read the address from it.
                 // Written straight away (not buffered): scripts wait for it.
-                FileHandle.standardOutput.write(Data("pbc serving JSON-RPC on \(address.ipAddress ?? "?"):\(address.port ?? 0)\n".utf8))
+                FileHandle.standardOutput.write(Data("pbc serving JSON-RPC on \(served)\n".utf8))
             }
         }
     }
 
-    /// The demo logins as a table, then how to use one; before the serving line.
+    /// The demo logins as a table; before the serving line, which follows
+    /// with a command to try one of them.
     static func demoTable(_ logins: [Demo.Login]) -> String {
         let rows = [["NAME", "ROLE", "AGENCY", "TOKEN"]] + logins.map { [$0.name, $0.role.rawValue, $0.agency ?? "-", $0.token] }
         let widths = (0..<3).map { column in rows.map { $0[column].count }.max()! }
         var text = "demo principals (tokens made at this start; earlier ones stay valid until revoked):\n"
         for row in rows {
             text += (0..<3).map { row[$0].padding(toLength: widths[$0] + 2, withPad: " ", startingAt: 0) }.joined() + row[3] + "\n"
-        }
-        if let liaison = logins.first(where: { $0.role == .liaison }) {
-            text += "try: PBC_TOKEN=\(liaison.token) pbc tasks\n"
         }
         return text
     }

@@ -271,6 +271,7 @@ import SystemPackage
         guard let url = try await freshDatabaseURL("cli_demo") else { return }
         func serveOnce() async throws -> [String: String] {
             var tokens: [String: String] = [:]
+            var hint = ""
             let result = try await Subprocess.run(
                 .path(FilePath(PBCBinary.path)), arguments: ["serve", "--demo", "--port", "0", "--database-url", url],
                 workingDirectory: FilePath(TestDatabase.repositoryRoot.path), input: .none, output: .sequence, error: .string(limit: 1 << 20)
@@ -279,8 +280,11 @@ import SystemPackage
                 while let line = try await lines.next() {
                     let columns = line.split(separator: " ", omittingEmptySubsequences: true).map(String.init)
                     if columns.count == 4, columns[3].hasPrefix("pbc_") { tokens[columns[1]] = columns[3] }
+                    if line.hasPrefix("try: ") { hint = line }
                     guard line.hasPrefix("pbc serving JSON-RPC on 127.0.0.1:") else { continue }
                     let port = try #require(Int(line.split(separator: ":").last ?? ""))
+                    // The command to try names this server, which is not on the default port.
+                    #expect(hint.hasPrefix("try: PBC_SERVER=127.0.0.1:\(port) PBC_TOKEN=pbc_") && hint.hasSuffix(" pbc tasks"), "\(hint)")
                     try await LineClient.withConnection(port: port) { client in
                         let hello = try await client.call("session.hello", params: #"{"protocol":1,"token":"\#(tokens["coordinator"] ?? "")"}"#)
                         #expect(hello?["result"]?["principal"]?["role"] == .string("coordinator"))
