@@ -151,6 +151,49 @@ import TestSupport
         #expect(try await h.invariantViolations() == [])
     }
 
+    /// A task sent back for revision after its overlap was dismissed is
+    /// screened afresh on resubmission: the revised program may be closer to
+    /// the other, so the pair is open again for a coordinator to decide, on
+    /// both sides, and the earlier decision stays in the history. (The
+    /// resubmission failed outright before: reopening left the old
+    /// resolution on an open row, which the database refuses.)
+    @Test func aResubmissionAfterARevisionOpensADismissedPairAgain() async throws {
+        let h = try await Harness("overlap_resubmitted")
+        let (first, second, overlap) = try await twoOverlapping(h)
+        func revise(_ ref: String) async throws -> StoredTask {
+            var task = try await h.tasks.get(ref, as: h.coordinator)
+            if task.state == "deconfliction" {
+                task = try await h.tasks.act(ref, action: "deconflicted", expectedVersion: task.version, by: h.coordinator)
+            }
+            task = try await h.tasks.act(
+                ref, action: "request_revision", expectedVersion: task.version, inputs: ActionInputs(comment: "Name the districts"), by: h.coordinator)
+            return try await h.tasks.act(ref, action: "resubmit", expectedVersion: task.version, by: task.record.leadAgency == "undp" ? h.undp : h.unicef)
+        }
+        // The first program is revised too, so the pair has a row on each side.
+        #expect(try await revise(first.ref).state == "deconfliction")
+        func rows() async throws -> [String] {
+            try await h.pool.query("SELECT status || ' ' || coalesce(resolution, '-') FROM task_overlaps ORDER BY task_id").map { try $0.decode(String.self, at: 0) }
+        }
+        #expect(try await rows() == ["open -", "open -"])
+        _ = try await h.tasks.resolveOverlap(overlap.id, as: .distinct, comment: "Different target groups", by: h.coordinator)
+        #expect(try await rows() == ["resolved distinct", "resolved distinct"])
+
+        let resubmitted = try await revise(second.ref)
+        #expect(resubmitted.state == "deconfliction")
+        #expect(try await rows() == ["open -", "open -"])
+        for ref in [first.ref, second.ref] {
+            let shown = try await h.tasks.getWithOverlaps(ref, as: h.coordinator).overlaps
+            #expect(!shown.isEmpty && shown.allSatisfy { $0.status == "open" && $0.resolution == nil && $0.resolutionData.isEmpty }, "\(ref)")
+        }
+        let history = try await h.tasks.history(second.ref, as: h.coordinator)
+        #expect(history.contains { $0.type == "overlap.resolved" && $0.comment == "Different target groups" })
+        // Decided again, as any open overlap.
+        let again = try await h.tasks.resolveOverlap(overlap.id, as: .coordinate(lead: "undp"), comment: nil, by: h.coordinator)
+        #expect(again.resolution == "coordinate")
+        #expect(try await rows() == ["resolved coordinate", "resolved coordinate"])
+        #expect(try await h.invariantViolations() == [])
+    }
+
     @Test func mergeMovesParticipantsAndEndsTheAbsorbedTaskAsMerged() async throws {
         let h = try await Harness("overlap_merge")
         let (first, second, overlap) = try await twoOverlapping(h)

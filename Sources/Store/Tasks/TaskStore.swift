@@ -354,9 +354,11 @@ public struct TaskStore: Sendable {
 
     /// Writes what screening found for a task, in one statement whatever the
     /// number of findings. With `replacing`, an overlap already recorded for
-    /// the pair takes the new score and reasons and is open again; without, it
-    /// is left as it is. Returns the findings written, one per other entry (two
-    /// publishers may report the same identifier: the stronger finding counts).
+    /// the pair takes the new score and reasons and is open again, its
+    /// earlier resolution cleared on both sides of the pair (the events keep
+    /// it); without, it is left as it is. Returns the findings written, one
+    /// per other entry (two publishers may report the same identifier: the
+    /// stronger finding counts).
     func storeFindings(
         _ findings: [OverlapFinding], of task: UUID, replacing: Bool, on connection: PostgresConnection
     ) async throws -> [OverlapFinding] {
@@ -364,15 +366,25 @@ public struct TaskStore: Sendable {
         let findings = findings.sorted { $0.score > $1.score }.filter { seen.insert($0.other).inserted }
         guard !findings.isEmpty else { return [] }
         let reasons = try findings.map { try Self.json($0.reasons) }
+        let reopen = "status = 'open', resolution = NULL, resolution_data = '{}', resolved_by = NULL, resolved_at = NULL"
         let rows = try await connection.query("""
             INSERT INTO task_overlaps (task_id, other_ref, score, reasons)
             SELECT \(task), f.other, f.score::float8, f.reasons::jsonb
             FROM unnest(\(findings.map(\.other)), \(findings.map { String($0.score) }), \(reasons)) AS f(other, score, reasons)
             ON CONFLICT (task_id, other_ref) DO \(unsafeRaw: replacing
-                ? "UPDATE SET score = EXCLUDED.score, reasons = EXCLUDED.reasons, status = 'open'" : "NOTHING")
+                ? "UPDATE SET score = EXCLUDED.score, reasons = EXCLUDED.reasons, \(reopen)" : "NOTHING")
             RETURNING other_ref
             """)
         let written = Set(try rows.map { try $0.decode(String.self, at: 0) })
+        if replacing, !written.isEmpty {
+            // The other task's row of the same pair, where its screening found this one.
+            try await connection.query("""
+                UPDATE task_overlaps o SET \(unsafeRaw: reopen)
+                FROM tasks other, tasks this
+                WHERE this.id = \(task) AND other.ref = ANY (\(Array(written))) AND o.task_id = other.id AND o.other_ref = this.ref
+                  AND o.status = 'resolved'
+                """)
+        }
         return findings.filter { written.contains($0.other) }
     }
 
