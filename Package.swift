@@ -153,7 +153,7 @@ let package = Package(
         ),
         .testTarget(
             name: "StoreTests",
-            dependencies: ["Store", "Postgres", "Coordination", "TestSupport"]
+            dependencies: ["Store", "Postgres", "Coordination", "TestSupport", .product(name: "Logging", package: "swift-log")]
         ),
         .testTarget(
             name: "JSONRPCTests",

@@ -1,5 +1,6 @@
 import Coordination
 import Foundation
+import Logging
 import Postgres
 import Store
 import Synchronization
@@ -107,5 +108,100 @@ struct WaitingScreener: Screener {
         #expect(held > 0)
         #expect(held <= 64)
         #expect(try await submitted.task.state == "technical_review")
+    }
+
+    /// A resolution and a resubmission of one pair at the same moment wait
+    /// for each other in turn instead of deadlocking. The resubmission holds
+    /// its task while it screens, then reopens the pair's overlap row; the
+    /// resolution locks the pair's two tasks before their overlap rows, as
+    /// every change does, so it holds nothing the resubmission needs. In the
+    /// other order PostgreSQL would break the cycle after a second and the
+    /// store would run one transaction again, which the store logs: the test
+    /// counts those retries (there must be none), not time.
+    @Test func aResolutionDuringAResubmissionOfThePairWaitsWithoutDeadlock() async throws {
+        let retries = Retries()
+        var logger = Logger(label: "pbc.postgres") { _ in retries }
+        logger.logLevel = .debug
+        let rendezvous = Rendezvous(expected: 2, patience: .seconds(60))
+        let armed = Switch()
+        let configuration = OverlapConfiguration()
+        let h = try await Harness("overlap_resolve_resubmit", screener: { connection, ref in
+            ArmedScreener(inner: PortfolioScreener(connection: connection, configuration: configuration, subjectRef: ref), armed: armed, rendezvous: rendezvous)
+        }, logger: logger)
+        var same = Harness.project()
+        same.leadAgency = "unicef"
+        same.participants = [Participant(agency: "undp", role: .implementing)]
+        _ = try await h.tasks.submit(Harness.project(), workflow: "pbf-project", idempotencyKey: "a", by: h.undp)
+        let (later, _, laterOverlaps) = try await h.tasks.submit(same, workflow: "pbf-project", idempotencyKey: "b", by: h.unicef)
+        let overlap = try #require(laterOverlaps.first)
+        // Resolved, reviewed, sent back for revision: the resubmission will find the pair again.
+        _ = try await h.tasks.resolveOverlap(overlap.id, as: .distinct, comment: nil, by: h.coordinator)
+        var task = try await h.tasks.act(later.ref, action: "deconflicted", expectedVersion: later.version, by: h.coordinator)
+        task = try await h.tasks.act(
+            later.ref, action: "request_revision", expectedVersion: task.version, inputs: ActionInputs(comment: "Say how it differs"), by: h.coordinator)
+
+        armed.turnOn()
+        async let resubmitted = h.tasks.act(later.ref, action: "resubmit", expectedVersion: task.version, by: h.unicef)
+        while rendezvous.arrived.load(ordering: .sequentiallyConsistent) == 0 { try await Task.sleep(for: .milliseconds(10)) }
+        // The resubmission holds its task and waits in its screening; now the resolution starts and must wait for it.
+        async let resolved = h.tasks.resolveOverlap(overlap.id, as: .distinct, comment: "Still distinct", by: h.coordinator)
+        var waiting = 0
+        for _ in 0..<1_500 where waiting == 0 {
+            try await Task.sleep(for: .milliseconds(20))
+            waiting = try await h.pool.query("""
+                SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+                WHERE NOT l.granted AND a.datname = current_database()
+                """).first!.decode(Int.self, at: 0)
+        }
+        #expect(waiting > 0, "the resolution never waited for the resubmission")
+        try await rendezvous.arrive()
+        let state = try await resubmitted.state
+        _ = try await resolved
+        #expect(state == "deconfliction")
+        #expect(retries.count == 0, "a transaction ran again after a deadlock")
+        #expect(try await h.tasks.getWithOverlaps(later.ref, as: h.coordinator).overlaps.map(\.status) == ["resolved"])
+    }
+}
+
+final class Switch: Sendable {
+    private let on = Atomic<Bool>(false)
+    var isOn: Bool { on.load(ordering: .sequentiallyConsistent) }
+    func turnOn() { on.store(true, ordering: .sequentiallyConsistent) }
+}
+
+/// The real screener, which waits at the rendezvous once armed.
+struct ArmedScreener: Screener {
+    let inner: any Screener
+    let armed: Switch
+    let rendezvous: Rendezvous
+
+    func screen(_ task: TaskRecord) async throws -> [OverlapFinding] {
+        let findings = try await inner.screen(task)
+        if armed.isOn { try await rendezvous.arrive() }
+        return findings
+    }
+}
+
+/// Counts the store's "retrying transaction" log lines: each is a
+/// transaction run again after a deadlock or serialization failure.
+final class Retries: LogHandler, Sendable {
+    private let counted = Mutex(0)
+    var count: Int { counted.withLock { $0 } }
+
+    func log(event: LogEvent) {
+        if event.message.description == "retrying transaction" { counted.withLock { $0 += 1 } }
+    }
+
+    var metadata: Logger.Metadata {
+        get { [:] }
+        set {}
+    }
+    var logLevel: Logger.Level {
+        get { .debug }
+        set {}
+    }
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { nil }
+        set {}
     }
 }

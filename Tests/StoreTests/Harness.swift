@@ -1,5 +1,6 @@
 import Coordination
 import Foundation
+import Logging
 import Postgres
 import Store
 import Synchronization
@@ -37,10 +38,14 @@ struct Harness {
         try ExchangeRates.load(yaml: String(contentsOf: config.appendingPathComponent("rates.yaml"), encoding: .utf8), file: "rates.yaml")
     }
 
-    init(_ label: String, screener: @escaping TaskStore.ScreenerFactory = TaskStore.portfolioScreener(OverlapConfiguration())) async throws {
+    /// `logger` is the store's pool's: a test may read what the store logs.
+    init(
+        _ label: String, screener: @escaping TaskStore.ScreenerFactory = TaskStore.portfolioScreener(OverlapConfiguration()),
+        logger: Logger = Logger(label: "pbc.postgres")
+    ) async throws {
         target = try await TestDatabase.create(label)
         pool = PostgresPool(configuration: .init(target: target, maxConnections: 10))
-        service = PostgresPool(configuration: .init(target: target.runningAs(Database.serviceRole), maxConnections: 10))
+        service = PostgresPool(configuration: .init(target: target.runningAs(Database.serviceRole), maxConnections: 10), logger: logger)
         try await pool.withConnection { try await ReferenceData.load(from: Self.config).sync(on: $0) }
         let files = try WorkflowRegistry.read(files: WorkflowRegistry.files(in: Self.config.appendingPathComponent("workflows")))
         workflows = try await pool.withConnection { try await WorkflowRegistry.sync(files, on: $0) }
