@@ -60,8 +60,12 @@ func describeTask(_ task: JSONValue) -> String {
     return lines.joined(separator: "\n") + "\n"
 }
 
-/// How an overlap was resolved, with what that settled: "coordinate (leadAgency undp)".
+/// How an overlap was resolved, with what that settled: "coordinate (leadAgency undp)";
+/// for one closed, which program ended and how: "PBC-2026-000002 was rejected".
 func resolutionText(_ overlap: JSONValue) -> String {
+    if overlap["status"]?.text == "closed" {
+        return "\(overlap["resolutionData"]?["ended"]?.text ?? "") was \(overlap["resolutionData"]?["state"]?.text ?? "")"
+    }
     let name = overlap["resolution"]?.text ?? ""
     guard case .object(let data)? = overlap["resolutionData"], !data.isEmpty else { return name }
     return name + " (" + data.keys.sorted().map { "\($0) \(data[$0]!.text)" }.joined(separator: ", ") + ")"
@@ -84,6 +88,8 @@ func eventSummary(_ event: JSONValue) -> String {
         if !value("survivor").isEmpty { words.append("(\(value("survivor")) absorbs \(value("absorbed")))") }
         if !value("period").isEmpty { words.append("(\(value("task")) moves to \(value("period")))") }
         if value("resolution") == "withdraw" { words.append("(\(value("task")) withdrawn)") }
+    case "overlap.closed":
+        words = ["with \(value("other")) (\(value("ended")) was \(value("state")))"]
     case "task.updated":
         words = ["changed \(value("changed"))"]
     case "task.claimed", "task.lease_renewed":

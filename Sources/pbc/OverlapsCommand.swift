@@ -11,11 +11,11 @@ struct OverlapsCommand: AsyncParsableCommand {
 
     struct List: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            commandName: "ls", abstract: "Overlaps of the tasks you can see (open ones unless --status resolved).")
+            commandName: "ls", abstract: "Overlaps of the tasks you can see (open ones unless --status says otherwise).")
 
         @OptionGroup var client: ClientOptions
         @Option(help: "Only this task's overlaps.") var task: String?
-        @Option(help: "open or resolved.") var status: String?
+        @Option(help: "open (the default), resolved, or closed (one of the programs ended first).") var status: String?
         @Option(help: "At most this many (1 to 500; default 100).") var limit: Int?
 
         func run() async throws {
@@ -31,7 +31,7 @@ struct OverlapsCommand: AsyncParsableCommand {
                 for item in items {
                     let other = item["other"] ?? .null
                     print("\(item["id"]?.text ?? "")  \(item["task"]?.text ?? "") ~ \(other["ref"]?.text ?? "")  score \(item["score"]?.text ?? "")"
-                        + (item["resolution"]?.text.isEmpty == false ? "  resolved: \(resolutionText(item))" : ""))
+                        + (item["status"]?.text == "open" ? "" : "  \(item["status"]?.text ?? ""): \(resolutionText(item))"))
                     print("    \(other["title"]?.text ?? "") [\(other["leadAgency"]?.text ?? ""), \(other["country"]?.text ?? "")]")
                     if case .array(let reasons)? = item["reasons"] { for reason in reasons { print("    - \(reason.text)") } }
                 }

@@ -255,6 +255,17 @@ import SystemPackage
         let notTheirs = try await pbc(["edit", gitega, "--title", "Mine now"], server: server, as: "wfp-liaison")
         #expect(notTheirs.status == .exited(3), "\(notTheirs.error)")
         #expect(try await pbc(["show", gitega], server: server, as: "coordinator").output.contains("Peace committees in Gitega\n"))
+
+        // WFP withdraws its program: the overlap is closed, and both sides read why.
+        let withdrawn = try await pbc(["act", kailahun, "withdraw"], server: server, as: "wfp-liaison")
+        #expect(withdrawn.status == .exited(0), "\(withdrawn.error)")
+        let shown = try await pbc(["show", gitega, "--history"], server: server, as: "undp-liaison")
+        #expect(shown.output.contains("overlaps   \(kailahun)  score "), "\(shown.output)")
+        #expect(shown.output.contains("closed: \(kailahun) was withdrawn\n"), "\(shown.output)")
+        #expect(shown.output.contains("overlap.closed     with \(kailahun) (\(kailahun) was withdrawn)"), "\(shown.output)")
+        let closed = try await pbc(["overlaps", "--status", "closed"], server: server, as: "coordinator")
+        #expect(closed.output.contains("  closed: \(kailahun) was withdrawn\n"), "\(closed.output)")
+        #expect(try await pbc(["overlaps"], server: server, as: "coordinator").output == "no open overlaps\n")
         await server.stop()
     }
 

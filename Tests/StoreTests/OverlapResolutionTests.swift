@@ -194,6 +194,57 @@ import TestSupport
         #expect(try await h.invariantViolations() == [])
     }
 
+    /// When a program ends before its overlaps are resolved, they are
+    /// closed on both sides: a withdrawal by resolution closes the withdrawn
+    /// task's other overlaps; a liaison withdrawing their own program closes
+    /// overlaps that other agencies' tasks hold (past row-level security);
+    /// the task left in deconfliction can then go on without a resolution.
+    /// Before, such overlaps stayed open for ever, and held that task back.
+    @Test func theOverlapsOfAProgramThatEndsAreClosed() async throws {
+        let h = try await Harness("overlap_closed")
+        let (first, second, secondWithFirst) = try await twoOverlapping(h)
+        var third = Harness.project(title: "Youth peace committees in Gitega and Ngozi")
+        third.leadAgency = "wfp"
+        third.participants = []
+        let (late, _, lateOverlaps) = try await h.tasks.submit(third, workflow: "pbf-project", idempotencyKey: "c", by: h.wfp)
+        #expect(Set(lateOverlaps.map(\.other)) == [first.ref, second.ref])
+        func status(_ task: String, _ other: String) async throws -> String {
+            try await h.pool.query("""
+                SELECT o.status || ' ' || coalesce(o.resolution, '-') || ' ' || o.resolution_data::text
+                FROM task_overlaps o JOIN tasks t ON t.id = o.task_id WHERE t.ref = \(task) AND o.other_ref = \(other)
+                """).first!.decode(String.self, at: 0)
+        }
+
+        // The third program withdrawn by resolving its pair with the second: its pair with the first is moot.
+        let lateWithSecond = try #require(lateOverlaps.first { $0.other == second.ref })
+        _ = try await h.tasks.resolveOverlap(lateWithSecond.id, as: .withdraw(task: late.ref), comment: "Duplicate", by: h.coordinator)
+        #expect(try await status(late.ref, second.ref) == #"resolved withdraw {"task": "\#(late.ref)"}"#)
+        #expect(try await status(late.ref, first.ref) == #"closed - {"ended": "\#(late.ref)", "state": "withdrawn"}"#)
+        #expect(try await status(second.ref, first.ref).hasPrefix("open"))
+
+        // UNDP withdraws its own program; the overlap UNICEF's task holds with it is closed too.
+        let withdrawn = try await h.tasks.act(first.ref, action: "withdraw", expectedVersion: first.version, by: h.undp)
+        #expect(withdrawn.state == "withdrawn")
+        #expect(try await status(second.ref, first.ref) == #"closed - {"ended": "\#(first.ref)", "state": "withdrawn"}"#)
+        let closed = try await h.tasks.listOverlaps(task: nil, status: "closed", limit: 10, as: h.coordinator).items
+        #expect(Set(closed.map(\.id)) == [secondWithFirst.id, try #require(lateOverlaps.first { $0.other == first.ref }).id])
+        #expect(try await h.tasks.listOverlaps(task: nil, status: "open", limit: 10, as: h.coordinator).items.isEmpty)
+        let again = await #expect(throws: StoreError.self) {
+            _ = try await h.tasks.resolveOverlap(secondWithFirst.id, as: .distinct, comment: nil, by: h.coordinator)
+        }
+        #expect(again?.code == .conflict)
+        #expect(again?.message.contains("is closed already") == true)
+
+        // Nothing holds the second program back any more.
+        let current = try await h.tasks.get(second.ref, as: h.coordinator)
+        #expect(try await h.tasks.act(second.ref, action: "deconflicted", expectedVersion: current.version, by: h.coordinator).state == "technical_review")
+        for ref in [first.ref, second.ref] {
+            let closings = try await h.tasks.history(ref, as: h.coordinator).filter { $0.type == "overlap.closed" }
+            #expect(!closings.isEmpty, "\(ref)")
+        }
+        #expect(try await h.invariantViolations() == [])
+    }
+
     @Test func mergeMovesParticipantsAndEndsTheAbsorbedTaskAsMerged() async throws {
         let h = try await Harness("overlap_merge")
         let (first, second, overlap) = try await twoOverlapping(h)

@@ -513,8 +513,8 @@ extension Methods {
 
     func overlapList(_ params: JSONValue?, _ principal: Principal) async throws -> JSONValue {
         let list = try ParamsDecoder.decode(OverlapListParams.self, from: params)
-        if let status = list.status, !["open", "resolved"].contains(status) {
-            throw ParamsDecoder.invalid("status must be open or resolved", parameter: "status")
+        if let status = list.status, !["open", "resolved", "closed"].contains(status) {
+            throw ParamsDecoder.invalid("status must be open, resolved or closed", parameter: "status")
         }
         if let limit = list.limit, !(1...500).contains(limit) { throw ParamsDecoder.invalid("limit must be between 1 and 500", parameter: "limit") }
         let page = try await tasks.listOverlaps(

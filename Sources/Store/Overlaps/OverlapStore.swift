@@ -175,9 +175,12 @@ extension TaskStore {
         guard let (taskRef, otherRef, statuses) = try await lockPair(of: id, on: connection) else {
             throw StoreError(.notFound, "no overlap \(id.uuidString.lowercased())")
         }
-        guard statuses[id] == "open" else { throw StoreError(.conflict, "overlap \(id.uuidString.lowercased()) is resolved already") }
+        guard statuses[id] == "open" else {
+            throw StoreError(.conflict, "overlap \(id.uuidString.lowercased()) is \(statuses[id] ?? "resolved") already")
+        }
         let pair = [taskRef, otherRef]
         var data: [String: String] = [:]
+        var ended: StoredTask?
         switch resolution {
         case .distinct:
             break
@@ -210,7 +213,7 @@ extension TaskStore {
                 try await connection.query(
                     "INSERT INTO task_participants (task_id, agency, role) VALUES (\(into.id), \(participant.agency), \(participant.role.rawValue)) ON CONFLICT DO NOTHING")
             }
-            try await end(from, as: "merged", action: "merge", comment: comment, by: principal, on: connection)
+            ended = try await end(from, as: "merged", action: "merge", comment: comment, by: principal, on: connection)
             try await bump(into, event: "task.updated", data: ["changed": "participants", "absorbed": absorbed], by: principal, on: connection)
             data["survivor"] = survivor
             data["absorbed"] = absorbed
@@ -234,7 +237,7 @@ extension TaskStore {
             guard pair.contains(ref), let task = try await load(ref, visibleTo: nil, forUpdate: true, on: connection) else {
                 throw StoreError.validation([FieldError("task", "must be the task \(taskRef)\(otherRef.hasPrefix("PBC-") ? " or \(otherRef)" : "")")])
             }
-            try await end(task, as: "withdrawn", action: "withdraw", comment: comment, by: principal, on: connection)
+            ended = try await end(task, as: "withdrawn", action: "withdraw", comment: comment, by: principal, on: connection)
             data["task"] = ref
         }
         let resolutionData = try PostgresJSONB(encoding: data)
@@ -246,6 +249,8 @@ extension TaskStore {
             WHERE t.id = o.task_id AND o.status = 'open'
               AND ((t.ref = \(taskRef) AND o.other_ref = \(otherRef)) OR (t.ref = \(otherRef) AND o.other_ref = \(taskRef)))
             """)
+        // A merge or withdrawal ended one task: its other overlaps are moot.
+        if let ended = ended { try await closeOverlaps(of: ended, on: connection) }
         for row in try await connection.query("SELECT id, ref FROM tasks WHERE ref = ANY (\(pair)) ORDER BY ref") {
             var resolved = data
             resolved["overlap"] = id.uuidString.lowercased()
@@ -302,7 +307,7 @@ extension TaskStore {
         guard let (_, _, statuses) = try await lockPair(of: id, on: connection) else {
             throw StoreError.validation([FieldError("fields.overlap", "no overlap \(text)")])
         }
-        guard statuses[id] == "open" else { throw StoreError(.conflict, "overlap \(text) is resolved already") }
+        guard statuses[id] == "open" else { throw StoreError(.conflict, "overlap \(text) is \(statuses[id] ?? "resolved") already") }
         // One case at a time for a pair: a second would end stuck, its
         // resolution refused as made already. The pair is locked, so two
         // coordinators opening cases at once see each other's.
@@ -354,8 +359,11 @@ extension TaskStore {
         _ = try await applyResolution(id, resolution, comment: comment ?? "decided in \(task.ref)", by: principal, on: connection)
     }
 
-    /// Ends a task outside its workflow's actions (merged, or withdrawn by a resolution), with its event.
-    private func end(_ task: StoredTask, as state: String, action: String, comment: String?, by principal: Principal, on connection: PostgresConnection) async throws {
+    /// Ends a task outside its workflow's actions (merged, or withdrawn by a
+    /// resolution), with its event; returns it as it now stands.
+    private func end(
+        _ task: StoredTask, as state: String, action: String, comment: String?, by principal: Principal, on connection: PostgresConnection
+    ) async throws -> StoredTask {
         guard workflows.definition(task.workflow, version: task.workflowVersion)?.state(task.state)?.kind != .terminal else {
             throw StoreError(.refused, "task \(task.ref) is \(task.state) already", state: task.state)
         }
@@ -364,7 +372,33 @@ extension TaskStore {
             """)
         try recordEvent(PendingEvents.Event(
             task: task.id, actor: principal, type: "task.transitioned", action: action, from: task.state, to: state, comment: comment))
-        try await PortfolioScreener.record(try await load(task.id.uuidString, visibleTo: nil, forUpdate: false, on: connection)!, on: connection)
+        let ended = try await load(task.id.uuidString, visibleTo: nil, forUpdate: false, on: connection)!
+        try await PortfolioScreener.record(ended, on: connection)
+        return ended
+    }
+
+    /// The states in which a task is no overlap candidate any more (sql/0003).
+    static let endedStates: Set<String> = ["rejected", "withdrawn", "merged"]
+
+    /// Closes the open overlaps of a task that just ended (rejected,
+    /// withdrawn or merged), on either side of each pair: nothing is left to
+    /// deconflict, and the other task is no longer held back by them. Each
+    /// is an `overlap.closed` event on both tasks of its pair.
+    func closeOverlaps(of task: StoredTask, on connection: PostgresConnection) async throws {
+        struct Closed: Encodable {
+            let other: String
+            let ended: String
+            let state: String
+        }
+        // sql/0011: rows of other agencies' tasks too, whoever ended this one.
+        let rows = try await connection.query("SELECT holder, holder_ref, other_ref FROM close_overlaps_of_ended(\(task.id))")
+        for row in rows {
+            let (holder, holderRef, other) = (try row.decode(UUID.self, at: 0), try row.decode(String.self, at: 1), try row.decode(String.self, at: 2))
+            try recordEvent(PendingEvents.Event(
+                task: holder, type: "overlap.closed", data: try Self.json(Closed(other: other, ended: task.ref, state: task.state))))
+            try recordEvent(PendingEvents.Event(
+                peerRef: other, type: "overlap.closed", data: try Self.json(Closed(other: holderRef, ended: task.ref, state: task.state))))
+        }
     }
 
     private func bump(_ task: StoredTask, event: String, data: [String: String], by principal: Principal, on connection: PostgresConnection) async throws {

@@ -34,7 +34,7 @@ extension TaskStore {
     /// `EventTypeTests` checks that the store writes no type missing here.
     public static let eventTypes: Set<String> = [
         "task.created", "task.transitioned", "task.updated", "task.commented", "task.claimed", "task.lease_renewed", "task.lease_expired",
-        "task.assigned", "task.released", "overlap.detected", "overlap.resolved", "sla.breached", "sla.reminder",
+        "task.assigned", "task.released", "overlap.detected", "overlap.resolved", "overlap.closed", "sla.breached", "sla.reminder",
     ]
 
     /// Refuses a subscription's queues and agencies that do not exist, and

@@ -339,6 +339,7 @@ public struct TaskStore: Sendable {
         task.dueAt = decision.dueAt
         task.holder = nil
         try await PortfolioScreener.record(task, on: connection)
+        if Self.endedStates.contains(task.state) { try await closeOverlaps(of: task, on: connection) }
         if periodChanged, let period = decision.task.period {
             struct PeriodChange: Encodable {
                 let changed = ["period"]
