@@ -8,18 +8,18 @@ ALTER TABLE task_overlaps
     ADD CONSTRAINT task_overlaps_status_check CHECK (status IN ('open', 'resolved', 'closed'));
 
 -- Closes the open overlaps of a task that has ended, on both sides of each
--- pair, and returns them: the task holding each row, its ref, the other
--- side. A liaison who withdraws their own program closes overlap rows held
+-- pair, and returns them: the overlap, the task holding it, that task's
+-- ref, the other side. A liaison who withdraws their own program closes overlap rows held
 -- by other agencies' tasks, which row-level security would hide from the
 -- UPDATE; so pbc does it on its own behalf, as the tables' owner. It acts
 -- only on a task that has ended, and says so from the task itself.
 CREATE FUNCTION close_overlaps_of_ended(ended_task uuid)
-RETURNS TABLE (holder uuid, holder_ref text, other_ref text)
+RETURNS TABLE (overlap uuid, holder uuid, holder_ref text, other_ref text)
 LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = public, pg_temp AS $$
     UPDATE task_overlaps o
     SET status = 'closed', resolution_data = jsonb_build_object('ended', e.ref, 'state', e.state), resolved_at = now()
     FROM tasks e, tasks h
     WHERE e.id = ended_task AND e.state IN ('rejected', 'withdrawn', 'merged')
       AND h.id = o.task_id AND o.status = 'open' AND (o.task_id = e.id OR o.other_ref = e.ref)
-    RETURNING h.id, h.ref, o.other_ref
+    RETURNING o.id, h.id, h.ref, o.other_ref
 $$;

@@ -18,6 +18,18 @@ import TestSupport
         return (first, second, overlap)
     }
 
+    /// A deconfliction case for `overlap`, through consultation to the
+    /// agencies' agreement on `fields` (a resolution and what it needs).
+    func caseAwaitingAgreement(_ h: Harness, on overlap: OverlapView, proposing fields: [String: FieldValue], comment: String) async throws -> StoredTask {
+        var draft = TaskRecord(state: "", title: "Peace committees in Gitega: how they go on", leadAgency: "pbso")
+        draft.fields = ["overlap": .string(overlap.id.uuidString.lowercased())]
+        var deconfliction = try await h.tasks.create(draft, workflow: "deconfliction-case", by: h.coordinator)
+        deconfliction = try await h.tasks.act(deconfliction.ref, action: "start_consultation", expectedVersion: deconfliction.version, by: h.coordinator)
+        return try await h.tasks.act(
+            deconfliction.ref, action: "propose_resolution", expectedVersion: deconfliction.version,
+            inputs: ActionInputs(comment: comment, fields: fields), by: h.coordinator)
+    }
+
     @Test func aDryRunStoresNothing() async throws {
         let h = try await Harness("overlap_check")
         _ = try await h.tasks.submit(Harness.project(), workflow: "pbf-project", idempotencyKey: "a", by: h.undp)
@@ -222,10 +234,18 @@ import TestSupport
         #expect(try await status(late.ref, first.ref) == #"closed - {"ended": "\#(late.ref)", "state": "withdrawn"}"#)
         #expect(try await status(second.ref, first.ref).hasPrefix("open"))
 
-        // UNDP withdraws its own program; the overlap UNICEF's task holds with it is closed too.
+        // A case the agencies were settling it in, awaiting their agreement.
+        let deconfliction = try await caseAwaitingAgreement(
+            h, on: secondWithFirst, proposing: ["resolution": .string("coordinate"), "leadAgency": .string("undp")], comment: "UNDP leads")
+        #expect(deconfliction.state == "agreement_pending")
+
+        // UNDP withdraws its own program; the overlap UNICEF's task holds with it is closed too, and the case dismissed.
         let withdrawn = try await h.tasks.act(first.ref, action: "withdraw", expectedVersion: first.version, by: h.undp)
         #expect(withdrawn.state == "withdrawn")
         #expect(try await status(second.ref, first.ref) == #"closed - {"ended": "\#(first.ref)", "state": "withdrawn"}"#)
+        #expect(try await h.tasks.get(deconfliction.ref, as: h.coordinator).state == "dismissed")
+        let dismissal = try await h.tasks.history(deconfliction.ref, as: h.coordinator).last
+        #expect(dismissal?.comment == "\(first.ref) was withdrawn: nothing is left to agree")
         let closed = try await h.tasks.listOverlaps(task: nil, status: "closed", limit: 10, as: h.coordinator).items
         #expect(Set(closed.map(\.id)) == [secondWithFirst.id, try #require(lateOverlaps.first { $0.other == first.ref }).id])
         #expect(try await h.tasks.listOverlaps(task: nil, status: "open", limit: 10, as: h.coordinator).items.isEmpty)
@@ -423,13 +443,7 @@ import TestSupport
     @Test func aCaseThatEndsWithoutWhatItsResolutionNeedsIsRefusedWholly() async throws {
         let h = try await Harness("overlap_case_refused")
         let (_, _, overlap) = try await twoOverlapping(h)
-        var draft = TaskRecord(state: "", title: "Merge or not", leadAgency: "pbso")
-        draft.fields = ["overlap": .string(overlap.id.uuidString.lowercased())]
-        var deconfliction = try await h.tasks.create(draft, workflow: "deconfliction-case", by: h.coordinator)
-        deconfliction = try await h.tasks.act(deconfliction.ref, action: "start_consultation", expectedVersion: deconfliction.version, by: h.coordinator)
-        deconfliction = try await h.tasks.act(
-            deconfliction.ref, action: "propose_resolution", expectedVersion: deconfliction.version,
-            inputs: ActionInputs(comment: "Merge them", fields: ["resolution": .string("merge")]), by: h.coordinator)
+        let deconfliction = try await caseAwaitingAgreement(h, on: overlap, proposing: ["resolution": .string("merge")], comment: "Merge them")
         let refused = await #expect(throws: StoreError.self) {
             _ = try await h.tasks.act(deconfliction.ref, action: "agree", expectedVersion: deconfliction.version, by: h.undp)
         }

@@ -311,10 +311,9 @@ extension TaskStore {
         // One case at a time for a pair: a second would end stuck, its
         // resolution refused as made already. The pair is locked, so two
         // coordinators opening cases at once see each other's.
-        let ended = Array(Set(workflows.all.filter { $0.name == Self.caseWorkflow }.flatMap { $0.states.filter { $0.kind == .terminal }.map(\.name) }))
         if let open = try await connection.query("""
             SELECT ref FROM tasks
-            WHERE workflow = \(Self.caseWorkflow) AND state <> ALL (\(ended)) AND lower(fields->>'overlap') = ANY (\(statuses.keys.map { $0.uuidString.lowercased() }))
+            WHERE workflow = \(Self.caseWorkflow) AND state <> ALL (\(caseEndStates)) AND lower(fields->>'overlap') = ANY (\(statuses.keys.map { $0.uuidString.lowercased() }))
             LIMIT 1
             """).first {
             throw StoreError(.conflict, "overlap \(text) has an open deconfliction case already: \(try open.decode(String.self, at: 0))")
@@ -359,10 +358,11 @@ extension TaskStore {
         _ = try await applyResolution(id, resolution, comment: comment ?? "decided in \(task.ref)", by: principal, on: connection)
     }
 
-    /// Ends a task outside its workflow's actions (merged, or withdrawn by a
-    /// resolution), with its event; returns it as it now stands.
+    /// Ends a task outside its workflow's actions (merged or withdrawn by a
+    /// resolution, a moot case dismissed), with its event (by pbc itself when
+    /// `principal` is nil); returns it as it now stands.
     private func end(
-        _ task: StoredTask, as state: String, action: String, comment: String?, by principal: Principal, on connection: PostgresConnection
+        _ task: StoredTask, as state: String, action: String, comment: String?, by principal: Principal?, on connection: PostgresConnection
     ) async throws -> StoredTask {
         guard workflows.definition(task.workflow, version: task.workflowVersion)?.state(task.state)?.kind != .terminal else {
             throw StoreError(.refused, "task \(task.ref) is \(task.state) already", state: task.state)
@@ -391,14 +391,32 @@ extension TaskStore {
             let state: String
         }
         // sql/0011: rows of other agencies' tasks too, whoever ended this one.
-        let rows = try await connection.query("SELECT holder, holder_ref, other_ref FROM close_overlaps_of_ended(\(task.id))")
+        let rows = try await connection.query("SELECT overlap, holder, holder_ref, other_ref FROM close_overlaps_of_ended(\(task.id))")
+        var closed: [String] = []
         for row in rows {
-            let (holder, holderRef, other) = (try row.decode(UUID.self, at: 0), try row.decode(String.self, at: 1), try row.decode(String.self, at: 2))
+            closed.append(try row.decode(UUID.self, at: 0).uuidString.lowercased())
+            let (holder, holderRef, other) = (try row.decode(UUID.self, at: 1), try row.decode(String.self, at: 2), try row.decode(String.self, at: 3))
             try recordEvent(PendingEvents.Event(
                 task: holder, type: "overlap.closed", data: try Self.json(Closed(other: other, ended: task.ref, state: task.state))))
             try recordEvent(PendingEvents.Event(
                 peerRef: other, type: "overlap.closed", data: try Self.json(Closed(other: holderRef, ended: task.ref, state: task.state))))
         }
+        // A deconfliction case opened to settle one of them has nothing left
+        // to agree: pbc dismisses it, whatever step it had reached.
+        guard !closed.isEmpty else { return }
+        let cases = try await connection.query("""
+            SELECT id FROM tasks WHERE workflow = \(Self.caseWorkflow) AND state <> ALL (\(caseEndStates)) AND lower(fields->>'overlap') = ANY (\(closed))
+            ORDER BY id FOR NO KEY UPDATE
+            """)
+        for row in cases {
+            let moot = try await load(try row.decode(UUID.self, at: 0).uuidString, visibleTo: nil, forUpdate: false, on: connection)!
+            _ = try await end(moot, as: "dismissed", action: "dismiss", comment: "\(task.ref) was \(task.state): nothing is left to agree", by: nil, on: connection)
+        }
+    }
+
+    /// The terminal states of every version of the deconfliction-case workflow.
+    var caseEndStates: [String] {
+        Array(Set(workflows.all.filter { $0.name == Self.caseWorkflow }.flatMap { $0.states.filter { $0.kind == .terminal }.map(\.name) })).sorted()
     }
 
     private func bump(_ task: StoredTask, event: String, data: [String: String], by principal: Principal, on connection: PostgresConnection) async throws {
