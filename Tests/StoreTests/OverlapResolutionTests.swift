@@ -265,6 +265,27 @@ import TestSupport
         #expect(try await h.invariantViolations() == [])
     }
 
+    /// sql/0011 closes the open overlaps of programs that had ended before
+    /// it, with their events. Its closing statement is run here on such a
+    /// database, as an older pbc left it.
+    @Test func theMigrationClosesOverlapsOfProgramsThatHadEnded() async throws {
+        let h = try await Harness("overlap_closed_by_migration")
+        let (first, second, overlap) = try await twoOverlapping(h)
+        try await h.pool.query("UPDATE tasks SET state = 'rejected' WHERE ref = \(first.ref)")
+        let migration = try String(
+            contentsOf: TestDatabase.migrationsDirectory.appendingPathComponent("0011_overlaps_of_ended_programs_close.sql"), encoding: .utf8)
+        let closing = try #require(migration.range(of: "WITH closed AS"))
+        try await h.pool.withConnection { try await $0.execute(unsafeSQL: String(migration[closing.lowerBound...])) }
+        let row = try #require(try await h.tasks.listOverlaps(task: second.ref, status: "closed", limit: 10, as: h.coordinator).items.first)
+        #expect(row.id == overlap.id)
+        #expect(row.resolutionData == ["ended": first.ref, "state": "rejected"])
+        for (ref, other) in [(first.ref, second.ref), (second.ref, first.ref)] {
+            let closing = try #require(try await h.tasks.history(ref, as: h.coordinator).last)
+            #expect(closing.type == "overlap.closed")
+            #expect(try closing.data.decode([String: String].self)["other"] == other)
+        }
+    }
+
     @Test func mergeMovesParticipantsAndEndsTheAbsorbedTaskAsMerged() async throws {
         let h = try await Harness("overlap_merge")
         let (first, second, overlap) = try await twoOverlapping(h)
