@@ -103,4 +103,36 @@ import TestSupport
         #expect(try await importing(empty)?.description == "\(empty): empty; a CSV file begins with a header row")
         #expect(try await titles().count == 3)
     }
+
+    /// An activity imported again as cancelled (IATI status 5) is no program
+    /// to deconflict with: a task's open overlap with it is closed, with its
+    /// event, and the task can go on to review.
+    @Test func anActivityCancelledOnReimportClosesTheOverlapsWithIt() async throws {
+        let h = try await Harness("csv_cancelled")
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("pbc-csv-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        func importing(status: String) async throws -> ImportSummary {
+            let file = directory.appendingPathComponent("status-\(status).csv")
+            try """
+                identifier,publisher,title,description,countries,sectors,locations,start,end,status
+                GAC-BDI-2027-01,gac-canada,"Women, peace and security in Gitega",Support to women mediators,BI,15220,Gitega,2027-01-01,2028-12-31,\(status)
+
+                """.write(to: file, atomically: true, encoding: .utf8)
+            return try await ActivityImporter(pool: h.service).importCSV(file: file.path)
+        }
+        #expect(try await importing(status: "2").imported == 1)
+        var similar = Harness.project(title: "Women mediators and peace in Gitega")
+        similar.sectors = ["15220"]
+        let (task, _, overlaps) = try await h.tasks.submit(similar, workflow: "pbf-project", idempotencyKey: "csv", by: h.undp)
+        #expect(task.state == "deconfliction")
+        #expect(overlaps.map(\.other) == ["GAC-BDI-2027-01"])
+
+        #expect(try await importing(status: "5").updated == 1)
+        let closed = try await h.tasks.listOverlaps(task: task.ref, status: "closed", limit: 10, as: h.coordinator).items
+        #expect(closed.map(\.resolutionData) == [["ended": "GAC-BDI-2027-01", "state": "cancelled"]])
+        #expect(try await h.tasks.history(task.ref, as: h.coordinator).last?.type == "overlap.closed")
+        let current = try await h.tasks.get(task.ref, as: h.coordinator)
+        #expect(try await h.tasks.act(task.ref, action: "deconflicted", expectedVersion: current.version, by: h.coordinator).state == "technical_review")
+    }
 }

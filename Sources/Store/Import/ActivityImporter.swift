@@ -303,6 +303,27 @@ public struct ActivityImporter: Sendable {
             budgetAmount: budget.map { PostgresNumeric($0)!.text }, budgetCurrency: budget == nil ? nil : value("currency"), genderMarker: nil))
     }
 
+    /// An activity imported again as cancelled is no program to deconflict
+    /// with: the tasks' open overlaps with it are closed, as those with a
+    /// task that ended are (sql/0011), each with an `overlap.closed` event,
+    /// unless another publisher's activity of the same identifier goes on.
+    private func closeOverlaps(withCancelled ref: String, on connection: PostgresConnection) async throws {
+        try await connection.query("""
+            WITH closed AS (
+                UPDATE task_overlaps o
+                SET status = 'closed', resolution_data = jsonb_build_object('ended', \(ref)::text, 'state', 'cancelled'), resolved_at = now()
+                WHERE o.status = 'open' AND o.other_ref = \(ref)
+                  AND NOT EXISTS (SELECT 1 FROM portfolio p WHERE p.ref = \(ref) AND p.active)
+                RETURNING o.task_id),
+            written AS (
+                INSERT INTO events (task_id, actor_name, type, data)
+                SELECT task_id, 'system', 'overlap.closed', jsonb_build_object('other', \(ref)::text, 'ended', \(ref)::text, 'state', 'cancelled')
+                FROM closed
+                RETURNING seq)
+            SELECT pg_notify(\(TaskStore.eventChannel), max(seq)::text) FROM written HAVING count(*) > 0
+            """)
+    }
+
     /// The parser thread's progress, read by the importer.
     final class Fraction: Sendable {
         private let stored = Mutex(0.0)
@@ -378,6 +399,7 @@ public struct ActivityImporter: Sendable {
                     ON CONFLICT (activity_id, country) DO NOTHING
                     """)
             }
+            if activity.status == "5" { try await closeOverlaps(withCancelled: activity.identifier, on: connection) }
             return existing.isEmpty ? .imported : .updated
         }
     }
