@@ -174,9 +174,10 @@ struct Submit: AsyncParsableCommand {
     func params() throws -> [String: JSONValue] {
         var params: [String: JSONValue] = [:]
         if let file {
-            guard let data = FileManager.default.contents(atPath: file),
-                case .object(let object) = try? JSONValue.parse(String(decoding: data, as: UTF8.self))
-            else { throw ValidationError("\(file) must hold a JSON object of task parameters") }
+            guard let data = FileManager.default.contents(atPath: file) else { throw ClientError(exitCode: 2, message: "cannot read \(file)") }
+            guard case .object(let object) = try? JSONValue.parse(String(decoding: data, as: UTF8.self)) else {
+                throw ClientError(exitCode: 2, message: "\(file) must hold a JSON object of task parameters")
+            }
             params = object
         }
         if let workflow { params["workflow"] = .string(workflow) }
@@ -194,7 +195,12 @@ struct Submit: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let params = try params()
+        let params: [String: JSONValue]
+        do {
+            params = try self.params()
+        } catch let error as ClientError {
+            throw ClientOptions.fail(error)  // a file that cannot be used, before any connection
+        }
         try await client.withSession { rpc in
             let result = try await rpc.call("task.submit", params)
             if client.json { return try ClientOptions.printJSON(result) }

@@ -84,8 +84,7 @@ struct ClientOptions: ParsableArguments {
                 try await body(client)
             }
         } catch let error as ClientError {
-            FileHandle.standardError.write(Data("pbc: error: \(error.message)\n".utf8))
-            throw ExitCode(error.exitCode)
+            throw Self.fail(error)
         } catch let error as RPCError where !(quietConnectionErrors && [.subscriberTooSlow, .unavailable].contains(error.code)) {
             FileHandle.standardError.write(Data("pbc: error: \(Self.describe(error))\n".utf8))
             throw ExitCode(Self.exitCode(for: error.code))
@@ -93,6 +92,12 @@ struct ClientOptions: ParsableArguments {
             FileHandle.standardError.write(Data("pbc: error: \(error.description)\n".utf8))
             throw ExitCode(1)
         }
+    }
+
+    /// A failure of the command's own: one line, and its exit code to throw.
+    static func fail(_ error: ClientError) -> ExitCode {
+        FileHandle.standardError.write(Data("pbc: error: \(error.message)\n".utf8))
+        return ExitCode(error.exitCode)
     }
 
     /// The server's message, with the field errors or allowed actions it sent.

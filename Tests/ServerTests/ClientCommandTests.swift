@@ -287,6 +287,9 @@ import SystemPackage
         let negative = try await pbc(["submit", "--title", "x", "--lead-agency", "undp", "--budget", "-5"], server: server, as: "undp-liaison")
         #expect(negative.status == .exited(2))
         #expect(negative.error.contains("budget.amount: must be a non-negative decimal"), "\(negative.error)")
+        let noFile = try await pbc(["submit", "--file", "/nonexistent/task.json"], server: server, as: "undp-liaison")
+        #expect(noFile.status == .exited(2))
+        #expect(noFile.error == "pbc: error: cannot read /nonexistent/task.json\n")
         let usage = try await pbc(["act"], server: server, as: "undp-liaison")
         #expect(usage.status == .exited(64))
         let submitted = try await pbc(
