@@ -368,24 +368,24 @@ public struct TaskStore: Sendable {
         guard !findings.isEmpty else { return [] }
         let reasons = try findings.map { try Self.json($0.reasons) }
         let reopen = "status = 'open', resolution = NULL, resolution_data = '{}', resolved_by = NULL, resolved_at = NULL"
+        // Replacing, the other task's row of each pair (where its screening
+        // found this one) is opened again too, in the same round trip.
         let rows = try await connection.query("""
-            INSERT INTO task_overlaps (task_id, other_ref, score, reasons)
-            SELECT \(task), f.other, f.score::float8, f.reasons::jsonb
-            FROM unnest(\(findings.map(\.other)), \(findings.map { String($0.score) }), \(reasons)) AS f(other, score, reasons)
-            ON CONFLICT (task_id, other_ref) DO \(unsafeRaw: replacing
-                ? "UPDATE SET score = EXCLUDED.score, reasons = EXCLUDED.reasons, \(reopen)" : "NOTHING")
-            RETURNING other_ref
-            """)
-        let written = Set(try rows.map { try $0.decode(String.self, at: 0) })
-        if replacing, !written.isEmpty {
-            // The other task's row of the same pair, where its screening found this one.
-            try await connection.query("""
+            WITH written AS (
+                INSERT INTO task_overlaps (task_id, other_ref, score, reasons)
+                SELECT \(task), f.other, f.score::float8, f.reasons::jsonb
+                FROM unnest(\(findings.map(\.other)), \(findings.map { String($0.score) }), \(reasons)) AS f(other, score, reasons)
+                ON CONFLICT (task_id, other_ref) DO \(unsafeRaw: replacing
+                    ? "UPDATE SET score = EXCLUDED.score, reasons = EXCLUDED.reasons, \(reopen)" : "NOTHING")
+                RETURNING other_ref),
+            reverse AS (
                 UPDATE task_overlaps o SET \(unsafeRaw: reopen)
                 FROM tasks other, tasks this
-                WHERE this.id = \(task) AND other.ref = ANY (\(Array(written))) AND o.task_id = other.id AND o.other_ref = this.ref
-                  AND o.status = 'resolved'
-                """)
-        }
+                WHERE \(replacing) AND this.id = \(task) AND other.ref IN (SELECT other_ref FROM written)
+                  AND o.task_id = other.id AND o.other_ref = this.ref AND o.status = 'resolved')
+            SELECT other_ref FROM written
+            """)
+        let written = Set(try rows.map { try $0.decode(String.self, at: 0) })
         return findings.filter { written.contains($0.other) }
     }
 
