@@ -200,9 +200,20 @@ import TestSupport
         let history = try await h.tasks.history(second.ref, as: h.coordinator)
         #expect(history.contains { $0.type == "overlap.resolved" && $0.comment == "Different target groups" })
         // Decided again, as any open overlap.
-        let again = try await h.tasks.resolveOverlap(overlap.id, as: .coordinate(lead: "undp"), comment: nil, by: h.coordinator)
-        #expect(again.resolution == "coordinate")
-        #expect(try await rows() == ["resolved coordinate", "resolved coordinate"])
+        let again = try await h.tasks.resolveOverlap(overlap.id, as: .sequence(task: second.ref, period: Period(
+            start: CalendarDate(iso: "2028-07-01")!, end: CalendarDate(iso: "2029-12-31")!)), comment: nil, by: h.coordinator)
+        #expect(again.resolution == "sequence")
+        #expect(try await rows() == ["resolved sequence", "resolved sequence"])
+        // UNDP resubmits, its dates moved onto the other's again. UNDP's
+        // liaison may not see UNICEF's task, whose row of the pair is opened
+        // all the same.
+        var moved = TaskChanges()
+        moved.period = Period(start: CalendarDate(iso: "2028-01-01")!, end: CalendarDate(iso: "2029-06-30")!)
+        let current = try await h.tasks.get(first.ref, as: h.undp)
+        _ = try await h.tasks.update(first.ref, expectedVersion: current.version, changes: moved, by: h.undp)
+        #expect(try await rows() == ["resolved sequence", "resolved sequence"])  // an edit leaves a decided pair as it is
+        #expect(try await revise(first.ref).state == "deconfliction")
+        #expect(try await rows() == ["open -", "open -"])
         #expect(try await h.invariantViolations() == [])
     }
 
@@ -286,6 +297,30 @@ import TestSupport
         }
     }
 
+    /// An edit screens again, and finds the pair the other task's screening
+    /// recorded and a coordinator dismissed: it leaves that decision as it
+    /// is. Before, it recorded the pair a second time on its own side, open,
+    /// which held the edited task back by an overlap already decided (the
+    /// lists showed only the dismissed side).
+    @Test func anEditLeavesAPairDecidedOnTheOtherSideAsItIs() async throws {
+        let h = try await Harness("overlap_edit_decided")
+        let (first, second, overlap) = try await twoOverlapping(h)
+        _ = try await h.tasks.resolveOverlap(overlap.id, as: .distinct, comment: "Different target groups", by: h.coordinator)
+        func detections() async throws -> Int {
+            try await h.tasks.history(first.ref, as: h.coordinator).filter { $0.type == "overlap.detected" }.count
+        }
+        let detectedBefore = try await detections()
+        var moved = TaskChanges()
+        moved.period = Period(start: CalendarDate(iso: "2027-02-01")!, end: CalendarDate(iso: "2028-05-31")!)
+        let edited = try await h.tasks.update(first.ref, expectedVersion: first.version, changes: moved, by: h.undp)
+        #expect(edited.openOverlaps == 0)
+        #expect(try await h.pool.query("SELECT count(*) FROM task_overlaps").first!.decode(Int.self, at: 0) == 1)
+        for ref in [first.ref, second.ref] {
+            #expect(try await h.tasks.getWithOverlaps(ref, as: h.coordinator).overlaps.map(\.status) == ["resolved"], "\(ref)")
+        }
+        #expect(try await detections() == detectedBefore)
+    }
+
     @Test func mergeMovesParticipantsAndEndsTheAbsorbedTaskAsMerged() async throws {
         let h = try await Harness("overlap_merge")
         let (first, second, overlap) = try await twoOverlapping(h)
@@ -300,6 +335,15 @@ import TestSupport
         again.participants = []
         let views = try await h.tasks.checkOverlaps(again, as: h.wfp)
         #expect(views.map(\.other.ref) == [first.ref])
+        // Nor can it change: `merged` is pbc's own state, which no workflow
+        // declares terminal. It could be edited, screened again, and hold
+        // open overlaps of its own before.
+        var moved = TaskChanges()
+        moved.period = Period(start: CalendarDate(iso: "2027-02-01")!, end: CalendarDate(iso: "2028-05-31")!)
+        let edit = await #expect(throws: StoreError.self) {
+            _ = try await h.tasks.update(second.ref, expectedVersion: absorbed.version, changes: moved, by: h.coordinator)
+        }
+        #expect(edit?.message == "task \(second.ref) is merged and can no longer change")
         #expect(try await h.invariantViolations() == [])
     }
 

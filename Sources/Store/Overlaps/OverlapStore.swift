@@ -364,7 +364,7 @@ extension TaskStore {
     private func end(
         _ task: StoredTask, as state: String, action: String, comment: String?, by principal: Principal?, on connection: PostgresConnection
     ) async throws -> StoredTask {
-        guard workflows.definition(task.workflow, version: task.workflowVersion)?.state(task.state)?.kind != .terminal else {
+        guard !hasEnded(task) else {
             throw StoreError(.refused, "task \(task.ref) is \(task.state) already", state: task.state)
         }
         try await connection.query("""
@@ -378,7 +378,15 @@ extension TaskStore {
     }
 
     /// The states in which a task is no overlap candidate any more (sql/0003).
+    /// `merged` is pbc's own, set by a merge outside any workflow's states.
     static let endedStates: Set<String> = ["rejected", "withdrawn", "merged"]
+
+    /// Whether a task can no longer change: a terminal state of its workflow,
+    /// or a state pbc ended it in outside the workflow (merged, withdrawn by
+    /// a resolution), which its workflow may not declare.
+    func hasEnded(_ task: StoredTask) -> Bool {
+        Self.endedStates.contains(task.state) || workflows.definition(task.workflow, version: task.workflowVersion)?.state(task.state)?.kind == .terminal
+    }
 
     /// Closes the open overlaps of a task that just ended (rejected,
     /// withdrawn or merged), on either side of each pair: nothing is left to

@@ -167,7 +167,7 @@ extension TaskStore {
                     .conflict, "task \(task.ref) is at version \(task.version), not \(expectedVersion): reload it and try again",
                     currentVersion: task.version)
             }
-            if workflows.definition(task.workflow, version: task.workflowVersion)?.state(task.state)?.kind == .terminal {
+            if hasEnded(task) {
                 throw StoreError(.refused, "task \(task.ref) is \(task.state) and can no longer change", state: task.state)
             }
             var record = task.record

@@ -357,9 +357,9 @@ public struct TaskStore: Sendable {
     /// number of findings. With `replacing`, an overlap already recorded for
     /// the pair takes the new score and reasons and is open again, its
     /// earlier resolution cleared on both sides of the pair (the events keep
-    /// it); without, it is left as it is. Returns the findings written, one
-    /// per other entry (two publishers may report the same identifier: the
-    /// stronger finding counts).
+    /// it); without, a pair already recorded, on either side, is left as it
+    /// is. Returns the findings written, one per other entry (two publishers
+    /// may report the same identifier: the stronger finding counts).
     func storeFindings(
         _ findings: [OverlapFinding], of task: UUID, replacing: Bool, on connection: PostgresConnection
     ) async throws -> [OverlapFinding] {
@@ -367,23 +367,20 @@ public struct TaskStore: Sendable {
         let findings = findings.sorted { $0.score > $1.score }.filter { seen.insert($0.other).inserted }
         guard !findings.isEmpty else { return [] }
         let reasons = try findings.map { try Self.json($0.reasons) }
-        let reopen = "status = 'open', resolution = NULL, resolution_data = '{}', resolved_by = NULL, resolved_at = NULL"
-        // Replacing, the other task's row of each pair (where its screening
-        // found this one) is opened again too, in the same round trip.
+        // The other side's row of a pair lies past row-level security when
+        // its task is another agency's: sql/0012 looks at it and opens it.
         let rows = try await connection.query("""
             WITH written AS (
                 INSERT INTO task_overlaps (task_id, other_ref, score, reasons)
                 SELECT \(task), f.other, f.score::float8, f.reasons::jsonb
                 FROM unnest(\(findings.map(\.other)), \(findings.map { String($0.score) }), \(reasons)) AS f(other, score, reasons)
+                WHERE \(replacing) OR NOT overlap_settled_by_other_side((SELECT ref FROM tasks WHERE id = \(task)), f.other)
                 ON CONFLICT (task_id, other_ref) DO \(unsafeRaw: replacing
-                    ? "UPDATE SET score = EXCLUDED.score, reasons = EXCLUDED.reasons, \(reopen)" : "NOTHING")
+                    ? "UPDATE SET score = EXCLUDED.score, reasons = EXCLUDED.reasons, status = 'open', resolution = NULL, resolution_data = '{}', resolved_by = NULL, resolved_at = NULL"
+                    : "NOTHING")
                 RETURNING other_ref),
-            reverse AS (
-                UPDATE task_overlaps o SET \(unsafeRaw: reopen)
-                FROM tasks other, tasks this
-                WHERE \(replacing) AND this.id = \(task) AND other.ref IN (SELECT other_ref FROM written)
-                  AND o.task_id = other.id AND o.other_ref = this.ref AND o.status = 'resolved')
-            SELECT other_ref FROM written
+            reopened AS (SELECT reopen_other_sides(\(task), ARRAY(SELECT other_ref FROM written)) WHERE \(replacing))
+            SELECT w.other_ref FROM written w LEFT JOIN reopened ON true
             """)
         let written = Set(try rows.map { try $0.decode(String.self, at: 0) })
         return findings.filter { written.contains($0.other) }
