@@ -149,7 +149,7 @@ let package = Package(
         ),
         .testTarget(
             name: "CoordinationTests",
-            dependencies: ["Coordination"]
+            dependencies: ["Coordination", "TestSupport"]
         ),
         .testTarget(
             name: "StoreTests",

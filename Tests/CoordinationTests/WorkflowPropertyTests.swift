@@ -1,22 +1,12 @@
 import Coordination
 import Foundation
 import Testing
+import TestSupport
 
 /// Random walks through every shipped workflow: whatever is tried, a task is
 /// only ever in a state its workflow defines, and from every state it reaches
 /// a terminal state is still reachable.
 @Suite struct WorkflowPropertyTests {
-    struct SplitMix: RandomNumberGenerator {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-    }
-
     static let agencies = ["undp", "unicef", "pbso", "wfp"]
 
     func randomValue(for field: String, using random: inout SplitMix) -> FieldValue {
@@ -33,7 +23,7 @@ import Testing
         let workflow = try Fixtures.workflow(name)
         let stateNames = Set(workflow.states.map(\.name))
         let canFinish = statesThatReachATerminal(workflow)
-        var random = SplitMix(state: 0x5EED ^ UInt64(name.utf8.count))
+        var random = SplitMix(seed: 0x5EED ^ UInt64(name.utf8.count))
         var visited: Set<String> = []
         for _ in 0..<300 {
             var task = TaskRecord(
