@@ -410,7 +410,10 @@ extension TaskStore {
                 peerRef: other, type: "overlap.closed", data: try Self.json(Closed(other: holderRef, ended: task.ref, state: task.state))))
         }
         // A deconfliction case opened to settle one of them has nothing left
-        // to agree: pbc dismisses it, whatever step it had reached.
+        // to agree: pbc dismisses it, whatever step it had reached. Whoever
+        // ended the task sees such a case: only a coordinator, or a liaison of
+        // the program's lead agency, ends a program, and a case counts both
+        // programs' lead agencies among its own.
         guard !closed.isEmpty else { return }
         let cases = try await connection.query("""
             SELECT id FROM tasks WHERE workflow = \(Self.caseWorkflow) AND state <> ALL (\(caseEndStates)) AND lower(fields->>'overlap') = ANY (\(closed))
