@@ -51,6 +51,7 @@ import TestSupport
         ("a task list filter of the wrong type", #"{"jsonrpc":"2.0","id":1,"method":"task.list","params":{"country":7}}"#, -32602, true),
         ("a task list filter naming no sector", #"{"jsonrpc":"2.0","id":1,"method":"task.list","params":{"sector":"99999"}}"#, -32022, true),
         ("a report in an unknown country", #"{"jsonrpc":"2.0","id":1,"method":"report.whoWhatWhere","params":{"country":"ZZZ"}}"#, -32022, true),
+        ("a report of a misspelt status", #"{"jsonrpc":"2.0","id":1,"method":"report.whoWhatWhere","params":{"status":"tecnical_review"}}"#, -32022, true),
         ("unknown overlap status", #"{"jsonrpc":"2.0","id":1,"method":"overlap.list","params":{"status":"dismissed"}}"#, -32602, true),
         ("a check without a period", #"{"jsonrpc":"2.0","id":1,"method":"overlap.check","params":{"title":"x","leadAgency":"undp","country":"BDI"}}"#, -32602, true),
         ("a check in an unknown country", #"{"jsonrpc":"2.0","id":1,"method":"overlap.check","params":{"title":"x","leadAgency":"undp","country":"ZZZ","period":{"start":"2027-01-01","end":"2027-12-31"}}}"#, -32022, true),

@@ -101,6 +101,7 @@ import TestSupport
         #expect(try await importing(twice)?.description == "\(twice): the column title appears twice")
         let empty = try write("empty.csv", [])
         #expect(try await importing(empty)?.description == "\(empty): empty; a CSV file begins with a header row")
+        #expect(try await importing(directory.path)?.description == "\(directory.path): a directory, not a file")
         #expect(try await titles().count == 3)
     }
 

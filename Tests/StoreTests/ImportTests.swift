@@ -174,6 +174,8 @@ struct ImportTests {
         #expect(refused?.description.contains("IATI version 1.05 is not supported") == true)
         let missing = await #expect(throws: ImportStopped.self) { _ = try await ActivityImporter(pool: h.service).importIATI(files: ["/nonexistent.xml"]) }
         #expect(missing?.description == "/nonexistent.xml: cannot read the file")
+        let folder = await #expect(throws: ImportStopped.self) { _ = try await ActivityImporter(pool: h.service).importIATI(files: [directory.path]) }
+        #expect(folder?.description == "\(directory.path): a directory, not a file")
         #expect(try await h.pool.query("SELECT count(*) FROM activities WHERE identifier = 'X-1'").first!.decode(Int.self, at: 0) == 0)
     }
 }

@@ -156,6 +156,16 @@ public struct ActivityImporter: Sendable {
         }
     }
 
+    /// A file to import is one pbc may read, and not a directory (which the
+    /// readers would report as malformed XML or as a system error).
+    static func checkReadable(_ file: String) throws {
+        var isDirectory: ObjCBool = false
+        if FileManager.default.fileExists(atPath: file, isDirectory: &isDirectory), isDirectory.boolValue {
+            throw IATIFileError(description: "\(file): a directory, not a file")
+        }
+        guard FileManager.default.isReadableFile(atPath: file) else { throw IATIFileError(description: "\(file): cannot read the file") }
+    }
+
     /// The country codes pbc knows, alpha-2 and alpha-3.
     private func knownCountries() async throws -> Set<String> {
         Set(try await pool.query("SELECT alpha2, code FROM countries").flatMap { [try $0.decode(String.self, at: 0), try $0.decode(String.self, at: 1)] })
@@ -167,7 +177,7 @@ public struct ActivityImporter: Sendable {
         let countries = try await knownCountries()
         do {
             for file in files {
-                guard FileManager.default.isReadableFile(atPath: file) else { throw IATIFileError(description: "\(file): cannot read the file") }
+                try Self.checkReadable(file)
                 var count = 0
                 let fraction = Fraction()
                 for try await activity in IATIReader.activities(in: file, progress: { fraction.value = $0 }) {
@@ -198,6 +208,7 @@ public struct ActivityImporter: Sendable {
     public func importCSV(file: String, progress: (@Sendable (Int) -> Void)? = nil) async throws -> ImportSummary {
         var summary = ImportSummary()
         do {
+            try Self.checkReadable(file)
             guard let handle = FileHandle(forReadingAtPath: file) else { throw IATIFileError(description: "\(file): cannot read the file") }
             defer { try? handle.close() }
             var rows = CSVRows(reading: handle)

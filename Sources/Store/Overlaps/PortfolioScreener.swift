@@ -119,7 +119,7 @@ public struct PortfolioScreener: Screener {
             try await connection.query("DELETE FROM portfolio WHERE task_id = \(task.id)")
             return
         }
-        let active = !["rejected", "withdrawn", "merged"].contains(task.state)
+        let active = !TaskStore.endedStates.contains(task.state)
         // One statement: the row upserted, then any row of a country the task no longer has removed.
         try await connection.query("""
             WITH kept AS (
