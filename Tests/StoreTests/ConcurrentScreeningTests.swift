@@ -145,14 +145,7 @@ struct WaitingScreener: Screener {
         while rendezvous.arrived.load(ordering: .sequentiallyConsistent) == 0 { try await Task.sleep(for: .milliseconds(10)) }
         // The resubmission holds its task and waits in its screening; now the resolution starts and must wait for it.
         async let resolved = h.tasks.resolveOverlap(overlap.id, as: .distinct, comment: "Still distinct", by: h.coordinator)
-        var waiting = 0
-        for _ in 0..<1_500 where waiting == 0 {
-            try await Task.sleep(for: .milliseconds(20))
-            waiting = try await h.pool.query("""
-                SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
-                WHERE NOT l.granted AND a.datname = current_database()
-                """).first!.decode(Int.self, at: 0)
-        }
+        let waiting = try await transactionsWaitingForALock(h)
         #expect(waiting > 0, "the resolution never waited for the resubmission")
         try await rendezvous.arrive()
         let state = try await resubmitted.state
@@ -161,6 +154,54 @@ struct WaitingScreener: Screener {
         #expect(retries.count == 0, "a transaction ran again after a deadlock")
         #expect(try await h.tasks.getWithOverlaps(later.ref, as: h.coordinator).overlaps.map(\.status) == ["resolved"])
     }
+
+    /// UNDP withdraws its program while UNICEF's submission of the same one
+    /// is being screened against it. The withdrawal closes the program's
+    /// open overlaps; the one the screening is about to record must be
+    /// among them, not left open with a program that no longer exists (a
+    /// concurrent random walk over the wire found such overlaps). So the
+    /// withdrawal waits for the screening to commit, then closes it too.
+    @Test func aProgramWithdrawnWhileASubmissionIsScreenedAgainstItKeepsNoOpenOverlap() async throws {
+        let rendezvous = Rendezvous(expected: 2, patience: .seconds(60))
+        let armed = Switch()
+        let configuration = OverlapConfiguration()
+        let h = try await Harness("overlap_withdrawn_meanwhile") { connection, ref in
+            ArmedScreener(inner: PortfolioScreener(connection: connection, configuration: configuration, subjectRef: ref), armed: armed, rendezvous: rendezvous)
+        }
+        let (first, _, _) = try await h.tasks.submit(Harness.project(), workflow: "pbf-project", idempotencyKey: "a", by: h.undp)
+        var same = Harness.project()
+        same.leadAgency = "unicef"
+        same.participants = [Participant(agency: "undp", role: .implementing)]
+        armed.turnOn()
+        async let second = h.tasks.submit(same, workflow: "pbf-project", idempotencyKey: "b", by: h.unicef)
+        while rendezvous.arrived.load(ordering: .sequentiallyConsistent) == 0 { try await Task.sleep(for: .milliseconds(10)) }
+        // The screening has found UNDP's program and holds its findings uncommitted.
+        async let withdrawn = h.tasks.act(first.ref, action: "withdraw", expectedVersion: first.version, by: h.undp)
+        let waiting = try await transactionsWaitingForALock(h)
+        #expect(waiting > 0, "the withdrawal never waited for the screening")
+        try await rendezvous.arrive()
+        let (later, _, found) = try await second
+        #expect(found.map(\.other) == [first.ref])
+        #expect(try await withdrawn.state == "withdrawn")
+        let overlaps = try await h.tasks.getWithOverlaps(later.ref, as: h.coordinator).overlaps
+        #expect(overlaps.map(\.status) == ["closed"])
+        #expect(try await h.tasks.history(later.ref, as: h.coordinator).contains { $0.type == "overlap.closed" })
+        #expect(try await h.invariantViolations() == [])
+    }
+}
+
+/// How many of the test database's transactions wait for a lock, once
+/// one does (polled for up to 30 seconds; 0 if none ever did).
+func transactionsWaitingForALock(_ h: Harness) async throws -> Int {
+    for _ in 0..<1_500 {
+        try await Task.sleep(for: .milliseconds(20))
+        let waiting = try await h.pool.query("""
+            SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+            WHERE NOT l.granted AND a.datname = current_database()
+            """).first!.decode(Int.self, at: 0)
+        if waiting > 0 { return waiting }
+    }
+    return 0
 }
 
 final class Switch: Sendable {

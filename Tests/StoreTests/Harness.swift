@@ -79,13 +79,25 @@ struct Harness {
             budget: Money(amount: amount, currency: "USD"), fields: ["genderMarker": .number(2), "facility": .string(facility)])
     }
 
-    /// Every task's state is the `to` state of its last event that changed state.
+    /// What must hold whatever happened: every task's state is the `to`
+    /// state of its last event that changed state; no overlap with a program
+    /// that ended is open; the two rows of a pair agree.
     func invariantViolations() async throws -> [String] {
         try await pool.query("""
             SELECT t.ref || ': state ' || t.state || ', last event ' || coalesce(e.to_state, 'none')
             FROM tasks t
             LEFT JOIN LATERAL (SELECT to_state FROM events WHERE task_id = t.id AND to_state IS NOT NULL ORDER BY seq DESC LIMIT 1) e ON true
             WHERE e.to_state IS DISTINCT FROM t.state
+            UNION ALL
+            SELECT h.ref || ' ~ ' || o.other_ref || ': open, though '
+                   || CASE WHEN h.state IN ('rejected', 'withdrawn', 'merged') THEN h.ref || ' is ' || h.state ELSE e.ref || ' is ' || e.state END
+            FROM task_overlaps o JOIN tasks h ON h.id = o.task_id LEFT JOIN tasks e ON e.ref = o.other_ref
+            WHERE o.status = 'open' AND (h.state IN ('rejected', 'withdrawn', 'merged') OR e.state IN ('rejected', 'withdrawn', 'merged'))
+            UNION ALL
+            SELECT ta.ref || ' ~ ' || tb.ref || ': ' || a.status || ' on one side, ' || b.status || ' on the other'
+            FROM task_overlaps a JOIN tasks ta ON ta.id = a.task_id JOIN tasks tb ON tb.ref = a.other_ref
+            JOIN task_overlaps b ON b.task_id = tb.id AND b.other_ref = ta.ref
+            WHERE a.status <> b.status OR a.resolution IS DISTINCT FROM b.resolution
             """).map { try $0.decode(String.self, at: 0) }
     }
 }

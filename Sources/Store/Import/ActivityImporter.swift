@@ -387,6 +387,9 @@ public struct ActivityImporter: Sendable {
                 RETURNING id
                 """)
             let id = try rows.first!.decode(UUID.self, at: 0)
+            // Cancelled: under the keys it had, so that a submission screened
+            // against it meanwhile has its overlap closed below (PortfolioScreener).
+            if activity.status == "5" { try await PortfolioScreener.lockKeys(ofEntry: activity.identifier, on: connection) }
             try await connection.query("DELETE FROM portfolio WHERE activity_id = \(id)")
             if let start, let end {
                 var agencies: Set<String> = [agency]

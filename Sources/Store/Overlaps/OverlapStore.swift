@@ -398,6 +398,9 @@ extension TaskStore {
             let ended: String
             let state: String
         }
+        // A screening that found this task as a candidate commits first, so
+        // that its overlap is closed here, or searches after, and finds none.
+        try await PortfolioScreener.lockKeys(ofEntry: task.ref, on: connection)
         // sql/0011: rows of other agencies' tasks too, whoever ended this one.
         let rows = try await connection.query("SELECT overlap, holder, holder_ref, other_ref FROM close_overlaps_of_ended(\(task.id))")
         var closed: [String] = []

@@ -62,10 +62,34 @@ public struct PortfolioScreener: Screener {
     /// The locks are taken in one order, by lock id, so that two screenings
     /// never wait for each other in a cycle.
     public static func lockKeys(of subject: PortfolioEntry, on connection: PostgresConnection) async throws {
+        let keys = keys(of: subject)
+        try await lockKeys(countries: Array(repeating: subject.country, count: keys.count), keys: keys, on: connection)
+    }
+
+    /// The same locks for an entry already in the portfolio (a task, or an
+    /// activity's rows in each of its countries), taken by whatever ends it:
+    /// a screening that found it as a candidate then either commits its
+    /// overlap before the ending closes the entry's overlaps, or searches
+    /// after the ending and no longer finds it. Without them a program
+    /// withdrawn while another submission was screened against it kept that
+    /// overlap open. Read from the entry's columns, since an ended entry has
+    /// no screening keys left (`portfolio_keys_sync`, sql/0005).
+    static func lockKeys(ofEntry ref: String, on connection: PostgresConnection) async throws {
+        let rows = try await connection.query("""
+            SELECT p.country, k FROM portfolio p, LATERAL (SELECT 'c:' || unnest(p.categories) UNION SELECT 'l:' || unnest(p.locations)) AS keys(k)
+            WHERE p.ref = \(ref)
+            """)
+        let pairs = try rows.map { (try $0.decode(String.self, at: 0), try $0.decode(String.self, at: 1)) }
+        try await lockKeys(countries: pairs.map(\.0), keys: pairs.map(\.1), on: connection)
+    }
+
+    /// One statement for all the locks, so that they are taken in one order.
+    private static func lockKeys(countries: [String], keys: [String], on connection: PostgresConnection) async throws {
+        guard !keys.isEmpty else { return }
         try await connection.query("""
             SELECT pg_advisory_xact_lock(\(keyLockClass), id)
-            FROM (SELECT DISTINCT hashtext(\(subject.country) || ' ' || abs(hashtext(key) % \(keyLocksPerCountry))) AS id
-                  FROM unnest(\(keys(of: subject))) AS key ORDER BY id) AS ids
+            FROM (SELECT DISTINCT hashtext(k.country || ' ' || abs(hashtext(k.key) % \(keyLocksPerCountry))) AS id
+                  FROM unnest(\(countries), \(keys)) AS k(country, key) ORDER BY id) AS ids
             """)
     }
 
