@@ -466,6 +466,10 @@ import TestSupport
         twice.fields = ["overlap": .string(overlap.id.uuidString.uppercased())]
         let duplicate = await #expect(throws: StoreError.self) { _ = try await h.tasks.create(twice, workflow: "deconfliction-case", by: h.coordinator) }
         #expect(duplicate?.message == "overlap \(overlap.id.uuidString.uppercased()) has an open deconfliction case already: \(deconfliction.ref)")
+        // Nor is the pair decided past the case, which would be left stuck.
+        let past = await #expect(throws: StoreError.self) { _ = try await h.tasks.resolveOverlap(overlap.id, as: .distinct, comment: nil, by: h.coordinator) }
+        #expect(past?.code == .conflict)
+        #expect(past?.message == "overlap \(overlap.id.uuidString.lowercased()) is being settled in deconfliction case \(deconfliction.ref); decide it there, or dismiss the case first")
         // Both agencies' liaisons can see the case.
         #expect(try await h.tasks.get(deconfliction.ref, as: h.undp).id == deconfliction.id)
         deconfliction = try await h.tasks.act(deconfliction.ref, action: "start_consultation", expectedVersion: deconfliction.version, by: h.coordinator)
@@ -503,6 +507,10 @@ import TestSupport
             first.ref, action: "dismiss", expectedVersion: first.version, inputs: ActionInputs(comment: "Opened by mistake"), by: h.coordinator)
         let second = try await h.tasks.create(draft, workflow: "deconfliction-case", by: h.coordinator)
         #expect(second.state == "opened")
+        // Dismissed too, the case leaves the pair to a coordinator's own resolution.
+        _ = try await h.tasks.act(
+            second.ref, action: "dismiss", expectedVersion: second.version, inputs: ActionInputs(comment: "Settled by phone"), by: h.coordinator)
+        #expect(try await h.tasks.resolveOverlap(overlap.id, as: .distinct, comment: nil, by: h.coordinator).status == "resolved")
     }
 
     @Test func aCaseThatEndsWithoutWhatItsResolutionNeedsIsRefusedWholly() async throws {

@@ -178,6 +178,14 @@ extension TaskStore {
         guard statuses[id] == "open" else {
             throw StoreError(.conflict, "overlap \(id.uuidString.lowercased()) is \(statuses[id] ?? "resolved") already")
         }
+        // A case carries the pair to the agencies' agreement, or to the
+        // approver's decision once escalated; deciding past it would leave
+        // the case stuck and overrule the one it was escalated to. A case
+        // that ends in a resolution applies it from a terminal state, so it
+        // is not counted here.
+        if let open = try await openCase(for: Array(statuses.keys), on: connection) {
+            throw StoreError(.conflict, "overlap \(id.uuidString.lowercased()) is being settled in deconfliction case \(open); decide it there, or dismiss the case first")
+        }
         let pair = [taskRef, otherRef]
         var data: [String: String] = [:]
         var ended: StoredTask?
@@ -311,12 +319,8 @@ extension TaskStore {
         // One case at a time for a pair: a second would end stuck, its
         // resolution refused as made already. The pair is locked, so two
         // coordinators opening cases at once see each other's.
-        if let open = try await connection.query("""
-            SELECT ref FROM tasks
-            WHERE workflow = \(Self.caseWorkflow) AND state <> ALL (\(caseEndStates)) AND lower(fields->>'overlap') = ANY (\(statuses.keys.map { $0.uuidString.lowercased() }))
-            LIMIT 1
-            """).first {
-            throw StoreError(.conflict, "overlap \(text) has an open deconfliction case already: \(try open.decode(String.self, at: 0))")
+        if let open = try await openCase(for: Array(statuses.keys), on: connection) {
+            throw StoreError(.conflict, "overlap \(text) has an open deconfliction case already: \(open)")
         }
         let rows = try await connection.query("""
             SELECT t.lead_agency, p.agency
@@ -328,6 +332,16 @@ extension TaskStore {
         for agency in agencies where agency != task.leadAgency && !task.participants.contains(where: { $0.agency == agency }) {
             task.participants.append(Participant(agency: agency, role: .accountable))
         }
+    }
+
+    /// The ref of a deconfliction case not yet ended that names one of
+    /// these overlaps (the two rows of a pair), if any.
+    private func openCase(for overlaps: [UUID], on connection: PostgresConnection) async throws -> String? {
+        try await connection.query("""
+            SELECT ref FROM tasks
+            WHERE workflow = \(Self.caseWorkflow) AND state <> ALL (\(caseEndStates)) AND lower(fields->>'overlap') = ANY (\(overlaps.map { $0.uuidString.lowercased() }))
+            LIMIT 1
+            """).first.map { try $0.decode(String.self, at: 0) }
     }
 
     /// When a case ends in a resolution state, that resolution applies to its
