@@ -30,6 +30,36 @@ import TestSupport
         #expect(category == "152")
     }
 
+    /// Every server start and every `pbc import` syncs the reference files.
+    /// With the files unchanged it must not lock the agency and country rows
+    /// that submissions running meanwhile hold for their foreign keys: it
+    /// used to rewrite them all, and the two deadlocked until a liaison's
+    /// submission failed. A row that differs from its file is still put back.
+    @Test func aSyncOfUnchangedFilesWaitsForNoSubmissionAndMendsWhatDiffers() async throws {
+        let h = try await Harness("reference_no_wait")
+        let reference = try ReferenceData.load(from: Harness.config)
+        try await h.pool.withConnection { submission in
+            // What a submission's foreign keys hold until it commits.
+            try await submission.execute(unsafeSQL: """
+                BEGIN;
+                SELECT 1 FROM agencies WHERE id IN ('undp', 'unicef') FOR KEY SHARE;
+                SELECT 1 FROM countries WHERE code = 'BDI' FOR KEY SHARE;
+                SELECT 1 FROM sectors WHERE code = '15220' FOR KEY SHARE
+                """)
+            try await h.pool.withConnection { sync in
+                // Waiting would be for ever, while the submission is open: a lock timeout ends it with an error.
+                try await sync.execute(unsafeSQL: "SET lock_timeout = '5s'")
+                try await reference.sync(on: sync)
+                try await sync.execute(unsafeSQL: "RESET lock_timeout")
+            }
+            try await submission.execute(unsafeSQL: "ROLLBACK")
+        }
+        try await h.pool.query("UPDATE agencies SET name = 'Renamed by hand' WHERE id = 'undp'")
+        try await h.pool.withConnection { try await reference.sync(on: $0) }
+        let name = try await h.pool.query("SELECT name FROM agencies WHERE id = 'undp'").first!.decode(String.self, at: 0)
+        #expect(name == reference.agencies.first { $0.id == "undp" }?.name)
+    }
+
     @Test func tokensAreStoredOnlyAsHashesAndCanBeRevoked() async throws {
         let h = try await Harness("tokens")
         let (id, token) = try await h.admin.createToken(for: "amina (undp)")

@@ -59,6 +59,11 @@ public struct ReferenceData: Sendable {
     }
 
     /// Inserts what is new and updates what changed, in one transaction.
+    /// Rows already as the files say are left untouched (`EXCEPT`), so a
+    /// sync of unchanged files, at every server start and every import,
+    /// writes and locks nothing: rewriting every agency and country row
+    /// locked them against the foreign-key checks of submissions running
+    /// meanwhile, and the two deadlocked over the order of the rows.
     public func sync(on connection: PostgresConnection) async throws {
         try await connection.withTransaction { connection in
             // unnest takes no NULLs in a text array here: an empty string stands for "none".
@@ -67,11 +72,13 @@ public struct ReferenceData: Sendable {
                 SELECT id, name, kind, NULLIF(iati_ref, '')
                 FROM unnest(\(agencies.map(\.id)), \(agencies.map(\.name)), \(agencies.map(\.kind.rawValue)), \(agencies.map { $0.iati ?? "" }))
                     AS a(id, name, kind, iati_ref)
+                EXCEPT SELECT id, name, kind, iati_ref FROM agencies
                 ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, kind = EXCLUDED.kind, iati_ref = EXCLUDED.iati_ref
                 """)
             try await connection.query("""
                 INSERT INTO countries (code, alpha2, name)
                 SELECT * FROM unnest(\(countries.map(\.code)), \(countries.map(\.alpha2)), \(countries.map(\.name)))
+                EXCEPT SELECT code, alpha2, name FROM countries
                 ON CONFLICT (code) DO UPDATE SET alpha2 = EXCLUDED.alpha2, name = EXCLUDED.name
                 """)
             let configured = countries.filter { $0.pbc != nil }
@@ -81,12 +88,14 @@ public struct ReferenceData: Sendable {
                 FROM unnest(\(configured.map(\.code)), \(configured.map { $0.pbc?.chair ?? "" }),
                             \(configured.map { $0.pbc?.pbfEligibility ?? "" }), \(configured.map { $0.pbc?.pbfEligibleUntil ?? "" }))
                     AS p(c, chair, eligibility, until)
+                EXCEPT SELECT country, chair, pbf_eligibility, pbf_eligible_until FROM pbc_configurations
                 ON CONFLICT (country) DO UPDATE SET chair = EXCLUDED.chair, pbf_eligibility = EXCLUDED.pbf_eligibility,
                     pbf_eligible_until = EXCLUDED.pbf_eligible_until
                 """)
             try await connection.query("""
                 INSERT INTO sectors (code, name)
                 SELECT * FROM unnest(\(sectors.map(\.code)), \(sectors.map(\.name)))
+                EXCEPT SELECT code, name FROM sectors
                 ON CONFLICT (code) DO UPDATE SET name = EXCLUDED.name
                 """)
         }
