@@ -319,20 +319,28 @@ public struct ActivityImporter: Sendable {
     /// task that ended are (sql/0011), each with an `overlap.closed` event,
     /// unless another publisher's activity of the same identifier goes on.
     private func closeOverlaps(withCancelled ref: String, on connection: PostgresConnection) async throws {
-        try await connection.query("""
-            WITH closed AS (
-                UPDATE task_overlaps o
-                SET status = 'closed', resolution_data = jsonb_build_object('ended', \(ref)::text, 'state', 'cancelled'), resolved_at = now()
-                WHERE o.status = 'open' AND o.other_ref = \(ref)
-                  AND NOT EXISTS (SELECT 1 FROM portfolio p WHERE p.ref = \(ref) AND p.active)
-                RETURNING o.task_id),
-            written AS (
-                INSERT INTO events (task_id, actor_name, type, data)
-                SELECT task_id, 'system', 'overlap.closed', jsonb_build_object('other', \(ref)::text, 'ended', \(ref)::text, 'state', 'cancelled')
-                FROM closed
-                RETURNING seq)
-            SELECT pg_notify(\(TaskStore.eventChannel), max(seq)::text) FROM written HAVING count(*) > 0
+        struct Closed: Encodable {
+            let other: String
+            let ended: String
+            let state = "cancelled"
+        }
+        let closed = try await connection.query("""
+            UPDATE task_overlaps o
+            SET status = 'closed', resolution_data = jsonb_build_object('ended', \(ref)::text, 'state', 'cancelled'), resolved_at = now()
+            WHERE o.status = 'open' AND o.other_ref = \(ref)
+              AND NOT EXISTS (SELECT 1 FROM portfolio p WHERE p.ref = \(ref) AND p.active)
+            RETURNING o.task_id
             """)
+        // The events come after every row is locked, as a TaskStore
+        // transaction writes them last: their lock (sql/0006) is held from
+        // the first event to commit, and held while this waited for a row it
+        // deadlocked with the transactions that lock rows first.
+        let events = PendingEvents()
+        for row in closed {
+            events.append(PendingEvents.Event(
+                task: try row.decode(UUID.self, at: 0), type: "overlap.closed", data: try TaskStore.json(Closed(other: ref, ended: ref))))
+        }
+        try await events.write(on: connection)
     }
 
     /// The parser thread's progress, read by the importer.
