@@ -1,5 +1,6 @@
 import Coordination
 import Foundation
+import Logging
 import Postgres
 import Store
 import Testing
@@ -105,23 +106,26 @@ import TestSupport
         #expect(try await titles().count == 3)
     }
 
+    /// Imports one activity in Gitega with this IATI status, from a file in `directory`.
+    static func importGitegaActivity(status: String, _ h: Harness, in directory: URL) async throws -> ImportSummary {
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        let file = directory.appendingPathComponent("status-\(status).csv")
+        try """
+            identifier,publisher,title,description,countries,sectors,locations,start,end,status
+            GAC-BDI-2027-01,gac-canada,"Women, peace and security in Gitega",Support to women mediators,BI,15220,Gitega,2027-01-01,2028-12-31,\(status)
+
+            """.write(to: file, atomically: true, encoding: .utf8)
+        return try await ActivityImporter(pool: h.service).importCSV(file: file.path)
+    }
+
     /// An activity imported again as cancelled (IATI status 5) is no program
     /// to deconflict with: a task's open overlap with it is closed, with its
     /// event, and the task can go on to review.
     @Test func anActivityCancelledOnReimportClosesTheOverlapsWithIt() async throws {
         let h = try await Harness("csv_cancelled")
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("pbc-csv-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }
-        func importing(status: String) async throws -> ImportSummary {
-            let file = directory.appendingPathComponent("status-\(status).csv")
-            try """
-                identifier,publisher,title,description,countries,sectors,locations,start,end,status
-                GAC-BDI-2027-01,gac-canada,"Women, peace and security in Gitega",Support to women mediators,BI,15220,Gitega,2027-01-01,2028-12-31,\(status)
-
-                """.write(to: file, atomically: true, encoding: .utf8)
-            return try await ActivityImporter(pool: h.service).importCSV(file: file.path)
-        }
+        func importing(status: String) async throws -> ImportSummary { try await Self.importGitegaActivity(status: status, h, in: directory) }
         #expect(try await importing(status: "2").imported == 1)
         var similar = Harness.project(title: "Women mediators and peace in Gitega")
         similar.sectors = ["15220"]
@@ -135,5 +139,44 @@ import TestSupport
         #expect(try await h.tasks.history(task.ref, as: h.coordinator).last?.type == "overlap.closed")
         let current = try await h.tasks.get(task.ref, as: h.coordinator)
         #expect(try await h.tasks.act(task.ref, action: "deconflicted", expectedVersion: current.version, by: h.coordinator).state == "technical_review")
+    }
+
+    /// A cancellation that must wait for one of the overlap rows it closes
+    /// (a resolution or screening holds it) waits holding no events lock:
+    /// the holder of the row writes its events at its end, under that lock,
+    /// and the two would deadlock. The import counts its retries in the log.
+    @Test func aCancellationWaitingForAnOverlapRowDoesNotDeadlockWithItsHolder() async throws {
+        let retries = Retries()
+        var logger = Logger(label: "pbc.postgres") { _ in retries }
+        logger.logLevel = .debug
+        let h = try await Harness("csv_cancel_waits", logger: logger)
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("pbc-csv-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        func importing(status: String) async throws -> ImportSummary { try await Self.importGitegaActivity(status: status, h, in: directory) }
+        _ = try await importing(status: "2")
+        var similar = Harness.project(title: "Women mediators and peace in Gitega")
+        similar.sectors = ["15220"]
+        let first = try await h.tasks.submit(similar, workflow: "pbf-project", idempotencyKey: "first", by: h.undp).task
+        similar.leadAgency = "unicef"
+        similar.participants = []
+        let second = try await h.tasks.submit(similar, workflow: "pbf-project", idempotencyKey: "second", by: h.unicef).task
+        try await h.pool.withConnection { holder in
+            // The second task's overlap with the activity, the later of the two rows the cancellation closes.
+            try await holder.execute(unsafeSQL: """
+                BEGIN;
+                SELECT 1 FROM task_overlaps o JOIN tasks t ON t.id = o.task_id
+                WHERE t.ref = '\(second.ref)' AND o.other_ref = 'GAC-BDI-2027-01' FOR UPDATE OF o
+                """)
+            async let cancelled = importing(status: "5")
+            #expect(try await transactionsWaitingForALock(h) > 0)
+            // What the holder does last: its events, under the events lock.
+            try await holder.execute(unsafeSQL: "SELECT pg_advisory_xact_lock(7411, 1); COMMIT")
+            #expect(try await cancelled.updated == 1)
+        }
+        #expect(retries.count == 0, "the cancellation deadlocked and ran again")
+        for task in [first, second] {
+            let closed = try await h.tasks.listOverlaps(task: task.ref, status: "closed", limit: 10, as: h.coordinator).items
+            #expect(closed.map(\.other.ref).contains("GAC-BDI-2027-01"))
+        }
     }
 }
