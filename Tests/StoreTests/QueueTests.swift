@@ -103,6 +103,33 @@ struct NoOverlaps: Screener {
         }
     }
 
+    /// A liaison's edit that waits for a coordinator's claim of the same
+    /// task reads the task as the claim left it, with the holder's name.
+    /// PostgreSQL reads again a locked row that changed while it waited, but
+    /// not the rows joined to it: the edit read a holder with no name and
+    /// failed with an internal error (found by a concurrent walk over the wire).
+    @Test func anEditThatWaitsForAClaimSeesWhoHoldsTheTask() async throws {
+        let h = try await Harness("edit_waits_for_claim", screener: { _, _ in NoOverlaps() })
+        let task = try await submit(h, "Women mediators in Kailahun")
+        try await h.pool.withConnection { claim in
+            // What a claim writes, held uncommitted.
+            try await claim.execute(unsafeSQL: "BEGIN")
+            try await claim.query("""
+                UPDATE tasks SET assignee = \(h.coordinator.id), lease_id = gen_random_uuid(), lease_expires_at = now() + interval '10 minutes',
+                    version = version + 1
+                WHERE id = \(task.id)
+                """)
+            var changes = TaskChanges()
+            changes.title = "Women mediators in Kailahun and Kenema"
+            async let edited = h.tasks.update(task.ref, expectedVersion: task.version + 1, changes: changes, by: h.undp)
+            #expect(try await transactionsWaitingForALock(h) > 0)
+            try await claim.execute(unsafeSQL: "COMMIT")
+            let after = try await edited
+            #expect(after.holder?.name == h.coordinator.name)
+            #expect(after.record.title == "Women mediators in Kailahun and Kenema")
+        }
+    }
+
     @Test func anExpiredLeaseReturnsTheTaskAndItsHolderCannotActUnderIt() async throws {
         let h = try await Harness("lease_expiry", screener: { _, _ in NoOverlaps() })
         _ = try await submit(h, "Land dispute mediation in Kono")

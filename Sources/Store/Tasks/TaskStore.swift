@@ -448,14 +448,19 @@ public struct TaskStore: Sendable {
     }
 
     /// The columns `task(from:)` reads, participants and open overlaps included.
+    /// Each is read from the task row by a subquery, not a join: a row locked
+    /// `FOR NO KEY UPDATE` after waiting for another transaction is read
+    /// again as that one left it, but rows joined to it are not, so a task
+    /// claimed meanwhile came with a holder and no holder's name.
     private static let taskSelect = """
         SELECT t.id, t.ref, t.workflow, t.workflow_version, t.state, t.version, t.title, t.description, t.lead_agency,
                t.country, t.locations, t.sectors, t.period_start, t.period_end, t.budget_amount, t.budget_currency,
-               t.priority, t.fields, t.external_refs, t.queue, t.assignee, h.name AS holder_name, t.lease_id,
+               t.priority, t.fields, t.external_refs, t.queue, t.assignee,
+               (SELECT h.name FROM principals h WHERE h.id = t.assignee) AS holder_name, t.lease_id,
                t.lease_expires_at, t.due_at, t.queued_at, t.created_at, t.updated_at,
                ARRAY(SELECT p.agency || ':' || p.role FROM task_participants p WHERE p.task_id = t.id ORDER BY p.agency, p.role) AS participants,
                (SELECT count(*) FROM task_overlaps o WHERE o.task_id = t.id AND o.status = 'open') AS open_overlaps
-        FROM tasks t LEFT JOIN principals h ON h.id = t.assignee
+        FROM tasks t
         """
 
     private static func task(from row: PostgresRow) throws -> StoredTask {
