@@ -1,6 +1,7 @@
 import Foundation
 import JSONRPC
 import Postgres
+import Synchronization
 import Testing
 import TestSupport
 
@@ -66,12 +67,47 @@ import TestSupport
         let server = try await ServerHarness.start("random_walk_at_once")
         let steps = Int(ProcessInfo.processInfo.environment["PBC_WALK_STEPS"] ?? "") ?? 300
         let seed = UInt64(ProcessInfo.processInfo.environment["PBC_WALK_SEED"] ?? "") ?? 29
-        let walks = try await withThrowingTaskGroup(of: Walk.self) { group in
-            for walker in 1...3 { group.addTask { try await Self.walk(server, seed: seed &+ UInt64(walker) &* 1_000, steps: steps / 3) } }
-            return try await group.reduce(into: []) { $0.append($1) }
+        // An observer streams every event from the start, reading as they come.
+        let (walks, streamed) = try await server.withSession("observer") { watcher in
+            #expect(try await watcher.call("event.subscribe", id: 1, params: #"{"since":0}"#)?["result"] != nil)
+            let seen = Mutex<[Int]>([])
+            async let reading: Void = {
+                // Until the answer to the unsubscription below.
+                while let message = try await watcher.receive(), message["id"] != .integer(2) {
+                    if let seq = message["params"]?["event"]?["seq"]?.int { seen.withLock { $0.append(seq) } }
+                }
+            }()
+            let walks = try await withThrowingTaskGroup(of: Walk.self) { group in
+                for walker in 1...3 { group.addTask { try await Self.walk(server, seed: seed &+ UInt64(walker) &* 1_000, steps: steps / 3) } }
+                return try await group.reduce(into: []) { $0.append($1) }
+            }
+            let committed = try await Self.seqs(server).count
+            for _ in 0..<3_000 where seen.withLock({ $0.count }) < committed { try await Task.sleep(for: .milliseconds(20)) }
+            try await watcher.send(raw: #"{"jsonrpc":"2.0","id":2,"method":"event.unsubscribe","params":{"subscription":"s1"}}"# + "\n")
+            try await reading
+            return (walks, seen.withLock { $0 })
         }
         try await Self.expectWhole(server, after: walks)
+        let committed = try await Self.seqs(server)
+        #expect(streamed == committed, "the stream held \(streamed.count) of \(committed.count) events, or not in order")
         await server.stop()
+    }
+
+    /// Runs `body` on a connection of its own to the server's database.
+    static func reading<Result: Sendable>(_ server: ServerHarness, _ body: (PostgresConnection) async throws -> Result) async throws -> Result {
+        let pool = PostgresPool(configuration: .init(target: server.target, maxConnections: 1))
+        do {
+            let result = try await pool.withConnection(body)
+            await pool.shutdown()
+            return result
+        } catch {
+            await pool.shutdown()
+            throw error
+        }
+    }
+
+    static func seqs(_ server: ServerHarness) async throws -> [Int] {
+        try await reading(server) { try await $0.query("SELECT seq FROM events ORDER BY seq") }.map { try $0.decode(Int.self, at: 0) }
     }
 
     /// One person's walk of `steps` steps, over sessions of its own.
