@@ -175,9 +175,14 @@ public struct Application: Sendable {
     /// Loads the workflows and routing of `Config/` and makes sure every queue they name exists,
     /// for admin commands that run before any server has.
     public func syncQueues(_ pool: PostgresPool) async throws {
+        try await TaskStore.syncQueues(workflows: try await loadWorkflows(pool), routing: try loadRouting(), on: pool)
+    }
+
+    /// The workflows of `Config/`, loaded into the database (a version is
+    /// added when a file changed), for commands that run without a server.
+    public func loadWorkflows(_ pool: PostgresPool) async throws -> WorkflowRegistry {
         let files = try WorkflowRegistry.read(files: WorkflowRegistry.files(in: configURL().appendingPathComponent("workflows")))
-        let workflows = try await pool.withConnection { try await WorkflowRegistry.sync(files, on: $0) }
-        try await TaskStore.syncQueues(workflows: workflows, routing: try loadRouting(), on: pool)
+        return try await pool.withConnection { try await WorkflowRegistry.sync(files, on: $0) }
     }
 
     /// `Config/routing.yaml`; without the file, tasks wait in the queues their states name.

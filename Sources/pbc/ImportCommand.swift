@@ -37,11 +37,12 @@ struct ImportCommand: AsyncParsableCommand {
 
         func run() async throws {
             let file = file
-            try await withPreparedPool(options) { pool, _ in
+            try await withPreparedPool(options) { pool, application in
+                let workflows = try await application.loadWorkflows(pool)
                 try await ImportCommand.reporting {
                     let bar = ProgressBar()
                     defer { bar.finish() }
-                    return try await ActivityImporter(pool: pool).importCSV(file: file) { rows in
+                    return try await ActivityImporter(pool: pool, workflows: workflows).importCSV(file: file) { rows in
                         bar.show(URL(fileURLWithPath: file).lastPathComponent, fraction: nil, count: rows, unit: "rows")
                     }
                 }
@@ -62,11 +63,12 @@ struct ImportCommand: AsyncParsableCommand {
 
         func run() async throws {
             let files = files
-            try await withPreparedPool(options) { pool, _ in
+            try await withPreparedPool(options) { pool, application in
+                let workflows = try await application.loadWorkflows(pool)
                 try await ImportCommand.reporting {
                     let bar = ProgressBar()
                     defer { bar.finish() }
-                    return try await ActivityImporter(pool: pool).importIATI(files: files) { file, fraction, count in
+                    return try await ActivityImporter(pool: pool, workflows: workflows).importIATI(files: files) { file, fraction, count in
                         bar.show(URL(fileURLWithPath: file).lastPathComponent, fraction: fraction, count: count, unit: "activities")
                     }
                 }

@@ -11,7 +11,7 @@ import TestSupport
 
     @Test func aDocumentedCSVImportsOnceAndSkipsBadRowsWithReasons() async throws {
         let h = try await Harness("csv")
-        let first = try await ActivityImporter(pool: h.service).importCSV(file: Self.fixture)
+        let first = try await ActivityImporter(pool: h.service, workflows: h.workflows).importCSV(file: Self.fixture)
         #expect(first.imported == 2)
         #expect(
             first.skipped == [
@@ -19,7 +19,7 @@ import TestSupport
                 "a country that is not an ISO 3166 code of Config/countries.yaml": 1,
                 "a status that is not an IATI activity status code (1 to 6)": 1,
             ])
-        let second = try await ActivityImporter(pool: h.service).importCSV(file: Self.fixture)
+        let second = try await ActivityImporter(pool: h.service, workflows: h.workflows).importCSV(file: Self.fixture)
         #expect(second.unchanged == 2)
         #expect(second.imported == 0)
         let row = try #require(try await h.pool.query(
@@ -46,11 +46,11 @@ import TestSupport
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         let unknown = directory.appendingPathComponent("unknown.csv")
         try "identifier,publisher,title,colour\nX,eu,T,blue\n".write(to: unknown, atomically: true, encoding: .utf8)
-        let error = await #expect(throws: ImportStopped.self) { _ = try await ActivityImporter(pool: h.service).importCSV(file: unknown.path) }
+        let error = await #expect(throws: ImportStopped.self) { _ = try await ActivityImporter(pool: h.service, workflows: h.workflows).importCSV(file: unknown.path) }
         #expect(error?.description.contains("unknown column colour") == true)
         let missing = directory.appendingPathComponent("missing.csv")
         try "identifier,title\nX,T\n".write(to: missing, atomically: true, encoding: .utf8)
-        let noPublisher = await #expect(throws: ImportStopped.self) { _ = try await ActivityImporter(pool: h.service).importCSV(file: missing.path) }
+        let noPublisher = await #expect(throws: ImportStopped.self) { _ = try await ActivityImporter(pool: h.service, workflows: h.workflows).importCSV(file: missing.path) }
         #expect(noPublisher?.description.contains("the column publisher is required") == true)
     }
 
@@ -72,7 +72,7 @@ import TestSupport
             return url.path
         }
         func importing(_ path: String) async throws -> ImportStopped? {
-            await #expect(throws: ImportStopped.self) { _ = try await ActivityImporter(pool: h.service).importCSV(file: path) }
+            await #expect(throws: ImportStopped.self) { _ = try await ActivityImporter(pool: h.service, workflows: h.workflows).importCSV(file: path) }
         }
         func titles() async throws -> [String] {
             try await h.pool.query("SELECT title FROM activities ORDER BY identifier").map { try $0.decode(String.self, at: 0) }
@@ -115,12 +115,12 @@ import TestSupport
             GAC-BDI-2027-01,gac-canada,"Women, peace and security in Gitega",Support to women mediators,BI,15220,Gitega,2027-01-01,2028-12-31,\(status)
 
             """.write(to: file, atomically: true, encoding: .utf8)
-        return try await ActivityImporter(pool: h.service).importCSV(file: file.path)
+        return try await ActivityImporter(pool: h.service, workflows: h.workflows).importCSV(file: file.path)
     }
 
     /// An activity imported again as cancelled (IATI status 5) is no program
     /// to deconflict with: a task's open overlap with it is closed, with its
-    /// event, and the task can go on to review.
+    /// event, a case opened on it is dismissed, and the task can go on to review.
     @Test func anActivityCancelledOnReimportClosesTheOverlapsWithIt() async throws {
         let h = try await Harness("csv_cancelled")
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("pbc-csv-\(UUID().uuidString)")
@@ -132,8 +132,15 @@ import TestSupport
         let (task, _, overlaps) = try await h.tasks.submit(similar, workflow: "pbf-project", idempotencyKey: "csv", by: h.undp)
         #expect(task.state == "deconfliction")
         #expect(overlaps.map(\.other) == ["GAC-BDI-2027-01"])
+        var draft = TaskRecord(state: "", title: "Women mediators in Gitega: who does what", leadAgency: "pbso")
+        draft.fields = ["overlap": .string(try #require(overlaps.first).id.uuidString.lowercased())]
+        let deconfliction = try await h.tasks.create(draft, workflow: "deconfliction-case", by: h.coordinator)
 
         #expect(try await importing(status: "5").updated == 1)
+        // The case opened on it has nothing left to agree: pbc dismisses it.
+        let dismissed = try await h.tasks.get(deconfliction.ref, as: h.coordinator)
+        #expect(dismissed.state == "dismissed")
+        #expect(try await h.tasks.history(deconfliction.ref, as: h.coordinator).last?.comment == "GAC-BDI-2027-01 was cancelled: nothing is left to agree")
         let closed = try await h.tasks.listOverlaps(task: task.ref, status: "closed", limit: 10, as: h.coordinator).items
         #expect(closed.map(\.resolutionData) == [["ended": "GAC-BDI-2027-01", "state": "cancelled"]])
         #expect(try await h.tasks.history(task.ref, as: h.coordinator).last?.type == "overlap.closed")

@@ -61,8 +61,14 @@ struct MappedActivity: Codable, Equatable {
 /// screening and run no workflow. The same publisher and identifier update in place.
 public struct ActivityImporter: Sendable {
     let pool: PostgresPool
+    /// For the states in which a deconfliction case has ended: one opened on
+    /// an overlap with an activity imported again as cancelled is dismissed.
+    let workflows: WorkflowRegistry
 
-    public init(pool: PostgresPool) { self.pool = pool }
+    public init(pool: PostgresPool, workflows: WorkflowRegistry) {
+        self.pool = pool
+        self.workflows = workflows
+    }
 
     /// Maps one IATI activity, or says why it is skipped.
     static func map(_ activity: IATIActivity) -> Result<MappedActivity, SkipReason> {
@@ -317,7 +323,8 @@ public struct ActivityImporter: Sendable {
     /// An activity imported again as cancelled is no program to deconflict
     /// with: the tasks' open overlaps with it are closed, as those with a
     /// task that ended are (sql/0011), each with an `overlap.closed` event,
-    /// unless another publisher's activity of the same identifier goes on.
+    /// unless another publisher's activity of the same identifier goes on;
+    /// the deconfliction cases opened on them are dismissed.
     private func closeOverlaps(withCancelled ref: String, on connection: PostgresConnection) async throws {
         struct Closed: Encodable {
             let other: String
@@ -329,7 +336,7 @@ public struct ActivityImporter: Sendable {
             SET status = 'closed', resolution_data = jsonb_build_object('ended', \(ref)::text, 'state', 'cancelled'), resolved_at = now()
             WHERE o.status = 'open' AND o.other_ref = \(ref)
               AND NOT EXISTS (SELECT 1 FROM portfolio p WHERE p.ref = \(ref) AND p.active)
-            RETURNING o.task_id
+            RETURNING o.task_id, o.id
             """)
         // The events come after every row is locked, as a TaskStore
         // transaction writes them last: their lock (sql/0006) is held from
@@ -340,6 +347,9 @@ public struct ActivityImporter: Sendable {
             events.append(PendingEvents.Event(
                 task: try row.decode(UUID.self, at: 0), type: "overlap.closed", data: try TaskStore.json(Closed(other: ref, ended: ref))))
         }
+        try await TaskStore.dismissCases(
+            of: try closed.map { try $0.decode(UUID.self, at: 1).uuidString.lowercased() }, because: "\(ref) was cancelled: nothing is left to agree",
+            endStates: workflows.terminalStates(of: TaskStore.caseWorkflow), events: events, on: connection)
         try await events.write(on: connection)
     }
 

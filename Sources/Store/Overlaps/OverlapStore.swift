@@ -431,21 +431,39 @@ extension TaskStore {
         // ended the task sees such a case: only a coordinator, or a liaison of
         // the program's lead agency, ends a program, and a case counts both
         // programs' lead agencies among its own.
-        guard !closed.isEmpty else { return }
-        let cases = try await connection.query("""
-            SELECT id FROM tasks WHERE workflow = \(Self.caseWorkflow) AND state <> ALL (\(caseEndStates)) AND lower(fields->>'overlap') = ANY (\(closed))
-            ORDER BY id FOR NO KEY UPDATE
+        guard let events = PendingEvents.current else { preconditionFailure("overlaps closed outside TaskStore.transaction") }
+        try await Self.dismissCases(
+            of: closed, because: "\(task.ref) was \(task.state): nothing is left to agree", endStates: caseEndStates, events: events, on: connection)
+    }
+
+    /// Dismisses, on pbc's own behalf, the deconfliction cases still under
+    /// way for these overlaps (ids in lower case), which were closed: the
+    /// program on one side ended, so nothing is left to agree. At whatever
+    /// step a case had reached, and held by whoever held it; the importer
+    /// does the same when it closes overlaps with a cancelled activity.
+    static func dismissCases(
+        of overlaps: [String], because reason: String, endStates: [String], events: PendingEvents, on connection: PostgresConnection
+    ) async throws {
+        guard !overlaps.isEmpty else { return }
+        let dismissed = try await connection.query("""
+            WITH moot AS (
+                SELECT id, state FROM tasks
+                WHERE workflow = \(caseWorkflow) AND state <> ALL (\(endStates)) AND lower(fields->>'overlap') = ANY (\(overlaps))
+                ORDER BY id FOR NO KEY UPDATE)
+            UPDATE tasks t SET state = 'dismissed', queue = NULL, due_at = NULL, breached_at = NULL, next_reminder_at = NULL,
+                assignee = NULL, lease_id = NULL, lease_expires_at = NULL, version = t.version + 1, updated_at = now()
+            FROM moot WHERE t.id = moot.id
+            RETURNING t.id, moot.state
             """)
-        for row in cases {
-            let moot = try await load(try row.decode(UUID.self, at: 0).uuidString, visibleTo: nil, forUpdate: false, on: connection)!
-            _ = try await end(moot, as: "dismissed", action: "dismiss", comment: "\(task.ref) was \(task.state): nothing is left to agree", by: nil, on: connection)
+        for row in dismissed {
+            events.append(PendingEvents.Event(
+                task: try row.decode(UUID.self, at: 0), type: "task.transitioned", action: "dismiss", from: try row.decode(String.self, at: 1),
+                to: "dismissed", comment: reason))
         }
     }
 
     /// The terminal states of every version of the deconfliction-case workflow.
-    var caseEndStates: [String] {
-        Array(Set(workflows.all.filter { $0.name == Self.caseWorkflow }.flatMap { $0.states.filter { $0.kind == .terminal }.map(\.name) })).sorted()
-    }
+    var caseEndStates: [String] { workflows.terminalStates(of: Self.caseWorkflow) }
 
     private func bump(_ task: StoredTask, event: String, data: [String: String], by principal: Principal, on connection: PostgresConnection) async throws {
         try await connection.query("UPDATE tasks SET version = version + 1, updated_at = now() WHERE id = \(task.id)")

@@ -23,6 +23,12 @@ public struct WorkflowRegistry: Sendable {
         definitions.values.flatMap(\.values).sorted { ($0.name, $0.version) < ($1.name, $1.version) }
     }
 
+    /// The terminal states of every version of a workflow: a task of it in
+    /// none of them is still under way, whichever version it runs.
+    public func terminalStates(of name: String) -> [String] {
+        Array(Set(definitions[name, default: [:]].values.flatMap { $0.states.filter { $0.kind == .terminal }.map(\.name) })).sorted()
+    }
+
     /// One workflow file, read and checked.
     public struct File: Sendable {
         public let path: String
