@@ -439,8 +439,8 @@ extension TaskStore {
     /// Dismisses, on pbc's own behalf, the deconfliction cases still under
     /// way for these overlaps (ids in lower case), which were closed: the
     /// program on one side ended, so nothing is left to agree. At whatever
-    /// step a case had reached, and held by whoever held it; the importer
-    /// does the same when it closes overlaps with a cancelled activity.
+    /// step a case had reached; whoever held it holds it no more. The
+    /// importer does the same when it closes overlaps with a cancelled activity.
     static func dismissCases(
         of overlaps: [String], because reason: String, endStates: [String], events: PendingEvents, on connection: PostgresConnection
     ) async throws {
