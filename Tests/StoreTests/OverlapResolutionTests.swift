@@ -297,6 +297,30 @@ import TestSupport
         }
     }
 
+    /// Earlier versions left a case stuck when its overlap was closed (by
+    /// sql/0011, for a program that had ended) or resolved past it: sql/0013
+    /// dismisses such cases, with the event that says why.
+    @Test func theMigrationDismissesCasesLeftOnDecidedOverlaps() async throws {
+        let h = try await Harness("overlap_cases_left")
+        let (_, _, overlap) = try await twoOverlapping(h)
+        var draft = TaskRecord(state: "", title: "Who leads in Gitega", leadAgency: "pbso")
+        draft.fields = ["overlap": .string(overlap.id.uuidString.lowercased())]
+        let stuck = try await h.tasks.create(draft, workflow: "deconfliction-case", by: h.coordinator)
+        _ = try await h.tasks.act(stuck.ref, action: "start_consultation", expectedVersion: stuck.version, by: h.coordinator)
+        // As sql/0011 left it: the overlap closed, its case still in consultation.
+        try await h.pool.query("UPDATE task_overlaps SET status = 'closed', resolution_data = '{\"state\": \"rejected\"}' WHERE id = \(overlap.id)")
+        let migration = try String(
+            contentsOf: TestDatabase.migrationsDirectory.appendingPathComponent("0013_cases_left_on_decided_overlaps.sql"), encoding: .utf8)
+        try await h.pool.withConnection { try await $0.execute(unsafeSQL: migration) }
+        let dismissed = try await h.tasks.get(stuck.ref, as: h.coordinator)
+        #expect(dismissed.state == "dismissed")
+        #expect(dismissed.queue == nil)
+        let last = try #require(try await h.tasks.history(stuck.ref, as: h.coordinator).last)
+        #expect(last.fromState == "consultation")
+        #expect(last.comment == "the overlap was closed: a program on one side ended; nothing is left to agree")
+        #expect(try await h.invariantViolations() == [])
+    }
+
     /// An edit screens again, and finds the pair the other task's screening
     /// recorded and a coordinator dismissed: it leaves that decision as it
     /// is. Before, it recorded the pair a second time on its own side, open,
