@@ -59,11 +59,14 @@ import TestSupport
         await server.stop()
     }
 
-    /// Three people's walks at once, each over its own sessions: whatever
-    /// the interleaving, the same must hold. Such walks found a program
-    /// withdrawn while another submission was screened against it, leaving
-    /// that overlap open, and overlaps decided past their open case. The
-    /// order differs from run to run; the invariants may not.
+    /// Three people's walks at once, each over its own sessions, with the
+    /// portfolio imported beside them and an observer streaming every event:
+    /// whatever the interleaving, the same must hold, and the stream must
+    /// hold every event. Such walks found an overlap left open with a program
+    /// withdrawn meanwhile, overlaps decided past their open case, deadlocks
+    /// with imports, an edit failing after waiting for a claim, and cases
+    /// left open on overlaps with cancelled activities. The order differs
+    /// from run to run; the invariants may not.
     @Test func whateverPeopleDoAtOnceNothingIsLostOrLeftHalfDone() async throws {
         let server = try await ServerHarness.start("random_walk_at_once")
         let steps = Int(ProcessInfo.processInfo.environment["PBC_WALK_STEPS"] ?? "") ?? 300
@@ -272,8 +275,8 @@ import TestSupport
     /// What must hold after walks, whatever they did: no answer was an
     /// internal error, every acknowledged submission is there, every task is
     /// in the state its last step left it in, no overlap with a program that
-    /// ended is open, the two rows of a pair agree, and no case is still open
-    /// on an overlap decided without it.
+    /// ended or a cancelled activity is open, the two rows of a pair agree,
+    /// and no case is still open on an overlap decided without it.
     static func expectWhole(_ server: ServerHarness, after walks: [Walk]) async throws {
         for walk in walks { #expect(walk.internalErrors.isEmpty, "\(walk.internalErrors)") }
         let pool = PostgresPool(configuration: .init(target: server.target, maxConnections: 1))
