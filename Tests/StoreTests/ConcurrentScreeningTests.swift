@@ -162,10 +162,33 @@ struct WaitingScreener: Screener {
     /// concurrent random walk over the wire found such overlaps). So the
     /// withdrawal waits for the screening to commit, then closes it too.
     @Test func aProgramWithdrawnWhileASubmissionIsScreenedAgainstItKeepsNoOpenOverlap() async throws {
+        let (h, first, second, rendezvous) = try await Self.submissionHeldInItsScreening("overlap_withdrawn_meanwhile")
+        // The screening has found UNDP's program and holds its findings uncommitted.
+        async let withdrawn = h.tasks.act(first.ref, action: "withdraw", expectedVersion: first.version, by: h.undp)
+        let waiting = try await transactionsWaitingForALock(h)
+        #expect(waiting > 0, "the withdrawal never waited for the screening")
+        try await rendezvous.arrive()
+        let (later, _, found) = try await second.value
+        #expect(found.map(\.other) == [first.ref])
+        #expect(try await withdrawn.state == "withdrawn")
+        let overlaps = try await h.tasks.getWithOverlaps(later.ref, as: h.coordinator).overlaps
+        #expect(overlaps.map(\.status) == ["closed"])
+        #expect(try await h.tasks.history(later.ref, as: h.coordinator).contains { $0.type == "overlap.closed" })
+        #expect(try await h.invariantViolations() == [])
+    }
+}
+
+extension ConcurrentScreeningTests {
+    /// UNDP's program, submitted; then UNICEF's submission of the same one,
+    /// held in its screening after the search that found UNDP's, its
+    /// findings uncommitted, until the test arrives at the rendezvous.
+    static func submissionHeldInItsScreening(
+        _ label: String
+    ) async throws -> (Harness, StoredTask, Task<(task: StoredTask, replayed: Bool, overlaps: [StoredOverlap]), any Error>, Rendezvous) {
         let rendezvous = Rendezvous(expected: 2, patience: .seconds(60))
         let armed = Switch()
         let configuration = OverlapConfiguration()
-        let h = try await Harness("overlap_withdrawn_meanwhile") { connection, ref in
+        let h = try await Harness(label) { connection, ref in
             ArmedScreener(inner: PortfolioScreener(connection: connection, configuration: configuration, subjectRef: ref), armed: armed, rendezvous: rendezvous)
         }
         let (first, _, _) = try await h.tasks.submit(Harness.project(), workflow: "pbf-project", idempotencyKey: "a", by: h.undp)
@@ -173,19 +196,33 @@ struct WaitingScreener: Screener {
         same.leadAgency = "unicef"
         same.participants = [Participant(agency: "undp", role: .implementing)]
         armed.turnOn()
-        async let second = h.tasks.submit(same, workflow: "pbf-project", idempotencyKey: "b", by: h.unicef)
+        let second = Task { try await h.tasks.submit(same, workflow: "pbf-project", idempotencyKey: "b", by: h.unicef) }
         while rendezvous.arrived.load(ordering: .sequentiallyConsistent) == 0 { try await Task.sleep(for: .milliseconds(10)) }
-        // The screening has found UNDP's program and holds its findings uncommitted.
-        async let withdrawn = h.tasks.act(first.ref, action: "withdraw", expectedVersion: first.version, by: h.undp)
-        let waiting = try await transactionsWaitingForALock(h)
-        #expect(waiting > 0, "the withdrawal never waited for the screening")
+        return (h, first, second, rendezvous)
+    }
+
+    /// UNICEF's submission is screened against UNDP's program under the
+    /// keys the program has; UNDP then moves its program to other places
+    /// and withdraws it. The move waits for the screening to commit, so the
+    /// withdrawal, which locks only the keys the program has by then, still
+    /// finds the overlap the screening recorded and closes it. Had the move
+    /// gone first, a withdrawal before the screening's commit would have
+    /// left that overlap open with a withdrawn program.
+    @Test func aProgramMovedWhileASubmissionIsScreenedAgainstItWaitsForThatScreening() async throws {
+        let (h, first, second, rendezvous) = try await Self.submissionHeldInItsScreening("overlap_moved_meanwhile")
+        // The screening has found UNDP's program in Burundi; UNDP moves it to Sierra Leone.
+        var moved = TaskChanges()
+        moved.country = "SLE"
+        moved.locations = ["Kailahun"]
+        async let edited = h.tasks.update(first.ref, expectedVersion: first.version, changes: moved, by: h.undp)
+        #expect(try await transactionsWaitingForALock(h) > 0, "the move never waited for the screening")
         try await rendezvous.arrive()
-        let (later, _, found) = try await second
+        let (later, _, found) = try await second.value
         #expect(found.map(\.other) == [first.ref])
-        #expect(try await withdrawn.state == "withdrawn")
-        let overlaps = try await h.tasks.getWithOverlaps(later.ref, as: h.coordinator).overlaps
-        #expect(overlaps.map(\.status) == ["closed"])
-        #expect(try await h.tasks.history(later.ref, as: h.coordinator).contains { $0.type == "overlap.closed" })
+        let after = try await edited
+        #expect(after.record.country == "SLE")
+        _ = try await h.tasks.act(first.ref, action: "withdraw", expectedVersion: after.version, by: h.undp)
+        #expect(try await h.tasks.getWithOverlaps(later.ref, as: h.coordinator).overlaps.map(\.status) == ["closed"])
         #expect(try await h.invariantViolations() == [])
     }
 }

@@ -74,12 +74,19 @@ public struct PortfolioScreener: Screener {
     /// withdrawn while another submission was screened against it kept that
     /// overlap open. Read from the entry's columns, since an ended entry has
     /// no screening keys left (`portfolio_keys_sync`, sql/0005).
-    static func lockKeys(ofEntry ref: String, on connection: PostgresConnection) async throws {
+    ///
+    /// An edit that changes the entry's keys passes what it becomes as
+    /// `becoming`: it takes the old keys' locks and the new ones' at once,
+    /// so that a screening that found it under its old keys commits before
+    /// the keys change, and whatever ends it later, under the new keys
+    /// alone, sees that overlap.
+    static func lockKeys(ofEntry ref: String, becoming: PortfolioEntry? = nil, on connection: PostgresConnection) async throws {
         let rows = try await connection.query("""
             SELECT p.country, k FROM portfolio p, LATERAL (SELECT 'c:' || unnest(p.categories) UNION SELECT 'l:' || unnest(p.locations)) AS keys(k)
             WHERE p.ref = \(ref)
             """)
-        let pairs = try rows.map { (try $0.decode(String.self, at: 0), try $0.decode(String.self, at: 1)) }
+        var pairs = try rows.map { (try $0.decode(String.self, at: 0), try $0.decode(String.self, at: 1)) }
+        if let becoming { pairs += keys(of: becoming).map { (becoming.country, $0) } }
         try await lockKeys(countries: pairs.map(\.0), keys: pairs.map(\.1), on: connection)
     }
 

@@ -182,6 +182,10 @@ extension TaskStore {
             if let value = changes.participants { record.participants = value }
             if let value = changes.externalRefs { record.externalRefs = value }
             try await checkValues(&record, on: connection)
+            if !Set(changes.names).isDisjoint(with: ["country", "sectors", "locations"]) {
+                try await PortfolioScreener.lockKeys(
+                    ofEntry: task.ref, becoming: PortfolioScreener.entry(for: record, ref: task.ref, country: record.country), on: connection)
+            }
             let refs = try PostgresJSONB(encoding: record.externalRefs)
             try await connection.query("""
                 UPDATE tasks SET title = \(record.title), description = \(record.description), country = \(record.country),
