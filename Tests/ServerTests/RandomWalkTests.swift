@@ -82,13 +82,13 @@ import TestSupport
                 }
             }()
             // Beside them, the portfolio is imported again and again, as `pbc import` does.
-            let stop = Stop()
+            let stop = Switch()
             async let imports = Self.importAlongside(server, until: stop, seed: seed)
             let walks = try await withThrowingTaskGroup(of: Walk.self) { group in
                 for walker in 1...3 { group.addTask { try await Self.walk(server, seed: seed &+ UInt64(walker) &* 1_000, steps: steps / 3) } }
                 return try await group.reduce(into: []) { $0.append($1) }
             }
-            stop.now()
+            stop.turnOn()
             #expect(try await imports > 0)
             let committed = try await Self.seqs(server).count
             for _ in 0..<3_000 where seen.withLock({ $0.count }) < committed { try await Task.sleep(for: .milliseconds(20)) }
@@ -102,18 +102,12 @@ import TestSupport
         await server.stop()
     }
 
-    final class Stop: Sendable {
-        private let stopped = Atomic<Bool>(false)
-        var isStopped: Bool { stopped.load(ordering: .sequentiallyConsistent) }
-        func now() { stopped.store(true, ordering: .sequentiallyConsistent) }
-    }
-
     /// What every `pbc import csv` does, in a loop until `stop`: the
     /// reference files loaded, then ten activities in the walks' places,
     /// sectors and years, about a third of them cancelled (closing the
     /// overlaps tasks have with them). Returns the rounds imported. Such a
     /// loop beside walks found two deadlocks that failed submissions.
-    static func importAlongside(_ server: ServerHarness, until stop: Stop, seed: UInt64) async throws -> Int {
+    static func importAlongside(_ server: ServerHarness, until stop: Switch, seed: UInt64) async throws -> Int {
         let config = TestDatabase.repositoryRoot.appendingPathComponent("Config")
         let reference = try ReferenceData.load(from: config)
         let workflowFiles = try WorkflowRegistry.read(files: WorkflowRegistry.files(in: config.appendingPathComponent("workflows")))
@@ -124,7 +118,7 @@ import TestSupport
         func pick<T>(_ choices: [T]) -> T { choices[Int(generator.next() % UInt64(choices.count))] }
         var rounds = 0
         do {
-            while !stop.isStopped {
+            while !stop.isOn {
                 try await owner.withConnection { try await reference.sync(on: $0) }
                 var rows = ["identifier,publisher,title,description,countries,sectors,locations,start,end,status"]
                 for _ in 0..<10 {
@@ -279,9 +273,8 @@ import TestSupport
     /// and no case is still open on an overlap decided without it.
     static func expectWhole(_ server: ServerHarness, after walks: [Walk]) async throws {
         for walk in walks { #expect(walk.internalErrors.isEmpty, "\(walk.internalErrors)") }
-        let pool = PostgresPool(configuration: .init(target: server.target, maxConnections: 1))
         func count(_ sql: String) async throws -> Int {
-            try await pool.withConnection { try await $0.query(PostgresQuery(unsafeSQL: sql)) }.first!.decode(Int.self, at: 0)
+            try await reading(server) { try await $0.query(PostgresQuery(unsafeSQL: sql)) }.first!.decode(Int.self, at: 0)
         }
         let acknowledged = walks.flatMap(\.acknowledged)
         #expect(try await count("SELECT count(*) FROM tasks WHERE ref IN ('\(acknowledged.joined(separator: "', '"))')") == acknowledged.count,
@@ -310,6 +303,5 @@ import TestSupport
               AND NOT EXISTS (SELECT 1 FROM portfolio p WHERE p.ref = o.other_ref AND p.active)
             """) == 0, "an overlap with a cancelled activity is open")
         #expect(try await count("SELECT count(*) FROM task_overlaps WHERE status = 'closed'") > 0, "\(walks.map(\.answers))")
-        await pool.shutdown()
     }
 }

@@ -132,9 +132,8 @@ import TestSupport
         let (task, _, overlaps) = try await h.tasks.submit(similar, workflow: "pbf-project", idempotencyKey: "csv", by: h.undp)
         #expect(task.state == "deconfliction")
         #expect(overlaps.map(\.other) == ["GAC-BDI-2027-01"])
-        var draft = TaskRecord(state: "", title: "Women mediators in Gitega: who does what", leadAgency: "pbso")
-        draft.fields = ["overlap": .string(try #require(overlaps.first).id.uuidString.lowercased())]
-        let deconfliction = try await h.tasks.create(draft, workflow: "deconfliction-case", by: h.coordinator)
+        let deconfliction = try await h.tasks.create(
+            Harness.caseDraft(for: try #require(overlaps.first).id, title: "Women mediators in Gitega: who does what"), workflow: "deconfliction-case", by: h.coordinator)
 
         #expect(try await importing(status: "5").updated == 1)
         // The case opened on it has nothing left to agree: pbc dismisses it.

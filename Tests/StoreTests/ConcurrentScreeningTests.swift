@@ -241,12 +241,6 @@ func transactionsWaitingForALock(_ h: Harness) async throws -> Int {
     return 0
 }
 
-final class Switch: Sendable {
-    private let on = Atomic<Bool>(false)
-    var isOn: Bool { on.load(ordering: .sequentiallyConsistent) }
-    func turnOn() { on.store(true, ordering: .sequentiallyConsistent) }
-}
-
 /// The real screener, which waits at the rendezvous once armed.
 struct ArmedScreener: Screener {
     let inner: any Screener

@@ -79,6 +79,13 @@ struct Harness {
             budget: Money(amount: amount, currency: "USD"), fields: ["genderMarker": .number(2), "facility": .string(facility)])
     }
 
+    /// A deconfliction case for `overlap`, as a coordinator opens one.
+    static func caseDraft(for overlap: UUID, title: String = "Who leads in Gitega") -> TaskRecord {
+        var draft = TaskRecord(state: "", title: title, leadAgency: "pbso")
+        draft.fields = ["overlap": .string(overlap.uuidString.lowercased())]
+        return draft
+    }
+
     /// What must hold whatever happened: every task's state is the `to`
     /// state of its last event that changed state; no overlap with a program
     /// that ended is open; the two rows of a pair agree.

@@ -21,8 +21,7 @@ import TestSupport
     /// A deconfliction case for `overlap`, through consultation to the
     /// agencies' agreement on `fields` (a resolution and what it needs).
     func caseAwaitingAgreement(_ h: Harness, on overlap: OverlapView, proposing fields: [String: FieldValue], comment: String) async throws -> StoredTask {
-        var draft = TaskRecord(state: "", title: "Peace committees in Gitega: how they go on", leadAgency: "pbso")
-        draft.fields = ["overlap": .string(overlap.id.uuidString.lowercased())]
+        let draft = Harness.caseDraft(for: overlap.id, title: "Peace committees in Gitega: how they go on")
         var deconfliction = try await h.tasks.create(draft, workflow: "deconfliction-case", by: h.coordinator)
         deconfliction = try await h.tasks.act(deconfliction.ref, action: "start_consultation", expectedVersion: deconfliction.version, by: h.coordinator)
         return try await h.tasks.act(
@@ -303,8 +302,7 @@ import TestSupport
     @Test func theMigrationDismissesCasesLeftOnDecidedOverlaps() async throws {
         let h = try await Harness("overlap_cases_left")
         let (_, _, overlap) = try await twoOverlapping(h)
-        var draft = TaskRecord(state: "", title: "Who leads in Gitega", leadAgency: "pbso")
-        draft.fields = ["overlap": .string(overlap.id.uuidString.lowercased())]
+        let draft = Harness.caseDraft(for: overlap.id)
         let stuck = try await h.tasks.create(draft, workflow: "deconfliction-case", by: h.coordinator)
         _ = try await h.tasks.act(stuck.ref, action: "start_consultation", expectedVersion: stuck.version, by: h.coordinator)
         // As sql/0011 left it: the overlap closed, its case still in consultation.
@@ -480,8 +478,7 @@ import TestSupport
     @Test func aDeconflictionCaseCarriesTheOverlapToTheAgreedResolution() async throws {
         let h = try await Harness("overlap_case")
         let (first, second, overlap) = try await twoOverlapping(h)
-        var draft = TaskRecord(state: "", title: "Peace committees in Gitega: who leads", leadAgency: "pbso")
-        draft.fields = ["overlap": .string(overlap.id.uuidString.lowercased())]
+        let draft = Harness.caseDraft(for: overlap.id, title: "Peace committees in Gitega: who leads")
         var deconfliction = try await h.tasks.create(draft, workflow: "deconfliction-case", by: h.coordinator)
         #expect(deconfliction.workflowVersion == 3)
         #expect(Set(deconfliction.record.participants.map(\.agency)) == ["undp", "unicef"])
@@ -524,8 +521,7 @@ import TestSupport
     @Test func aDismissedCaseMakesRoomForANewOne() async throws {
         let h = try await Harness("overlap_case_dismissed")
         let (_, _, overlap) = try await twoOverlapping(h)
-        var draft = TaskRecord(state: "", title: "Who leads in Gitega", leadAgency: "pbso")
-        draft.fields = ["overlap": .string(overlap.id.uuidString.lowercased())]
+        let draft = Harness.caseDraft(for: overlap.id)
         let first = try await h.tasks.create(draft, workflow: "deconfliction-case", by: h.coordinator)
         _ = try await h.tasks.act(
             first.ref, action: "dismiss", expectedVersion: first.version, inputs: ActionInputs(comment: "Opened by mistake"), by: h.coordinator)

@@ -431,9 +431,9 @@ extension TaskStore {
         // ended the task sees such a case: only a coordinator, or a liaison of
         // the program's lead agency, ends a program, and a case counts both
         // programs' lead agencies among its own.
-        guard let events = PendingEvents.current else { preconditionFailure("overlaps closed outside TaskStore.transaction") }
         try await Self.dismissCases(
-            of: closed, because: "\(task.ref) was \(task.state): nothing is left to agree", endStates: caseEndStates, events: events, on: connection)
+            of: closed, because: "\(task.ref) was \(task.state): nothing is left to agree", endStates: caseEndStates,
+            events: PendingEvents.ofThisTransaction, on: connection)
     }
 
     /// Dismisses, on pbc's own behalf, the deconfliction cases still under

@@ -30,6 +30,12 @@ final class PendingEvents: Sendable {
     /// The events of the transaction this task runs in (`TaskStore.transaction`).
     @TaskLocal static var current: PendingEvents?
 
+    /// `current`, where an event outside a `TaskStore.transaction` is a bug.
+    static var ofThisTransaction: PendingEvents {
+        guard let current else { preconditionFailure("an event recorded outside TaskStore.transaction") }
+        return current
+    }
+
     private let events = Mutex<[Event]>([])
 
     func append(_ event: Event) { events.withLock { $0.append(event) } }
@@ -76,10 +82,7 @@ extension TaskStore {
 
     /// Records an event of the current transaction (see `transaction`).
     func recordEvent(_ event: PendingEvents.Event) throws {
-        guard let events = PendingEvents.current else {
-            preconditionFailure("an event recorded outside TaskStore.transaction")
-        }
-        events.append(event)
+        PendingEvents.ofThisTransaction.append(event)
     }
 
     /// An event whose data is a flat object of strings.
