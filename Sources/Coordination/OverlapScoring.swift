@@ -101,11 +101,13 @@ public struct OverlapComponent: Sendable, Hashable {
 /// Pure overlap scoring: symmetric, in [0, 1], and every score says why.
 public enum OverlapScoring {
     /// Whether `candidate` is a candidate for `subject` at all: same country,
-    /// periods within the tolerance, a shared category or location. The SQL
-    /// query asks the same; this is its definition, for tests and scans.
+    /// periods that overlap or are fewer than the tolerance's days apart, a
+    /// shared category or location. The SQL query asks the same (a period
+    /// that meets the subject's widened by the tolerance at each end); this
+    /// is its definition, for tests and for scoring single pairs.
     public static func isCandidate(_ subject: PortfolioEntry, _ candidate: PortfolioEntry, configuration: OverlapConfiguration) -> Bool {
         subject.ref != candidate.ref && subject.country == candidate.country
-            && gapDays(subject.period, candidate.period) <= configuration.toleranceDays
+            && (overlapDays(subject.period, candidate.period) > 0 || gapDays(subject.period, candidate.period) < configuration.toleranceDays)
             && (!subject.categories.isDisjoint(with: candidate.categories) || !subject.locations.isDisjoint(with: candidate.locations))
     }
 

@@ -28,6 +28,21 @@ import Testing
         #expect(components.first { $0.name == "period" }?.reason == "periods 60 days apart, within the tolerance")
     }
 
+    /// The same bound as the candidate query's (`screening_candidates`: a
+    /// period within the tolerance of the subject's, ends included): 89 days
+    /// between is within 90, 90 days between is not. Before, this definition
+    /// took 90 too, and an edit's check of a single pair could disagree with
+    /// the screening.
+    @Test func theToleranceIsTheCandidateQuerys() {
+        #expect(OverlapScoring.isCandidate(entry("a"), entry("b", start: "2028-03-30", end: "2028-12-31"), configuration: configuration))
+        #expect(!OverlapScoring.isCandidate(entry("a"), entry("b", start: "2028-03-31", end: "2028-12-31"), configuration: configuration))
+        #expect(!OverlapScoring.isCandidate(entry("a", start: "2029-04-01", end: "2029-12-31"), entry("b", start: "2028-01-01", end: "2028-12-31"), configuration: configuration))
+        var none = configuration
+        none.toleranceDays = 0
+        #expect(OverlapScoring.isCandidate(entry("a"), entry("b", start: "2027-12-31", end: "2028-12-31"), configuration: none))
+        #expect(!OverlapScoring.isCandidate(entry("a"), entry("b", start: "2028-01-01", end: "2028-12-31"), configuration: none))
+    }
+
     @Test func neitherASharedCategoryNorALocationIsNoCandidate() {
         let other = entry("b", sectors: ["12250"], locations: ["Monrovia"])
         #expect(!OverlapScoring.isCandidate(entry("a"), other, configuration: configuration))
