@@ -70,6 +70,19 @@ public struct OverlapFinding: Sendable, Hashable {
 public protocol Screener: Sendable {
     /// The overlaps the task has with the portfolio, after `task` is as the transition left it.
     func screen(_ task: TaskRecord) async throws -> [OverlapFinding]
+
+    /// The overlaps the task still has with these entries (by ref), each
+    /// scored whatever else `screen` found: an edit asks it of the pairs
+    /// still open that its screening did not return, before closing them.
+    func screen(_ task: TaskRecord, against others: [String]) async throws -> [OverlapFinding]
+}
+
+extension Screener {
+    /// `screen`'s findings among `others`: exact for a screener that returns every overlap.
+    public func screen(_ task: TaskRecord, against others: [String]) async throws -> [OverlapFinding] {
+        let wanted = Set(others)
+        return try await screen(task).filter { wanted.contains($0.other) }
+    }
 }
 
 /// What an action does, all of it decided before anything is written.

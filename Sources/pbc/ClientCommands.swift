@@ -61,14 +61,19 @@ func describeTask(_ task: JSONValue) -> String {
 }
 
 /// How an overlap was resolved, with what that settled: "coordinate (leadAgency undp)";
-/// for one closed, which program ended and how: "PBC-2026-000002 was rejected".
+/// for one closed, which program ended and how: "PBC-2026-000002 was rejected",
+/// or which edit made it no overlap.
 func resolutionText(_ overlap: JSONValue) -> String {
-    if overlap["status"]?.text == "closed" {
-        return "\(overlap["resolutionData"]?["ended"]?.text ?? "") was \(overlap["resolutionData"]?["state"]?.text ?? "")"
-    }
+    if overlap["status"]?.text == "closed" { return closedText(overlap["resolutionData"] ?? .null) }
     let name = overlap["resolution"]?.text ?? ""
     guard case .object(let data)? = overlap["resolutionData"], !data.isEmpty else { return name }
     return name + " (" + data.keys.sorted().map { "\($0) \(data[$0]!.text)" }.joined(separator: ", ") + ")"
+}
+
+/// Why an overlap closed, from its resolution data or its `overlap.closed` event.
+func closedText(_ data: JSONValue) -> String {
+    if let edited = data["edited"]?.text { return "\(edited) was edited: no longer an overlap" }
+    return "\(data["ended"]?.text ?? "") was \(data["state"]?.text ?? "")"
 }
 
 /// What an event says, in a few words, for `pbc show --history` and `pbc
@@ -89,7 +94,7 @@ func eventSummary(_ event: JSONValue) -> String {
         if !value("period").isEmpty { words.append("(\(value("task")) moves to \(value("period")))") }
         if value("resolution") == "withdraw" { words.append("(\(value("task")) withdrawn)") }
     case "overlap.closed":
-        words = ["with \(value("other")) (\(value("ended")) was \(value("state")))"]
+        words = ["with \(value("other")) (\(closedText(data)))"]
     case "task.updated":
         words = ["changed \(value("changed"))"]
     case "task.claimed", "task.lease_renewed":

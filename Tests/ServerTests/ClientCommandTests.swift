@@ -256,6 +256,18 @@ import SystemPackage
         #expect(notTheirs.status == .exited(3), "\(notTheirs.error)")
         #expect(try await pbc(["show", gitega], server: server, as: "coordinator").output.contains("Peace committees in Gitega\n"))
 
+        // UNDP moves its program to other years: it no longer overlaps, and both sides read why.
+        let later = try await pbc(["edit", gitega, "--start", "2031-01-01", "--end", "2031-12-31"], server: server, as: "undp-liaison")
+        #expect(later.status == .exited(0), "\(later.error)")
+        #expect(later.output.contains("overlaps   \(kailahun)  score "), "\(later.output)")
+        #expect(later.output.contains("closed: \(gitega) was edited: no longer an overlap\n"), "\(later.output)")
+        let told = try await pbc(["show", kailahun, "--history"], server: server, as: "wfp-liaison")
+        #expect(told.output.contains("overlap.closed     with \(gitega) (\(gitega) was edited: no longer an overlap)"), "\(told.output)")
+        // Moved back, the pair is open again.
+        let back = try await pbc(["edit", gitega, "--start", "2027-01-01", "--end", "2027-12-31"], server: server, as: "undp-liaison")
+        #expect(back.status == .exited(0), "\(back.error)")
+        #expect(try #require(back.output.split(separator: "\n").first { $0.contains("  \(kailahun)  score ") }).contains("open, overlap "), "\(back.output)")
+
         // WFP withdraws its program: the overlap is closed, and both sides read why.
         let withdrawn = try await pbc(["act", kailahun, "withdraw"], server: server, as: "wfp-liaison")
         #expect(withdrawn.status == .exited(0), "\(withdrawn.error)")

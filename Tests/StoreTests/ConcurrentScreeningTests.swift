@@ -40,6 +40,11 @@ struct WaitingScreener: Screener {
         try await rendezvous.arrive()
         return findings
     }
+
+    /// Scoring single pairs again waits for nobody.
+    func screen(_ task: TaskRecord, against others: [String]) async throws -> [OverlapFinding] {
+        try await inner.screen(task, against: others)
+    }
 }
 
 @Suite struct ConcurrentScreeningTests {
@@ -251,6 +256,11 @@ struct ArmedScreener: Screener {
         let findings = try await inner.screen(task)
         if armed.isOn { try await rendezvous.arrive() }
         return findings
+    }
+
+    /// Scoring single pairs again waits for nobody.
+    func screen(_ task: TaskRecord, against others: [String]) async throws -> [OverlapFinding] {
+        try await inner.screen(task, against: others)
     }
 }
 

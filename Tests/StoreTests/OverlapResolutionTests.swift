@@ -18,6 +18,15 @@ import TestSupport
         return (first, second, overlap)
     }
 
+    /// WFP submits a third program much like the first two.
+    func aThirdByWFP(_ h: Harness, title: String) async throws -> (task: StoredTask, overlaps: [StoredOverlap]) {
+        var third = Harness.project(title: title)
+        third.leadAgency = "wfp"
+        third.participants = []
+        let (task, _, overlaps) = try await h.tasks.submit(third, workflow: "pbf-project", idempotencyKey: "c", by: h.wfp)
+        return (task, overlaps)
+    }
+
     /// A deconfliction case for `overlap`, through consultation to the
     /// agencies' agreement on `fields` (a resolution and what it needs).
     func caseAwaitingAgreement(_ h: Harness, on overlap: OverlapView, proposing fields: [String: FieldValue], comment: String) async throws -> StoredTask {
@@ -225,10 +234,7 @@ import TestSupport
     @Test func theOverlapsOfAProgramThatEndsAreClosed() async throws {
         let h = try await Harness("overlap_closed")
         let (first, second, secondWithFirst) = try await twoOverlapping(h)
-        var third = Harness.project(title: "Youth peace committees in Gitega and Ngozi")
-        third.leadAgency = "wfp"
-        third.participants = []
-        let (late, _, lateOverlaps) = try await h.tasks.submit(third, workflow: "pbf-project", idempotencyKey: "c", by: h.wfp)
+        let (late, lateOverlaps) = try await aThirdByWFP(h, title: "Youth peace committees in Gitega and Ngozi")
         #expect(Set(lateOverlaps.map(\.other)) == [first.ref, second.ref])
         func status(_ task: String, _ other: String) async throws -> String {
             try await h.pool.query("""
@@ -377,6 +383,10 @@ import TestSupport
         let moved = try await h.tasks.get(second.ref, as: h.coordinator)
         #expect(moved.record.period == later)
         #expect(try await h.tasks.listOverlaps(task: second.ref, status: "open", limit: 10, as: h.coordinator).items.isEmpty)
+        // The pair no longer overlaps, but it is resolved as sequenced, not closed as untrue.
+        let decided = try await h.tasks.listOverlaps(task: second.ref, status: nil, limit: 10, as: h.coordinator).items
+        #expect(decided.map(\.status) == ["resolved"])
+        #expect(decided.map(\.resolution) == ["sequence"])
         let bad = await #expect(throws: StoreError.self) {
             _ = try await h.tasks.resolveOverlap(overlap.id, as: .withdraw(task: "PBC-1999-000001"), comment: nil, by: h.coordinator)
         }
@@ -441,6 +451,101 @@ import TestSupport
         _ = try await h.tasks.resolveOverlap(try #require(found.first).id, as: .distinct, comment: "Different districts", by: h.coordinator)
         let recommended = try await h.tasks.act(moved.ref, action: "recommend", expectedVersion: moved.version, by: h.coordinator)
         #expect(recommended.state == "asg_approval")
+    }
+
+    /// A program moved to another country no longer overlaps the one it
+    /// was flagged against: the pair closes, on both sides, and holds
+    /// neither back; a pair a coordinator decided stays decided. Moved back,
+    /// the pair is open again. Before, the edit left it open for ever.
+    @Test func anEditThatEndsAnOverlapClosesItAndUndoneOpensItAgain() async throws {
+        let h = try await Harness("overlap_edit_untrue")
+        let (first, second, overlap) = try await twoOverlapping(h)
+        let (wfp, _) = try await aThirdByWFP(h, title: "Local peace committees with youth and women")
+        let decided = try #require(try await h.tasks.listOverlaps(task: wfp.ref, status: "open", limit: 10, as: h.coordinator).items.first { $0.other.ref == first.ref })
+        _ = try await h.tasks.resolveOverlap(decided.id, as: .distinct, comment: "Different committees", by: h.coordinator)
+
+        var away = TaskChanges()
+        away.country = "LBR"
+        away.locations = ["Monrovia"]
+        let moved = try await h.tasks.update(first.ref, expectedVersion: first.version, changes: away, by: h.undp)
+        #expect(try await h.tasks.get(second.ref, as: h.unicef).openOverlaps == 0)
+        let closed = try #require(try await h.tasks.getWithOverlaps(second.ref, as: h.unicef).overlaps.first { $0.id == overlap.id })
+        #expect(closed.status == "closed")
+        #expect(closed.resolution == nil)
+        #expect(closed.resolutionData == ["edited": first.ref])
+        struct Closed: Decodable, Equatable {
+            let other: String
+            let edited: String
+        }
+        for (ref, other, principal) in [(first.ref, second.ref, h.undp), (second.ref, first.ref, h.unicef)] {
+            let events = try await h.tasks.history(ref, as: principal).filter { $0.type == "overlap.closed" }
+            #expect(try events.map { try $0.data.decode(Closed.self) } == [Closed(other: other, edited: first.ref)], "\(ref)")
+        }
+        func wfpWithFirst() async throws -> [String] {
+            try await h.tasks.listOverlaps(task: wfp.ref, status: nil, limit: 10, as: h.coordinator).items.filter { $0.other.ref == first.ref }.map(\.status)
+        }
+        #expect(try await wfpWithFirst() == ["resolved"])
+        #expect(try await h.invariantViolations() == [])
+
+        var back = TaskChanges()
+        back.country = "BDI"
+        back.locations = first.record.locations
+        let returned = try await h.tasks.update(first.ref, expectedVersion: moved.version, changes: back, by: h.undp)
+        #expect(returned.openOverlaps == 1)
+        #expect(try await h.tasks.get(second.ref, as: h.unicef).openOverlaps == 1)
+        let open = try await h.tasks.listOverlaps(task: second.ref, status: "open", limit: 10, as: h.coordinator).items
+        #expect(open.map(\.other.ref).contains(first.ref))
+        #expect(try await wfpWithFirst() == ["resolved"])
+        #expect(try await h.invariantViolations() == [])
+
+        // The same from the side that recorded the pair: its own row closes and opens again.
+        let holder = try await h.tasks.get(second.ref, as: h.unicef)
+        var later = TaskChanges()
+        later.period = Period(start: CalendarDate(iso: "2031-01-01")!, end: CalendarDate(iso: "2031-12-31")!)
+        let gone = try await h.tasks.update(second.ref, expectedVersion: holder.version, changes: later, by: h.unicef)
+        #expect(gone.openOverlaps == 0)
+        var sooner = TaskChanges()
+        sooner.period = holder.record.period
+        let again = try await h.tasks.update(second.ref, expectedVersion: gone.version, changes: sooner, by: h.unicef)
+        #expect(again.openOverlaps == 2)  // with the first program, and with WFP's, which its move had closed too
+        let reopened = try await h.tasks.getWithOverlaps(second.ref, as: h.unicef).overlaps.filter { $0.id == overlap.id }
+        #expect(reopened.map(\.status) == ["open"])
+        #expect(try await h.invariantViolations() == [])
+    }
+
+    /// A deconfliction case opened on a pair that an edit then makes no
+    /// overlap has nothing left to agree: it is dismissed with the pair.
+    @Test func anEditThatEndsAnOverlapDismissesItsCase() async throws {
+        let h = try await Harness("overlap_edit_untrue_case")
+        let (first, _, overlap) = try await twoOverlapping(h)
+        let opened = try await h.tasks.create(Harness.caseDraft(for: overlap.id), workflow: "deconfliction-case", by: h.coordinator)
+        var later = TaskChanges()
+        later.period = Period(start: CalendarDate(iso: "2031-01-01")!, end: CalendarDate(iso: "2031-12-31")!)
+        _ = try await h.tasks.update(first.ref, expectedVersion: first.version, changes: later, by: h.undp)
+        let dismissed = try await h.tasks.get(opened.ref, as: h.coordinator)
+        #expect(dismissed.state == "dismissed")
+        let step = try #require(try await h.tasks.history(opened.ref, as: h.coordinator).last)
+        #expect(step.comment == "\(first.ref) was edited and no longer overlaps: nothing is left to agree")
+        #expect(try await h.invariantViolations() == [])
+    }
+
+    /// Screening returns at most 1,000 candidates, so a pair it did not
+    /// return may still be an overlap: the edit scores each such pair on
+    /// its own before closing it. Here the screening is made to return
+    /// nothing, as if the pair were past the thousandth candidate.
+    @Test func anEditClosesNoPairItsScreeningLeftOutThatStillOverlaps() async throws {
+        let forgetting = Switch()
+        let configuration = OverlapConfiguration()
+        let h = try await Harness("overlap_edit_left_out") { connection, ref in
+            ForgetfulScreener(inner: PortfolioScreener(connection: connection, configuration: configuration, subjectRef: ref), forgetting: forgetting)
+        }
+        let (first, second, _) = try await twoOverlapping(h)
+        forgetting.turnOn()
+        var later = TaskChanges()
+        later.period = Period(start: CalendarDate(iso: "2027-02-01")!, end: CalendarDate(iso: "2028-06-30")!)
+        _ = try await h.tasks.update(first.ref, expectedVersion: first.version, changes: later, by: h.undp)
+        #expect(try await h.tasks.get(second.ref, as: h.unicef).openOverlaps == 1)
+        #expect(try await h.tasks.listOverlaps(task: second.ref, status: "open", limit: 10, as: h.coordinator).items.map(\.other.ref) == [first.ref])
     }
 
     /// A pair found by both tasks' screenings has an overlap on each task.
@@ -544,5 +649,19 @@ import TestSupport
         // Nothing moved: the case waits for agreement, the overlap is open.
         #expect(try await h.tasks.get(deconfliction.ref, as: h.coordinator).state == "agreement_pending")
         #expect(try await h.tasks.listOverlaps(task: nil, status: "open", limit: 10, as: h.coordinator).items.map(\.id).contains(overlap.id))
+    }
+}
+
+/// The real screener, whose `screen` returns nothing once `forgetting` is on.
+struct ForgetfulScreener: Screener {
+    let inner: any Screener
+    let forgetting: Switch
+
+    func screen(_ task: TaskRecord) async throws -> [OverlapFinding] {
+        forgetting.isOn ? [] : try await inner.screen(task)
+    }
+
+    func screen(_ task: TaskRecord, against others: [String]) async throws -> [OverlapFinding] {
+        try await inner.screen(task, against: others)
     }
 }

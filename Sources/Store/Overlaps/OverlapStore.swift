@@ -473,11 +473,48 @@ extension TaskStore {
 
     /// Screens a task again after a change of its dates, country, sectors or
     /// locations; new overlaps are stored with their events (the pair just
-    /// resolved is left alone).
+    /// resolved is left alone), and open ones the task no longer has are
+    /// closed (`closeUntrueOverlaps`).
     func rescreen(_ task: StoredTask, excluding pair: [String] = [], on connection: PostgresConnection) async throws {
-        let findings = try await makeScreener(connection, task.ref).screen(task.record).filter { !pair.contains($0.other) }
+        let screener = makeScreener(connection, task.ref)
+        let findings = try await screener.screen(task.record).filter { !pair.contains($0.other) }
         for finding in try await storeFindings(findings, of: task.id, replacing: false, on: connection) {
             try recordOverlapDetected(finding, task: task.id, ref: task.ref)
         }
+        try await closeUntrueOverlaps(of: task, found: Set(findings.map(\.other)).union(pair), screener: screener, on: connection)
+    }
+
+    /// Closes the undecided pairs of an edited task that no longer overlap,
+    /// on both sides, each with an `overlap.closed` event on both tasks that
+    /// names the edit; a deconfliction case opened on one is dismissed.
+    /// Before, they stayed open: a program moved to another country was held
+    /// back by overlaps it no longer had. A pair the screening did not
+    /// return is scored on its own first (it examines at most 1,000
+    /// candidates), so that only a pair that is truly no overlap closes.
+    private func closeUntrueOverlaps(
+        of task: StoredTask, found: Set<String>, screener: any Screener, on connection: PostgresConnection
+    ) async throws {
+        struct Closed: Encodable {
+            let other: String
+            let edited: String
+        }
+        let missing = try await storedOverlaps(of: task, on: connection).filter { $0.status == "open" && !found.contains($0.other) }.map(\.other)
+        guard !missing.isEmpty else { return }
+        let still = Set(try await screener.screen(task.record, against: missing).map(\.other))
+        let untrue = missing.filter { !still.contains($0) }
+        guard !untrue.isEmpty else { return }
+        let rows = try await connection.query("SELECT overlap, holder, holder_ref, other_ref FROM close_untrue_overlaps(\(task.id), \(untrue))")
+        var closed: [String] = []
+        for row in rows {
+            closed.append(try row.decode(UUID.self, at: 0).uuidString.lowercased())
+            let (holder, holderRef, other) = (try row.decode(UUID.self, at: 1), try row.decode(String.self, at: 2), try row.decode(String.self, at: 3))
+            try recordEvent(PendingEvents.Event(task: holder, type: "overlap.closed", data: try Self.json(Closed(other: other, edited: task.ref))))
+            try recordEvent(PendingEvents.Event(peerRef: other, type: "overlap.closed", data: try Self.json(Closed(other: holderRef, edited: task.ref))))
+        }
+        // Only the lead agency's liaisons and coordinators edit a task, and a
+        // case counts both programs' lead agencies among its own: the editor sees it.
+        try await Self.dismissCases(
+            of: closed, because: "\(task.ref) was edited and no longer overlaps: nothing is left to agree", endStates: caseEndStates,
+            events: PendingEvents.ofThisTransaction, on: connection)
     }
 }

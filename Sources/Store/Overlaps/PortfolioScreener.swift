@@ -23,6 +23,14 @@ public struct PortfolioScreener: Screener {
         return try await Self.findings(for: subject, text: Self.body(title: task.title, description: task.description), on: connection, configuration: configuration)
     }
 
+    /// Each entry scored on its own: `screen` examines at most 1,000 candidates.
+    public func screen(_ task: TaskRecord, against others: [String]) async throws -> [OverlapFinding] {
+        guard let subject = Self.entry(for: task, ref: subjectRef, country: task.country) else { return [] }
+        return try await Self.findings(
+            for: subject, text: Self.body(title: task.title, description: task.description), among: others, on: connection,
+            configuration: configuration)
+    }
+
     /// The portfolio's view of a task; nil when it has no country or period to screen by.
     static func entry(for task: TaskRecord, ref: String, country: String?) -> PortfolioEntry? {
         guard let country, let period = task.period else { return nil }
@@ -115,7 +123,7 @@ public struct PortfolioScreener: Screener {
         // that cannot reach the threshold stay in the database: each is
         // shipped only if an upper bound of its score does (the period counted
         // whole, a shared code, location or agency counted as fully shared).
-        // The exact score is OverlapScoring's, below.
+        // The exact score is OverlapScoring's, in `scored`.
         let rows = try await connection.query("""
             SELECT ref, agency, agencies, sectors, locations, start, finish, external_ids, text_similarity AS text
             FROM screening_candidates(
@@ -124,19 +132,51 @@ public struct PortfolioScreener: Screener {
                 \(Array(subject.agencies)), \(text), \(weights.sector), \(weights.period), \(weights.location), \(weights.text),
                 \(weights.participants), \(configuration.threshold), \(entry))
             """)
-        var findings: [OverlapFinding] = []
-        for row in rows {
-            let candidate = PortfolioEntry(
+        return scored(try candidates(rows, country: subject.country), against: subject, configuration: configuration)
+    }
+
+    /// The overlaps `subject` has with these entries alone (by ref), however
+    /// many others it has: `findings` examines at most 1,000 candidates. An
+    /// entry no longer active in the subject's country, or no longer a
+    /// candidate, is no overlap.
+    static func findings(
+        for subject: PortfolioEntry, text: String, among refs: [String], on connection: PostgresConnection,
+        configuration: OverlapConfiguration
+    ) async throws -> [OverlapFinding] {
+        guard !refs.isEmpty else { return [] }
+        // `screening_entries` (sql/0014) reads them past row-level security, as `screening_candidates` does.
+        let rows = try await connection.query("""
+            SELECT ref, agency, agencies, sectors, locations, start, finish, external_ids, text_similarity AS text
+            FROM screening_entries(\(refs), \(subject.country), \(text))
+            """)
+        let candidates = try candidates(rows, country: subject.country).filter {
+            OverlapScoring.isCandidate(subject, $0.entry, configuration: configuration)
+        }
+        return scored(candidates, against: subject, configuration: configuration)
+    }
+
+    /// The entries of `screening_candidates` or `screening_entries` rows, with their text similarity.
+    private static func candidates(_ rows: PostgresRows, country: String) throws -> [(entry: PortfolioEntry, text: Double)] {
+        try rows.map { row in
+            let entry = PortfolioEntry(
                 ref: try row.decode(String.self, "ref"), agency: try row.decode(String.self, "agency"),
-                agencies: Set(try row.decode([String].self, "agencies")), country: subject.country,
+                agencies: Set(try row.decode([String].self, "agencies")), country: country,
                 sectors: Set(try row.decode([String].self, "sectors")), locations: Set(try row.decode([String].self, "locations")),
                 period: Period(
                     start: CalendarDate(iso: try row.decode(PostgresDate.self, "start").iso)!,
                     end: CalendarDate(iso: try row.decode(PostgresDate.self, "finish").iso)!),
                 externalIDs: Set(try row.decode([String].self, "external_ids")))
-            guard !OverlapScoring.isDuplicate(subject, candidate) else { continue }
-            let (score, components) = OverlapScoring.score(
-                subject, candidate, textSimilarity: try row.decode(Double.self, "text"), configuration: configuration)
+            return (entry, try row.decode(Double.self, "text"))
+        }
+    }
+
+    /// Candidates scored at or above the threshold, highest first; duplicates left out.
+    private static func scored(
+        _ candidates: [(entry: PortfolioEntry, text: Double)], against subject: PortfolioEntry, configuration: OverlapConfiguration
+    ) -> [OverlapFinding] {
+        var findings: [OverlapFinding] = []
+        for (candidate, text) in candidates where !OverlapScoring.isDuplicate(subject, candidate) {
+            let (score, components) = OverlapScoring.score(subject, candidate, textSimilarity: text, configuration: configuration)
             if score >= configuration.threshold {
                 findings.append(OverlapFinding(other: candidate.ref, score: (score * 1000).rounded() / 1000, reasons: OverlapScoring.reasons(components)))
             }

@@ -209,6 +209,8 @@ extension TaskStore {
             // An edit of dates, country, sectors or locations is screened again.
             if !Set(changes.names).isDisjoint(with: ["period", "country", "sectors", "locations"]) {
                 try await rescreen(task, on: connection)
+                // As the screening left it: the answer counts the overlaps it opened and closed.
+                task = try await load(task.id.uuidString, visibleTo: nil, forUpdate: false, on: connection)!
             }
             return task
         }

@@ -358,8 +358,10 @@ public struct TaskStore: Sendable {
     /// the pair takes the new score and reasons and is open again, its
     /// earlier resolution cleared on both sides of the pair (the events keep
     /// it); without, a pair already recorded, on either side, is left as it
-    /// is. Returns the findings written, one per other entry (two publishers
-    /// may report the same identifier: the stronger finding counts).
+    /// is, unless an edit closed it as no longer true (sql/0014): found
+    /// again, it takes the new score and reasons and is open again, on both
+    /// sides. Returns the findings written, one per other entry (two
+    /// publishers may report the same identifier: the stronger finding counts).
     func storeFindings(
         _ findings: [OverlapFinding], of task: UUID, replacing: Bool, on connection: PostgresConnection
     ) async throws -> [OverlapFinding] {
@@ -375,12 +377,14 @@ public struct TaskStore: Sendable {
                 SELECT \(task), f.other, f.score::float8, f.reasons::jsonb
                 FROM unnest(\(findings.map(\.other)), \(findings.map { String($0.score) }), \(reasons)) AS f(other, score, reasons)
                 WHERE \(replacing) OR NOT overlap_settled_by_other_side((SELECT ref FROM tasks WHERE id = \(task)), f.other)
-                ON CONFLICT (task_id, other_ref) DO \(unsafeRaw: replacing
-                    ? "UPDATE SET score = EXCLUDED.score, reasons = EXCLUDED.reasons, status = 'open', resolution = NULL, resolution_data = '{}', resolved_by = NULL, resolved_at = NULL"
-                    : "NOTHING")
+                ON CONFLICT (task_id, other_ref) DO UPDATE
+                    SET score = EXCLUDED.score, reasons = EXCLUDED.reasons, status = 'open', resolution = NULL, resolution_data = '{}',
+                        resolved_by = NULL, resolved_at = NULL
+                    WHERE \(replacing) OR (task_overlaps.status = 'closed' AND task_overlaps.resolution_data ? 'edited')
                 RETURNING other_ref),
-            reopened AS (SELECT reopen_other_sides(\(task), ARRAY(SELECT other_ref FROM written)) WHERE \(replacing))
-            SELECT w.other_ref FROM written w LEFT JOIN reopened ON true
+            reopened AS (SELECT reopen_other_sides(\(task), ARRAY(SELECT other_ref FROM written)) WHERE \(replacing)),
+            reopened_after_edit AS (SELECT reopen_pairs_closed_by_edit(\(task), ARRAY(SELECT other_ref FROM written)))
+            SELECT w.other_ref FROM written w LEFT JOIN reopened ON true LEFT JOIN reopened_after_edit ON true
             """)
         let written = Set(try rows.map { try $0.decode(String.self, at: 0) })
         return findings.filter { written.contains($0.other) }
