@@ -302,6 +302,14 @@ import TestSupport
             WHERE o.status = 'open' AND EXISTS (SELECT 1 FROM activities a WHERE a.identifier = o.other_ref)
               AND NOT EXISTS (SELECT 1 FROM portfolio p WHERE p.ref = o.other_ref AND p.active)
             """) == 0, "an overlap with a cancelled activity is open")
+        // The candidate rule of docs/overlap.md, with Config/overlap.yaml's tolerance of 90 days.
+        #expect(try await count("""
+            SELECT count(*) FROM task_overlaps o JOIN tasks h ON h.id = o.task_id JOIN tasks e ON e.ref = o.other_ref
+            JOIN portfolio ph ON ph.task_id = h.id JOIN portfolio pe ON pe.task_id = e.id
+            WHERE o.status = 'open'
+              AND NOT (ph.country = pe.country AND pe.period && daterange(lower(ph.period) - 90, upper(ph.period) - 1 + 90, '[]')
+                       AND (ph.categories && pe.categories OR ph.locations && pe.locations))
+            """) == 0, "an overlap of two programs that an edit moved apart is open")
         #expect(try await count("SELECT count(*) FROM task_overlaps WHERE status = 'closed'") > 0, "\(walks.map(\.answers))")
     }
 }
