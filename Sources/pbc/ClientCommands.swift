@@ -62,7 +62,7 @@ func describeTask(_ task: JSONValue) -> String {
 
 /// How an overlap was resolved, with what that settled: "coordinate (leadAgency undp)";
 /// for one closed, which program ended and how: "PBC-2026-000002 was rejected",
-/// or which edit made it no overlap.
+/// or which change made it no overlap: "PBC-2026-000002 changed: no longer an overlap".
 func resolutionText(_ overlap: JSONValue) -> String {
     if overlap["status"]?.text == "closed" { return closedText(overlap["resolutionData"] ?? .null) }
     let name = overlap["resolution"]?.text ?? ""
@@ -72,7 +72,7 @@ func resolutionText(_ overlap: JSONValue) -> String {
 
 /// Why an overlap closed, from its resolution data or its `overlap.closed` event.
 func closedText(_ data: JSONValue) -> String {
-    if let edited = data["edited"]?.text { return "\(edited) was edited: no longer an overlap" }
+    if let edited = data["edited"]?.text { return "\(edited) changed: no longer an overlap" }
     return "\(data["ended"]?.text ?? "") was \(data["state"]?.text ?? "")"
 }
 

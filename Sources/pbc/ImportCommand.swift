@@ -39,10 +39,11 @@ struct ImportCommand: AsyncParsableCommand {
             let file = file
             try await withPreparedPool(options) { pool, application in
                 let workflows = try await application.loadWorkflows(pool)
+                let overlap = try application.loadOverlapConfiguration()
                 try await ImportCommand.reporting {
                     let bar = ProgressBar()
                     defer { bar.finish() }
-                    return try await ActivityImporter(pool: pool, workflows: workflows).importCSV(file: file) { rows in
+                    return try await ActivityImporter(pool: pool, workflows: workflows, overlap: overlap).importCSV(file: file) { rows in
                         bar.show(URL(fileURLWithPath: file).lastPathComponent, fraction: nil, count: rows, unit: "rows")
                     }
                 }
@@ -65,10 +66,11 @@ struct ImportCommand: AsyncParsableCommand {
             let files = files
             try await withPreparedPool(options) { pool, application in
                 let workflows = try await application.loadWorkflows(pool)
+                let overlap = try application.loadOverlapConfiguration()
                 try await ImportCommand.reporting {
                     let bar = ProgressBar()
                     defer { bar.finish() }
-                    return try await ActivityImporter(pool: pool, workflows: workflows).importIATI(files: files) { file, fraction, count in
+                    return try await ActivityImporter(pool: pool, workflows: workflows, overlap: overlap).importIATI(files: files) { file, fraction, count in
                         bar.show(URL(fileURLWithPath: file).lastPathComponent, fraction: fraction, count: count, unit: "activities")
                     }
                 }

@@ -260,9 +260,9 @@ import SystemPackage
         let later = try await pbc(["edit", gitega, "--start", "2031-01-01", "--end", "2031-12-31"], server: server, as: "undp-liaison")
         #expect(later.status == .exited(0), "\(later.error)")
         #expect(later.output.contains("overlaps   \(kailahun)  score "), "\(later.output)")
-        #expect(later.output.contains("closed: \(gitega) was edited: no longer an overlap\n"), "\(later.output)")
+        #expect(later.output.contains("closed: \(gitega) changed: no longer an overlap\n"), "\(later.output)")
         let told = try await pbc(["show", kailahun, "--history"], server: server, as: "wfp-liaison")
-        #expect(told.output.contains("overlap.closed     with \(gitega) (\(gitega) was edited: no longer an overlap)"), "\(told.output)")
+        #expect(told.output.contains("overlap.closed     with \(gitega) (\(gitega) changed: no longer an overlap)"), "\(told.output)")
         // Moved back, the pair is open again.
         let back = try await pbc(["edit", gitega, "--start", "2027-01-01", "--end", "2027-12-31"], server: server, as: "undp-liaison")
         #expect(back.status == .exited(0), "\(back.error)")

@@ -11,7 +11,7 @@ import TestSupport
 
     @Test func aDocumentedCSVImportsOnceAndSkipsBadRowsWithReasons() async throws {
         let h = try await Harness("csv")
-        let first = try await ActivityImporter(pool: h.service, workflows: h.workflows).importCSV(file: Self.fixture)
+        let first = try await h.importer.importCSV(file: Self.fixture)
         #expect(first.imported == 2)
         #expect(
             first.skipped == [
@@ -19,7 +19,7 @@ import TestSupport
                 "a country that is not an ISO 3166 code of Config/countries.yaml": 1,
                 "a status that is not an IATI activity status code (1 to 6)": 1,
             ])
-        let second = try await ActivityImporter(pool: h.service, workflows: h.workflows).importCSV(file: Self.fixture)
+        let second = try await h.importer.importCSV(file: Self.fixture)
         #expect(second.unchanged == 2)
         #expect(second.imported == 0)
         let row = try #require(try await h.pool.query(
@@ -46,11 +46,11 @@ import TestSupport
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         let unknown = directory.appendingPathComponent("unknown.csv")
         try "identifier,publisher,title,colour\nX,eu,T,blue\n".write(to: unknown, atomically: true, encoding: .utf8)
-        let error = await #expect(throws: ImportStopped.self) { _ = try await ActivityImporter(pool: h.service, workflows: h.workflows).importCSV(file: unknown.path) }
+        let error = await #expect(throws: ImportStopped.self) { _ = try await h.importer.importCSV(file: unknown.path) }
         #expect(error?.description.contains("unknown column colour") == true)
         let missing = directory.appendingPathComponent("missing.csv")
         try "identifier,title\nX,T\n".write(to: missing, atomically: true, encoding: .utf8)
-        let noPublisher = await #expect(throws: ImportStopped.self) { _ = try await ActivityImporter(pool: h.service, workflows: h.workflows).importCSV(file: missing.path) }
+        let noPublisher = await #expect(throws: ImportStopped.self) { _ = try await h.importer.importCSV(file: missing.path) }
         #expect(noPublisher?.description.contains("the column publisher is required") == true)
     }
 
@@ -72,7 +72,7 @@ import TestSupport
             return url.path
         }
         func importing(_ path: String) async throws -> ImportStopped? {
-            await #expect(throws: ImportStopped.self) { _ = try await ActivityImporter(pool: h.service, workflows: h.workflows).importCSV(file: path) }
+            await #expect(throws: ImportStopped.self) { _ = try await h.importer.importCSV(file: path) }
         }
         func titles() async throws -> [String] {
             try await h.pool.query("SELECT title FROM activities ORDER BY identifier").map { try $0.decode(String.self, at: 0) }
@@ -107,15 +107,17 @@ import TestSupport
     }
 
     /// Imports one activity in Gitega with this IATI status, from a file in `directory`.
-    static func importGitegaActivity(status: String, _ h: Harness, in directory: URL) async throws -> ImportSummary {
+    static func importGitegaActivity(
+        status: String, start: String = "2027-01-01", end: String = "2028-12-31", _ h: Harness, in directory: URL
+    ) async throws -> ImportSummary {
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        let file = directory.appendingPathComponent("status-\(status).csv")
+        let file = directory.appendingPathComponent("status-\(status)-\(start).csv")
         try """
             identifier,publisher,title,description,countries,sectors,locations,start,end,status
-            GAC-BDI-2027-01,gac-canada,"Women, peace and security in Gitega",Support to women mediators,BI,15220,Gitega,2027-01-01,2028-12-31,\(status)
+            GAC-BDI-2027-01,gac-canada,"Women, peace and security in Gitega",Support to women mediators,BI,15220,Gitega,\(start),\(end),\(status)
 
             """.write(to: file, atomically: true, encoding: .utf8)
-        return try await ActivityImporter(pool: h.service, workflows: h.workflows).importCSV(file: file.path)
+        return try await h.importer.importCSV(file: file.path)
     }
 
     /// An activity imported again as cancelled (IATI status 5) is no program
@@ -145,6 +147,47 @@ import TestSupport
         #expect(try await h.tasks.history(task.ref, as: h.coordinator).last?.type == "overlap.closed")
         let current = try await h.tasks.get(task.ref, as: h.coordinator)
         #expect(try await h.tasks.act(task.ref, action: "deconflicted", expectedVersion: current.version, by: h.coordinator).state == "technical_review")
+    }
+
+    /// An activity updated in place that no longer overlaps a task (its
+    /// publisher moved it years later) has its open overlap closed, as an
+    /// edit of the task closes one, and the case opened on it dismissed; an
+    /// update that still overlaps keeps it open. Before, the overlap stayed
+    /// open for ever. The task's own screening, finding it again after an
+    /// edit, opens it again.
+    @Test func anActivityMovedOnReimportClosesTheOverlapsItNoLongerHas() async throws {
+        let h = try await Harness("csv_moved")
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("pbc-csv-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        #expect(try await Self.importGitegaActivity(status: "2", h, in: directory).imported == 1)
+        var similar = Harness.project(title: "Women mediators and peace in Gitega")
+        similar.sectors = ["15220"]
+        let (task, _, overlaps) = try await h.tasks.submit(similar, workflow: "pbf-project", idempotencyKey: "csv", by: h.undp)
+        #expect(overlaps.map(\.other) == ["GAC-BDI-2027-01"])
+        let deconfliction = try await h.tasks.create(
+            Harness.caseDraft(for: try #require(overlaps.first).id, title: "Women mediators in Gitega: who does what"), workflow: "deconfliction-case", by: h.coordinator)
+        func open() async throws -> [String] {
+            try await h.tasks.listOverlaps(task: task.ref, status: "open", limit: 10, as: h.coordinator).items.map(\.other.ref)
+        }
+
+        #expect(try await Self.importGitegaActivity(status: "2", start: "2027-03-01", h, in: directory).updated == 1)
+        #expect(try await open() == ["GAC-BDI-2027-01"])
+        #expect(try await Self.importGitegaActivity(status: "2", start: "2032-01-01", end: "2033-12-31", h, in: directory).updated == 1)
+        #expect(try await open() == [])
+        let closed = try await h.tasks.listOverlaps(task: task.ref, status: "closed", limit: 10, as: h.coordinator).items
+        #expect(closed.map(\.resolutionData) == [["edited": "GAC-BDI-2027-01"]])
+        #expect(try await h.tasks.history(task.ref, as: h.coordinator).last?.type == "overlap.closed")
+        #expect(try await h.tasks.get(deconfliction.ref, as: h.coordinator).state == "dismissed")
+        #expect(try await h.tasks.history(deconfliction.ref, as: h.coordinator).last?.comment
+            == "GAC-BDI-2027-01 was updated and no longer overlaps: nothing is left to agree")
+        var current = try await h.tasks.get(task.ref, as: h.coordinator)
+        current = try await h.tasks.act(task.ref, action: "deconflicted", expectedVersion: current.version, by: h.coordinator)
+        #expect(current.state == "technical_review")
+
+        var later = TaskChanges()
+        later.period = Period(start: CalendarDate(iso: "2032-01-01")!, end: CalendarDate(iso: "2033-06-30")!)
+        _ = try await h.tasks.update(task.ref, expectedVersion: current.version, changes: later, by: h.undp)
+        #expect(try await open() == ["GAC-BDI-2027-01"])
     }
 
     /// A cancellation that must wait for one of the overlap rows it closes

@@ -190,13 +190,22 @@ extension ConcurrentScreeningTests {
     static func submissionHeldInItsScreening(
         _ label: String
     ) async throws -> (Harness, StoredTask, Task<(task: StoredTask, replayed: Bool, overlaps: [StoredOverlap]), any Error>, Rendezvous) {
+        try await submissionHeldInItsScreening(label) { h in
+            try await h.tasks.submit(Harness.project(), workflow: "pbf-project", idempotencyKey: "a", by: h.undp).task
+        }
+    }
+
+    /// The same, screened against what `existing` put in the portfolio.
+    static func submissionHeldInItsScreening<Existing>(
+        _ label: String, against existing: (Harness) async throws -> Existing
+    ) async throws -> (Harness, Existing, Task<(task: StoredTask, replayed: Bool, overlaps: [StoredOverlap]), any Error>, Rendezvous) {
         let rendezvous = Rendezvous(expected: 2, patience: .seconds(60))
         let armed = Switch()
         let configuration = OverlapConfiguration()
         let h = try await Harness(label) { connection, ref in
             ArmedScreener(inner: PortfolioScreener(connection: connection, configuration: configuration, subjectRef: ref), armed: armed, rendezvous: rendezvous)
         }
-        let (first, _, _) = try await h.tasks.submit(Harness.project(), workflow: "pbf-project", idempotencyKey: "a", by: h.undp)
+        let first = try await existing(h)
         var same = Harness.project()
         same.leadAgency = "unicef"
         same.participants = [Participant(agency: "undp", role: .implementing)]
@@ -229,6 +238,28 @@ extension ConcurrentScreeningTests {
         _ = try await h.tasks.act(first.ref, action: "withdraw", expectedVersion: after.version, by: h.undp)
         #expect(try await h.tasks.getWithOverlaps(later.ref, as: h.coordinator).overlaps.map(\.status) == ["closed"])
         #expect(try await h.invariantViolations() == [])
+    }
+
+    /// UNICEF's submission is screened against an imported activity; its
+    /// publisher then moves the activity years later. The import waits for
+    /// the screening to commit, then finds the overlap it recorded no longer
+    /// holds, and closes it. Had the import gone first, its check would have
+    /// come before that overlap existed, and left it open.
+    @Test func anActivityMovedWhileASubmissionIsScreenedAgainstItHasThatOverlapClosed() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("pbc-csv-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let (h, _, second, rendezvous) = try await Self.submissionHeldInItsScreening("overlap_activity_moved_meanwhile") { h in
+            try await CSVImportTests.importGitegaActivity(status: "2", h, in: directory)
+        }
+        async let moved = CSVImportTests.importGitegaActivity(status: "2", start: "2032-01-01", end: "2033-12-31", h, in: directory)
+        #expect(try await transactionsWaitingForALock(h) > 0, "the import never waited for the screening")
+        try await rendezvous.arrive()
+        let (later, _, found) = try await second.value
+        #expect(found.map(\.other) == ["GAC-BDI-2027-01"])
+        #expect(try await moved.updated == 1)
+        let overlaps = try await h.tasks.getWithOverlaps(later.ref, as: h.coordinator).overlaps
+        #expect(overlaps.map(\.status) == ["closed"])
+        #expect(overlaps.map(\.resolutionData) == [["edited": "GAC-BDI-2027-01"]])
     }
 }
 

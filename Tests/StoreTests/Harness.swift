@@ -79,6 +79,9 @@ struct Harness {
             budget: Money(amount: amount, currency: "USD"), fields: ["genderMarker": .number(2), "facility": .string(facility)])
     }
 
+    /// The importer as `pbc import` runs it, with the default overlap configuration.
+    var importer: ActivityImporter { ActivityImporter(pool: service, workflows: workflows, overlap: OverlapConfiguration()) }
+
     /// A deconfliction case for `overlap`, as a coordinator opens one.
     static func caseDraft(for overlap: UUID, title: String = "Who leads in Gitega") -> TaskRecord {
         var draft = TaskRecord(state: "", title: title, leadAgency: "pbso")

@@ -25,7 +25,7 @@ struct ImportTests {
 
     @Test func theEbolaFileImportsOnceAndAgainChangesNothing() async throws {
         let h = try await Harness("iati_ebola")
-        let first = try await ActivityImporter(pool: h.service, workflows: h.workflows).importIATI(files: [Self.ebola])
+        let first = try await h.importer.importIATI(files: [Self.ebola])
         // Every 2.0x activity is imported or skipped with a stated reason.
         #expect(first.total == 100)
         #expect(first.imported >= 90, "\(first)")
@@ -33,7 +33,7 @@ struct ImportTests {
         for reason in first.skipped.keys { #expect(!reason.isEmpty) }
         let before = try await snapshot(h)
         #expect(before.count == first.imported)
-        let second = try await ActivityImporter(pool: h.service, workflows: h.workflows).importIATI(files: [Self.ebola])
+        let second = try await h.importer.importIATI(files: [Self.ebola])
         #expect(second.imported == 0)
         #expect(second.updated == 0)
         #expect(second.unchanged == first.imported)
@@ -60,7 +60,7 @@ struct ImportTests {
 
     @Test func aSubmissionThatDuplicatesAnImportedActivityLandsInDeconflictionNamingIt() async throws {
         let h = try await Harness("iati_duplicate")
-        _ = try await ActivityImporter(pool: h.service, workflows: h.workflows).importIATI(files: [Self.ebola])
+        _ = try await h.importer.importIATI(files: [Self.ebola])
         // An imported Liberian health activity with sectors and a period.
         let row = try #require(try await h.pool.query("""
             SELECT ref, title, sectors, lower(period), upper(period) - 1 FROM portfolio
@@ -90,7 +90,7 @@ struct ImportTests {
 
     @Test func theScanFindsTheOverlappingEbolaProgramsInLiberiaAndSierraLeoneAndExplainsEach() async throws {
         let h = try await Harness("iati_scan")
-        _ = try await ActivityImporter(pool: h.service, workflows: h.workflows).importIATI(files: [Self.ebola])
+        _ = try await h.importer.importIATI(files: [Self.ebola])
         let scan = PortfolioScan(pool: h.service, configuration: OverlapConfiguration())
         var reported: [(done: Int, total: Int)] = []
         let clusters = try await scan.scan { done, total in reported.append((done, total)) }
@@ -120,7 +120,7 @@ struct ImportTests {
 
     @Test func whoDoesWhatWhereCountsAndSumsPerCurrency() async throws {
         let h = try await Harness("iati_report")
-        _ = try await ActivityImporter(pool: h.service, workflows: h.workflows).importIATI(files: [Self.ebola])
+        _ = try await h.importer.importIATI(files: [Self.ebola])
         var task = Harness.project()
         task.sectors = ["15220", "15180"]  // 1,500,000 USD split over two sectors
         _ = try await h.tasks.submit(task, workflow: "pbf-project", idempotencyKey: "r", by: h.undp)
@@ -153,7 +153,7 @@ struct ImportTests {
     @Test func everyShippedFileParsesAndBadFilesAreRefusedClearly() async throws {
         let h = try await Harness("iati_files")
         let files = ["activity-standard-example-annotated.xml", "many-elements.xml"].map { iatiDirectory.appendingPathComponent($0).path }
-        let summary = try await ActivityImporter(pool: h.service, workflows: h.workflows).importIATI(files: files)
+        let summary = try await h.importer.importIATI(files: files)
         #expect(summary.total == 3)
         // many-elements.xml reports one identifier twice: the second is an update, not a second activity.
         #expect(summary.imported == 2, "\(summary)")
@@ -164,17 +164,17 @@ struct ImportTests {
         let broken = directory.appendingPathComponent("broken.xml")
         try "<iati-activities version=\"2.03\">\n<iati-activity>\n<iati-identifier>X-1</iati-identifier>\n<title><narrative>T</title>\n</iati-activities>\n"
             .write(to: broken, atomically: true, encoding: .utf8)
-        let notWellFormed = await #expect(throws: ImportStopped.self) { _ = try await ActivityImporter(pool: h.service, workflows: h.workflows).importIATI(files: [broken.path]) }
+        let notWellFormed = await #expect(throws: ImportStopped.self) { _ = try await h.importer.importIATI(files: [broken.path]) }
         #expect(notWellFormed?.description.hasPrefix("\(broken.path):4:") == true, "\(String(describing: notWellFormed))")
         #expect(notWellFormed?.description.contains("not well-formed XML (an end tag that does not match its start tag)") == true)
         let old = directory.appendingPathComponent("old.xml")
         try "<iati-activities version=\"1.05\"><iati-activity><iati-identifier>X-1</iati-identifier></iati-activity></iati-activities>"
             .write(to: old, atomically: true, encoding: .utf8)
-        let refused = await #expect(throws: ImportStopped.self) { _ = try await ActivityImporter(pool: h.service, workflows: h.workflows).importIATI(files: [old.path]) }
+        let refused = await #expect(throws: ImportStopped.self) { _ = try await h.importer.importIATI(files: [old.path]) }
         #expect(refused?.description.contains("IATI version 1.05 is not supported") == true)
-        let missing = await #expect(throws: ImportStopped.self) { _ = try await ActivityImporter(pool: h.service, workflows: h.workflows).importIATI(files: ["/nonexistent.xml"]) }
+        let missing = await #expect(throws: ImportStopped.self) { _ = try await h.importer.importIATI(files: ["/nonexistent.xml"]) }
         #expect(missing?.description == "/nonexistent.xml: cannot read the file")
-        let folder = await #expect(throws: ImportStopped.self) { _ = try await ActivityImporter(pool: h.service, workflows: h.workflows).importIATI(files: [directory.path]) }
+        let folder = await #expect(throws: ImportStopped.self) { _ = try await h.importer.importIATI(files: [directory.path]) }
         #expect(folder?.description == "\(directory.path): a directory, not a file")
         #expect(try await h.pool.query("SELECT count(*) FROM activities WHERE identifier = 'X-1'").first!.decode(Int.self, at: 0) == 0)
     }

@@ -99,7 +99,7 @@ import TestSupport
         #expect(overlaps.first?.other.title == undps.record.title)
         #expect(overlaps.first?.other.leadAgency == "undp")
         // Imported activities are published data: every scope reads them.
-        _ = try await ActivityImporter(pool: h.service, workflows: h.workflows).importIATI(files: [ImportTests.ebola])
+        _ = try await h.importer.importIATI(files: [ImportTests.ebola])
         let activities: PostgresQuery = "SELECT count(*)::text FROM portfolio WHERE kind = 'activity'"
         let imported = try await h.pool.query(activities).map { try $0.decode(String.self, at: 0) }
         #expect(imported != ["0"])

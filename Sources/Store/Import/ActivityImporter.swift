@@ -64,10 +64,14 @@ public struct ActivityImporter: Sendable {
     /// For the states in which a deconfliction case has ended: one opened on
     /// an overlap with an activity imported again as cancelled is dismissed.
     let workflows: WorkflowRegistry
+    /// To score again the tasks' open overlaps with an activity updated in
+    /// place: those it no longer has are closed.
+    let overlap: OverlapConfiguration
 
-    public init(pool: PostgresPool, workflows: WorkflowRegistry) {
+    public init(pool: PostgresPool, workflows: WorkflowRegistry, overlap: OverlapConfiguration) {
         self.pool = pool
         self.workflows = workflows
+        self.overlap = overlap
     }
 
     /// Maps one IATI activity, or says why it is skipped.
@@ -338,19 +342,61 @@ public struct ActivityImporter: Sendable {
               AND NOT EXISTS (SELECT 1 FROM portfolio p WHERE p.ref = \(ref) AND p.active)
             RETURNING o.task_id, o.id
             """)
-        // The events come after every row is locked, as a TaskStore
-        // transaction writes them last: their lock (sql/0006) is held from
-        // the first event to commit, and held while this waited for a row it
-        // deadlocked with the transactions that lock rows first.
+        try await announce(closed, data: Closed(other: ref, ended: ref), because: "\(ref) was cancelled: nothing is left to agree", on: connection)
+    }
+
+    /// The `overlap.closed` events of the tasks' overlaps just closed (rows
+    /// of task id and overlap id), and the cases opened on them dismissed.
+    /// The events come after every row is locked, as a TaskStore
+    /// transaction writes them last: their lock (sql/0006) is held from
+    /// the first event to commit, and held while this waited for a row it
+    /// deadlocked with the transactions that lock rows first.
+    private func announce(_ closed: PostgresRows, data: some Encodable, because reason: String, on connection: PostgresConnection) async throws {
         let events = PendingEvents()
+        let json = try TaskStore.json(data)
         for row in closed {
-            events.append(PendingEvents.Event(
-                task: try row.decode(UUID.self, at: 0), type: "overlap.closed", data: try TaskStore.json(Closed(other: ref, ended: ref))))
+            events.append(PendingEvents.Event(task: try row.decode(UUID.self, at: 0), type: "overlap.closed", data: json))
         }
         try await TaskStore.dismissCases(
-            of: try closed.map { try $0.decode(UUID.self, at: 1).uuidString.lowercased() }, because: "\(ref) was cancelled: nothing is left to agree",
+            of: try closed.map { try $0.decode(UUID.self, at: 1).uuidString.lowercased() }, because: reason,
             endStates: workflows.terminalStates(of: TaskStore.caseWorkflow), events: events, on: connection)
         try await events.write(on: connection)
+    }
+
+    /// An activity updated in place (other dates, another country, other
+    /// sectors or places) may no longer overlap the tasks it was flagged
+    /// against: each open pair is scored again, as the task's screening
+    /// would score it now, and those that are no overlap are closed as an
+    /// edit of the task closes them (sql/0014, `edited` naming the
+    /// activity), with their events and their cases dismissed. A later
+    /// screening of the task that finds the pair again opens it again.
+    private func closeOverlapsNoLongerTrue(with ref: String, on connection: PostgresConnection) async throws {
+        struct Closed: Encodable {
+            let other: String
+            let edited: String
+        }
+        let open = try await connection.query("""
+            SELECT t.ref, p.agency, p.agencies, p.country, p.sectors, p.locations, lower(p.period) AS start,
+                   upper(p.period) - 1 AS finish, p.external_ids, p.body
+            FROM task_overlaps o JOIN tasks t ON t.id = o.task_id JOIN portfolio p ON p.task_id = t.id
+            WHERE o.status = 'open' AND o.other_ref = \(ref)
+            ORDER BY o.id
+            """)
+        var untrue: [String] = []
+        for row in open {
+            let subject = try PortfolioScreener.entry(of: row, country: try row.decode(String.self, "country"))
+            let still = try await PortfolioScreener.findings(
+                for: subject, text: try row.decode(String.self, "body"), among: [ref], on: connection, configuration: overlap)
+            if still.isEmpty { untrue.append(subject.ref) }
+        }
+        guard !untrue.isEmpty else { return }
+        let closed = try await connection.query("""
+            UPDATE task_overlaps o
+            SET status = 'closed', resolution_data = jsonb_build_object('edited', \(ref)::text), resolved_at = now()
+            WHERE o.status = 'open' AND o.other_ref = \(ref) AND o.task_id IN (SELECT id FROM tasks WHERE ref = ANY (\(untrue)))
+            RETURNING o.task_id, o.id
+            """)
+        try await announce(closed, data: Closed(other: ref, edited: ref), because: "\(ref) was updated and no longer overlaps: nothing is left to agree", on: connection)
     }
 
     /// The parser thread's progress, read by the importer.
@@ -405,9 +451,10 @@ public struct ActivityImporter: Sendable {
                 RETURNING id
                 """)
             let id = try rows.first!.decode(UUID.self, at: 0)
-            // Cancelled: under the keys it had, so that a submission screened
-            // against it meanwhile has its overlap closed below (PortfolioScreener).
-            if activity.status == "5" { try await PortfolioScreener.lockKeys(ofEntry: activity.identifier, on: connection) }
+            // Changed: under the keys it had, so that a submission screened
+            // against it meanwhile has its overlap closed below if it no
+            // longer holds (PortfolioScreener).
+            if !existing.isEmpty { try await PortfolioScreener.lockKeys(ofEntry: activity.identifier, on: connection) }
             try await connection.query("DELETE FROM portfolio WHERE activity_id = \(id)")
             if let start, let end {
                 var agencies: Set<String> = [agency]
@@ -431,7 +478,11 @@ public struct ActivityImporter: Sendable {
                     ON CONFLICT (activity_id, country) DO NOTHING
                     """)
             }
-            if activity.status == "5" { try await closeOverlaps(withCancelled: activity.identifier, on: connection) }
+            if activity.status == "5" {
+                try await closeOverlaps(withCancelled: activity.identifier, on: connection)
+            } else if !existing.isEmpty {
+                try await closeOverlapsNoLongerTrue(with: activity.identifier, on: connection)
+            }
             return existing.isEmpty ? .imported : .updated
         }
     }

@@ -157,17 +157,21 @@ public struct PortfolioScreener: Screener {
 
     /// The entries of `screening_candidates` or `screening_entries` rows, with their text similarity.
     private static func candidates(_ rows: PostgresRows, country: String) throws -> [(entry: PortfolioEntry, text: Double)] {
-        try rows.map { row in
-            let entry = PortfolioEntry(
-                ref: try row.decode(String.self, "ref"), agency: try row.decode(String.self, "agency"),
-                agencies: Set(try row.decode([String].self, "agencies")), country: country,
-                sectors: Set(try row.decode([String].self, "sectors")), locations: Set(try row.decode([String].self, "locations")),
-                period: Period(
-                    start: CalendarDate(iso: try row.decode(PostgresDate.self, "start").iso)!,
-                    end: CalendarDate(iso: try row.decode(PostgresDate.self, "finish").iso)!),
-                externalIDs: Set(try row.decode([String].self, "external_ids")))
-            return (entry, try row.decode(Double.self, "text"))
-        }
+        try rows.map { row in (try entry(of: row, country: country), try row.decode(Double.self, "text")) }
+    }
+
+    /// A portfolio row as scoring sees it, from the columns `ref`, `agency`,
+    /// `agencies`, `sectors`, `locations`, `start`, `finish` (the last day)
+    /// and `external_ids`.
+    static func entry(of row: PostgresRow, country: String) throws -> PortfolioEntry {
+        PortfolioEntry(
+            ref: try row.decode(String.self, "ref"), agency: try row.decode(String.self, "agency"),
+            agencies: Set(try row.decode([String].self, "agencies")), country: country,
+            sectors: Set(try row.decode([String].self, "sectors")), locations: Set(try row.decode([String].self, "locations")),
+            period: Period(
+                start: CalendarDate(iso: try row.decode(PostgresDate.self, "start").iso)!,
+                end: CalendarDate(iso: try row.decode(PostgresDate.self, "finish").iso)!),
+            externalIDs: Set(try row.decode([String].self, "external_ids")))
     }
 
     /// Candidates scored at or above the threshold, highest first; duplicates left out.
