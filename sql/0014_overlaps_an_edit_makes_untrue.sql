@@ -6,6 +6,8 @@
 -- edited task's ref) in its resolution data. Only undecided pairs close:
 -- a resolution stays, as before. A pair an edit closed that a later
 -- screening finds again (the edit undone) is open again, on both sides.
+-- A pair still open that the edit finds again takes its new score and
+-- reasons, on both sides.
 
 -- What scoring needs of some entries in one country, past row-level
 -- security (another agency's tasks), as `screening_candidates` returns it:
@@ -64,10 +66,24 @@ LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = public, pg_temp AS $$
     SELECT count(*)::integer FROM opened
 $$;
 
+-- The other side's open rows of the pairs a screening of `task` found
+-- again take the new score and reasons (both are symmetric), so that a
+-- pair says why as the two programs now stand, not as they stood when it
+-- was first found. Returns how many were rewritten.
+CREATE FUNCTION refresh_other_sides(task uuid, other_refs text[], new_scores float8[], new_reasons jsonb[]) RETURNS integer
+LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = public, pg_temp AS $$
+    WITH refreshed AS (
+        UPDATE task_overlaps o SET score = f.score, reasons = f.reasons
+        FROM unnest(other_refs, new_scores, new_reasons) AS f(other_ref, score, reasons), tasks other, tasks this
+        WHERE this.id = task AND other.ref = f.other_ref AND o.task_id = other.id AND o.other_ref = this.ref AND o.status = 'open'
+        RETURNING 1)
+    SELECT count(*)::integer FROM refreshed
+$$;
+
 REVOKE EXECUTE ON FUNCTION screening_entries(text[], text, text), close_untrue_overlaps(uuid, text[]),
-    reopen_pairs_closed_by_edit(uuid, text[]) FROM PUBLIC;
+    reopen_pairs_closed_by_edit(uuid, text[]), refresh_other_sides(uuid, text[], float8[], jsonb[]) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION screening_entries(text[], text, text), close_untrue_overlaps(uuid, text[]),
-    reopen_pairs_closed_by_edit(uuid, text[]) TO pbc_app;
+    reopen_pairs_closed_by_edit(uuid, text[]), refresh_other_sides(uuid, text[], float8[], jsonb[]) TO pbc_app;
 
 -- The other side of an overlap, as listed: its row in the country of the
 -- pair, or, once it has moved to another country, its row there. Before, a

@@ -513,6 +513,40 @@ import TestSupport
         #expect(try await h.invariantViolations() == [])
     }
 
+    /// An edit that leaves a pair an overlap rewrites its score and reasons,
+    /// on both sides, so that the pair says why as the programs now stand:
+    /// silently for a pair already open, which is announced once.
+    @Test func anEditRewritesTheReasonsOfThePairsItStillHas() async throws {
+        let h = try await Harness("overlap_edit_reasons")
+        let (first, second, overlap) = try await twoOverlapping(h)
+        func periodReason() async throws -> String? {
+            let listed = try await h.tasks.listOverlaps(task: second.ref, status: "open", limit: 10, as: h.coordinator).items
+            return listed.first { $0.id == overlap.id }?.reasons.first { $0.hasPrefix("period ") }
+        }
+        func detected(_ ref: String) async throws -> Int {
+            try await h.tasks.history(ref, as: h.coordinator).filter { $0.type == "overlap.detected" }.count
+        }
+        #expect(try await periodReason() == "period 1.00: periods share 547 days (100% of the shorter)")
+
+        // UNDP's program starts half a year earlier: the pair, recorded on UNICEF's side, says so.
+        var earlier = TaskChanges()
+        earlier.period = Period(start: CalendarDate(iso: "2026-07-01")!, end: CalendarDate(iso: "2027-06-30")!)
+        let edited = try await h.tasks.update(first.ref, expectedVersion: first.version, changes: earlier, by: h.undp)
+        #expect(try await periodReason() == "period 0.50: periods share 181 days (50% of the shorter)")
+
+        // UNICEF's program shrinks to a quarter within it: its own row says so, with no second announcement.
+        let before = try await detected(second.ref)
+        let holder = try await h.tasks.get(second.ref, as: h.unicef)
+        var shorter = TaskChanges()
+        shorter.period = Period(start: CalendarDate(iso: "2027-01-01")!, end: CalendarDate(iso: "2027-03-31")!)
+        _ = try await h.tasks.update(second.ref, expectedVersion: holder.version, changes: shorter, by: h.unicef)
+        #expect(try await periodReason() == "period 1.00: periods share 90 days (100% of the shorter)")
+        #expect(try await detected(second.ref) == before)
+        let mirrored = try await h.tasks.getWithOverlaps(edited.ref, as: h.undp).overlaps.filter { $0.other == second.ref }
+        #expect(mirrored.map(\.reasons).allSatisfy { $0.contains("period 1.00: periods share 90 days (100% of the shorter)") }, "\(mirrored)")
+        #expect(try await h.invariantViolations() == [])
+    }
+
     /// A deconfliction case opened on a pair that an edit then makes no
     /// overlap has nothing left to agree: it is dismissed with the pair.
     @Test func anEditThatEndsAnOverlapDismissesItsCase() async throws {
