@@ -51,39 +51,34 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = public, pg_temp AS $$
           AND NOT (r.status = 'closed' AND r.resolution_data ? 'edited'))
 $$;
 
--- Opens again the other side's rows, closed by an edit, of the pairs a
--- screening of `task` found again, so that the pair is open on both sides.
--- Returns how many were opened.
-CREATE FUNCTION reopen_pairs_closed_by_edit(task uuid, other_refs text[]) RETURNS integer
+-- Makes the other side's rows of the pairs a screening of `task` found
+-- agree with its own: each takes the new score and reasons (both are
+-- symmetric) and is open, whether it was open already (the reasons then say
+-- why as the programs now stand, not as they stood when first found),
+-- closed by an edit, or, with `reopen_resolved` (a resubmission), resolved.
+-- Rows closed because a program ended, and otherwise resolved ones, stay.
+-- It replaces sql/0012's reopen_other_sides, which opened resolved rows
+-- with the scores they had. Returns how many rows it changed.
+CREATE FUNCTION sync_other_sides(task uuid, other_refs text[], new_scores float8[], new_reasons jsonb[], reopen_resolved boolean)
+RETURNS integer
 LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = public, pg_temp AS $$
-    WITH opened AS (
+    WITH synced AS (
         UPDATE task_overlaps o
-        SET status = 'open', resolution_data = '{}', resolved_at = NULL
-        FROM tasks other, tasks this
-        WHERE this.id = task AND other.ref = ANY (other_refs) AND o.task_id = other.id AND o.other_ref = this.ref
-          AND o.status = 'closed' AND o.resolution_data ? 'edited'
+        SET score = f.score, reasons = f.reasons, status = 'open', resolution = NULL, resolution_data = '{}', resolved_by = NULL,
+            resolved_at = NULL
+        FROM unnest(other_refs, new_scores, new_reasons) AS f(other_ref, score, reasons), tasks other, tasks this
+        WHERE this.id = task AND other.ref = f.other_ref AND o.task_id = other.id AND o.other_ref = this.ref
+          AND (o.status = 'open' OR (o.status = 'closed' AND o.resolution_data ? 'edited') OR (reopen_resolved AND o.status = 'resolved'))
         RETURNING 1)
-    SELECT count(*)::integer FROM opened
+    SELECT count(*)::integer FROM synced
 $$;
 
--- The other side's open rows of the pairs a screening of `task` found
--- again take the new score and reasons (both are symmetric), so that a
--- pair says why as the two programs now stand, not as they stood when it
--- was first found. Returns how many were rewritten.
-CREATE FUNCTION refresh_other_sides(task uuid, other_refs text[], new_scores float8[], new_reasons jsonb[]) RETURNS integer
-LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = public, pg_temp AS $$
-    WITH refreshed AS (
-        UPDATE task_overlaps o SET score = f.score, reasons = f.reasons
-        FROM unnest(other_refs, new_scores, new_reasons) AS f(other_ref, score, reasons), tasks other, tasks this
-        WHERE this.id = task AND other.ref = f.other_ref AND o.task_id = other.id AND o.other_ref = this.ref AND o.status = 'open'
-        RETURNING 1)
-    SELECT count(*)::integer FROM refreshed
-$$;
+DROP FUNCTION reopen_other_sides(uuid, text[]);
 
 REVOKE EXECUTE ON FUNCTION screening_entries(text[], text, text), close_untrue_overlaps(uuid, text[]),
-    reopen_pairs_closed_by_edit(uuid, text[]), refresh_other_sides(uuid, text[], float8[], jsonb[]) FROM PUBLIC;
+    sync_other_sides(uuid, text[], float8[], jsonb[], boolean) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION screening_entries(text[], text, text), close_untrue_overlaps(uuid, text[]),
-    reopen_pairs_closed_by_edit(uuid, text[]), refresh_other_sides(uuid, text[], float8[], jsonb[]) TO pbc_app;
+    sync_other_sides(uuid, text[], float8[], jsonb[], boolean) TO pbc_app;
 
 -- The other side of an overlap, as listed: its row in the country of the
 -- pair, or, once it has moved to another country, its row there. Before, a

@@ -291,8 +291,8 @@ import TestSupport
         #expect(try await count("""
             SELECT count(*) FROM task_overlaps a JOIN tasks ta ON ta.id = a.task_id JOIN tasks tb ON tb.ref = a.other_ref
             JOIN task_overlaps b ON b.task_id = tb.id AND b.other_ref = ta.ref
-            WHERE a.status <> b.status OR a.resolution IS DISTINCT FROM b.resolution
-            """) == 0, "a pair is decided on one side and not on the other")
+            WHERE a.status <> b.status OR a.resolution IS DISTINCT FROM b.resolution OR a.score <> b.score OR a.reasons <> b.reasons
+            """) == 0, "a pair is decided, or scored, on one side and not on the other")
         #expect(try await count("""
             SELECT count(*) FROM tasks c JOIN task_overlaps o ON o.id::text = lower(c.fields->>'overlap')
             WHERE c.workflow = 'deconfliction-case' AND c.state NOT IN ('distinct', 'coordinate', 'merge', 'sequence', 'withdraw', 'dismissed')

@@ -91,7 +91,7 @@ struct Harness {
 
     /// What must hold whatever happened: every task's state is the `to`
     /// state of its last event that changed state; no overlap with a program
-    /// that ended is open; the two rows of a pair agree.
+    /// that ended is open; the two rows of a pair agree, score and reasons too.
     func invariantViolations() async throws -> [String] {
         try await pool.query("""
             SELECT t.ref || ': state ' || t.state || ', last event ' || coalesce(e.to_state, 'none')
@@ -104,10 +104,10 @@ struct Harness {
             FROM task_overlaps o JOIN tasks h ON h.id = o.task_id LEFT JOIN tasks e ON e.ref = o.other_ref
             WHERE o.status = 'open' AND (h.state IN ('rejected', 'withdrawn', 'merged') OR e.state IN ('rejected', 'withdrawn', 'merged'))
             UNION ALL
-            SELECT ta.ref || ' ~ ' || tb.ref || ': ' || a.status || ' on one side, ' || b.status || ' on the other'
+            SELECT ta.ref || ' ~ ' || tb.ref || ': ' || a.status || ' ' || a.score || ' on one side, ' || b.status || ' ' || b.score || ' on the other'
             FROM task_overlaps a JOIN tasks ta ON ta.id = a.task_id JOIN tasks tb ON tb.ref = a.other_ref
             JOIN task_overlaps b ON b.task_id = tb.id AND b.other_ref = ta.ref
-            WHERE a.status <> b.status OR a.resolution IS DISTINCT FROM b.resolution
+            WHERE a.status <> b.status OR a.resolution IS DISTINCT FROM b.resolution OR a.score <> b.score OR a.reasons <> b.reasons
             """).map { try $0.decode(String.self, at: 0) }
     }
 }

@@ -353,48 +353,44 @@ public struct TaskStore: Sendable {
         try await resolveCase(task, comment: inputs.comment, by: principal, on: connection)
     }
 
-    /// Writes what screening found for a task, in one statement whatever the
-    /// number of findings. With `replacing`, an overlap already recorded for
-    /// the pair takes the new score and reasons and is open again, its
+    /// Writes what screening found for a task, in two statements whatever
+    /// the number of findings. With `replacing`, an overlap already recorded
+    /// for the pair takes the new score and reasons and is open again, its
     /// earlier resolution cleared on both sides of the pair (the events keep
-    /// it); without, a pair already recorded, on either side, is left as it
-    /// is, unless it is still open or an edit closed it as no longer true
-    /// (sql/0014): it takes the new score and reasons, on both sides, and
-    /// is open again. Returns the findings to announce, one per other entry
-    /// (two publishers may report the same identifier: the stronger finding
-    /// counts): all those written with `replacing`; without, those not open before.
+    /// it); without, a pair resolved, on either side, is left as it is. A pair
+    /// still open, or closed by an edit as no longer true (sql/0014), takes
+    /// the new score and reasons, on both sides, and is open. Returns the
+    /// findings to announce, one per other entry (two publishers may report
+    /// the same identifier: the stronger finding counts): all with
+    /// `replacing`; without, those that were not open before.
     func storeFindings(
         _ findings: [OverlapFinding], of task: UUID, replacing: Bool, on connection: PostgresConnection
     ) async throws -> [OverlapFinding] {
         var seen: Set<String> = []
         let findings = findings.sorted { $0.score > $1.score }.filter { seen.insert($0.other).inserted }
         guard !findings.isEmpty else { return [] }
-        let scores = findings.map { String($0.score) }
+        let (others, scores) = (findings.map(\.other), findings.map { String($0.score) })
         let reasons = try findings.map { try Self.json($0.reasons) }
-        // The other side's row of a pair lies past row-level security when
-        // its task is another agency's: sql/0012 and sql/0014 look at it,
-        // open it and rewrite its reasons.
         let rows = try await connection.query("""
             WITH open_before AS (SELECT other_ref FROM task_overlaps WHERE task_id = \(task) AND status = 'open'),
             written AS (
                 INSERT INTO task_overlaps (task_id, other_ref, score, reasons)
                 SELECT \(task), f.other, f.score::float8, f.reasons::jsonb
-                FROM unnest(\(findings.map(\.other)), \(scores), \(reasons)) AS f(other, score, reasons)
+                FROM unnest(\(others), \(scores), \(reasons)) AS f(other, score, reasons)
                 WHERE \(replacing) OR NOT overlap_settled_by_other_side((SELECT ref FROM tasks WHERE id = \(task)), f.other)
                 ON CONFLICT (task_id, other_ref) DO UPDATE
                     SET score = EXCLUDED.score, reasons = EXCLUDED.reasons, status = 'open', resolution = NULL, resolution_data = '{}',
                         resolved_by = NULL, resolved_at = NULL
                     WHERE \(replacing) OR task_overlaps.status = 'open'
                        OR (task_overlaps.status = 'closed' AND task_overlaps.resolution_data ? 'edited')
-                RETURNING other_ref),
-            reopened AS (SELECT reopen_other_sides(\(task), ARRAY(SELECT other_ref FROM written)) WHERE \(replacing)),
-            reopened_after_edit AS (SELECT reopen_pairs_closed_by_edit(\(task), ARRAY(SELECT other_ref FROM written))),
-            refreshed AS (SELECT refresh_other_sides(\(task), \(findings.map(\.other)), \(scores)::float8[], \(reasons)::jsonb[]))
-            SELECT w.other_ref, w.other_ref IN (SELECT other_ref FROM open_before) AS was_open
-            FROM written w LEFT JOIN reopened ON true LEFT JOIN reopened_after_edit ON true LEFT JOIN refreshed ON true
+                RETURNING other_ref)
+            SELECT other_ref, other_ref IN (SELECT other_ref FROM open_before) AS was_open FROM written
             """)
-        // Filtered here, not in the query: a filter there could leave the
-        // functions above unread, and so uncalled, when every row was open.
+        // The other side's row of a pair lies past row-level security when
+        // its task is another agency's: sql/0014 looks at it and makes it
+        // agree with this side's.
+        try await connection.query(
+            "SELECT sync_other_sides(\(task), \(others), \(scores)::float8[], \(reasons)::jsonb[], \(replacing))")
         let announced = Set(try rows.filter { try replacing || !$0.decode(Bool.self, at: 1) }.map { try $0.decode(String.self, at: 0) })
         return findings.filter { announced.contains($0.other) }
     }
