@@ -152,8 +152,8 @@ import TestSupport
     /// An activity updated in place that no longer overlaps a task (its
     /// publisher moved it years later) has its open overlap closed, as an
     /// edit of the task closes one, and the case opened on it dismissed; an
-    /// update that still overlaps keeps it open. Before, the overlap stayed
-    /// open for ever. The task's own screening, finding it again after an
+    /// update that still overlaps keeps it open, with its new reasons.
+    /// Before, the overlap stayed open for ever, with the reasons it had. The task's own screening, finding it again after an
     /// edit, opens it again.
     @Test func anActivityMovedOnReimportClosesTheOverlapsItNoLongerHas() async throws {
         let h = try await Harness("csv_moved")
@@ -172,6 +172,9 @@ import TestSupport
 
         #expect(try await Self.importGitegaActivity(status: "2", start: "2027-03-01", h, in: directory).updated == 1)
         #expect(try await open() == ["GAC-BDI-2027-01"])
+        // Still an overlap, which says why as the activity now stands.
+        let rescored = try await h.tasks.listOverlaps(task: task.ref, status: "open", limit: 10, as: h.coordinator).items.first?.reasons
+        #expect(rescored?.contains("period 0.89: periods share 488 days (89% of the shorter)") == true, "\(rescored ?? [])")
         #expect(try await Self.importGitegaActivity(status: "2", start: "2032-01-01", end: "2033-12-31", h, in: directory).updated == 1)
         #expect(try await open() == [])
         let closed = try await h.tasks.listOverlaps(task: task.ref, status: "closed", limit: 10, as: h.coordinator).items

@@ -366,11 +366,12 @@ public struct ActivityImporter: Sendable {
     /// An activity updated in place (other dates, another country, other
     /// sectors or places) may no longer overlap the tasks it was flagged
     /// against: each open pair is scored again, as the task's screening
-    /// would score it now, and those that are no overlap are closed as an
-    /// edit of the task closes them (sql/0014, `edited` naming the
-    /// activity), with their events and their cases dismissed. A later
+    /// would score it now. One that still overlaps takes its new score and
+    /// reasons, as an edit of the task rewrites them; one that no longer
+    /// does is closed as such an edit closes it (sql/0014, `edited` naming
+    /// the activity), with its events and its case dismissed. A later
     /// screening of the task that finds the pair again opens it again.
-    private func closeOverlapsNoLongerTrue(with ref: String, on connection: PostgresConnection) async throws {
+    private func rescoreOverlaps(with ref: String, on connection: PostgresConnection) async throws {
         struct Closed: Encodable {
             let other: String
             let edited: String
@@ -383,11 +384,24 @@ public struct ActivityImporter: Sendable {
             ORDER BY o.id
             """)
         var untrue: [String] = []
+        var still: [(task: String, finding: OverlapFinding)] = []
         for row in open {
             let subject = try PortfolioScreener.entry(of: row, country: try row.decode(String.self, "country"))
-            let still = try await PortfolioScreener.findings(
-                for: subject, text: try row.decode(String.self, "body"), among: [ref], on: connection, configuration: overlap)
-            if still.isEmpty { untrue.append(subject.ref) }
+            if let finding = try await PortfolioScreener.findings(
+                for: subject, text: try row.decode(String.self, "body"), among: [ref], on: connection, configuration: overlap
+            ).first {
+                still.append((subject.ref, finding))
+            } else {
+                untrue.append(subject.ref)
+            }
+        }
+        if !still.isEmpty {
+            try await connection.query("""
+                UPDATE task_overlaps o SET score = f.score::float8, reasons = f.reasons::jsonb
+                FROM unnest(\(still.map(\.task)), \(still.map { String($0.finding.score) }), \(try still.map { try TaskStore.json($0.finding.reasons) }))
+                     AS f(task, score, reasons), tasks t
+                WHERE t.ref = f.task AND o.task_id = t.id AND o.other_ref = \(ref) AND o.status = 'open'
+                """)
         }
         guard !untrue.isEmpty else { return }
         let closed = try await connection.query("""
@@ -481,7 +495,7 @@ public struct ActivityImporter: Sendable {
             if activity.status == "5" {
                 try await closeOverlaps(withCancelled: activity.identifier, on: connection)
             } else if !existing.isEmpty {
-                try await closeOverlapsNoLongerTrue(with: activity.identifier, on: connection)
+                try await rescoreOverlaps(with: activity.identifier, on: connection)
             }
             return existing.isEmpty ? .imported : .updated
         }
