@@ -7,7 +7,9 @@
 -- a resolution stays, as before. A pair an edit closed that a later
 -- screening finds again (the edit undone) is open again, on both sides.
 -- A pair still open that the edit finds again takes its new score and
--- reasons, on both sides.
+-- reasons, on both sides. An import that updates an activity in place
+-- closes or rescores the tasks' open pairs with it the same way (pbc's
+-- ActivityImporter, with `edited` naming the activity).
 
 -- What scoring needs of some entries in one country, past row-level
 -- security (another agency's tasks), as `screening_candidates` returns it:

@@ -489,7 +489,7 @@ extension TaskStore {
     /// names the edit; a deconfliction case opened on one is dismissed.
     /// Before, they stayed open: a program moved to another country was held
     /// back by overlaps it no longer had. A pair the screening did not
-    /// return is scored on its own first (it examines at most 1,000
+    /// return is scored on its own first (it returns at most 1,000
     /// candidates), so that only a pair that is truly no overlap closes.
     private func closeUntrueOverlaps(
         of task: StoredTask, found: Set<String>, screener: any Screener, on connection: PostgresConnection

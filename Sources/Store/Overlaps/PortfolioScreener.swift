@@ -23,7 +23,7 @@ public struct PortfolioScreener: Screener {
         return try await Self.findings(for: subject, text: Self.body(title: task.title, description: task.description), on: connection, configuration: configuration)
     }
 
-    /// Each entry scored on its own: `screen` examines at most 1,000 candidates.
+    /// Each entry scored on its own: `screen` returns at most 1,000 candidates.
     public func screen(_ task: TaskRecord, against others: [String]) async throws -> [OverlapFinding] {
         guard let subject = Self.entry(for: task, ref: subjectRef, country: task.country) else { return [] }
         return try await Self.findings(
@@ -136,7 +136,7 @@ public struct PortfolioScreener: Screener {
     }
 
     /// The overlaps `subject` has with these entries alone (by ref), however
-    /// many others it has: `findings` examines at most 1,000 candidates. An
+    /// many others it has: `findings` returns at most 1,000 candidates. An
     /// entry no longer active in the subject's country, or no longer a
     /// candidate, is no overlap.
     static func findings(
