@@ -1,5 +1,5 @@
-import Foundation
 import Coordination
+import Foundation
 import JSONRPC
 import Postgres
 import Store
