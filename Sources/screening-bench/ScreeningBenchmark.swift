@@ -103,11 +103,16 @@ struct ScreeningBenchmark {
         // The same screenings grouped by how many candidates each examined:
         // whether the cost follows the candidates or the portfolio's size.
         print("\nby candidates examined (screenings, p50 ms, p99 ms)")
-        let groups: [(String, ClosedRange<Int>)] = [("0-10", 0...10), ("11-100", 11...100), ("101-1000", 101...1000), ("over 1000", 1001...Int.max)]
-        print("entries      " + groups.map { $0.0.padding(toLength: 22, withPad: " ", startingAt: 0) }.joined())
-        for (size, measured) in bySize {
-            var line = "\(size)".padding(toLength: 13, withPad: " ", startingAt: 0)
-            for (_, range) in groups {
+        // Bands about three times wider each, so that a band holds subjects
+        // of much the same cost at every size.
+        let groups: [(String, ClosedRange<Int>)] = [
+            ("0-10", 0...10), ("11-30", 11...30), ("31-100", 31...100), ("101-300", 101...300), ("301-1000", 301...1000),
+            ("1001-3000", 1001...3000), ("3001-10000", 3001...10000), ("over 10000", 10001...Int.max),
+        ]
+        print("candidates   " + bySize.map { "\($0.size)".padding(toLength: 22, withPad: " ", startingAt: 0) }.joined())
+        for (name, range) in groups {
+            var line = name.padding(toLength: 13, withPad: " ", startingAt: 0)
+            for (_, measured) in bySize {
                 let latencies = measured.filter { range.contains($0.candidates) }.map(\.milliseconds).sorted()
                 let cell = latencies.isEmpty ? "-" : String(format: "%d, %.2f, %.2f", latencies.count, percentile(latencies, 0.5), percentile(latencies, 0.99))
                 line += cell.padding(toLength: 22, withPad: " ", startingAt: 0)
