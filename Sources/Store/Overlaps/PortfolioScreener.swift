@@ -71,7 +71,7 @@ public struct PortfolioScreener: Screener {
     /// never wait for each other in a cycle.
     public static func lockKeys(of subject: PortfolioEntry, on connection: PostgresConnection) async throws {
         let keys = keys(of: subject)
-        try await lockKeys(countries: Array(repeating: subject.country, count: keys.count), keys: keys, on: connection)
+        try await lockKeys(countries: Array(repeating: subject.country, count: keys.count), keys: keys, ofEntry: nil, on: connection)
     }
 
     /// The same locks for an entry already in the portfolio (a task, or an
@@ -89,22 +89,24 @@ public struct PortfolioScreener: Screener {
     /// the keys change, and whatever ends it later, under the new keys
     /// alone, sees that overlap.
     static func lockKeys(ofEntry ref: String, becoming: PortfolioEntry? = nil, on connection: PostgresConnection) async throws {
-        let rows = try await connection.query("""
-            SELECT p.country, k FROM portfolio p, LATERAL (SELECT 'c:' || unnest(p.categories) UNION SELECT 'l:' || unnest(p.locations)) AS keys(k)
-            WHERE p.ref = \(ref)
-            """)
-        var pairs = try rows.map { (try $0.decode(String.self, at: 0), try $0.decode(String.self, at: 1)) }
-        if let becoming { pairs += keys(of: becoming).map { (becoming.country, $0) } }
-        try await lockKeys(countries: pairs.map(\.0), keys: pairs.map(\.1), on: connection)
+        let keys = becoming.map(keys(of:)) ?? []
+        try await lockKeys(countries: Array(repeating: becoming?.country ?? "", count: keys.count), keys: keys, ofEntry: ref, on: connection)
     }
 
-    /// One statement for all the locks, so that they are taken in one order.
-    private static func lockKeys(countries: [String], keys: [String], on connection: PostgresConnection) async throws {
-        guard !keys.isEmpty else { return }
+    /// One statement for all the locks, so that they are taken in one order:
+    /// the given keys and, with `entry`, the keys of that portfolio entry's
+    /// rows as they stand.
+    private static func lockKeys(countries: [String], keys: [String], ofEntry entry: String?, on connection: PostgresConnection) async throws {
+        guard !keys.isEmpty || entry != nil else { return }
         try await connection.query("""
             SELECT pg_advisory_xact_lock(\(keyLockClass), id)
             FROM (SELECT DISTINCT hashtext(k.country || ' ' || abs(hashtext(k.key) % \(keyLocksPerCountry))) AS id
-                  FROM unnest(\(countries), \(keys)) AS k(country, key) ORDER BY id) AS ids
+                  FROM (SELECT * FROM unnest(\(countries), \(keys)) AS given(country, key)
+                        UNION ALL
+                        SELECT p.country, k FROM portfolio p,
+                               LATERAL (SELECT 'c:' || unnest(p.categories) UNION SELECT 'l:' || unnest(p.locations)) AS held(k)
+                        WHERE p.ref = \(entry)::text) AS k(country, key)
+                  ORDER BY id) AS ids
             """)
     }
 
