@@ -73,7 +73,7 @@ import Testing
         ])
     }
 
-    /// Over random entries: symmetric, within [0, 1], five reasons every time.
+    /// Over random entries: symmetric, reasons too, within [0, 1], five reasons every time.
     @Test func scoresAreSymmetricAndBounded() {
         var random = SystemRandomNumberGenerator()
         let sectors = ["15220", "15210", "15110", "12250", "12220", "72040"]
@@ -94,8 +94,10 @@ import Testing
             let (a, b) = (any(), any())
             let text = Double.random(in: 0...1, using: &random)
             let (ab, reasons) = OverlapScoring.score(a, b, textSimilarity: text, configuration: configuration)
-            let (ba, _) = OverlapScoring.score(b, a, textSimilarity: text, configuration: configuration)
+            let (ba, reversed) = OverlapScoring.score(b, a, textSimilarity: text, configuration: configuration)
             #expect(abs(ab - ba) < 1e-12)
+            // Both sides of a pair, and an import scoring from the activity's side, store the same reasons.
+            #expect(OverlapScoring.reasons(reasons) == OverlapScoring.reasons(reversed))
             #expect((0...1).contains(ab))
             #expect(reasons.count == 5)
             #expect(OverlapScoring.isCandidate(a, b, configuration: configuration) == OverlapScoring.isCandidate(b, a, configuration: configuration))

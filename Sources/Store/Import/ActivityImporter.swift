@@ -376,25 +376,26 @@ public struct ActivityImporter: Sendable {
             let other: String
             let edited: String
         }
-        let open = try await connection.query("""
-            SELECT t.ref, p.agency, p.agencies, p.country, p.sectors, p.locations, lower(p.period) AS start,
-                   upper(p.period) - 1 AS finish, p.external_ids, p.body
-            FROM task_overlaps o JOIN tasks t ON t.id = o.task_id JOIN portfolio p ON p.task_id = t.id
-            WHERE o.status = 'open' AND o.other_ref = \(ref)
-            ORDER BY o.id
+        let open = try await connection.query("SELECT t.ref FROM task_overlaps o JOIN tasks t ON t.id = o.task_id WHERE o.status = 'open' AND o.other_ref = \(ref)")
+            .map { try $0.decode(String.self, at: 0) }
+        guard !open.isEmpty else { return }
+        // Scored from the activity's side, one query per country it is in,
+        // not per task: scores and reasons are symmetric (OverlapScoringTests).
+        let rows = try await connection.query("""
+            SELECT ref, agency, agencies, country, sectors, locations, lower(period) AS start, upper(period) - 1 AS finish, external_ids, body
+            FROM portfolio WHERE ref = \(ref) AND active
             """)
-        var untrue: [String] = []
-        var still: [(task: String, finding: OverlapFinding)] = []
-        for row in open {
-            let subject = try PortfolioScreener.entry(of: row, country: try row.decode(String.self, "country"))
-            if let finding = try await PortfolioScreener.findings(
-                for: subject, text: try row.decode(String.self, "body"), among: [ref], on: connection, configuration: overlap
-            ).first {
-                still.append((subject.ref, finding))
-            } else {
-                untrue.append(subject.ref)
+        var found: [String: OverlapFinding] = [:]
+        for row in rows {
+            let activity = try PortfolioScreener.entry(of: row, country: try row.decode(String.self, "country"))
+            for finding in try await PortfolioScreener.findings(
+                for: activity, text: try row.decode(String.self, "body"), among: open, on: connection, configuration: overlap)
+            {
+                found[finding.other] = finding
             }
         }
+        let still = found.sorted { $0.key < $1.key }.map { (task: $0.key, finding: $0.value) }
+        let untrue = open.filter { found[$0] == nil }
         if !still.isEmpty {
             try await connection.query("""
                 UPDATE task_overlaps o SET score = f.score::float8, reasons = f.reasons::jsonb

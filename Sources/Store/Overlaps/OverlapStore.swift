@@ -417,23 +417,32 @@ extension TaskStore {
         try await PortfolioScreener.lockKeys(ofEntry: task.ref, on: connection)
         // sql/0011: rows of other agencies' tasks too, whoever ended this one.
         let rows = try await connection.query("SELECT overlap, holder, holder_ref, other_ref FROM close_overlaps_of_ended(\(task.id))")
-        var closed: [String] = []
-        for row in rows {
-            closed.append(try row.decode(UUID.self, at: 0).uuidString.lowercased())
-            let (holder, holderRef, other) = (try row.decode(UUID.self, at: 1), try row.decode(String.self, at: 2), try row.decode(String.self, at: 3))
-            try recordEvent(PendingEvents.Event(
-                task: holder, type: "overlap.closed", data: try Self.json(Closed(other: other, ended: task.ref, state: task.state))))
-            try recordEvent(PendingEvents.Event(
-                peerRef: other, type: "overlap.closed", data: try Self.json(Closed(other: holderRef, ended: task.ref, state: task.state))))
-        }
         // A deconfliction case opened to settle one of them has nothing left
         // to agree: pbc dismisses it, whatever step it had reached. Whoever
         // ended the task sees such a case: only a coordinator, or a liaison of
         // the program's lead agency, ends a program, and a case counts both
         // programs' lead agencies among its own.
-        try await Self.dismissCases(
-            of: closed, because: "\(task.ref) was \(task.state): nothing is left to agree", endStates: caseEndStates,
-            events: PendingEvents.ofThisTransaction, on: connection)
+        try await announceClosedPairs(rows, because: "\(task.ref) was \(task.state): nothing is left to agree", on: connection) { other in
+            try Self.json(Closed(other: other, ended: task.ref, state: task.state))
+        }
+    }
+
+    /// What follows pairs just closed (rows of `overlap`, `holder`,
+    /// `holder_ref` and `other_ref`, as sql/0011's and sql/0014's functions
+    /// return them): an `overlap.closed` event on both tasks of each pair,
+    /// whose data `data(other)` gives for the task whose other side is
+    /// `other`, and the deconfliction cases opened on them dismissed.
+    private func announceClosedPairs(
+        _ rows: PostgresRows, because reason: String, on connection: PostgresConnection, data: (_ other: String) throws -> String
+    ) async throws {
+        var closed: [String] = []
+        for row in rows {
+            closed.append(try row.decode(UUID.self, "overlap").uuidString.lowercased())
+            let (holder, holderRef, other) = (try row.decode(UUID.self, "holder"), try row.decode(String.self, "holder_ref"), try row.decode(String.self, "other_ref"))
+            try recordEvent(PendingEvents.Event(task: holder, type: "overlap.closed", data: try data(other)))
+            try recordEvent(PendingEvents.Event(peerRef: other, type: "overlap.closed", data: try data(holderRef)))
+        }
+        try await Self.dismissCases(of: closed, because: reason, endStates: caseEndStates, events: PendingEvents.ofThisTransaction, on: connection)
     }
 
     /// Dismisses, on pbc's own behalf, the deconfliction cases still under
@@ -504,17 +513,10 @@ extension TaskStore {
         let untrue = missing.filter { !still.contains($0) }
         guard !untrue.isEmpty else { return }
         let rows = try await connection.query("SELECT overlap, holder, holder_ref, other_ref FROM close_untrue_overlaps(\(task.id), \(untrue))")
-        var closed: [String] = []
-        for row in rows {
-            closed.append(try row.decode(UUID.self, at: 0).uuidString.lowercased())
-            let (holder, holderRef, other) = (try row.decode(UUID.self, at: 1), try row.decode(String.self, at: 2), try row.decode(String.self, at: 3))
-            try recordEvent(PendingEvents.Event(task: holder, type: "overlap.closed", data: try Self.json(Closed(other: other, edited: task.ref))))
-            try recordEvent(PendingEvents.Event(peerRef: other, type: "overlap.closed", data: try Self.json(Closed(other: holderRef, edited: task.ref))))
-        }
         // Only the lead agency's liaisons and coordinators edit a task, and a
-        // case counts both programs' lead agencies among its own: the editor sees it.
-        try await Self.dismissCases(
-            of: closed, because: "\(task.ref) was edited and no longer overlaps: nothing is left to agree", endStates: caseEndStates,
-            events: PendingEvents.ofThisTransaction, on: connection)
+        // case counts both programs' lead agencies among its own: the editor sees its cases.
+        try await announceClosedPairs(rows, because: "\(task.ref) was edited and no longer overlaps: nothing is left to agree", on: connection) { other in
+            try Self.json(Closed(other: other, edited: task.ref))
+        }
     }
 }
