@@ -168,6 +168,15 @@ import SystemPackage
         #expect(scan.status == .exited(0), "\(scan.standardError)")
         #expect(scan.standardOutput.hasPrefix("cluster 1: LBR, "))
         #expect(scan.standardOutput.contains("sector 1.00: same sector"))
+        // An import scores the tasks' overlaps with what it updates by Config/overlap.yaml: a broken one stops it, named.
+        let config = FileManager.default.temporaryDirectory.appendingPathComponent("pbc-config-\(UUID().uuidString)")
+        try FileManager.default.copyItem(at: TestDatabase.repositoryRoot.appendingPathComponent("Config"), to: config)
+        defer { try? FileManager.default.removeItem(at: config) }
+        try "threshold: 7\n".write(to: config.appendingPathComponent("overlap.yaml"), atomically: true, encoding: .utf8)
+        let broken = try await pbc(["import", "iati", fixture, "--database-url", url, "--config-dir", config.path])
+        #expect(broken.status == .exited(1))
+        #expect(broken.standardError.hasPrefix("pbc: error: \(config.path)/overlap.yaml: not an overlap configuration"), "\(broken.standardError)")
+        #expect(broken.standardOutput.isEmpty)
         let missing = try await pbc(["import", "iati", "/nonexistent.xml", "--database-url", url])
         #expect(missing.status == .exited(2))
         #expect(missing.standardError == "pbc: error: /nonexistent.xml: cannot read the file\n")
