@@ -559,7 +559,56 @@ import TestSupport
         let dismissed = try await h.tasks.get(opened.ref, as: h.coordinator)
         #expect(dismissed.state == "dismissed")
         let step = try #require(try await h.tasks.history(opened.ref, as: h.coordinator).last)
-        #expect(step.comment == "\(first.ref) was edited and no longer overlaps: nothing is left to agree")
+        #expect(step.comment == "\(first.ref) changed and no longer overlaps: nothing is left to agree")
+        #expect(try await h.invariantViolations() == [])
+    }
+
+    /// A pair that overlaps through the text alone (same category, other
+    /// codes and districts): the liaison rewrites the revised program's
+    /// text, which an edit does not screen, and resubmits. Its screening no
+    /// longer finds the pair, which closes on both sides; both programs go
+    /// on. Before, the pair stayed open and held the other program in
+    /// deconfliction, though the resubmitted program's own screening had
+    /// just ruled it out.
+    @Test func aResubmissionThatNoLongerOverlapsClosesThePair() async throws {
+        let h = try await Harness("overlap_resubmitted_apart")
+        var mine = Harness.project()
+        mine.sectors = ["15220"]
+        mine.locations = ["Gitega"]
+        let (first, _, _) = try await h.tasks.submit(mine, workflow: "pbf-project", idempotencyKey: "a", by: h.undp)
+        var theirs = Harness.project()
+        theirs.leadAgency = "unicef"
+        theirs.participants = [Participant(agency: "unwomen", role: .implementing)]
+        theirs.sectors = ["15210"]
+        theirs.locations = ["Bujumbura"]
+        let (second, _, found) = try await h.tasks.submit(theirs, workflow: "pbf-project", idempotencyKey: "b", by: h.unicef)
+        #expect(second.state == "deconfliction")
+        #expect(found.map(\.other) == [first.ref])
+
+        var task = try await h.tasks.act(
+            first.ref, action: "request_revision", expectedVersion: first.version, inputs: ActionInputs(comment: "Say what is new"),
+            by: h.coordinator)
+        var rewritten = TaskChanges()
+        rewritten.title = "Land registry reform for returning refugees"
+        rewritten.description = "Cadastral surveys and title deeds for returnee households."
+        task = try await h.tasks.update(first.ref, expectedVersion: task.version, changes: rewritten, by: h.undp)
+        // The text is not screened until the program is resubmitted.
+        #expect(try await h.tasks.get(second.ref, as: h.unicef).openOverlaps == 1)
+        task = try await h.tasks.act(first.ref, action: "resubmit", expectedVersion: task.version, by: h.undp)
+        #expect(task.state == "technical_review")
+        #expect(task.openOverlaps == 0)
+        let other = try await h.tasks.get(second.ref, as: h.unicef)
+        #expect(other.openOverlaps == 0)
+        let closed = try await h.tasks.getWithOverlaps(second.ref, as: h.unicef).overlaps
+        #expect(closed.map(\.status) == ["closed"])
+        #expect(closed.map(\.resolutionData) == [["edited": first.ref]])
+        for (ref, principal) in [(first.ref, h.undp), (second.ref, h.unicef)] {
+            #expect(try await h.tasks.history(ref, as: principal).filter { $0.type == "overlap.closed" }.count == 1, "\(ref)")
+        }
+        let recommended = try await h.tasks.act(first.ref, action: "recommend", expectedVersion: task.version, by: h.coordinator)
+        #expect(recommended.state != "technical_review")
+        let cleared = try await h.tasks.act(second.ref, action: "deconflicted", expectedVersion: other.version, by: h.coordinator)
+        #expect(cleared.state == "technical_review")
         #expect(try await h.invariantViolations() == [])
     }
 

@@ -493,14 +493,15 @@ extension TaskStore {
         try await closeUntrueOverlaps(of: task, found: Set(findings.map(\.other)).union(pair), screener: screener, on: connection)
     }
 
-    /// Closes the undecided pairs of an edited task that no longer overlap,
-    /// on both sides, each with an `overlap.closed` event on both tasks that
-    /// names the edit; a deconfliction case opened on one is dismissed.
+    /// Closes the undecided pairs of a task just screened again (an edit, a
+    /// resubmission) that no longer overlap, on both sides, each with an
+    /// `overlap.closed` event on both tasks that names the changed task; a
+    /// deconfliction case opened on one is dismissed.
     /// Before, they stayed open: a program moved to another country was held
     /// back by overlaps it no longer had. A pair the screening did not
     /// return is scored on its own first (it returns at most 1,000
     /// candidates), so that only a pair that is truly no overlap closes.
-    private func closeUntrueOverlaps(
+    func closeUntrueOverlaps(
         of task: StoredTask, found: Set<String>, screener: any Screener, on connection: PostgresConnection
     ) async throws {
         struct Closed: Encodable {
@@ -515,7 +516,7 @@ extension TaskStore {
         let rows = try await connection.query("SELECT overlap, holder, holder_ref, other_ref FROM close_untrue_overlaps(\(task.id), \(untrue))")
         // Only the lead agency's liaisons and coordinators edit a task, and a
         // case counts both programs' lead agencies among its own: the editor sees its cases.
-        try await announceClosedPairs(rows, because: "\(task.ref) was edited and no longer overlaps: nothing is left to agree", on: connection) { other in
+        try await announceClosedPairs(rows, because: "\(task.ref) changed and no longer overlaps: nothing is left to agree", on: connection) { other in
             try Self.json(Closed(other: other, edited: task.ref))
         }
     }

@@ -339,7 +339,16 @@ public struct TaskStore: Sendable {
         task.dueAt = decision.dueAt
         task.holder = nil
         try await PortfolioScreener.record(task, on: connection)
-        if Self.endedStates.contains(task.state) { try await closeOverlaps(of: task, on: connection) }
+        if Self.endedStates.contains(task.state) {
+            try await closeOverlaps(of: task, on: connection)
+        } else if decision.screened {
+            // A screening that no longer finds an open pair closes it, as an
+            // edit's does: a program revised and resubmitted (its text
+            // rewritten, which an edit does not screen) was otherwise held
+            // back by an overlap its own screening had just ruled out.
+            try await closeUntrueOverlaps(
+                of: task, found: Set(decision.findings.map(\.other)), screener: makeScreener(connection, task.ref), on: connection)
+        }
         if periodChanged, let period = decision.task.period {
             struct PeriodChange: Encodable {
                 let changed = ["period"]
