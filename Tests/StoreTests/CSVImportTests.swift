@@ -122,7 +122,8 @@ import TestSupport
 
     /// An activity imported again as cancelled (IATI status 5) is no program
     /// to deconflict with: a task's open overlap with it is closed, with its
-    /// event, a case opened on it is dismissed, and the task can go on to review.
+    /// event, a case opened on it is dismissed, and the task can go on to
+    /// review. Imported again as going on, it overlaps again.
     @Test func anActivityCancelledOnReimportClosesTheOverlapsWithIt() async throws {
         let h = try await Harness("csv_cancelled")
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("pbc-csv-\(UUID().uuidString)")
@@ -147,14 +148,21 @@ import TestSupport
         #expect(try await h.tasks.history(task.ref, as: h.coordinator).last?.type == "overlap.closed")
         let current = try await h.tasks.get(task.ref, as: h.coordinator)
         #expect(try await h.tasks.act(task.ref, action: "deconflicted", expectedVersion: current.version, by: h.coordinator).state == "technical_review")
+
+        // The publisher takes the cancellation back: the pair is open again, and the task hears of it.
+        #expect(try await importing(status: "2").updated == 1)
+        #expect(try await h.tasks.get(task.ref, as: h.coordinator).openOverlaps == 1)
+        #expect(try await h.tasks.history(task.ref, as: h.coordinator).last?.type == "overlap.detected")
+        #expect(try await h.invariantViolations() == [])
     }
 
     /// An activity updated in place that no longer overlaps a task (its
     /// publisher moved it years later) has its open overlap closed, as an
     /// edit of the task closes one, and the case opened on it dismissed; an
     /// update that still overlaps keeps it open, with its new reasons.
-    /// Before, the overlap stayed open for ever, with the reasons it had. The task's own screening, finding it again after an
-    /// edit, opens it again.
+    /// Before, the overlap stayed open for ever, with the reasons it had.
+    /// The task's own screening, finding it again after an edit, opens it
+    /// again, and so does an import that moves the activity back.
     @Test func anActivityMovedOnReimportClosesTheOverlapsItNoLongerHas() async throws {
         let h = try await Harness("csv_moved")
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("pbc-csv-\(UUID().uuidString)")
@@ -191,6 +199,22 @@ import TestSupport
         later.period = Period(start: CalendarDate(iso: "2032-01-01")!, end: CalendarDate(iso: "2033-06-30")!)
         _ = try await h.tasks.update(task.ref, expectedVersion: current.version, changes: later, by: h.undp)
         #expect(try await open() == ["GAC-BDI-2027-01"])
+
+        // The publisher moves the activity away and back: the import closes
+        // the pair and opens it again, and tells the task each time.
+        #expect(try await Self.importGitegaActivity(status: "2", start: "2027-03-01", h, in: directory).updated == 1)
+        #expect(try await open() == [])
+        #expect(try await Self.importGitegaActivity(status: "2", start: "2032-01-01", end: "2033-12-31", h, in: directory).updated == 1)
+        #expect(try await open() == ["GAC-BDI-2027-01"])
+        struct Detected: Decodable, Equatable {
+            let other: String
+            let score: Double
+        }
+        let told = try #require(try await h.tasks.history(task.ref, as: h.coordinator).last)
+        #expect(told.type == "overlap.detected")
+        let reopened = try #require(try await h.tasks.listOverlaps(task: task.ref, status: "open", limit: 10, as: h.coordinator).items.first)
+        #expect(try told.data.decode(Detected.self) == Detected(other: "GAC-BDI-2027-01", score: reopened.score))
+        #expect(try await h.invariantViolations() == [])
     }
 
     /// A cancellation that must wait for one of the overlap rows it closes

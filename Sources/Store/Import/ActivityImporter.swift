@@ -351,8 +351,10 @@ public struct ActivityImporter: Sendable {
     /// transaction writes them last: their lock (sql/0006) is held from
     /// the first event to commit, and held while this waited for a row it
     /// deadlocked with the transactions that lock rows first.
-    private func announce(_ closed: PostgresRows, data: some Encodable, because reason: String, on connection: PostgresConnection) async throws {
-        let events = PendingEvents()
+    private func announce(
+        _ closed: PostgresRows, data: some Encodable, because reason: String, with events: PendingEvents = PendingEvents(),
+        on connection: PostgresConnection
+    ) async throws {
         let json = try TaskStore.json(data)
         for row in closed {
             events.append(PendingEvents.Event(task: try row.decode(UUID.self, at: 0), type: "overlap.closed", data: json))
@@ -365,20 +367,33 @@ public struct ActivityImporter: Sendable {
 
     /// An activity updated in place (other dates, another country, other
     /// sectors or places) may no longer overlap the tasks it was flagged
-    /// against: each open pair is scored again, as the task's screening
-    /// would score it now. One that still overlaps takes its new score and
-    /// reasons, as an edit of the task rewrites them; one that no longer
-    /// does is closed as such an edit closes it (sql/0014, `edited` naming
-    /// the activity), with its events and its case dismissed. A later
-    /// screening of the task that finds the pair again opens it again.
+    /// against, or overlap again those it had stopped overlapping: each
+    /// pair still open, or closed by an edit or by the activity's
+    /// cancellation, is scored again, as the task's screening would score
+    /// it now. One that overlaps takes its new score and reasons, as an edit
+    /// of the task rewrites them, and a closed one is open again, with an
+    /// `overlap.detected` event, as a later screening of the task would open
+    /// it. An open one that no longer overlaps is closed as an edit closes it
+    /// (sql/0014, `edited` naming the activity), with its events and its case
+    /// dismissed.
     private func rescoreOverlaps(with ref: String, on connection: PostgresConnection) async throws {
         struct Closed: Encodable {
             let other: String
             let edited: String
         }
-        let open = try await connection.query("SELECT t.ref FROM task_overlaps o JOIN tasks t ON t.id = o.task_id WHERE o.status = 'open' AND o.other_ref = \(ref)")
-            .map { try $0.decode(String.self, at: 0) }
-        guard !open.isEmpty else { return }
+        struct Detected: Encodable {
+            let other: String
+            let score: Double
+            let reasons: [String]
+        }
+        // Written once every row is locked (`announce`).
+        let events = PendingEvents()
+        let pairs = try await connection.query("""
+            SELECT t.ref, o.status = 'open' FROM task_overlaps o JOIN tasks t ON t.id = o.task_id
+            WHERE o.other_ref = \(ref)
+              AND (o.status = 'open' OR (o.status = 'closed' AND (o.resolution_data ? 'edited' OR o.resolution_data ->> 'ended' = \(ref))))
+            """).map { (task: try $0.decode(String.self, at: 0), open: try $0.decode(Bool.self, at: 1)) }
+        guard !pairs.isEmpty else { return }
         // Scored from the activity's side, one query per country it is in,
         // not per task: scores and reasons are symmetric (OverlapScoringTests).
         let rows = try await connection.query("""
@@ -389,29 +404,44 @@ public struct ActivityImporter: Sendable {
         for row in rows {
             let activity = try PortfolioScreener.entry(of: row, country: try row.decode(String.self, "country"))
             for finding in try await PortfolioScreener.findings(
-                for: activity, text: try row.decode(String.self, "body"), among: open, on: connection, configuration: overlap)
+                for: activity, text: try row.decode(String.self, "body"), among: pairs.map(\.task), on: connection, configuration: overlap)
             {
                 found[finding.other] = finding
             }
         }
         let still = found.sorted { $0.key < $1.key }.map { (task: $0.key, finding: $0.value) }
-        let untrue = open.filter { found[$0] == nil }
+        let untrue = pairs.filter { $0.open && found[$0.task] == nil }.map(\.task)
         if !still.isEmpty {
-            try await connection.query("""
-                UPDATE task_overlaps o SET score = f.score::float8, reasons = f.reasons::jsonb
-                FROM unnest(\(still.map(\.task)), \(still.map { String($0.finding.score) }), \(try still.map { try TaskStore.json($0.finding.reasons) }))
-                     AS f(task, score, reasons), tasks t
-                WHERE t.ref = f.task AND o.task_id = t.id AND o.other_ref = \(ref) AND o.status = 'open'
+            let reopened = try await connection.query("""
+                WITH rescored AS (
+                    SELECT o.id, o.status = 'closed' AS was_closed, o.task_id, f.score, f.reasons
+                    FROM unnest(\(still.map(\.task)), \(still.map { String($0.finding.score) }), \(try still.map { try TaskStore.json($0.finding.reasons) }))
+                         AS f(task, score, reasons)
+                    JOIN tasks t ON t.ref = f.task
+                    JOIN task_overlaps o ON o.task_id = t.id AND o.other_ref = \(ref)
+                    WHERE o.status = 'open' OR (o.status = 'closed' AND (o.resolution_data ? 'edited' OR o.resolution_data ->> 'ended' = \(ref))))
+                UPDATE task_overlaps o SET score = r.score::float8, reasons = r.reasons::jsonb, status = 'open', resolution_data = '{}',
+                    resolved_at = NULL
+                FROM rescored r WHERE o.id = r.id
+                RETURNING o.task_id, r.was_closed, o.score, o.reasons
                 """)
+            for row in reopened where try row.decode(Bool.self, at: 1) {
+                events.append(PendingEvents.Event(
+                    task: try row.decode(UUID.self, at: 0), type: "overlap.detected",
+                    data: try TaskStore.json(Detected(
+                        other: ref, score: try row.decode(Double.self, at: 2),
+                        reasons: try row.decode(PostgresJSONB.self, at: 3).decode([String].self)))))
+            }
         }
-        guard !untrue.isEmpty else { return }
+        guard !untrue.isEmpty else { return try await events.write(on: connection) }
         let closed = try await connection.query("""
             UPDATE task_overlaps o
             SET status = 'closed', resolution_data = jsonb_build_object('edited', \(ref)::text), resolved_at = now()
             WHERE o.status = 'open' AND o.other_ref = \(ref) AND o.task_id IN (SELECT id FROM tasks WHERE ref = ANY (\(untrue)))
             RETURNING o.task_id, o.id
             """)
-        try await announce(closed, data: Closed(other: ref, edited: ref), because: "\(ref) was updated and no longer overlaps: nothing is left to agree", on: connection)
+        try await announce(closed, data: Closed(other: ref, edited: ref), because: "\(ref) was updated and no longer overlaps: nothing is left to agree", with: events,
+            on: connection)
     }
 
     /// The parser thread's progress, read by the importer.
