@@ -127,7 +127,7 @@ public struct TaskStore: Sendable {
                     INSERT INTO idempotency_keys (agency, key, request_hash, task_id)
                     VALUES (\(agency), \(idempotencyKey), \(requestHash), \(task.id))
                     """)
-                try await apply("submit", inputs: ActionInputs(), to: &task, by: principal, on: connection)
+                try await apply("submit", inputs: ActionInputs(), to: &task, by: principal, createdHere: true, on: connection)
                 return (task, false, try await storedOverlaps(of: task, on: connection))
             }
         } catch let error as PostgresError where error.constraint == "idempotency_keys_pkey" {
@@ -285,7 +285,12 @@ public struct TaskStore: Sendable {
     }
 
     /// Decides an action with the engine and writes its outcome.
-    private func apply(_ action: String, inputs: ActionInputs, to task: inout StoredTask, by principal: Principal, on connection: PostgresConnection) async throws {
+    /// `createdHere`: the task was created in this transaction, so no other
+    /// screening has seen it and it holds no pair yet.
+    private func apply(
+        _ action: String, inputs: ActionInputs, to task: inout StoredTask, by principal: Principal, createdHere: Bool = false,
+        on connection: PostgresConnection
+    ) async throws {
         guard let workflow = workflows.definition(task.workflow, version: task.workflowVersion) else {
             throw StoreError(.notFound, "workflow \(task.workflow) version \(task.workflowVersion) is not loaded")
         }
@@ -341,7 +346,7 @@ public struct TaskStore: Sendable {
         try await PortfolioScreener.record(task, on: connection)
         if Self.endedStates.contains(task.state) {
             try await closeOverlaps(of: task, on: connection)
-        } else if decision.screened {
+        } else if decision.screened && !createdHere {
             // A screening that no longer finds an open pair closes it, as an
             // edit's does: a program revised and resubmitted (its text
             // rewritten, which an edit does not screen) was otherwise held
