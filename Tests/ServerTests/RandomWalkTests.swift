@@ -230,7 +230,7 @@ import TestSupport
                                     default: break
                                     }
                                     _ = try await walk.call(coordinator, "overlap.resolve", params)
-                                case 6:  // the lead agency edits dates or places
+                                case 6:  // the lead agency edits dates, places or the title (screened when next resubmitted)
                                     guard case .array(let tasks)? = try await walk.call(coordinator, "task.list", ["limit": .integer(500)])["result"]?["items"],
                                         !tasks.isEmpty
                                     else { continue }
@@ -239,7 +239,11 @@ import TestSupport
                                         let version = try await walk.call(lead, "task.get", ["task": task["ref"] ?? .null])["result"]?["task"]?["version"]
                                     else { continue }
                                     var params: [String: JSONValue] = ["task": task["ref"] ?? .null, "expectedVersion": version]
-                                    if walk.chance(50) { params["period"] = walk.period() } else { params["locations"] = walk.places() }
+                                    switch walk.generator.next() % 3 {
+                                    case 0: params["period"] = walk.period()
+                                    case 1: params["locations"] = walk.places()
+                                    default: params["title"] = .string(walk.pick(["Youth peace committees", "Land registry reform", "Cadastral surveys"]))
+                                    }
                                     _ = try await walk.call(lead, "task.update", params)
                                 case 7:  // a coordinator claims the most urgent task of a queue, and may give it back
                                     guard case .array(let queues)? = try await walk.call(coordinator, "queue.list", [:])["result"]?["items"],
