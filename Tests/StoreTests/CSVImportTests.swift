@@ -217,6 +217,37 @@ import TestSupport
         #expect(try await h.invariantViolations() == [])
     }
 
+    /// An update that finds a pair still overlapping rewrites its score and
+    /// reasons; a coordinator's resolution of that pair, committed while the
+    /// import waited for the row, stays: the import does not reopen it (had
+    /// it tried, the database would have refused the row, and the activity's
+    /// update would have been skipped).
+    @Test func anUpdateWaitingForAPairBeingResolvedLeavesTheResolution() async throws {
+        let h = try await Harness("csv_update_waits_for_resolution")
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("pbc-csv-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        _ = try await Self.importGitegaActivity(status: "2", h, in: directory)
+        var similar = Harness.project(title: "Women mediators and peace in Gitega")
+        similar.sectors = ["15220"]
+        let task = try await h.tasks.submit(similar, workflow: "pbf-project", idempotencyKey: "csv", by: h.undp).task
+        try await h.pool.withConnection { resolver in
+            // A resolution as `overlap.resolve` writes it, not yet committed.
+            try await resolver.execute(unsafeSQL: """
+                BEGIN;
+                UPDATE task_overlaps o SET status = 'resolved', resolution = 'distinct', resolved_at = now()
+                FROM tasks t WHERE t.id = o.task_id AND t.ref = '\(task.ref)' AND o.other_ref = 'GAC-BDI-2027-01'
+                """)
+            async let updated = Self.importGitegaActivity(status: "2", start: "2027-03-01", h, in: directory)
+            #expect(try await transactionsWaitingForALock(h) > 0)
+            try await resolver.execute(unsafeSQL: "COMMIT")
+            let summary = try await updated
+            #expect(summary.updated == 1, "\(summary)")
+        }
+        let pairs = try await h.tasks.listOverlaps(task: task.ref, status: nil, limit: 10, as: h.coordinator).items
+        #expect(pairs.map(\.status) == ["resolved"])
+        #expect(pairs.map(\.resolution) == ["distinct"])
+    }
+
     /// A cancellation that must wait for one of the overlap rows it closes
     /// (a resolution or screening holds it) waits holding no events lock:
     /// the holder of the row writes its events at its end, under that lock,

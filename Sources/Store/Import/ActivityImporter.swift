@@ -412,25 +412,24 @@ public struct ActivityImporter: Sendable {
         let still = found.sorted { $0.key < $1.key }.map { (task: $0.key, finding: $0.value) }
         let untrue = pairs.filter { $0.open && found[$0.task] == nil }.map(\.task)
         if !still.isEmpty {
-            let reopened = try await connection.query("""
-                WITH rescored AS (
-                    SELECT o.id, o.status = 'closed' AS was_closed, o.task_id, f.score, f.reasons
-                    FROM unnest(\(still.map(\.task)), \(still.map { String($0.finding.score) }), \(try still.map { try TaskStore.json($0.finding.reasons) }))
-                         AS f(task, score, reasons)
-                    JOIN tasks t ON t.ref = f.task
-                    JOIN task_overlaps o ON o.task_id = t.id AND o.other_ref = \(ref)
-                    WHERE o.status = 'open' OR (o.status = 'closed' AND (o.resolution_data ? 'edited' OR o.resolution_data ->> 'ended' = \(ref))))
-                UPDATE task_overlaps o SET score = r.score::float8, reasons = r.reasons::jsonb, status = 'open', resolution_data = '{}',
+            // The row's own status is tested in the UPDATE's WHERE, so that a
+            // resolution committed while this waited for the row is kept.
+            let rescored = try await connection.query("""
+                UPDATE task_overlaps o SET score = f.score::float8, reasons = f.reasons::jsonb, status = 'open', resolution_data = '{}',
                     resolved_at = NULL
-                FROM rescored r WHERE o.id = r.id
-                RETURNING o.task_id, r.was_closed, o.score, o.reasons
+                FROM unnest(\(still.map(\.task)), \(still.map { String($0.finding.score) }), \(try still.map { try TaskStore.json($0.finding.reasons) }))
+                     AS f(task, score, reasons), tasks t
+                WHERE t.ref = f.task AND o.task_id = t.id AND o.other_ref = \(ref)
+                  AND (o.status = 'open' OR (o.status = 'closed' AND (o.resolution_data ? 'edited' OR o.resolution_data ->> 'ended' = \(ref))))
+                RETURNING o.task_id, t.ref
                 """)
-            for row in reopened where try row.decode(Bool.self, at: 1) {
+            let closedBefore = Set(pairs.filter { !$0.open }.map(\.task))
+            for row in rescored {
+                let task = try row.decode(String.self, at: 1)
+                guard closedBefore.contains(task), let finding = found[task] else { continue }
                 events.append(PendingEvents.Event(
                     task: try row.decode(UUID.self, at: 0), type: "overlap.detected",
-                    data: try TaskStore.json(Detected(
-                        other: ref, score: try row.decode(Double.self, at: 2),
-                        reasons: try row.decode(PostgresJSONB.self, at: 3).decode([String].self)))))
+                    data: try TaskStore.json(Detected(other: ref, score: finding.score, reasons: finding.reasons))))
             }
         }
         guard !untrue.isEmpty else { return try await events.write(on: connection) }

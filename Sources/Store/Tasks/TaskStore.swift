@@ -348,9 +348,9 @@ public struct TaskStore: Sendable {
             try await closeOverlaps(of: task, on: connection)
         } else if decision.screened && !createdHere {
             // A screening that no longer finds an open pair closes it, as an
-            // edit's does: a program revised and resubmitted (its text
-            // rewritten, which an edit does not screen) was otherwise held
-            // back by an overlap its own screening had just ruled out.
+            // edit's does. Otherwise a program revised and resubmitted (its
+            // text rewritten, which an edit does not screen) left the other
+            // program held by a pair its own screening had just ruled out.
             try await closeUntrueOverlaps(
                 of: task, found: Set(decision.findings.map(\.other)), screener: makeScreener(connection, task.ref), on: connection)
         }
