@@ -62,8 +62,10 @@ struct OverlapsCommand: AsyncParsableCommand {
                 print("no overlaps found")
                 return
             }
+            func counted(_ count: Int, _ noun: String, _ plural: String) -> String { "\(count) \(count == 1 ? noun : plural)" }
             for (index, cluster) in clusters.enumerated() {
-                print("cluster \(index + 1): \(cluster.country), \(cluster.members.count) entries, \(cluster.pairs.count) overlaps")
+                print("cluster \(index + 1): \(cluster.country), \(counted(cluster.members.count, "entry", "entries")), "
+                    + counted(cluster.pairs.count, "overlap", "overlaps"))
                 for member in cluster.members {
                     print("  \(member.ref)  [\(member.agency)] \(member.title)")
                 }
@@ -73,6 +75,9 @@ struct OverlapsCommand: AsyncParsableCommand {
                 }
                 print("")
             }
+            // The whole at the end, where a long report leaves the reader.
+            print("\(counted(clusters.count, "cluster", "clusters")): \(counted(clusters.map(\.pairs.count).reduce(0, +), "overlap", "overlaps")) "
+                + "among \(counted(clusters.map(\.members.count).reduce(0, +), "entry", "entries"))")
         }
 
         static func json(_ clusters: [PortfolioScan.Cluster]) -> JSONValue {

@@ -168,6 +168,13 @@ import SystemPackage
         #expect(scan.status == .exited(0), "\(scan.standardError)")
         #expect(scan.standardOutput.hasPrefix("cluster 1: LBR, "))
         #expect(scan.standardOutput.contains("sector 1.00: same sector"))
+        // It ends with the whole: clusters, overlaps and entries, as listed above.
+        let lines = scan.standardOutput.split(separator: "\n")
+        let clusters = lines.filter { $0.hasPrefix("cluster ") }.count
+        let overlaps = lines.filter { $0.hasPrefix("  ") && $0.contains(" ~ ") }.count
+        let entries = lines.filter { $0.hasPrefix("  ") && !$0.hasPrefix("   ") && !$0.contains(" ~ ") }.count
+        #expect(clusters > 1 && overlaps > clusters)
+        #expect(lines.last == "\(clusters) clusters: \(overlaps) overlaps among \(entries) entries")
         // An import scores the tasks' overlaps with what it updates by Config/overlap.yaml: a broken one stops it, named.
         let config = FileManager.default.temporaryDirectory.appendingPathComponent("pbc-config-\(UUID().uuidString)")
         try FileManager.default.copyItem(at: TestDatabase.repositoryRoot.appendingPathComponent("Config"), to: config)
