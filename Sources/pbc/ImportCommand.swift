@@ -37,9 +37,8 @@ struct ImportCommand: AsyncParsableCommand {
 
         func run() async throws {
             let file = file
-            try await withPreparedPool(options) { pool, application in
+            try await withPreparedPool(options, reading: { try $0.loadOverlapConfiguration() }) { pool, application, overlap in
                 let workflows = try await application.loadWorkflows(pool)
-                let overlap = try application.loadOverlapConfiguration()
                 try await ImportCommand.reporting {
                     let bar = ProgressBar()
                     defer { bar.finish() }
@@ -64,9 +63,8 @@ struct ImportCommand: AsyncParsableCommand {
 
         func run() async throws {
             let files = files
-            try await withPreparedPool(options) { pool, application in
+            try await withPreparedPool(options, reading: { try $0.loadOverlapConfiguration() }) { pool, application, overlap in
                 let workflows = try await application.loadWorkflows(pool)
-                let overlap = try application.loadOverlapConfiguration()
                 try await ImportCommand.reporting {
                     let bar = ProgressBar()
                     defer { bar.finish() }

@@ -50,10 +50,10 @@ struct OverlapsCommand: AsyncParsableCommand {
 
         func run() async throws {
             let (country, json) = (country, json)
-            let clusters = try await withPreparedPool(options) { pool, application in
+            let clusters = try await withPreparedPool(options, reading: { try $0.loadOverlapConfiguration() }) { pool, _, overlap in
                 let bar = ProgressBar()
                 defer { bar.finish() }
-                return try await PortfolioScan(pool: pool, configuration: try application.loadOverlapConfiguration()).scan(country: country) { done, total in
+                return try await PortfolioScan(pool: pool, configuration: overlap).scan(country: country) { done, total in
                     bar.show("scanning", fraction: total > 0 ? Double(done) / Double(total) : 1, count: done, unit: "of \(total) entries")
                 }
             }

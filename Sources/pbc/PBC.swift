@@ -62,12 +62,23 @@ func reportingErrors(_ body: () async throws -> Void) async throws {
 func withPreparedPool<Result: Sendable>(
     _ options: ServerOptions, _ body: @escaping @Sendable (PostgresPool, Application) async throws -> Result
 ) async throws -> Result {
+    try await withPreparedPool(options, reading: { _ in () }) { pool, application, _ in try await body(pool, application) }
+}
+
+/// As above, with what the command needs of `Config/` besides read first:
+/// a broken file is refused before any database is started, created or
+/// migrated.
+func withPreparedPool<Read: Sendable, Result: Sendable>(
+    _ options: ServerOptions, reading read: @escaping @Sendable (Application) throws -> Read,
+    _ body: @escaping @Sendable (PostgresPool, Application, Read) async throws -> Result
+) async throws -> Result {
     let logger = bootstrapLogging(options.logLevel ?? .warning)
     var result: Result?
     try await reportingErrors {
         let configuration = try await ConfigurationLoader.load(flags: options.flags, file: options.configFile)
         let application = Application(configuration: configuration, logger: logger)
-        result = try await application.withPreparedDatabase { pool in try await body(pool, application) }
+        let files = try read(application)
+        result = try await application.withPreparedDatabase { pool in try await body(pool, application, files) }
     }
     return result!
 }

@@ -184,6 +184,13 @@ import SystemPackage
         #expect(broken.status == .exited(1))
         #expect(broken.standardError.hasPrefix("pbc: error: \(config.path)/overlap.yaml: not an overlap configuration"), "\(broken.standardError)")
         #expect(broken.standardOutput.isEmpty)
+        // It is read before any database is touched: no cluster is made for it.
+        let dataDir = FileManager.default.temporaryDirectory.appendingPathComponent("pbc-data-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: dataDir) }
+        let beforeCluster = try await pbc(["overlaps", "scan", "--data-dir", dataDir.path, "--config-dir", config.path])
+        #expect(beforeCluster.status == .exited(1))
+        #expect(beforeCluster.standardError.hasPrefix("pbc: error: \(config.path)/overlap.yaml: not an overlap configuration"))
+        #expect(!FileManager.default.fileExists(atPath: dataDir.path))
         let missing = try await pbc(["import", "iati", "/nonexistent.xml", "--database-url", url])
         #expect(missing.status == .exited(2))
         #expect(missing.standardError == "pbc: error: /nonexistent.xml: cannot read the file\n")
