@@ -91,7 +91,8 @@ struct Harness {
 
     /// What must hold whatever happened: every task's state is the `to`
     /// state of its last event that changed state; no overlap with a program
-    /// that ended is open; the two rows of a pair agree, score and reasons too.
+    /// that ended is open; the two rows of a pair agree, score and reasons
+    /// too; no case is still under way on an overlap that is no longer open.
     func invariantViolations() async throws -> [String] {
         try await pool.query("""
             SELECT t.ref || ': state ' || t.state || ', last event ' || coalesce(e.to_state, 'none')
@@ -108,6 +109,11 @@ struct Harness {
             FROM task_overlaps a JOIN tasks ta ON ta.id = a.task_id JOIN tasks tb ON tb.ref = a.other_ref
             JOIN task_overlaps b ON b.task_id = tb.id AND b.other_ref = ta.ref
             WHERE a.status <> b.status OR a.resolution IS DISTINCT FROM b.resolution OR a.score <> b.score OR a.reasons <> b.reasons
+            UNION ALL
+            SELECT c.ref || ': case still ' || c.state || ', its overlap ' || o.status
+            FROM tasks c JOIN task_overlaps o ON o.id::text = lower(c.fields->>'overlap')
+            WHERE c.workflow = 'deconfliction-case' AND o.status <> 'open'
+              AND c.state NOT IN ('distinct', 'coordinate', 'merge', 'sequence', 'withdraw', 'dismissed')
             """).map { try $0.decode(String.self, at: 0) }
     }
 }

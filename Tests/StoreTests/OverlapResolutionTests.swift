@@ -612,6 +612,40 @@ import TestSupport
         #expect(try await h.invariantViolations() == [])
     }
 
+    /// A liaison of an agency that only takes part in the program may
+    /// resubmit it, and does not see the case opened on its pair, which
+    /// counts the two lead agencies: the case is dismissed all the same.
+    @Test func aResubmissionByATakingPartAgencyDismissesACaseItCannotSee() async throws {
+        let h = try await Harness("overlap_resubmitted_by_partner")
+        var mine = Harness.project()
+        mine.participants = [Participant(agency: "wfp", role: .implementing)]
+        mine.sectors = ["15220"]
+        mine.locations = ["Gitega"]
+        let first = try await h.tasks.submit(mine, workflow: "pbf-project", idempotencyKey: "a", by: h.undp).task
+        var theirs = Harness.project()
+        theirs.leadAgency = "unicef"
+        theirs.participants = [Participant(agency: "unwomen", role: .implementing)]
+        theirs.sectors = ["15210"]
+        theirs.locations = ["Bujumbura"]
+        let (second, _, found) = try await h.tasks.submit(theirs, workflow: "pbf-project", idempotencyKey: "b", by: h.unicef)
+        let overlap = try #require(found.first)
+        let opened = try await h.tasks.create(Harness.caseDraft(for: overlap.id), workflow: "deconfliction-case", by: h.coordinator)
+        await #expect(throws: StoreError.self) { try await h.tasks.get(opened.ref, as: h.wfp) }
+
+        var task = try await h.tasks.act(
+            first.ref, action: "request_revision", expectedVersion: first.version, inputs: ActionInputs(comment: "Say what is new"),
+            by: h.coordinator)
+        var rewritten = TaskChanges()
+        rewritten.title = "Land registry reform for returning refugees"
+        rewritten.description = "Cadastral surveys and title deeds for returnee households."
+        task = try await h.tasks.update(first.ref, expectedVersion: task.version, changes: rewritten, by: h.undp)
+        task = try await h.tasks.act(first.ref, action: "resubmit", expectedVersion: task.version, by: h.wfp)
+        #expect(task.state == "technical_review")
+        #expect(try await h.tasks.get(second.ref, as: h.unicef).openOverlaps == 0)
+        #expect(try await h.tasks.get(opened.ref, as: h.coordinator).state == "dismissed")
+        #expect(try await h.invariantViolations() == [])
+    }
+
     /// Screening returns at most 1,000 candidates, so a pair it did not
     /// return may still be an overlap: the edit scores each such pair on
     /// its own before closing it. Here the screening is made to return
