@@ -563,19 +563,15 @@ import TestSupport
         #expect(try await h.invariantViolations() == [])
     }
 
-    /// A pair that overlaps through the text alone (same category, other
-    /// codes and districts): the liaison rewrites the revised program's
-    /// text, which an edit does not screen, and resubmits. Its screening no
-    /// longer finds the pair, which closes on both sides; both programs go
-    /// on. Before, the pair stayed open and held the other program in
-    /// deconfliction, though the resubmitted program's own screening had
-    /// just ruled it out.
-    @Test func aResubmissionThatNoLongerOverlapsClosesThePair() async throws {
-        let h = try await Harness("overlap_resubmitted_apart")
+    /// UNDP's program (with `partner` taking part) and UNICEF's, a pair that
+    /// overlaps through the text alone: the same category but other codes
+    /// and districts. UNICEF's lands in deconfliction with its one overlap.
+    func overlappingByTextAlone(_ h: Harness, partner: String) async throws -> (first: StoredTask, second: StoredTask, overlap: StoredOverlap) {
         var mine = Harness.project()
+        mine.participants = [Participant(agency: partner, role: .implementing)]
         mine.sectors = ["15220"]
         mine.locations = ["Gitega"]
-        let (first, _, _) = try await h.tasks.submit(mine, workflow: "pbf-project", idempotencyKey: "a", by: h.undp)
+        let first = try await h.tasks.submit(mine, workflow: "pbf-project", idempotencyKey: "a", by: h.undp).task
         var theirs = Harness.project()
         theirs.leadAgency = "unicef"
         theirs.participants = [Participant(agency: "unwomen", role: .implementing)]
@@ -584,7 +580,12 @@ import TestSupport
         let (second, _, found) = try await h.tasks.submit(theirs, workflow: "pbf-project", idempotencyKey: "b", by: h.unicef)
         #expect(second.state == "deconfliction")
         #expect(found.map(\.other) == [first.ref])
+        return (first, second, try #require(found.first))
+    }
 
+    /// The first program sent back for revision, its text rewritten by UNDP
+    /// (an edit that is not screened) and resubmitted by `liaison`.
+    func rewrittenAndResubmitted(_ h: Harness, _ first: StoredTask, by liaison: Principal, meanwhile: () async throws -> Void = {}) async throws -> StoredTask {
         var task = try await h.tasks.act(
             first.ref, action: "request_revision", expectedVersion: first.version, inputs: ActionInputs(comment: "Say what is new"),
             by: h.coordinator)
@@ -592,9 +593,22 @@ import TestSupport
         rewritten.title = "Land registry reform for returning refugees"
         rewritten.description = "Cadastral surveys and title deeds for returnee households."
         task = try await h.tasks.update(first.ref, expectedVersion: task.version, changes: rewritten, by: h.undp)
-        // The text is not screened until the program is resubmitted.
-        #expect(try await h.tasks.get(second.ref, as: h.unicef).openOverlaps == 1)
-        task = try await h.tasks.act(first.ref, action: "resubmit", expectedVersion: task.version, by: h.undp)
+        try await meanwhile()
+        return try await h.tasks.act(first.ref, action: "resubmit", expectedVersion: task.version, by: liaison)
+    }
+
+    /// The liaison rewrites the revised program's text, which an edit does
+    /// not screen, and resubmits. Its screening no longer finds the pair,
+    /// which closes on both sides; both programs go on. Before, the pair
+    /// stayed open and held the other program in deconfliction, though the
+    /// resubmitted program's own screening had just ruled it out.
+    @Test func aResubmissionThatNoLongerOverlapsClosesThePair() async throws {
+        let h = try await Harness("overlap_resubmitted_apart")
+        let (first, second, _) = try await overlappingByTextAlone(h, partner: "unicef")
+        let task = try await rewrittenAndResubmitted(h, first, by: h.undp) { () async throws in
+            // The text is not screened until the program is resubmitted.
+            #expect(try await h.tasks.get(second.ref, as: h.unicef).openOverlaps == 1)
+        }
         #expect(task.state == "technical_review")
         #expect(task.openOverlaps == 0)
         let other = try await h.tasks.get(second.ref, as: h.unicef)
@@ -617,29 +631,10 @@ import TestSupport
     /// counts the two lead agencies: the case is dismissed all the same.
     @Test func aResubmissionByATakingPartAgencyDismissesACaseItCannotSee() async throws {
         let h = try await Harness("overlap_resubmitted_by_partner")
-        var mine = Harness.project()
-        mine.participants = [Participant(agency: "wfp", role: .implementing)]
-        mine.sectors = ["15220"]
-        mine.locations = ["Gitega"]
-        let first = try await h.tasks.submit(mine, workflow: "pbf-project", idempotencyKey: "a", by: h.undp).task
-        var theirs = Harness.project()
-        theirs.leadAgency = "unicef"
-        theirs.participants = [Participant(agency: "unwomen", role: .implementing)]
-        theirs.sectors = ["15210"]
-        theirs.locations = ["Bujumbura"]
-        let (second, _, found) = try await h.tasks.submit(theirs, workflow: "pbf-project", idempotencyKey: "b", by: h.unicef)
-        let overlap = try #require(found.first)
+        let (first, second, overlap) = try await overlappingByTextAlone(h, partner: "wfp")
         let opened = try await h.tasks.create(Harness.caseDraft(for: overlap.id), workflow: "deconfliction-case", by: h.coordinator)
         await #expect(throws: StoreError.self) { try await h.tasks.get(opened.ref, as: h.wfp) }
-
-        var task = try await h.tasks.act(
-            first.ref, action: "request_revision", expectedVersion: first.version, inputs: ActionInputs(comment: "Say what is new"),
-            by: h.coordinator)
-        var rewritten = TaskChanges()
-        rewritten.title = "Land registry reform for returning refugees"
-        rewritten.description = "Cadastral surveys and title deeds for returnee households."
-        task = try await h.tasks.update(first.ref, expectedVersion: task.version, changes: rewritten, by: h.undp)
-        task = try await h.tasks.act(first.ref, action: "resubmit", expectedVersion: task.version, by: h.wfp)
+        let task = try await rewrittenAndResubmitted(h, first, by: h.wfp)
         #expect(task.state == "technical_review")
         #expect(try await h.tasks.get(second.ref, as: h.unicef).openOverlaps == 0)
         #expect(try await h.tasks.get(opened.ref, as: h.coordinator).state == "dismissed")
