@@ -230,7 +230,7 @@ import TestSupport
                                     default: break
                                     }
                                     _ = try await walk.call(coordinator, "overlap.resolve", params)
-                                case 6:  // the lead agency edits dates, places or the title (screened when next resubmitted)
+                                case 6:  // the lead agency edits dates, places or the text (screened when next resubmitted)
                                     guard case .array(let tasks)? = try await walk.call(coordinator, "task.list", ["limit": .integer(500)])["result"]?["items"],
                                         !tasks.isEmpty
                                     else { continue }
@@ -242,7 +242,10 @@ import TestSupport
                                     switch walk.generator.next() % 3 {
                                     case 0: params["period"] = walk.period()
                                     case 1: params["locations"] = walk.places()
-                                    default: params["title"] = .string(walk.pick(["Youth peace committees", "Land registry reform", "Cadastral surveys"]))
+                                    default:
+                                        params["title"] = .string(walk.pick(["Youth peace committees", "Land registry reform", "Cadastral surveys"]))
+                                        params["description"] = .string(
+                                            walk.pick(["Local peace committees and dialogue.", "Title deeds and surveys for returnee households."]))
                                     }
                                     _ = try await walk.call(lead, "task.update", params)
                                 case 7:  // a coordinator claims the most urgent task of a queue, and may give it back
