@@ -386,13 +386,20 @@ public struct ActivityImporter: Sendable {
             let score: Double
             let reasons: [String]
         }
-        // Written once every row is locked (`announce`).
+        // The pairs' rows are locked here, in id order as a resolution locks
+        // a pair's, so that one resolved while this waited is left out, and
+        // the events are written once every row is locked (`announce`).
         let events = PendingEvents()
         let pairs = try await connection.query("""
-            SELECT t.ref, o.status = 'open' FROM task_overlaps o JOIN tasks t ON t.id = o.task_id
+            SELECT o.id::text, o.task_id, t.ref, o.status = 'open' FROM task_overlaps o JOIN tasks t ON t.id = o.task_id
             WHERE o.other_ref = \(ref)
               AND (o.status = 'open' OR (o.status = 'closed' AND (o.resolution_data ? 'edited' OR o.resolution_data ->> 'ended' = \(ref))))
-            """).map { (task: try $0.decode(String.self, at: 0), open: try $0.decode(Bool.self, at: 1)) }
+            ORDER BY o.id
+            FOR UPDATE OF o
+            """).map { row in
+                (id: try row.decode(String.self, at: 0), taskID: try row.decode(UUID.self, at: 1), task: try row.decode(String.self, at: 2),
+                 open: try row.decode(Bool.self, at: 3))
+            }
         guard !pairs.isEmpty else { return }
         // Scored from the activity's side, one query per country it is in,
         // not per task: scores and reasons are symmetric (OverlapScoringTests).
@@ -409,34 +416,27 @@ public struct ActivityImporter: Sendable {
                 found[finding.other] = finding
             }
         }
-        let still = found.sorted { $0.key < $1.key }.map { (task: $0.key, finding: $0.value) }
-        let untrue = pairs.filter { $0.open && found[$0.task] == nil }.map(\.task)
+        let still = pairs.compactMap { pair in found[pair.task].map { (pair: pair, finding: $0) } }
         if !still.isEmpty {
-            // The row's own status is tested in the UPDATE's WHERE, so that a
-            // resolution committed while this waited for the row is kept.
-            let rescored = try await connection.query("""
+            try await connection.query("""
                 UPDATE task_overlaps o SET score = f.score::float8, reasons = f.reasons::jsonb, status = 'open', resolution_data = '{}',
                     resolved_at = NULL
-                FROM unnest(\(still.map(\.task)), \(still.map { String($0.finding.score) }), \(try still.map { try TaskStore.json($0.finding.reasons) }))
-                     AS f(task, score, reasons), tasks t
-                WHERE t.ref = f.task AND o.task_id = t.id AND o.other_ref = \(ref)
-                  AND (o.status = 'open' OR (o.status = 'closed' AND (o.resolution_data ? 'edited' OR o.resolution_data ->> 'ended' = \(ref))))
-                RETURNING o.task_id, t.ref
+                FROM unnest(\(still.map(\.pair.id)), \(still.map { String($0.finding.score) }), \(try still.map { try TaskStore.json($0.finding.reasons) }))
+                     AS f(id, score, reasons)
+                WHERE o.id = f.id::uuid
                 """)
-            let closedBefore = Set(pairs.filter { !$0.open }.map(\.task))
-            for row in rescored {
-                let task = try row.decode(String.self, at: 1)
-                guard closedBefore.contains(task), let finding = found[task] else { continue }
+            for (pair, finding) in still where !pair.open {
                 events.append(PendingEvents.Event(
-                    task: try row.decode(UUID.self, at: 0), type: "overlap.detected",
+                    task: pair.taskID, type: "overlap.detected",
                     data: try TaskStore.json(Detected(other: ref, score: finding.score, reasons: finding.reasons))))
             }
         }
+        let untrue = pairs.filter { $0.open && found[$0.task] == nil }.map(\.id)
         guard !untrue.isEmpty else { return try await events.write(on: connection) }
         let closed = try await connection.query("""
             UPDATE task_overlaps o
             SET status = 'closed', resolution_data = jsonb_build_object('edited', \(ref)::text), resolved_at = now()
-            WHERE o.status = 'open' AND o.other_ref = \(ref) AND o.task_id IN (SELECT id FROM tasks WHERE ref = ANY (\(untrue)))
+            WHERE o.id = ANY (\(untrue)::uuid[])
             RETURNING o.task_id, o.id
             """)
         try await announce(closed, data: Closed(other: ref, edited: ref), because: "\(ref) was updated and no longer overlaps: nothing is left to agree", with: events,
