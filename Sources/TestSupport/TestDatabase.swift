@@ -118,7 +118,10 @@ private actor Provider {
             return ConnectionTarget(conninfo: url)
         }
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("pbc-test-\(getpid())-\(runID)")
-        let cluster = try LocalCluster(configuration: .init(directory: directory, fsync: false, listenOnLoopback: true))
+        // At its busiest a run holds about 180 connections (the end-to-end
+        // suites run dozens of servers at once, each with its pools); 200 was
+        // too tight to add tests to.
+        let cluster = try LocalCluster(configuration: .init(directory: directory, fsync: false, listenOnLoopback: true, maxConnections: 400))
         clusterToRemove.withLock { $0 = (cluster, directory) }
         atexit {
             // No awaiting at exit: SIGQUIT is PostgreSQL's immediate shutdown.

@@ -24,11 +24,16 @@ public struct LocalCluster: Sendable {
         public var fsync: Bool
         /// Also listen on 127.0.0.1 (password authentication); the socket is always trusted.
         public var listenOnLoopback: Bool
+        /// PostgreSQL's `max_connections`: room for pbc's pool and a few
+        /// sessions of its own; a test run, with dozens of servers and pools
+        /// at once, needs more.
+        public var maxConnections: Int
 
-        public init(directory: URL, fsync: Bool = true, listenOnLoopback: Bool = false) {
+        public init(directory: URL, fsync: Bool = true, listenOnLoopback: Bool = false, maxConnections: Int = 200) {
             self.directory = directory
             self.fsync = fsync
             self.listenOnLoopback = listenOnLoopback
+            self.maxConnections = maxConnections
         }
     }
 
@@ -144,7 +149,7 @@ public struct LocalCluster: Sendable {
             "unix_socket_directories = \(quoted(socketDirectory))",
             "unix_socket_permissions = 0700",
             "listen_addresses = \(quoted(configuration.listenOnLoopback ? "127.0.0.1" : ""))",
-            "max_connections = 200",
+            "max_connections = \(configuration.maxConnections)",
         ]
         if !configuration.fsync {
             lines += ["fsync = off", "synchronous_commit = off", "full_page_writes = off"]
