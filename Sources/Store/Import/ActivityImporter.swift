@@ -54,6 +54,8 @@ struct MappedActivity: Codable, Equatable {
     var end: String?
     var budgetAmount: String?
     var budgetCurrency: String?
+    /// How the budget divides in the who-does-what-where report.
+    var budgetShares: BudgetShares
     var genderMarker: Int?
 }
 
@@ -101,19 +103,30 @@ public struct ActivityImporter: Sendable {
         var sectors: [String] = []
         var categories: [String] = []
         var others: [String] = []
+        var stated: [(vocabulary: BudgetShares.Vocabulary, sector: BudgetShares.Stated)] = []
         for sector in activity.sectors {
-            switch sector.vocabulary ?? "1" {
-            case "1" where sector.code.count == 5 && sector.code.allSatisfy(\.isNumber): sectors.append(sector.code)
-            case "2" where sector.code.count == 3 && sector.code.allSatisfy(\.isNumber): categories.append(sector.code)
-            default: others.append("\(sector.vocabulary ?? "1"):\(sector.code)")
+            let vocabulary = sector.vocabulary ?? "1"
+            switch vocabulary {
+            case "1" where sector.code.count == 5 && sector.code.allSatisfy(\.isNumber):
+                sectors.append(sector.code)
+                stated.append((.dac, .init(code: sector.code, percentage: sector.percentage)))
+            case "2" where sector.code.count == 3 && sector.code.allSatisfy(\.isNumber):
+                categories.append(sector.code)
+                stated.append((.dacCategory, .init(code: sector.code, percentage: sector.percentage)))
+            default:
+                others.append("\(vocabulary):\(sector.code)")
+                stated.append((.other(vocabulary), .init(code: "\(vocabulary):\(sector.code)", percentage: sector.percentage)))
             }
         }
         categories = Array(Set(categories + sectors.map { String($0.prefix(3)) })).sorted()
-        // Budgets: the sum of those in the first currency named.
+        // Budgets: the sum of those in the first currency named. A revised
+        // budget (type 2) replaces the original (type 1) of the same period,
+        // so an activity that reports both is not counted twice.
+        let revisedPeriods = Set(activity.budgets.filter { $0.type == "2" }.map { [$0.start, $0.end] })
         var amount = Decimal(0)
         var currency: String?
-        for budget in activity.budgets {
-            guard let value = Decimal(string: budget.amount, locale: Locale(identifier: "en_US_POSIX")), value >= 0 else { continue }
+        for budget in activity.budgets where budget.type == "2" || !revisedPeriods.contains([budget.start, budget.end]) {
+            guard let value = BudgetShares.decimal(budget.amount), value >= 0 else { continue }
             let budgetCurrency = budget.currency ?? activity.defaultCurrency
             if currency == nil { currency = budgetCurrency }
             if budgetCurrency == currency { amount += value }
@@ -137,6 +150,9 @@ public struct ActivityImporter: Sendable {
             regions: activity.regions.map { .init(code: $0.code, percentage: $0.percentage) }, sectors: Array(Set(sectors)).sorted(),
             categories: categories, otherSectors: others, locations: activity.locations, participants: participants,
             start: startDate?.iso, end: endDate?.iso, budgetAmount: formatted, budgetCurrency: formatted == nil ? nil : currency,
+            budgetShares: BudgetShares(
+                countries: activity.countries.map { .init(code: $0.code.uppercased(), percentage: $0.percentage) },
+                withRegions: !activity.regions.isEmpty, sectors: stated),
             genderMarker: activity.genderSignificance.flatMap(Int.init).flatMap { (0...3).contains($0) ? $0 : nil }))
     }
 
@@ -321,7 +337,11 @@ public struct ActivityImporter: Sendable {
             description: value("description") ?? "", status: value("status"), countries: countries.map { .init(code: $0, percentage: nil) },
             regions: [], sectors: Array(Set(sectors)).sorted(), categories: Array(Set(categories + sectors.map { String($0.prefix(3)) })).sorted(),
             otherSectors: [], locations: list("locations"), participants: participants, start: start, end: end,
-            budgetAmount: budget.map { PostgresNumeric($0)!.text }, budgetCurrency: budget == nil ? nil : value("currency"), genderMarker: nil))
+            budgetAmount: budget.map { PostgresNumeric($0)!.text }, budgetCurrency: budget == nil ? nil : value("currency"),
+            budgetShares: BudgetShares(
+                countries: countries.map { .init(code: $0, percentage: nil) }, withRegions: false,
+                sectors: sectors.map { (.dac, .init(code: $0)) } + categories.map { (.dacCategory, .init(code: $0)) }),
+            genderMarker: nil))
     }
 
     /// An activity imported again as cancelled is no program to deconflict
@@ -475,22 +495,24 @@ public struct ActivityImporter: Sendable {
             let regions = try PostgresJSONB(encoding: activity.regions)
             let others = try PostgresJSONB(encoding: activity.otherSectors)
             let participants = try PostgresJSONB(encoding: activity.participants)
+            let shares = try PostgresJSONB(encoding: activity.budgetShares)
             let start = activity.start.flatMap { PostgresDate(iso: $0) }
             let end = activity.end.flatMap { PostgresDate(iso: $0) }
             let budget = activity.budgetAmount.flatMap { PostgresNumeric($0) }
             let rows = try await connection.query("""
                 INSERT INTO activities (identifier, reporting_agency, title, description, status, countries, regions, sectors,
                                         sector_categories, other_sectors, locations, participants, period_start, period_end,
-                                        budget_amount, budget_currency, gender_marker, content_hash, source)
+                                        budget_amount, budget_currency, budget_shares, gender_marker, content_hash, source)
                 VALUES (\(activity.identifier), \(agency), \(activity.title), \(activity.description), \(activity.status), \(countries),
                         \(regions), \(activity.sectors), \(activity.categories), \(others), \(activity.locations), \(participants),
-                        \(start), \(end), \(budget), \(activity.budgetCurrency), \(activity.genderMarker.map(Int32.init)), \(hash), \(source))
+                        \(start), \(end), \(budget), \(activity.budgetCurrency), \(shares), \(activity.genderMarker.map(Int32.init)), \(hash),
+                        \(source))
                 ON CONFLICT (reporting_agency, identifier) DO UPDATE SET
                     title = EXCLUDED.title, description = EXCLUDED.description, status = EXCLUDED.status, countries = EXCLUDED.countries,
                     regions = EXCLUDED.regions, sectors = EXCLUDED.sectors, sector_categories = EXCLUDED.sector_categories,
                     other_sectors = EXCLUDED.other_sectors, locations = EXCLUDED.locations, participants = EXCLUDED.participants,
                     period_start = EXCLUDED.period_start, period_end = EXCLUDED.period_end, budget_amount = EXCLUDED.budget_amount,
-                    budget_currency = EXCLUDED.budget_currency, gender_marker = EXCLUDED.gender_marker,
+                    budget_currency = EXCLUDED.budget_currency, budget_shares = EXCLUDED.budget_shares, gender_marker = EXCLUDED.gender_marker,
                     content_hash = EXCLUDED.content_hash, source = EXCLUDED.source, updated_at = now()
                 RETURNING id
                 """)

@@ -20,6 +20,14 @@ public struct IATIActivity: Sendable, Hashable {
         public var vocabulary: String?
         public var percentage: String?
     }
+    public struct Budget: Sendable, Hashable {
+        public var amount: String
+        public var currency: String?
+        /// 1 original, 2 revised (IATI BudgetType): a revised budget replaces the original of its period.
+        public var type: String?
+        public var start: String?
+        public var end: String?
+    }
 
     public var line: Int
     public var version: String?
@@ -36,7 +44,7 @@ public struct IATIActivity: Sendable, Hashable {
     public var regions: [Coded] = []
     public var sectors: [Coded] = []
     public var locations: [String] = []
-    public var budgets: [(amount: String, currency: String?)] = []
+    public var budgets: [Budget] = []
     public var genderSignificance: String?
 
     public static func == (lhs: IATIActivity, rhs: IATIActivity) -> Bool { lhs.line == rhs.line && lhs.identifier == rhs.identifier }
@@ -168,7 +176,8 @@ public enum IATIReader {
         private var narrativeLanguage: String?
         private var organisation: IATIActivity.Organisation?
         private var descriptionType: String?
-        private var budgetCurrency: String?
+        /// The budget being read: its type and period come before its value.
+        private var budget: IATIActivity.Budget?
 
         init(path: String, deliver: @escaping (IATIActivity, Int) -> Bool) {
             self.path = path
@@ -212,8 +221,14 @@ public enum IATIReader {
                 if let code = attributes["code"] {
                     current?.sectors.append(.init(code: code, vocabulary: attributes["vocabulary"], percentage: attributes["percentage"]))
                 }
+            case "budget" where parent == "iati-activity":
+                budget = IATIActivity.Budget(amount: "", type: attributes["type"])
+            case "period-start" where parent == "budget":
+                budget?.start = attributes["iso-date"]
+            case "period-end" where parent == "budget":
+                budget?.end = attributes["iso-date"]
             case "value" where parent == "budget":
-                budgetCurrency = attributes["currency"]
+                budget?.currency = attributes["currency"]
             case "policy-marker" where parent == "iati-activity":
                 // Vocabulary 1 (OECD DAC CRS), code 1: gender equality.
                 if (attributes["vocabulary"] ?? "1") == "1", attributes["code"] == "1" { current?.genderSignificance = attributes["significance"] }
@@ -255,7 +270,10 @@ public enum IATIReader {
                 if let organisation { current?.participants.append(organisation) }
                 organisation = nil
             case "value" where parentName == "budget":
-                if !value.isEmpty { current?.budgets.append((value, budgetCurrency)) }
+                budget?.amount = value
+            case "budget" where parentName == "iati-activity":
+                if let budget, !budget.amount.isEmpty { current?.budgets.append(budget) }
+                budget = nil
             case "iati-activity":
                 if let activity = current, !deliver(activity, parser.lineNumber) { parser.abortParsing() }
                 current = nil

@@ -32,9 +32,10 @@ public struct ReportFilter: Sendable, Hashable {
 
 extension TaskStore {
     /// Counts and budgets by country, sector and agency over the portfolio:
-    /// tasks (those the caller may see) and imported activities. An entry in
-    /// several countries or sectors has its budget split equally among them,
-    /// so that no amount is counted twice.
+    /// tasks (those the caller may see) and imported activities. A task's
+    /// budget is split equally among its sectors; an activity's as its
+    /// publisher divides it among countries and sectors (`BudgetShares`), so
+    /// that no amount is counted twice.
     public func whoWhatWhere(_ filter: ReportFilter, as principal: Principal) async throws -> [WhoWhatWhereRow] {
         if let status = filter.status, !ActivityImporter.activityStatuses.contains(status), !workflows.all.contains(where: { $0.state(status) != nil }) {
             // Else a misspelt state counts nothing, and an empty report reads as "nobody is there".
@@ -47,36 +48,41 @@ extension TaskStore {
         let rows = try await transaction(as: principal) { connection in
             let country = try await checkFilterNames(country: filter.country, on: connection)
             return try await connection.query("""
-                WITH entries AS (
+                WITH seen_tasks AS (
                     SELECT t.country AS country, t.sectors AS sectors, t.lead_agency AS agency, t.budget_amount AS amount,
-                           t.budget_currency AS currency, 1 AS countries, t.state AS status, t.period_start AS start, t.period_end AS finish
+                           t.budget_currency AS currency, t.state AS status, t.period_start AS start, t.period_end AS finish
                     FROM tasks t
                     WHERE t.country IS NOT NULL
                       AND (NOT \(restricted) OR t.lead_agency = \(own)
                            OR EXISTS (SELECT 1 FROM task_participants p WHERE p.task_id = t.id AND p.agency = \(own)))
+                ),
+                -- One row per entry, country and sector, with its part of the budget.
+                split AS (
+                    SELECT e.country, coalesce(s.sector, 'none') AS sector, e.agency, e.currency,
+                           e.amount / greatest(cardinality(e.sectors), 1) AS share, e.status, e.start, e.finish
+                    FROM seen_tasks e
+                    LEFT JOIN LATERAL unnest(CASE WHEN cardinality(e.sectors) = 0 THEN ARRAY[NULL::text] ELSE e.sectors END) AS s(sector) ON true
                     UNION ALL
-                    SELECT c.code, a.sectors || ARRAY(SELECT jsonb_array_elements_text(a.other_sectors)), a.reporting_agency, a.budget_amount,
-                           a.budget_currency, greatest(jsonb_array_length(a.countries), 1), a.status, a.period_start, a.period_end
+                    -- An activity's as its publisher divides it (BudgetShares.swift).
+                    SELECT c.code, coalesce(s.value ->> 'code', 'none'), a.reporting_agency, a.budget_currency,
+                           a.budget_amount * (rc.value ->> 'share')::numeric * coalesce((s.value ->> 'share')::numeric, 1),
+                           a.status, a.period_start, a.period_end
                     FROM activities a
-                    JOIN LATERAL jsonb_array_elements(a.countries) AS rc(country) ON true
-                    JOIN countries c ON c.alpha2 = rc.country ->> 'code' OR c.code = rc.country ->> 'code'
+                    JOIN LATERAL jsonb_array_elements(a.budget_shares -> 'countries') AS rc(value) ON true
+                    JOIN countries c ON c.alpha2 = rc.value ->> 'code' OR c.code = rc.value ->> 'code'
+                    LEFT JOIN LATERAL jsonb_array_elements(CASE WHEN jsonb_array_length(a.budget_shares -> 'sectors') = 0 THEN '[null]'
+                                                                ELSE a.budget_shares -> 'sectors' END) AS s(value) ON true
                 ),
                 filtered AS (
-                    SELECT * FROM entries
+                    SELECT * FROM split
                     WHERE (\(country)::text IS NULL OR country = \(country))
                       AND (\(filter.status)::text IS NULL OR status = \(filter.status))
                       AND (\(from)::date IS NULL OR finish IS NULL OR finish >= \(from))
                       AND (\(to)::date IS NULL OR start IS NULL OR start <= \(to))
-                ),
-                split AS (
-                    SELECT country, coalesce(sector, 'none') AS sector, agency, currency,
-                           amount / countries / greatest(cardinality(sectors), 1) AS share
-                    FROM filtered
-                    LEFT JOIN LATERAL unnest(CASE WHEN cardinality(sectors) = 0 THEN ARRAY[NULL::text] ELSE sectors END) AS s(sector) ON true
                 )
                 SELECT country, sector, agency, count(*) AS entries, currency, round(sum(share), 2)::text AS budget,
                        GROUPING(currency) = 1 AS total
-                FROM split
+                FROM filtered
                 GROUP BY GROUPING SETS ((country, sector, agency, currency), (country, sector, agency))
                 ORDER BY country, sector, agency, GROUPING(currency) DESC, currency
                 """)
