@@ -28,7 +28,8 @@ struct BudgetShares: Codable, Equatable {
         var percentage: String?
     }
 
-    /// The vocabularies the report prefers, in order.
+    /// A sector's vocabulary as the report tells them apart: the two DAC
+    /// ones, which it prefers in this order, and the others by IATI code.
     enum Vocabulary: Hashable {
         case dac
         case dacCategory
