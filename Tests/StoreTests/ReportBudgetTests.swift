@@ -54,6 +54,20 @@ import TestSupport
           <budget type="1"><period-start iso-date="2015-01-01"/><period-end iso-date="2015-12-31"/><value>.5</value></budget>
           <budget type="1"><period-start iso-date="2015-01-01"/><period-end iso-date="2015-12-31"/><value>399.5</value></budget>
          </iati-activity>
+         <iati-activity default-currency="USD">
+          <iati-identifier>XM-TEST-TRANSACTIONS</iati-identifier>
+          <reporting-org ref="XM-TEST" type="10"><narrative>Test publisher</narrative></reporting-org>
+          <title><narrative>Food assistance</narrative></title>
+          <activity-date iso-date="2015-01-01" type="1"/>
+          <activity-date iso-date="2015-12-31" type="3"/>
+          <budget type="1"><period-start iso-date="2015-01-01"/><period-end iso-date="2015-12-31"/><value>600</value></budget>
+          <transaction><transaction-type code="2"/><value>400</value>
+           <sector vocabulary="1" code="72040"/><recipient-country code="GN"/></transaction>
+          <transaction><transaction-type code="3"/><value>150</value>
+           <sector vocabulary="1" code="72040"/><recipient-country code="SL"/></transaction>
+          <transaction><transaction-type code="3"/><value>50</value>
+           <sector vocabulary="1" code="72040"/><recipient-country code="GN"/></transaction>
+         </iati-activity>
         </iati-activities>
         """
 
@@ -62,7 +76,7 @@ import TestSupport
         let file = FileManager.default.temporaryDirectory.appendingPathComponent("pbc-budgets-\(UUID().uuidString).xml")
         try Self.activities.write(to: file, atomically: true, encoding: .utf8)
         let summary = try await h.importer.importIATI(files: [file.path])
-        #expect(summary.imported == 3, "\(summary)")
+        #expect(summary.imported == 4, "\(summary)")
         return h
     }
 
@@ -79,13 +93,14 @@ import TestSupport
         #expect(try await rows(h) == [
             // XM-TEST-NTEE: no country percentages, so halves; NTEE (vocabulary 5) named first, 25 and 75;
             // budgets of .5 and 399.5.
-            "GIN 5:E99 50.00 USD", "GIN 5:P30 150.00 USD",
+            // XM-TEST-TRANSACTIONS: its countries and sector on its transactions, each once, in equal parts.
+            "GIN 5:E99 50.00 USD", "GIN 5:P30 150.00 USD", "GIN 72040 300.00 USD",
             // XM-TEST-SPLIT: 60% Liberia, DAC codes 70 and 30 (the other vocabulary describes the same
             // budget again); the revised 2015 budget (1200) replaces the original (1000), with 800 for 2016.
             // XM-TEST-REGION: a quarter in Liberia (the rest in a region), DAC categories (vocabulary 2) 50 and 50.
             "LBR 12220 360.00 USD", "LBR 12250 840.00 USD", "LBR 151 125.00 EUR", "LBR 152 125.00 EUR",
             "MLI 5:E99 50.00 USD", "MLI 5:P30 150.00 USD",
-            "SLE 12220 240.00 USD", "SLE 12250 560.00 USD",
+            "SLE 12220 240.00 USD", "SLE 12250 560.00 USD", "SLE 72040 300.00 USD",
         ])
         let stored = try await h.pool.query("SELECT budget_amount::text FROM activities WHERE identifier = 'XM-TEST-SPLIT'").first!.decode(String.self, at: 0)
         #expect(stored == "2000.00")
@@ -103,10 +118,10 @@ import TestSupport
         let filling = try #require(migration.range(of: "WITH countries AS"))
         try await h.pool.withConnection { try await $0.execute(unsafeSQL: String(migration[filling.lowerBound...])) }
         #expect(try await rows(h) == [
-            "GIN 5:E99 100.00 USD", "GIN 5:P30 100.00 USD",
+            "GIN 5:E99 100.00 USD", "GIN 5:P30 100.00 USD", "GIN 72040 300.00 USD",
             "LBR 12220 600.00 USD", "LBR 12250 600.00 USD", "LBR 151 125.00 EUR", "LBR 152 125.00 EUR",
             "MLI 5:E99 100.00 USD", "MLI 5:P30 100.00 USD",
-            "SLE 12220 400.00 USD", "SLE 12250 400.00 USD",
+            "SLE 12220 400.00 USD", "SLE 12250 400.00 USD", "SLE 72040 300.00 USD",
         ])
     }
 

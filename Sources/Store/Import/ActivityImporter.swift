@@ -100,11 +100,18 @@ public struct ActivityImporter: Sendable {
         let startDate = start.flatMap { CalendarDate(iso: String($0.prefix(10))) }
         let endDate = end.flatMap { CalendarDate(iso: String($0.prefix(10))) }
         if let startDate, let endDate, endDate < startDate { return .failure(SkipReason("end date before start date")) }
+        // Countries and regions, and sectors, are stated on the activity or
+        // else on each of its transactions; those are taken once each, with
+        // no percentages (the report divides in equal parts).
+        let onActivity = !activity.countries.isEmpty || !activity.regions.isEmpty
+        let recipientCountries = onActivity ? activity.countries : Self.distinct(activity.transactionCountries)
+        let recipientRegions = onActivity ? activity.regions : Self.distinct(activity.transactionRegions)
+        let statedSectors = activity.sectors.isEmpty ? Self.distinct(activity.transactionSectors) : activity.sectors
         var sectors: [String] = []
         var categories: [String] = []
         var others: [String] = []
         var stated: [(vocabulary: BudgetShares.Vocabulary, sector: BudgetShares.Stated)] = []
-        for sector in activity.sectors {
+        for sector in statedSectors {
             let vocabulary = sector.vocabulary ?? "1"
             switch vocabulary {
             case "1" where sector.code.count == 5 && sector.code.allSatisfy(\.isNumber):
@@ -146,14 +153,20 @@ public struct ActivityImporter: Sendable {
         return .success(MappedActivity(
             identifier: identifier, reportingRef: reportingRef, publisherAgency: nil, reportingName: english(reporting.names), title: title,
             description: description, status: activity.status,
-            countries: activity.countries.map { .init(code: $0.code.uppercased(), percentage: $0.percentage) },
-            regions: activity.regions.map { .init(code: $0.code, percentage: $0.percentage) }, sectors: Array(Set(sectors)).sorted(),
+            countries: recipientCountries.map { .init(code: $0.code.uppercased(), percentage: $0.percentage) },
+            regions: recipientRegions.map { .init(code: $0.code, percentage: $0.percentage) }, sectors: Array(Set(sectors)).sorted(),
             categories: categories, otherSectors: others, locations: activity.locations, participants: participants,
             start: startDate?.iso, end: endDate?.iso, budgetAmount: formatted, budgetCurrency: formatted == nil ? nil : currency,
             budgetShares: BudgetShares(
-                countries: activity.countries.map { .init(code: $0.code.uppercased(), percentage: $0.percentage) },
-                withRegions: !activity.regions.isEmpty, sectors: stated),
+                countries: recipientCountries.map { .init(code: $0.code.uppercased(), percentage: $0.percentage) },
+                withRegions: !recipientRegions.isEmpty, sectors: stated),
             genderMarker: activity.genderSignificance.flatMap(Int.init).flatMap { (0...3).contains($0) ? $0 : nil }))
+    }
+
+    /// Each code once (case ignored), in the order first named.
+    private static func distinct(_ coded: [IATIActivity.Coded]) -> [IATIActivity.Coded] {
+        var seen: Set<[String]> = []
+        return coded.filter { seen.insert([$0.vocabulary ?? "1", $0.code.uppercased()]).inserted }
     }
 
     public struct SkipReason: Error, Hashable, Sendable {

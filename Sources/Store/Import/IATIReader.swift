@@ -43,6 +43,12 @@ public struct IATIActivity: Sendable, Hashable {
     public var countries: [Coded] = []
     public var regions: [Coded] = []
     public var sectors: [Coded] = []
+    /// Those its transactions name. IATI lets a publisher state countries
+    /// and regions, and sectors, on every transaction instead of on the
+    /// activity (USAID does), one of each per transaction.
+    public var transactionCountries: [Coded] = []
+    public var transactionRegions: [Coded] = []
+    public var transactionSectors: [Coded] = []
     public var locations: [String] = []
     public var budgets: [Budget] = []
     public var genderSignificance: String?
@@ -221,6 +227,12 @@ public enum IATIReader {
                 if let code = attributes["code"] {
                     current?.sectors.append(.init(code: code, vocabulary: attributes["vocabulary"], percentage: attributes["percentage"]))
                 }
+            case "recipient-country" where parent == "transaction":
+                if let code = attributes["code"] { current?.transactionCountries.append(.init(code: code)) }
+            case "recipient-region" where parent == "transaction":
+                if let code = attributes["code"] { current?.transactionRegions.append(.init(code: code, vocabulary: attributes["vocabulary"])) }
+            case "sector" where parent == "transaction":
+                if let code = attributes["code"] { current?.transactionSectors.append(.init(code: code, vocabulary: attributes["vocabulary"])) }
             case "budget" where parent == "iati-activity":
                 budget = IATIActivity.Budget(amount: "", type: attributes["type"])
             case "period-start" where parent == "budget":
