@@ -201,7 +201,7 @@ import SystemPackage
             stopped.standardOutput == """
                 before it stopped: imported 0, updated 0, unchanged 100, skipped 0
                   kept but in no screening 18: no start or end date
-                  kept but in no screening 11: no country of Config/countries.yaml (regions only, or a code it lacks)
+                  kept but in no screening 10: no country of Config/countries.yaml (regions only, or a code it lacks)
 
                 """)
         #expect(stopped.standardError == "pbc: error: /nonexistent.xml: cannot read the file\n")
