@@ -284,6 +284,9 @@ import TestSupport
         func count(_ sql: String) async throws -> Int {
             try await reading(server) { try await $0.query(PostgresQuery(unsafeSQL: sql)) }.first!.decode(Int.self, at: 0)
         }
+        func texts(_ sql: String) async throws -> [String] {
+            try await reading(server) { try await $0.query(PostgresQuery(unsafeSQL: sql)) }.map { try $0.decode(String.self, at: 0) }
+        }
         let acknowledged = walks.flatMap(\.acknowledged)
         #expect(try await count("SELECT count(*) FROM tasks WHERE ref IN ('\(acknowledged.joined(separator: "', '"))')") == acknowledged.count,
             "an acknowledged submission is missing")
@@ -291,10 +294,17 @@ import TestSupport
             SELECT count(*) FROM tasks t
             WHERE t.state <> (SELECT e.to_state FROM events e WHERE e.task_id = t.id AND e.to_state IS NOT NULL ORDER BY e.seq DESC LIMIT 1)
             """) == 0, "a task is not in the state its last step left it in")
-        #expect(try await count("""
-            SELECT count(*) FROM task_overlaps o JOIN tasks h ON h.id = o.task_id LEFT JOIN tasks e ON e.ref = o.other_ref
+        // Each such pair with the steps of both programs, so that a rare interleaving explains itself.
+        let endedButOpen = try await texts("""
+            SELECT o.id || ' ' || h.ref || ' (' || h.state || ') ~ ' || o.other_ref || ' (' || coalesce(e.state, 'an activity') || ') detected '
+                   || o.detected_at::time || E'\n' || (
+                       SELECT string_agg(v.seq || ' ' || v.at::time || ' ' || t.ref || ' ' || v.type
+                                         || coalesce(' ' || v.from_state || '>' || v.to_state, '') || ' ' || v.data::text, E'\n' ORDER BY v.seq)
+                       FROM events v JOIN tasks t ON t.id = v.task_id WHERE t.id IN (h.id, e.id))
+            FROM task_overlaps o JOIN tasks h ON h.id = o.task_id LEFT JOIN tasks e ON e.ref = o.other_ref
             WHERE o.status = 'open' AND (h.state IN ('rejected', 'withdrawn', 'merged') OR e.state IN ('rejected', 'withdrawn', 'merged'))
-            """) == 0, "an overlap with a program that ended is open")
+            """)
+        #expect(endedButOpen == [], "an overlap with a program that ended is open")
         #expect(try await count("""
             SELECT count(*) FROM task_overlaps a JOIN tasks ta ON ta.id = a.task_id JOIN tasks tb ON tb.ref = a.other_ref
             JOIN task_overlaps b ON b.task_id = tb.id AND b.other_ref = ta.ref
