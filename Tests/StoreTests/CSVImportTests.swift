@@ -34,8 +34,7 @@ import TestSupport
         let agencies = try await h.pool.query("SELECT agencies FROM portfolio WHERE ref = 'GAC-BDI-2027-01'").first!.decode([String].self, at: 0)
         #expect(agencies == ["gac-canada", "unwomen"])
         // A task like the imported activity lands in deconfliction naming it.
-        var similar = Harness.project(title: "Women mediators and peace in Gitega")
-        similar.sectors = ["15220"]
+        let similar = Self.likeTheGitegaActivity()
         let (task, _, _) = try await h.tasks.submit(similar, workflow: "pbf-project", idempotencyKey: "csv", by: h.undp)
         #expect(try await h.tasks.getWithOverlaps(task.ref, as: h.coordinator).overlaps.contains { $0.other == "GAC-BDI-2027-01" })
     }
@@ -107,14 +106,22 @@ import TestSupport
     }
 
     /// Imports one activity in Gitega with this IATI status, from a file in `directory`.
+    /// A program that overlaps the activity of `importGitegaActivity` as it is first imported.
+    static func likeTheGitegaActivity() -> TaskRecord {
+        var similar = Harness.project(title: "Women mediators and peace in Gitega")
+        similar.sectors = ["15220"]
+        return similar
+    }
+
     static func importGitegaActivity(
-        status: String, start: String = "2027-01-01", end: String = "2028-12-31", _ h: Harness, in directory: URL
+        status: String, start: String = "2027-01-01", end: String = "2028-12-31", country: String = "BI", location: String = "Gitega",
+        _ h: Harness, in directory: URL
     ) async throws -> ImportSummary {
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        let file = directory.appendingPathComponent("status-\(status)-\(start).csv")
+        let file = directory.appendingPathComponent("status-\(status)-\(start)-\(country).csv")
         try """
             identifier,publisher,title,description,countries,sectors,locations,start,end,status
-            GAC-BDI-2027-01,gac-canada,"Women, peace and security in Gitega",Support to women mediators,BI,15220,Gitega,\(start),\(end),\(status)
+            GAC-BDI-2027-01,gac-canada,"Women, peace and security in Gitega",Support to women mediators,\(country),15220,\(location),\(start),\(end),\(status)
 
             """.write(to: file, atomically: true, encoding: .utf8)
         return try await h.importer.importCSV(file: file.path)
@@ -130,8 +137,7 @@ import TestSupport
         defer { try? FileManager.default.removeItem(at: directory) }
         func importing(status: String) async throws -> ImportSummary { try await Self.importGitegaActivity(status: status, h, in: directory) }
         #expect(try await importing(status: "2").imported == 1)
-        var similar = Harness.project(title: "Women mediators and peace in Gitega")
-        similar.sectors = ["15220"]
+        let similar = Self.likeTheGitegaActivity()
         let (task, _, overlaps) = try await h.tasks.submit(similar, workflow: "pbf-project", idempotencyKey: "csv", by: h.undp)
         #expect(task.state == "deconfliction")
         #expect(overlaps.map(\.other) == ["GAC-BDI-2027-01"])
@@ -168,8 +174,7 @@ import TestSupport
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("pbc-csv-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: directory) }
         #expect(try await Self.importGitegaActivity(status: "2", h, in: directory).imported == 1)
-        var similar = Harness.project(title: "Women mediators and peace in Gitega")
-        similar.sectors = ["15220"]
+        let similar = Self.likeTheGitegaActivity()
         let (task, _, overlaps) = try await h.tasks.submit(similar, workflow: "pbf-project", idempotencyKey: "csv", by: h.undp)
         #expect(overlaps.map(\.other) == ["GAC-BDI-2027-01"])
         let deconfliction = try await h.tasks.create(
@@ -227,8 +232,7 @@ import TestSupport
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("pbc-csv-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: directory) }
         _ = try await Self.importGitegaActivity(status: "2", h, in: directory)
-        var similar = Harness.project(title: "Women mediators and peace in Gitega")
-        similar.sectors = ["15220"]
+        let similar = Self.likeTheGitegaActivity()
         let task = try await h.tasks.submit(similar, workflow: "pbf-project", idempotencyKey: "csv", by: h.undp).task
         try await h.pool.withConnection { resolver in
             // A resolution as `overlap.resolve` writes it, not yet committed.
@@ -261,8 +265,7 @@ import TestSupport
         defer { try? FileManager.default.removeItem(at: directory) }
         func importing(status: String) async throws -> ImportSummary { try await Self.importGitegaActivity(status: status, h, in: directory) }
         _ = try await importing(status: "2")
-        var similar = Harness.project(title: "Women mediators and peace in Gitega")
-        similar.sectors = ["15220"]
+        var similar = Self.likeTheGitegaActivity()
         let first = try await h.tasks.submit(similar, workflow: "pbf-project", idempotencyKey: "first", by: h.undp).task
         similar.leadAgency = "unicef"
         similar.participants = []

@@ -2,7 +2,7 @@ import Coordination
 import Foundation
 import Logging
 import Postgres
-import Store
+@testable import Store
 import Synchronization
 import Testing
 import TestSupport
@@ -260,6 +260,46 @@ extension ConcurrentScreeningTests {
         let overlaps = try await h.tasks.getWithOverlaps(later.ref, as: h.coordinator).overlaps
         #expect(overlaps.map(\.status) == ["closed"])
         #expect(overlaps.map(\.resolutionData) == [["edited": "GAC-BDI-2027-01"]])
+    }
+}
+
+extension ConcurrentScreeningTests {
+    /// UNDP's program overlapped an imported activity until UNDP moved it to
+    /// Kailahun, Sierra Leone, which closed the pair. The publisher then
+    /// moves the activity there too, which opens the pair again, while UNDP
+    /// withdraws the program. The import takes the locks of the keys the
+    /// activity will have, so it waits for a withdrawal under way there:
+    /// either the withdrawal commits first and the import no longer finds
+    /// the program, or the import does and the withdrawal closes the pair it
+    /// opened. It used to take only the keys the activity had, and opened
+    /// the pair with a program withdrawn in between (a concurrent random
+    /// walk over the wire found it).
+    @Test func anActivityMovedToWhereAProgramIsBeingWithdrawnWaitsForTheWithdrawal() async throws {
+        let h = try await Harness("overlap_activity_reopened_meanwhile")
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("pbc-csv-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        _ = try await CSVImportTests.importGitegaActivity(status: "2", h, in: directory)
+        let (task, _, found) = try await h.tasks.submit(
+            CSVImportTests.likeTheGitegaActivity(), workflow: "pbf-project", idempotencyKey: "moved", by: h.undp)
+        #expect(found.map(\.other) == ["GAC-BDI-2027-01"])
+        var moved = TaskChanges()
+        moved.country = "SLE"
+        moved.locations = ["Kailahun"]
+        let after = try await h.tasks.update(task.ref, expectedVersion: task.version, changes: moved, by: h.undp)
+        #expect(try await h.tasks.getWithOverlaps(task.ref, as: h.coordinator).overlaps.map(\.status) == ["closed"])
+        // A withdrawal under way holds the program's key locks, as `act` takes them before it ends a program.
+        let withdrawing = try await TestDatabase.connect(h.target)
+        try await withdrawing.execute(unsafeSQL: "BEGIN")
+        try await PortfolioScreener.lockKeys(ofEntry: task.ref, on: withdrawing)
+        async let movedToo = CSVImportTests.importGitegaActivity(status: "2", country: "SL", location: "Kailahun", h, in: directory)
+        #expect(try await transactionsWaitingForALock(h) > 0, "the import never waited for the withdrawal under way")
+        async let withdrawn = h.tasks.act(task.ref, action: "withdraw", expectedVersion: after.version, by: h.undp)
+        try await withdrawing.execute(unsafeSQL: "COMMIT")
+        await withdrawing.close()
+        #expect(try await movedToo.updated == 1)
+        #expect(try await withdrawn.state == "withdrawn")
+        #expect(try await h.tasks.getWithOverlaps(task.ref, as: h.coordinator).overlaps.map(\.status) == ["closed"])
+        #expect(try await h.invariantViolations() == [])
     }
 }
 

@@ -532,8 +532,15 @@ public struct ActivityImporter: Sendable {
             let id = try rows.first!.decode(UUID.self, at: 0)
             // Changed: under the keys it had, so that a submission screened
             // against it meanwhile has its overlap closed below if it no
-            // longer holds (PortfolioScreener).
-            if !existing.isEmpty { try await PortfolioScreener.lockKeys(ofEntry: activity.identifier, on: connection) }
+            // longer holds, and under those it will have, so that a pair
+            // opened again below is not opened with a program ending there
+            // meanwhile (PortfolioScreener).
+            if !existing.isEmpty {
+                try await PortfolioScreener.lockKeys(
+                    ofEntry: activity.identifier, becomingIn: activity.countries.map(\.code),
+                    categories: Array(Set(activity.categories + activity.otherSectors)), locations: activity.locations.map { $0.lowercased() },
+                    on: connection)
+            }
             try await connection.query("DELETE FROM portfolio WHERE activity_id = \(id)")
             if let start, let end {
                 var agencies: Set<String> = [agency]

@@ -93,15 +93,38 @@ public struct PortfolioScreener: Screener {
         try await lockKeys(countries: Array(repeating: becoming?.country ?? "", count: keys.count), keys: keys, ofEntry: ref, on: connection)
     }
 
+    /// The same for an imported activity updated in place, which is scored
+    /// again against the tasks it had pairs with and may open a pair once
+    /// more where it now is: the locks of its rows' keys and of the keys it
+    /// will have (its `categories` and `locations` in each of `countries`,
+    /// alpha-2 or alpha-3), at once. A program ending there meanwhile then
+    /// either commits first, and the pair is not opened with it, or comes
+    /// after, and closes the pair opened. Without the new keys' locks a pair
+    /// was opened again with a program withdrawn in between (a concurrent
+    /// random walk over the wire found it).
+    static func lockKeys(
+        ofEntry ref: String, becomingIn countries: [String], categories: [String], locations: [String], on connection: PostgresConnection
+    ) async throws {
+        let keys = categories.map { "c:\($0)" } + locations.map { "l:\($0)" }
+        try await lockKeys(countries: [], keys: [], ofEntry: ref, crossing: (countries, keys), on: connection)
+    }
+
     /// One statement for all the locks, so that they are taken in one order:
-    /// the given keys and, with `entry`, the keys of that portfolio entry's
-    /// rows as they stand.
-    private static func lockKeys(countries: [String], keys: [String], ofEntry entry: String?, on connection: PostgresConnection) async throws {
+    /// the given keys, every key of `crossing` in every one of its countries
+    /// (as the countries table knows them), and, with `entry`, the keys of
+    /// that portfolio entry's rows as they stand.
+    private static func lockKeys(
+        countries: [String], keys: [String], ofEntry entry: String?, crossing: (countries: [String], keys: [String]) = ([], []),
+        on connection: PostgresConnection
+    ) async throws {
         guard !keys.isEmpty || entry != nil else { return }
         try await connection.query("""
             SELECT pg_advisory_xact_lock(\(keyLockClass), id)
             FROM (SELECT DISTINCT hashtext(k.country || ' ' || abs(hashtext(k.key) % \(keyLocksPerCountry))) AS id
                   FROM (SELECT * FROM unnest(\(countries), \(keys)) AS given(country, key)
+                        UNION ALL
+                        SELECT c.code, k FROM countries c, unnest(\(crossing.keys)::text[]) AS k
+                        WHERE c.alpha2 = ANY (\(crossing.countries)) OR c.code = ANY (\(crossing.countries))
                         UNION ALL
                         SELECT p.country, k FROM portfolio p,
                                LATERAL (SELECT 'c:' || unnest(p.categories) UNION SELECT 'l:' || unnest(p.locations)) AS held(k)
