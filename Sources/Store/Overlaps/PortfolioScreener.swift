@@ -100,8 +100,8 @@ public struct PortfolioScreener: Screener {
     /// alpha-2 or alpha-3), at once. A program ending there meanwhile then
     /// either commits first, and the pair is not opened with it, or comes
     /// after, and closes the pair opened. Without the new keys' locks a pair
-    /// was opened again with a program withdrawn in between (a concurrent
-    /// random walk over the wire found it).
+    /// could be opened again with a program withdrawn in between (the one
+    /// explanation found for a concurrent random walk that failed so once).
     static func lockKeys(
         ofEntry ref: String, becomingIn countries: [String], categories: [String], locations: [String], on connection: PostgresConnection
     ) async throws {
