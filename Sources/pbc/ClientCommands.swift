@@ -370,21 +370,27 @@ struct Report: AsyncParsableCommand {
             let result = try await rpc.call("report.whoWhatWhere", params)
             if client.json { return try ClientOptions.printJSON(result) }
             guard case .array(let items)? = result["items"] else { return }
-            let rows = items.map { item -> [String] in
-                var budgets: [String] = []
-                if case .array(let list)? = item["budgets"] {
-                    budgets = list.map { "\($0["amount"]?.text ?? "") \($0["currency"]?.text ?? "")" }
-                }
-                return [item["country"]?.text ?? "", item["sector"]?.text ?? "", item["agency"]?.text ?? "", item["entries"]?.text ?? "",
-                        budgets.joined(separator: "; ")]
+            let budgets = items.map { item -> [String: String] in
+                guard case .array(let list)? = item["budgets"] else { return [:] }
+                return Dictionary(list.map { ($0["currency"]?.text ?? "", $0["amount"]?.text ?? "") }, uniquingKeysWith: { first, _ in first })
+            }
+            let keys = items.map { item in
+                [item["country"]?.text ?? "", item["sector"]?.text ?? "", item["agency"]?.text ?? "", item["entries"]?.text ?? ""]
             }
             if csv {
+                // A column of plain amounts per currency, so that a spreadsheet can sum them.
+                let currencies = Set(budgets.flatMap(\.keys)).sorted()
                 func field(_ text: String) -> String {
                     text.contains(where: { $0 == "," || $0 == "\"" || $0 == "\n" }) ? "\"" + text.replacingOccurrences(of: "\"", with: "\"\"") + "\"" : text
                 }
-                print("country,sector,agency,entries,budgets")
-                for row in rows { print(row.map(field).joined(separator: ",")) }
+                print((["country", "sector", "agency", "entries"] + currencies).map(field).joined(separator: ","))
+                for (key, budget) in zip(keys, budgets) {
+                    print((key + currencies.map { budget[$0] ?? "" }).map(field).joined(separator: ","))
+                }
             } else {
+                let rows = zip(keys, budgets).map { key, budget in
+                    key + [budget.keys.sorted().map { "\(budget[$0]!) \($0)" }.joined(separator: "; ")]
+                }
                 print(table(["COUNTRY", "SECTOR", "AGENCY", "ENTRIES", "BUDGET"], rows), terminator: "")
             }
         }
