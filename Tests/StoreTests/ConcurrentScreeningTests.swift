@@ -303,6 +303,40 @@ extension ConcurrentScreeningTests {
     }
 }
 
+extension ConcurrentScreeningTests {
+    /// A coordinator resolves UNDP's overlap with an imported activity by
+    /// withdrawing the program while the activity is imported again. The
+    /// import holds the activity's key locks and then locks the pair's rows
+    /// to score them again; the resolution takes the keys of both entries
+    /// before the pair's rows, as every change takes keys before overlap
+    /// rows, so while it waits it holds nothing the import needs. It used
+    /// to lock the pair's rows first: the import then waited for them, the
+    /// resolution for the keys, and PostgreSQL broke the cycle after a
+    /// second (the concurrent walk's PostgreSQL log showed it).
+    @Test func aResolutionDuringAnImportOfItsActivityWaitsHoldingNoRowOfThePair() async throws {
+        let h = try await Harness("overlap_resolve_during_import")
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("pbc-csv-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        _ = try await CSVImportTests.importGitegaActivity(status: "2", h, in: directory)
+        let (task, _, found) = try await h.tasks.submit(
+            CSVImportTests.likeTheGitegaActivity(), workflow: "pbf-project", idempotencyKey: "withdrawn", by: h.undp)
+        let overlap = try #require(found.first)
+        // An import of the activity under way, at the point where it holds the activity's key locks.
+        let importing = try await TestDatabase.connect(h.target)
+        try await importing.execute(unsafeSQL: "BEGIN")
+        try await PortfolioScreener.lockKeys(ofEntry: "GAC-BDI-2027-01", on: importing)
+        async let resolved = h.tasks.resolveOverlap(overlap.id, as: .withdraw(task: task.ref), comment: nil, by: h.coordinator)
+        #expect(try await transactionsWaitingForALock(h) > 0, "the resolution never waited for the import")
+        // The import's next step: the pair's rows, which the waiting resolution must not hold.
+        let locked = try await importing.query("SELECT id FROM task_overlaps WHERE id = \(overlap.id) FOR UPDATE NOWAIT")
+        #expect(locked.count == 1)
+        try await importing.execute(unsafeSQL: "COMMIT")
+        await importing.close()
+        #expect(try await resolved.status == "resolved")
+        #expect(try await h.tasks.get(task.ref, as: h.coordinator).state == "withdrawn")
+    }
+}
+
 /// How many of the test database's transactions wait for a lock, once
 /// one does (polled for up to 30 seconds; 0 if none ever did).
 func transactionsWaitingForALock(_ h: Harness) async throws -> Int {

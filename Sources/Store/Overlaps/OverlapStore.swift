@@ -282,17 +282,21 @@ extension TaskStore {
     /// directions (a pair found by both tasks' screenings has an overlap on
     /// each task), locked until the transaction ends; nil when no overlap has
     /// this id. Resolutions and cases act on the pair, so they lock it as
-    /// every change does, tasks before overlaps: first the pair's task rows,
-    /// in ref order (an edit holds its task while it screens and rewrites
-    /// that task's overlaps), then both overlap rows, in id order. Two
-    /// transactions on one pair, from either side, wait for each other
-    /// instead of deadlocking.
+    /// every change does, tasks, then screening keys, then overlaps: first
+    /// the pair's task rows, in ref order (an edit holds its task while it
+    /// screens and rewrites that task's overlaps), then the keys of both
+    /// entries (an import holds an activity's keys while it scores its pairs
+    /// again), then both overlap rows, in id order. Two transactions on one
+    /// pair, from either side, wait for each other instead of deadlocking.
     func lockPair(of id: UUID, on connection: PostgresConnection) async throws -> (taskRef: String, otherRef: String, statuses: [UUID: String])? {
         guard let row = try await connection.query(
             "SELECT t.ref, o.other_ref FROM task_overlaps o JOIN tasks t ON t.id = o.task_id WHERE o.id = \(id)").first
         else { return nil }
         let (taskRef, otherRef) = (try row.decode(String.self, at: 0), try row.decode(String.self, at: 1))
         try await connection.query("SELECT 1 FROM tasks WHERE ref = ANY (\([taskRef, otherRef])) ORDER BY length(ref), ref FOR NO KEY UPDATE")
+        // Keys before overlap rows, as every change takes them: a withdrawal
+        // or a merge ends one of the two, which takes its keys.
+        try await PortfolioScreener.lockKeys(ofEntries: [taskRef, otherRef], on: connection)
         let locked = try await connection.query("""
             SELECT o.id, o.status FROM task_overlaps o JOIN tasks t ON t.id = o.task_id
             WHERE (t.ref = \(taskRef) AND o.other_ref = \(otherRef)) OR (t.ref = \(otherRef) AND o.other_ref = \(taskRef))

@@ -71,7 +71,7 @@ public struct PortfolioScreener: Screener {
     /// never wait for each other in a cycle.
     public static func lockKeys(of subject: PortfolioEntry, on connection: PostgresConnection) async throws {
         let keys = keys(of: subject)
-        try await lockKeys(countries: Array(repeating: subject.country, count: keys.count), keys: keys, ofEntry: nil, on: connection)
+        try await lockKeys(countries: Array(repeating: subject.country, count: keys.count), keys: keys, on: connection)
     }
 
     /// The same locks for an entry already in the portfolio (a task, or an
@@ -90,7 +90,16 @@ public struct PortfolioScreener: Screener {
     /// alone, sees that overlap.
     static func lockKeys(ofEntry ref: String, becoming: PortfolioEntry? = nil, on connection: PostgresConnection) async throws {
         let keys = becoming.map(keys(of:)) ?? []
-        try await lockKeys(countries: Array(repeating: becoming?.country ?? "", count: keys.count), keys: keys, ofEntry: ref, on: connection)
+        try await lockKeys(countries: Array(repeating: becoming?.country ?? "", count: keys.count), keys: keys, ofEntries: [ref], on: connection)
+    }
+
+    /// The same for both entries of a pair, taken at once by a resolution
+    /// before it locks the pair's rows: a resolution may end either program,
+    /// and every change takes keys before overlap rows, so that it never
+    /// holds a pair's rows while it waits for keys that an import (or a
+    /// screening) holds while it waits for those rows.
+    static func lockKeys(ofEntries refs: [String], on connection: PostgresConnection) async throws {
+        try await lockKeys(countries: [], keys: [], ofEntries: refs, on: connection)
     }
 
     /// The same for an imported activity updated in place, which is scored
@@ -106,18 +115,18 @@ public struct PortfolioScreener: Screener {
         ofEntry ref: String, becomingIn countries: [String], categories: [String], locations: [String], on connection: PostgresConnection
     ) async throws {
         let keys = categories.map { "c:\($0)" } + locations.map { "l:\($0)" }
-        try await lockKeys(countries: [], keys: [], ofEntry: ref, crossing: (countries, keys), on: connection)
+        try await lockKeys(countries: [], keys: [], ofEntries: [ref], crossing: (countries, keys), on: connection)
     }
 
     /// One statement for all the locks, so that they are taken in one order:
     /// the given keys, every key of `crossing` in every one of its countries
-    /// (as the countries table knows them), and, with `entry`, the keys of
-    /// that portfolio entry's rows as they stand.
+    /// (as the countries table knows them), and the keys of the rows of the
+    /// portfolio entries `entries` as they stand.
     private static func lockKeys(
-        countries: [String], keys: [String], ofEntry entry: String?, crossing: (countries: [String], keys: [String]) = ([], []),
+        countries: [String], keys: [String], ofEntries entries: [String] = [], crossing: (countries: [String], keys: [String]) = ([], []),
         on connection: PostgresConnection
     ) async throws {
-        guard !keys.isEmpty || entry != nil else { return }
+        guard !keys.isEmpty || !entries.isEmpty else { return }
         try await connection.query("""
             SELECT pg_advisory_xact_lock(\(keyLockClass), id)
             FROM (SELECT DISTINCT hashtext(k.country || ' ' || abs(hashtext(k.key) % \(keyLocksPerCountry))) AS id
@@ -128,7 +137,7 @@ public struct PortfolioScreener: Screener {
                         UNION ALL
                         SELECT p.country, k FROM portfolio p,
                                LATERAL (SELECT 'c:' || unnest(p.categories) UNION SELECT 'l:' || unnest(p.locations)) AS held(k)
-                        WHERE p.ref = \(entry)::text) AS k(country, key)
+                        WHERE p.ref = ANY (\(entries))) AS k(country, key)
                   ORDER BY id) AS ids
             """)
     }
