@@ -271,26 +271,20 @@ extension ConcurrentScreeningTests {
     /// activity will have, so it waits for a withdrawal under way there:
     /// either the withdrawal commits first and the import no longer finds
     /// the program, or the import does and the withdrawal closes the pair it
-    /// opened. It used to take only the keys the activity had, and opened
-    /// the pair with a program withdrawn in between (a concurrent random
-    /// walk over the wire found it).
+    /// opened. It used to take only the keys the activity had, and could
+    /// open the pair with a program withdrawn in between (the one
+    /// explanation found for a concurrent random walk that failed so once).
     @Test func anActivityMovedToWhereAProgramIsBeingWithdrawnWaitsForTheWithdrawal() async throws {
-        let h = try await Harness("overlap_activity_reopened_meanwhile")
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("pbc-csv-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: directory) }
-        _ = try await CSVImportTests.importGitegaActivity(status: "2", h, in: directory)
-        let (task, _, found) = try await h.tasks.submit(
-            CSVImportTests.likeTheGitegaActivity(), workflow: "pbf-project", idempotencyKey: "moved", by: h.undp)
-        #expect(found.map(\.other) == ["GAC-BDI-2027-01"])
+        let (h, task, _) = try await Self.programOverlappingTheGitegaActivity("overlap_activity_reopened_meanwhile", in: directory)
         var moved = TaskChanges()
         moved.country = "SLE"
         moved.locations = ["Kailahun"]
         let after = try await h.tasks.update(task.ref, expectedVersion: task.version, changes: moved, by: h.undp)
         #expect(try await h.tasks.getWithOverlaps(task.ref, as: h.coordinator).overlaps.map(\.status) == ["closed"])
         // A withdrawal under way holds the program's key locks, as `act` takes them before it ends a program.
-        let withdrawing = try await TestDatabase.connect(h.target)
-        try await withdrawing.execute(unsafeSQL: "BEGIN")
-        try await PortfolioScreener.lockKeys(ofEntry: task.ref, on: withdrawing)
+        let withdrawing = try await Self.holdingTheKeys(of: task.ref, h)
         async let movedToo = CSVImportTests.importGitegaActivity(status: "2", country: "SL", location: "Kailahun", h, in: directory)
         #expect(try await transactionsWaitingForALock(h) > 0, "the import never waited for the withdrawal under way")
         async let withdrawn = h.tasks.act(task.ref, action: "withdraw", expectedVersion: after.version, by: h.undp)
@@ -314,17 +308,11 @@ extension ConcurrentScreeningTests {
     /// resolution for the keys, and PostgreSQL broke the cycle after a
     /// second (the concurrent walk's PostgreSQL log showed it).
     @Test func aResolutionDuringAnImportOfItsActivityWaitsHoldingNoRowOfThePair() async throws {
-        let h = try await Harness("overlap_resolve_during_import")
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("pbc-csv-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: directory) }
-        _ = try await CSVImportTests.importGitegaActivity(status: "2", h, in: directory)
-        let (task, _, found) = try await h.tasks.submit(
-            CSVImportTests.likeTheGitegaActivity(), workflow: "pbf-project", idempotencyKey: "withdrawn", by: h.undp)
-        let overlap = try #require(found.first)
+        let (h, task, overlap) = try await Self.programOverlappingTheGitegaActivity("overlap_resolve_during_import", in: directory)
         // An import of the activity under way, at the point where it holds the activity's key locks.
-        let importing = try await TestDatabase.connect(h.target)
-        try await importing.execute(unsafeSQL: "BEGIN")
-        try await PortfolioScreener.lockKeys(ofEntry: "GAC-BDI-2027-01", on: importing)
+        let importing = try await Self.holdingTheKeys(of: "GAC-BDI-2027-01", h)
         async let resolved = h.tasks.resolveOverlap(overlap.id, as: .withdraw(task: task.ref), comment: nil, by: h.coordinator)
         #expect(try await transactionsWaitingForALock(h) > 0, "the resolution never waited for the import")
         // The import's next step: the pair's rows, which the waiting resolution must not hold.
@@ -334,6 +322,27 @@ extension ConcurrentScreeningTests {
         await importing.close()
         #expect(try await resolved.status == "resolved")
         #expect(try await h.tasks.get(task.ref, as: h.coordinator).state == "withdrawn")
+    }
+}
+
+extension ConcurrentScreeningTests {
+    /// The Gitega activity imported, and UNDP's program like it submitted: their pair is open.
+    static func programOverlappingTheGitegaActivity(_ label: String, in directory: URL) async throws -> (Harness, StoredTask, StoredOverlap) {
+        let h = try await Harness(label)
+        _ = try await CSVImportTests.importGitegaActivity(status: "2", h, in: directory)
+        let (task, _, found) = try await h.tasks.submit(
+            CSVImportTests.likeTheGitegaActivity(), workflow: "pbf-project", idempotencyKey: "like-gitega", by: h.undp)
+        #expect(found.map(\.other) == ["GAC-BDI-2027-01"])
+        return (h, task, try #require(found.first))
+    }
+
+    /// A transaction of its own that holds the screening keys of the entry
+    /// `ref`, as a change of it under way does; COMMIT ends it.
+    static func holdingTheKeys(of ref: String, _ h: Harness) async throws -> PostgresConnection {
+        let connection = try await TestDatabase.connect(h.target)
+        try await connection.execute(unsafeSQL: "BEGIN")
+        try await PortfolioScreener.lockKeys(ofEntry: ref, on: connection)
+        return connection
     }
 }
 
