@@ -108,9 +108,7 @@ extension TaskStore {
                 WHERE (\(task?.id)::uuid IS NULL OR o.task_id = \(task?.id) OR o.other_ref = \(task?.ref))
                   AND (\(status)::text IS NULL OR o.status = \(status))
                   AND (NOT \(restricted) OR pbc_sees_task(o.task_id) OR pbc_sees_task_ref(o.other_ref))
-                  AND NOT EXISTS (
-                      SELECT 1 FROM task_overlaps twin, LATERAL overlap_subject(twin.id) ts
-                      WHERE twin.other_ref = s.ref AND ts.ref = o.other_ref AND (twin.detected_at, twin.id) < (o.detected_at, o.id))
+                  AND NOT overlap_twin_found_before(o.id)
                   AND (\(cursor)::uuid IS NULL OR (o.detected_at, o.id) > (SELECT c.detected_at, c.id FROM task_overlaps c WHERE c.id = \(cursor)))
                 ORDER BY o.detected_at, o.id
                 LIMIT \(limit + 1)
