@@ -150,16 +150,17 @@ public struct ActivityImporter: Sendable {
             NSDecimalRound(&rounded, &raw, 2, .plain)
             formatted = String(format: "%.2f", NSDecimalNumber(decimal: rounded).doubleValue)
         }
+        let countries = recipientCountries.map { (code: $0.code.uppercased(), percentage: $0.percentage) }
         return .success(MappedActivity(
             identifier: identifier, reportingRef: reportingRef, publisherAgency: nil, reportingName: english(reporting.names), title: title,
             description: description, status: activity.status,
-            countries: recipientCountries.map { .init(code: $0.code.uppercased(), percentage: $0.percentage) },
+            countries: countries.map { .init(code: $0.code, percentage: $0.percentage) },
             regions: recipientRegions.map { .init(code: $0.code, percentage: $0.percentage) }, sectors: Array(Set(sectors)).sorted(),
             categories: categories, otherSectors: others, locations: activity.locations, participants: participants,
             start: startDate?.iso, end: endDate?.iso, budgetAmount: formatted, budgetCurrency: formatted == nil ? nil : currency,
             budgetShares: BudgetShares(
-                countries: recipientCountries.map { .init(code: $0.code.uppercased(), percentage: $0.percentage) },
-                withRegions: !recipientRegions.isEmpty, sectors: stated),
+                countries: countries.map { .init(code: $0.code, percentage: $0.percentage) }, withRegions: !recipientRegions.isEmpty,
+                sectors: stated),
             genderMarker: activity.genderSignificance.flatMap(Int.init).flatMap { (0...3).contains($0) ? $0 : nil }))
     }
 
@@ -530,6 +531,9 @@ public struct ActivityImporter: Sendable {
                 RETURNING id
                 """)
             let id = try rows.first!.decode(UUID.self, at: 0)
+            // Its screening keys, as its portfolio rows below hold them.
+            let categories = Array(Set(activity.categories + activity.otherSectors)).sorted()
+            let locations = activity.locations.map { $0.lowercased() }
             // Changed: under the keys it had, so that a submission screened
             // against it meanwhile has its overlap closed below if it no
             // longer holds, and under those it will have, so that a pair
@@ -537,8 +541,7 @@ public struct ActivityImporter: Sendable {
             // meanwhile (PortfolioScreener).
             if !existing.isEmpty {
                 try await PortfolioScreener.lockKeys(
-                    ofEntry: activity.identifier, becomingIn: activity.countries.map(\.code),
-                    categories: Array(Set(activity.categories + activity.otherSectors)), locations: activity.locations.map { $0.lowercased() },
+                    ofEntry: activity.identifier, becomingIn: activity.countries.map(\.code), categories: categories, locations: locations,
                     on: connection)
             }
             try await connection.query("DELETE FROM portfolio WHERE activity_id = \(id)")
@@ -555,9 +558,8 @@ public struct ActivityImporter: Sendable {
                     INSERT INTO portfolio (ref, country, kind, activity_id, agency, agencies, period, sectors, categories, locations,
                                            title, body, external_ids, active)
                     SELECT \(activity.identifier), c.code, 'activity', \(id), \(agency), \(Array(agencies).sorted()),
-                           daterange(\(start), \(end), '[]'), \(activity.sectors + activity.otherSectors),
-                           \(Array(Set(activity.categories + activity.otherSectors)).sorted()),
-                           \(activity.locations.map { $0.lowercased() }), \(activity.title),
+                           daterange(\(start), \(end), '[]'), \(activity.sectors + activity.otherSectors), \(categories), \(locations),
+                           \(activity.title),
                            \(PortfolioScreener.body(title: activity.title, description: activity.description)),
                            \(["\(activity.identifier)"]), \(active)
                     FROM countries c WHERE c.alpha2 = ANY (\(activity.countries.map(\.code))) OR c.code = ANY (\(activity.countries.map(\.code)))

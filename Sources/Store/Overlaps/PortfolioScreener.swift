@@ -46,7 +46,11 @@ public struct PortfolioScreener: Screener {
 
     /// The screening keys (`portfolio_keys`, sql/0005) a subject shares with its candidates: its categories and locations.
     public static func keys(of subject: PortfolioEntry) -> [String] {
-        subject.categories.map { "c:\($0)" } + subject.locations.map { "l:\($0)" }
+        keys(categories: subject.categories, locations: subject.locations)
+    }
+
+    static func keys(categories: some Sequence<String>, locations: some Sequence<String>) -> [String] {
+        categories.map { "c:\($0)" } + locations.map { "l:\($0)" }
     }
 
     /// The class of the advisory locks on screening keys (`pg_advisory_xact_lock(class, key)`;
@@ -114,8 +118,8 @@ public struct PortfolioScreener: Screener {
     static func lockKeys(
         ofEntry ref: String, becomingIn countries: [String], categories: [String], locations: [String], on connection: PostgresConnection
     ) async throws {
-        let keys = categories.map { "c:\($0)" } + locations.map { "l:\($0)" }
-        try await lockKeys(countries: [], keys: [], ofEntries: [ref], crossing: (countries, keys), on: connection)
+        try await lockKeys(
+            countries: [], keys: [], ofEntries: [ref], crossing: (countries, keys(categories: categories, locations: locations)), on: connection)
     }
 
     /// One statement for all the locks, so that they are taken in one order:

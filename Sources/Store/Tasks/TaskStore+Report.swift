@@ -48,20 +48,17 @@ extension TaskStore {
         let rows = try await transaction(as: principal) { connection in
             let country = try await checkFilterNames(country: filter.country, on: connection)
             return try await connection.query("""
-                WITH seen_tasks AS (
-                    SELECT t.country AS country, t.sectors AS sectors, t.lead_agency AS agency, t.budget_amount AS amount,
-                           t.budget_currency AS currency, t.state AS status, t.period_start AS start, t.period_end AS finish
+                -- One row per entry, country and sector, with its part of the budget:
+                -- a task's (those the caller may see) in equal parts among its sectors.
+                WITH split AS (
+                    SELECT t.country, coalesce(s.sector, 'none') AS sector, t.lead_agency AS agency, t.budget_currency AS currency,
+                           t.budget_amount / greatest(cardinality(t.sectors), 1) AS share, t.state AS status, t.period_start AS start,
+                           t.period_end AS finish
                     FROM tasks t
+                    LEFT JOIN LATERAL unnest(CASE WHEN cardinality(t.sectors) = 0 THEN ARRAY[NULL::text] ELSE t.sectors END) AS s(sector) ON true
                     WHERE t.country IS NOT NULL
                       AND (NOT \(restricted) OR t.lead_agency = \(own)
                            OR EXISTS (SELECT 1 FROM task_participants p WHERE p.task_id = t.id AND p.agency = \(own)))
-                ),
-                -- One row per entry, country and sector, with its part of the budget.
-                split AS (
-                    SELECT e.country, coalesce(s.sector, 'none') AS sector, e.agency, e.currency,
-                           e.amount / greatest(cardinality(e.sectors), 1) AS share, e.status, e.start, e.finish
-                    FROM seen_tasks e
-                    LEFT JOIN LATERAL unnest(CASE WHEN cardinality(e.sectors) = 0 THEN ARRAY[NULL::text] ELSE e.sectors END) AS s(sector) ON true
                     UNION ALL
                     -- An activity's as its publisher divides it (BudgetShares.swift).
                     SELECT c.code, coalesce(s.value ->> 'code', 'none'), a.reporting_agency, a.budget_currency,
