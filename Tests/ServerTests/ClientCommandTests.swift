@@ -18,7 +18,7 @@ import SystemPackage
     }
 
     func pbc(_ arguments: [String], server: ServerHarness, as principal: String?, extraEnvironment: [String: String?] = [:]) async throws -> Outcome {
-        let home = FileManager.default.temporaryDirectory.appendingPathComponent("pbc-home-\(UUID().uuidString)")
+        let home = Scratch.directory.appendingPathComponent("pbc-home-\(UUID().uuidString)")
         var environment: [Environment.Key: String?] = [
             "PBC_SERVER": "127.0.0.1:\(server.port)", "PBC_TOKEN": principal.map { server.tokens[$0]! }, "HOME": home.path,
             "XDG_CONFIG_HOME": nil,
@@ -324,7 +324,7 @@ import SystemPackage
         #expect(unreachable.status == .exited(1))
         #expect(unreachable.error.hasPrefix("pbc: error: cannot reach pbc at 127.0.0.1:1"))
         // The config file serves when the environment does not.
-        let config = FileManager.default.temporaryDirectory.appendingPathComponent("pbc-xdg-\(UUID().uuidString)")
+        let config = Scratch.directory.appendingPathComponent("pbc-xdg-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: config.appendingPathComponent("pbc"), withIntermediateDirectories: true)
         try "server: 127.0.0.1:\(server.port)\ntoken: \(server.tokens["coordinator"]!)\n".write(
             to: config.appendingPathComponent("pbc/config.yaml"), atomically: true, encoding: .utf8)

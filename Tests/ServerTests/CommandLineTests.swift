@@ -72,7 +72,7 @@ import SystemPackage
     /// where it looks by default; it says where it looked and how to point
     /// at them, before touching any database.
     @Test func runElsewhereItSaysWhereItLookedForItsDirectories() async throws {
-        let elsewhere = FileManager.default.temporaryDirectory.appendingPathComponent("pbc-elsewhere-\(UUID())")
+        let elsewhere = Scratch.directory.appendingPathComponent("pbc-elsewhere-\(UUID())")
         try FileManager.default.createDirectory(at: elsewhere, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: elsewhere) }
         let unreachable = "postgresql://pbc@127.0.0.1:1/pbc"
@@ -176,7 +176,7 @@ import SystemPackage
         #expect(clusters > 1 && overlaps > clusters)
         #expect(lines.last == "\(clusters) clusters: \(overlaps) overlaps among \(entries) entries")
         // An import scores the tasks' overlaps with what it updates by Config/overlap.yaml: a broken one stops it, named.
-        let config = FileManager.default.temporaryDirectory.appendingPathComponent("pbc-config-\(UUID().uuidString)")
+        let config = Scratch.directory.appendingPathComponent("pbc-config-\(UUID().uuidString)")
         try FileManager.default.copyItem(at: TestDatabase.repositoryRoot.appendingPathComponent("Config"), to: config)
         defer { try? FileManager.default.removeItem(at: config) }
         try "threshold: 7\n".write(to: config.appendingPathComponent("overlap.yaml"), atomically: true, encoding: .utf8)
@@ -185,7 +185,7 @@ import SystemPackage
         #expect(broken.standardError.hasPrefix("pbc: error: \(config.path)/overlap.yaml: not an overlap configuration"), "\(broken.standardError)")
         #expect(broken.standardOutput.isEmpty)
         // It is read before any database is touched: no cluster is made for it.
-        let dataDir = FileManager.default.temporaryDirectory.appendingPathComponent("pbc-data-\(UUID().uuidString)")
+        let dataDir = Scratch.directory.appendingPathComponent("pbc-data-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: dataDir) }
         let beforeCluster = try await pbc(["overlaps", "scan", "--data-dir", dataDir.path, "--config-dir", config.path])
         #expect(beforeCluster.status == .exited(1))
@@ -211,7 +211,7 @@ import SystemPackage
         let shipped = try await pbc(["workflow", "check"])
         #expect(shipped.status == .exited(0))
         #expect(shipped.standardOutput.split(separator: "\n").filter { $0.hasPrefix("ok  ") }.count == 4)
-        let broken = FileManager.default.temporaryDirectory.appendingPathComponent("broken-\(UUID().uuidString).yaml")
+        let broken = Scratch.directory.appendingPathComponent("broken-\(UUID().uuidString).yaml")
         try """
             name: broken
             version: 1
@@ -234,7 +234,7 @@ import SystemPackage
     }
 
     @Test func serveRefusesABrokenWorkflowNamingFileAndLine() async throws {
-        let config = FileManager.default.temporaryDirectory.appendingPathComponent("pbc-config-\(UUID().uuidString)")
+        let config = Scratch.directory.appendingPathComponent("pbc-config-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: config.appendingPathComponent("workflows"), withIntermediateDirectories: true)
         try "name: half\nversion: 1\nstates:\n  draft:\n    initial: true\nactions: {}\n".write(
             to: config.appendingPathComponent("workflows/half.yaml"), atomically: true, encoding: .utf8)
@@ -334,7 +334,7 @@ import SystemPackage
     }
 
     @Test func servesWithAPrivateClusterItStartsAndStops() async throws {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("pbc-cli-\(UUID().uuidString)")
+        let directory = Scratch.directory.appendingPathComponent("pbc-cli-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: directory) }
         let arguments = ["serve", "--port", "0", "--data-dir", directory.path]
         let pidFile = directory.appendingPathComponent("data/postmaster.pid")

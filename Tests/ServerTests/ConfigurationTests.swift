@@ -2,10 +2,11 @@ import Configuration
 import Foundation
 import Server
 import Testing
+import TestSupport
 
 @Suite struct ConfigurationTests {
     func yaml(_ text: String) throws -> String {
-        let path = FileManager.default.temporaryDirectory.appendingPathComponent("pbc-\(UUID().uuidString).yaml").path
+        let path = Scratch.directory.appendingPathComponent("pbc-\(UUID().uuidString).yaml").path
         try text.write(toFile: path, atomically: true, encoding: .utf8)
         return path
     }

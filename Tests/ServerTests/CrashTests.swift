@@ -234,7 +234,7 @@ import SystemPackage
 @Suite struct RestartTests {
     @Test func pbcRidesOutDatabaseRestartsAndLosesNothing() async throws {
         let restarts = Int(ProcessInfo.processInfo.environment["PBC_RESTARTS"] ?? "") ?? 2
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("pbc-restarts-\(UUID().uuidString)")
+        let directory = Scratch.directory.appendingPathComponent("pbc-restarts-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: directory) }
         // Durable settings: the other tests' clusters run with synchronous_commit off, which
         // by design gives up the last commits when PostgreSQL crashes, as an immediate stop does.

@@ -42,7 +42,7 @@ import TestSupport
 
     @Test func aDatabaseOutageIsMinus32000AndServiceResumesAfterIt() async throws {
         // A cluster of this test's own, to stop and start again.
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("pbc-outage-\(UUID().uuidString)")
+        let directory = Scratch.directory.appendingPathComponent("pbc-outage-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: directory) }
         let cluster = try LocalCluster(configuration: .init(directory: directory, fsync: false))
         let running = try await cluster.start()

@@ -114,7 +114,7 @@ import TestSupport
         let workflowFiles = try WorkflowRegistry.read(files: WorkflowRegistry.files(in: config.appendingPathComponent("workflows")))
         let owner = PostgresPool(configuration: .init(target: server.target, maxConnections: 1))
         let service = PostgresPool(configuration: .init(target: server.target.runningAs(Database.serviceRole), maxConnections: 2))
-        let file = FileManager.default.temporaryDirectory.appendingPathComponent("pbc-walk-\(UUID().uuidString).csv")
+        let file = Scratch.directory.appendingPathComponent("pbc-walk-\(UUID().uuidString).csv")
         var generator = SplitMix(seed: seed)
         func pick<T>(_ choices: [T]) -> T { choices[Int(generator.next() % UInt64(choices.count))] }
         var rounds = 0

@@ -55,7 +55,7 @@ import TestSupport
         let role = "pbct_server_\(UInt32.random(in: 0...UInt32.max))"
         let admin = try await TestDatabase.connect(owner.target)
         try await admin.execute(unsafeSQL: "CREATE ROLE \(role) LOGIN IN ROLE pbc_app")
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("pbc-sql-\(UUID().uuidString)")
+        let directory = Scratch.directory.appendingPathComponent("pbc-sql-\(UUID().uuidString)")
         try FileManager.default.copyItem(at: TestDatabase.migrationsDirectory, to: directory)
         try "CREATE TABLE later (id int);".write(to: directory.appendingPathComponent("9999_later.sql"), atomically: true, encoding: .utf8)
         let connection = try await TestDatabase.connect(owner.target.setting("user", to: role))

@@ -14,7 +14,7 @@ import SystemPackage
 @Suite struct TLSTests {
     /// A self-signed certificate for localhost and 127.0.0.1, made with openssl.
     static func certificate() async throws -> (certificate: String, key: String) {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("pbc-tls-\(UUID().uuidString)")
+        let directory = Scratch.directory.appendingPathComponent("pbc-tls-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         let certificate = directory.appendingPathComponent("cert.pem").path
         let key = directory.appendingPathComponent("key.pem").path

@@ -41,7 +41,7 @@ import TestSupport
 
     @Test func aCSVWithUnknownOrMissingColumnsIsRefused() async throws {
         let h = try await Harness("csv_bad")
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("pbc-csv-\(UUID().uuidString)")
+        let directory = Scratch.directory.appendingPathComponent("pbc-csv-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         let unknown = directory.appendingPathComponent("unknown.csv")
         try "identifier,publisher,title,colour\nX,eu,T,blue\n".write(to: unknown, atomically: true, encoding: .utf8)
@@ -62,7 +62,7 @@ import TestSupport
     /// garbled activity. What came before stays imported and is reported.
     @Test func aMalformedCSVStopsAtItsLineAndKeepsWhatCameBefore() async throws {
         let h = try await Harness("csv_malformed")
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("pbc-csv-\(UUID().uuidString)")
+        let directory = Scratch.directory.appendingPathComponent("pbc-csv-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }
         func write(_ name: String, _ bytes: [UInt8]) throws -> String {
@@ -133,7 +133,7 @@ import TestSupport
     /// review. Imported again as going on, it overlaps again.
     @Test func anActivityCancelledOnReimportClosesTheOverlapsWithIt() async throws {
         let h = try await Harness("csv_cancelled")
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("pbc-csv-\(UUID().uuidString)")
+        let directory = Scratch.directory.appendingPathComponent("pbc-csv-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: directory) }
         func importing(status: String) async throws -> ImportSummary { try await Self.importGitegaActivity(status: status, h, in: directory) }
         #expect(try await importing(status: "2").imported == 1)
@@ -171,7 +171,7 @@ import TestSupport
     /// again, and so does an import that moves the activity back.
     @Test func anActivityMovedOnReimportClosesTheOverlapsItNoLongerHas() async throws {
         let h = try await Harness("csv_moved")
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("pbc-csv-\(UUID().uuidString)")
+        let directory = Scratch.directory.appendingPathComponent("pbc-csv-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: directory) }
         #expect(try await Self.importGitegaActivity(status: "2", h, in: directory).imported == 1)
         let similar = Self.likeTheGitegaActivity()
@@ -229,7 +229,7 @@ import TestSupport
     /// update would have been skipped).
     @Test func anUpdateWaitingForAPairBeingResolvedLeavesTheResolution() async throws {
         let h = try await Harness("csv_update_waits_for_resolution")
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("pbc-csv-\(UUID().uuidString)")
+        let directory = Scratch.directory.appendingPathComponent("pbc-csv-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: directory) }
         _ = try await Self.importGitegaActivity(status: "2", h, in: directory)
         let similar = Self.likeTheGitegaActivity()
@@ -261,7 +261,7 @@ import TestSupport
         var logger = Logger(label: "pbc.postgres") { _ in retries }
         logger.logLevel = .debug
         let h = try await Harness("csv_cancel_waits", logger: logger)
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("pbc-csv-\(UUID().uuidString)")
+        let directory = Scratch.directory.appendingPathComponent("pbc-csv-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: directory) }
         func importing(status: String) async throws -> ImportSummary { try await Self.importGitegaActivity(status: status, h, in: directory) }
         _ = try await importing(status: "2")

@@ -246,7 +246,7 @@ extension ConcurrentScreeningTests {
     /// holds, and closes it. Had the import gone first, its check would have
     /// come before that overlap existed, and left it open.
     @Test func anActivityMovedWhileASubmissionIsScreenedAgainstItHasThatOverlapClosed() async throws {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("pbc-csv-\(UUID().uuidString)")
+        let directory = Scratch.directory.appendingPathComponent("pbc-csv-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: directory) }
         let (h, _, second, rendezvous) = try await Self.submissionHeldInItsScreening("overlap_activity_moved_meanwhile") { h in
             try await CSVImportTests.importGitegaActivity(status: "2", h, in: directory)
@@ -275,7 +275,7 @@ extension ConcurrentScreeningTests {
     /// open the pair with a program withdrawn in between (the one
     /// explanation found for a concurrent random walk that failed so once).
     @Test func anActivityMovedToWhereAProgramIsBeingWithdrawnWaitsForTheWithdrawal() async throws {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("pbc-csv-\(UUID().uuidString)")
+        let directory = Scratch.directory.appendingPathComponent("pbc-csv-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: directory) }
         let (h, task, _) = try await Self.programOverlappingTheGitegaActivity("overlap_activity_reopened_meanwhile", in: directory)
         var moved = TaskChanges()
@@ -308,7 +308,7 @@ extension ConcurrentScreeningTests {
     /// resolution for the keys, and PostgreSQL broke the cycle after a
     /// second (the concurrent walk's PostgreSQL log showed it).
     @Test func aResolutionDuringAnImportOfItsActivityWaitsHoldingNoRowOfThePair() async throws {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("pbc-csv-\(UUID().uuidString)")
+        let directory = Scratch.directory.appendingPathComponent("pbc-csv-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: directory) }
         let (h, task, overlap) = try await Self.programOverlappingTheGitegaActivity("overlap_resolve_during_import", in: directory)
         // An import of the activity under way, at the point where it holds the activity's key locks.

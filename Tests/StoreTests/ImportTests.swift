@@ -163,7 +163,7 @@ struct ImportTests {
         #expect(summary.imported == 2, "\(summary)")
         #expect(summary.updated + summary.unchanged == 1)
 
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("pbc-iati-\(UUID().uuidString)")
+        let directory = Scratch.directory.appendingPathComponent("pbc-iati-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         let broken = directory.appendingPathComponent("broken.xml")
         try "<iati-activities version=\"2.03\">\n<iati-activity>\n<iati-identifier>X-1</iati-identifier>\n<title><narrative>T</title>\n</iati-activities>\n"

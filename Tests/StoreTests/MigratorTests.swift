@@ -7,7 +7,7 @@ import TestSupport
 @Suite struct MigratorTests {
     /// A migrations directory of the test's own.
     func directory(_ files: [String: String]) throws -> URL {
-        let url = FileManager.default.temporaryDirectory.appendingPathComponent("pbc-migrations-\(UUID().uuidString)")
+        let url = Scratch.directory.appendingPathComponent("pbc-migrations-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
         for (name, sql) in files {
             try sql.write(to: url.appendingPathComponent(name), atomically: true, encoding: .utf8)

@@ -73,7 +73,7 @@ import TestSupport
 
     func imported(_ name: String) async throws -> Harness {
         let h = try await Harness(name)
-        let file = FileManager.default.temporaryDirectory.appendingPathComponent("pbc-budgets-\(UUID().uuidString).xml")
+        let file = Scratch.directory.appendingPathComponent("pbc-budgets-\(UUID().uuidString).xml")
         try Self.activities.write(to: file, atomically: true, encoding: .utf8)
         let summary = try await h.importer.importIATI(files: [file.path])
         #expect(summary.imported == 4, "\(summary)")

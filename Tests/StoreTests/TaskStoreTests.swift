@@ -376,7 +376,7 @@ import TestSupport
 
     @Test func aTaskStartedUnderVersionOneFinishesUnderVersionOne() async throws {
         let h = try await Harness("versions")
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("pbc-wf-\(UUID().uuidString)")
+        let directory = Scratch.directory.appendingPathComponent("pbc-wf-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         let v1 = """
             name: memo
