@@ -119,6 +119,75 @@ import TestSupport
         #expect(try await h.invariantViolations() == [])
     }
 
+    /// A liaison's whole list is paged by `overlap_page_of_agency` (sql/0019),
+    /// which gathers the overlaps of an agency with few from its own tasks and
+    /// walks the whole list for one with many. Either way, page after page, it
+    /// must give the list row-level security defines: every overlap the
+    /// agency sees, of the status asked, a pair once, in the order found.
+    @Test func aLiaisonsListIsWhatItMaySeePageByPageWhicheverWayItIsFound() async throws {
+        let h = try await Harness("overlap_agency_pages")
+        // Six programs much alike in Gitega, led by three agencies in turn; UNICEF takes part in UNDP's.
+        let liaisons = ["undp": h.undp, "unicef": h.unicef, "wfp": h.wfp]
+        var submitted: [StoredTask] = []
+        for (index, lead) in ["undp", "wfp", "unicef", "undp", "wfp", "unicef"].enumerated() {
+            var record = Harness.project(title: "Youth and women in local peace committees, Gitega \(index)")
+            record.leadAgency = lead
+            record.participants = lead == "undp" ? [Participant(agency: "unicef", role: .implementing)] : []
+            submitted.append(try await h.tasks.submit(record, workflow: "pbf-project", idempotencyKey: "p\(index)", by: liaisons[lead]!).task)
+        }
+        // An edit finds the first program's pairs again from its side, and a coordinator decides two pairs.
+        var move = TaskChanges()
+        move.locations = ["Gitega"]
+        _ = try await h.tasks.update(submitted[0].ref, expectedVersion: submitted[0].version, changes: move, by: h.undp)
+        let pairs = try await h.tasks.listOverlaps(task: nil, status: nil, limit: 100, as: h.coordinator).items
+        #expect(pairs.count == 15)
+        #expect(try await h.pool.query("SELECT count(*) FROM task_overlaps").first!.decode(Int.self, at: 0) > pairs.count)
+        for overlap in pairs.suffix(2) {
+            _ = try await h.tasks.resolveOverlap(overlap.id, as: .distinct, comment: nil, by: h.coordinator)
+        }
+
+        let outsider = try await h.admin.addPrincipal(name: "ana (unwomen)", role: .liaison, agency: "unwomen")
+        var seenCounts: [String: Int] = [:]
+        for (agency, liaison) in liaisons.merging(["unwomen": outsider], uniquingKeysWith: { first, _ in first }) {
+            let settings = [(name: "pbc.scope", value: "agency"), (name: "pbc.agency", value: agency)]
+            for status in [nil, "open", "resolved"] as [String?] {
+                let what = "\(agency), \(status ?? "any status")"
+                let seen = try await h.service.withTransaction(settings: settings) { connection in
+                    try await connection.query("""
+                        SELECT o.id FROM task_overlaps o
+                        WHERE (\(status)::text IS NULL OR o.status = \(status)) AND NOT overlap_twin_found_before(o.id)
+                        ORDER BY o.detected_at, o.id
+                        """).map { try $0.decode(UUID.self, at: 0) }
+                }
+                if status == nil { seenCounts[agency] = seen.count }
+                for many in [0, 1_000_000] {
+                    var paged: [UUID] = []
+                    var after: UUID?
+                    repeat {
+                        let page = try await h.service.withTransaction(settings: settings) { connection in
+                            try await connection.query("SELECT overlap_page_of_agency(\(status), \(after), 2, \(Int32(many)))")
+                                .map { try $0.decode(UUID.self, at: 0) }
+                        }
+                        paged += page
+                        after = page.count == 2 ? page.last : nil
+                    } while after != nil
+                    #expect(paged == seen, "\(what), \(many == 0 ? "walked" : "gathered")")
+                }
+                var listed: [UUID] = []
+                var cursor: UUID?
+                repeat {
+                    let page = try await h.tasks.listOverlaps(task: nil, status: status, limit: 2, cursor: cursor, as: liaison)
+                    listed += page.items.map(\.id)
+                    cursor = page.nextCursor
+                } while cursor != nil
+                #expect(listed == seen, "\(what), listed")
+            }
+        }
+        // An agency with two of the six programs sees the 9 pairs of 15 that
+        // involve them; UNICEF, in four, all but the pair of WFP's two; UNWOMEN none.
+        #expect(seenCounts == ["undp": 9, "unicef": 14, "wfp": 9, "unwomen": 0])
+    }
+
     @Test func overlapListsPageWithACursor() async throws {
         let h = try await Harness("overlap_pages")
         for index in 0..<5 {

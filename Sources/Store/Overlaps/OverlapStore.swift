@@ -98,14 +98,20 @@ extension TaskStore {
                 throw StoreError.validation([FieldError("cursor", "no overlap \(cursor.uuidString.lowercased()) to continue after")])
             }
             // `flipped`: the overlap is shown from its other side (`overlap_subject`
-            // gives its own task as much as that side may see).
+            // gives its own task as much as that side may see). A liaison's
+            // whole list is paged by `overlap_page_of_agency`, which finds an
+            // agency's few overlaps among many without testing every row
+            // against row-level security; the policies still apply to the
+            // rows read here.
+            let pagedForAgency = restricted && task == nil
             let rows = try await connection.query("""
                 SELECT o.id, o.other_ref, o.score, o.reasons, o.status, o.resolution, o.resolution_data, s.ref, s.kind, s.title, s.agency, s.country, s.sectors,
                        s.start::text, s.finish::text, f.flipped
                 FROM task_overlaps o, LATERAL overlap_subject(o.id) s,
                      LATERAL (SELECT CASE WHEN \(task?.id)::uuid IS NOT NULL THEN o.task_id <> \(task?.id)
                                           ELSE NOT pbc_sees_task(o.task_id) END AS flipped) f
-                WHERE (\(task?.id)::uuid IS NULL OR o.task_id = \(task?.id) OR o.other_ref = \(task?.ref))
+                WHERE (NOT \(pagedForAgency) OR o.id = ANY (ARRAY(SELECT overlap_page_of_agency(\(status), \(cursor), \(limit + 1)::integer))))
+                  AND (\(task?.id)::uuid IS NULL OR o.task_id = \(task?.id) OR o.other_ref = \(task?.ref))
                   AND (\(status)::text IS NULL OR o.status = \(status))
                   AND (NOT \(restricted) OR pbc_sees_task(o.task_id) OR pbc_sees_task_ref(o.other_ref))
                   AND NOT overlap_twin_found_before(o.id)
