@@ -23,11 +23,12 @@ import TestSupport
         #expect(second.unchanged == 2)
         #expect(second.imported == 0)
         let row = try #require(try await h.pool.query(
-            "SELECT reporting_agency, description, budget_amount::text, budget_currency FROM activities WHERE identifier = 'GAC-BDI-2027-01'").first)
+            "SELECT reporting_agency, description, budgets -> 0 ->> 'amount', budgets -> 0 ->> 'currency', jsonb_array_length(budgets) FROM activities WHERE identifier = 'GAC-BDI-2027-01'").first)
         #expect(try row.decode(String.self, at: 0) == "gac-canada")
         #expect(try row.decode(String.self, at: 1) == #"Support to women mediators, with "listening clubs""#)
         #expect(try row.decode(String.self, at: 2) == "2500000.00")
         #expect(try row.decode(String.self, at: 3) == "CAD")
+        #expect(try row.decode(Int.self, at: 4) == 1)
         // Two countries, two portfolio rows; the participant agency takes part in screening.
         let rows = try await h.pool.query("SELECT country FROM portfolio WHERE ref = 'EU-LBR-2026-07' ORDER BY 1").map { try $0.decode(String.self, at: 0) }
         #expect(rows == ["LBR", "SLE"])

@@ -7,7 +7,8 @@ import TestSupport
 
 /// The who-does-what-where report divides an imported activity's budget as
 /// its publisher does: by recipient-country percentages, and by the sector
-/// percentages of one vocabulary; a revised budget replaces the original.
+/// percentages of one vocabulary; a revised budget replaces the original;
+/// budgets in several currencies are each counted in their own.
 @Suite struct ReportBudgetTests {
     /// Three activities whose budgets IATI divides in ways an equal split gets wrong.
     static let activities = """
@@ -39,6 +40,7 @@ import TestSupport
           <sector vocabulary="2" code="151" percentage="50"/>
           <sector vocabulary="2" code="152" percentage="50"/>
           <budget type="1"><period-start iso-date="2015-01-01"/><period-end iso-date="2015-12-31"/><value currency="EUR">1000</value></budget>
+          <budget type="1"><period-start iso-date="2015-07-01"/><period-end iso-date="2015-12-31"/><value currency="usd">400</value></budget>
          </iati-activity>
          <iati-activity default-currency="USD">
           <iati-identifier>XM-TEST-NTEE</iati-identifier>
@@ -97,13 +99,22 @@ import TestSupport
             "GIN 5:E99 50.00 USD", "GIN 5:P30 150.00 USD", "GIN 72040 300.00 USD",
             // XM-TEST-SPLIT: 60% Liberia, DAC codes 70 and 30 (the other vocabulary describes the same
             // budget again); the revised 2015 budget (1200) replaces the original (1000), with 800 for 2016.
-            // XM-TEST-REGION: a quarter in Liberia (the rest in a region), DAC categories (vocabulary 2) 50 and 50.
-            "LBR 12220 360.00 USD", "LBR 12250 840.00 USD", "LBR 151 125.00 EUR", "LBR 152 125.00 EUR",
+            // XM-TEST-REGION: a quarter in Liberia (the rest in a region), DAC categories (vocabulary 2) 50 and 50;
+            // 1000 EUR and 400 USD.
+            "LBR 12220 360.00 USD", "LBR 12250 840.00 USD", "LBR 151 125.00 EUR", "LBR 151 50.00 USD", "LBR 152 125.00 EUR",
+            "LBR 152 50.00 USD",
             "MLI 5:E99 50.00 USD", "MLI 5:P30 150.00 USD",
             "SLE 12220 240.00 USD", "SLE 12250 560.00 USD", "SLE 72040 300.00 USD",
         ])
-        let stored = try await h.pool.query("SELECT budget_amount::text FROM activities WHERE identifier = 'XM-TEST-SPLIT'").first!.decode(String.self, at: 0)
-        #expect(stored == "2000.00")
+        // An activity in two currencies is one entry of its rows, not one per currency.
+        let region = try await h.tasks.whoWhatWhere(ReportFilter(country: "LBR"), as: h.coordinator).filter { $0.sector == "151" }
+        #expect(region.map(\.entries) == [1])
+        let stored = try await h.pool.query("""
+            SELECT a.identifier, b ->> 'currency', (b ->> 'amount')::numeric::text
+            FROM activities a, jsonb_array_elements(a.budgets) WITH ORDINALITY AS e(b, n)
+            WHERE a.identifier IN ('XM-TEST-SPLIT', 'XM-TEST-REGION') ORDER BY a.identifier, e.n
+            """).map { "\(try $0.decode(String.self, at: 0)) \(try $0.decode(String.self, at: 1)) \(try $0.decode(String.self, at: 2))" }
+        #expect(stored == ["XM-TEST-REGION EUR 1000", "XM-TEST-REGION USD 400", "XM-TEST-SPLIT USD 2000"])
     }
 
     /// Activities imported before sql/0016 kept their countries' percentages
@@ -119,10 +130,41 @@ import TestSupport
         try await h.pool.withConnection { try await $0.execute(unsafeSQL: String(migration[filling.lowerBound...])) }
         #expect(try await rows(h) == [
             "GIN 5:E99 100.00 USD", "GIN 5:P30 100.00 USD", "GIN 72040 300.00 USD",
-            "LBR 12220 600.00 USD", "LBR 12250 600.00 USD", "LBR 151 125.00 EUR", "LBR 152 125.00 EUR",
+            "LBR 12220 600.00 USD", "LBR 12250 600.00 USD", "LBR 151 125.00 EUR", "LBR 151 50.00 USD", "LBR 152 125.00 EUR",
+            "LBR 152 50.00 USD",
             "MLI 5:E99 100.00 USD", "MLI 5:P30 100.00 USD",
             "SLE 12220 400.00 USD", "SLE 12250 400.00 USD", "SLE 72040 300.00 USD",
         ])
+    }
+
+    /// Before sql/0020 an activity kept one budget, in the first currency it
+    /// named; the migration keeps that one as the activity's budgets.
+    @Test func theMigrationKeepsTheBudgetAnActivityHad() async throws {
+        let target = try await TestDatabase.createEmpty("report_budget_0020")
+        let directory = Scratch.directory.appendingPathComponent("pbc-sql-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        let files = try FileManager.default.contentsOfDirectory(atPath: TestDatabase.migrationsDirectory.path).filter { $0.hasSuffix(".sql") }.sorted()
+        let later = try #require(files.firstIndex(of: "0020_activity_budgets_in_every_currency.sql"))
+        func copy(_ names: ArraySlice<String>) throws {
+            for name in names {
+                try FileManager.default.copyItem(
+                    at: TestDatabase.migrationsDirectory.appendingPathComponent(name), to: directory.appendingPathComponent(name))
+            }
+        }
+        try copy(files[..<later])
+        let connection = try await TestDatabase.connect(target)
+        _ = try await Migrator(directory: directory).migrate(on: connection)
+        try await connection.execute(unsafeSQL: """
+            INSERT INTO agencies (id, name, kind) VALUES ('xm-test', 'Test publisher', 'external');
+            INSERT INTO activities (identifier, reporting_agency, title, budget_amount, budget_currency, content_hash, source)
+            VALUES ('XM-1', 'xm-test', 'With a budget', 1500.5, 'EUR', 'h1', ''), ('XM-2', 'xm-test', 'Without', NULL, NULL, 'h2', '');
+            """)
+        try copy(files[later...])
+        _ = try await Migrator(directory: directory).migrate(on: connection)
+        let budgets = try await connection.query("SELECT identifier, budgets::text FROM activities ORDER BY identifier")
+            .map { "\(try $0.decode(String.self, at: 0)) \(try $0.decode(String.self, at: 1))" }
+        #expect(budgets == [#"XM-1 [{"amount": "1500.50", "currency": "EUR"}]"#, "XM-2 []"])
+        await connection.close()
     }
 
     @Test func percentagesDivideOnlyWhenEveryCodeHasOne() {

@@ -34,6 +34,8 @@ public struct ImportStopped: Error, CustomStringConvertible, Sendable {
 struct MappedActivity: Codable, Equatable {
     struct Country: Codable, Equatable { var code: String; var percentage: String? }
     struct Party: Codable, Equatable { var ref: String?; var name: String?; var role: String }
+    /// The sum of an activity's budgets in one currency.
+    struct Budget: Codable, Equatable { var currency: String; var amount: String }
 
     var identifier: String
     var reportingRef: String
@@ -52,9 +54,9 @@ struct MappedActivity: Codable, Equatable {
     var participants: [Party]
     var start: String?
     var end: String?
-    var budgetAmount: String?
-    var budgetCurrency: String?
-    /// How the budget divides in the who-does-what-where report.
+    /// A sum per currency, in the order the currencies are first named.
+    var budgets: [Budget]
+    /// How each budget divides in the who-does-what-where report.
     var budgetShares: BudgetShares
     var genderMarker: Int?
 }
@@ -126,29 +128,30 @@ public struct ActivityImporter: Sendable {
             }
         }
         categories = Array(Set(categories + sectors.map { String($0.prefix(3)) })).sorted()
-        // Budgets: the sum of those in the first currency named. A revised
-        // budget (type 2) replaces the original (type 1) of the same period,
-        // so an activity that reports both is not counted twice.
+        // Budgets: a sum per currency. A revised budget (type 2) replaces the
+        // original (type 1) of the same period, so an activity that reports
+        // both is not counted twice.
         let revisedPeriods = Set(activity.budgets.filter { $0.type == "2" }.map { [$0.start, $0.end] })
-        var amount = Decimal(0)
-        var currency: String?
+        var currencies: [String] = []
+        var sums: [String: Decimal] = [:]
         for budget in activity.budgets where budget.type == "2" || !revisedPeriods.contains([budget.start, budget.end]) {
-            guard let value = BudgetShares.decimal(budget.amount), value >= 0 else { continue }
-            let budgetCurrency = budget.currency ?? activity.defaultCurrency
-            if currency == nil { currency = budgetCurrency }
-            if budgetCurrency == currency { amount += value }
+            guard let value = BudgetShares.decimal(budget.amount), value >= 0,
+                  let currency = (budget.currency ?? activity.defaultCurrency)?.uppercased(),
+                  currency.count == 3, currency.allSatisfy({ $0.isASCII && $0.isLetter })
+            else { continue }
+            if sums[currency] == nil { currencies.append(currency) }
+            sums[currency, default: 0] += value
+        }
+        let budgets = currencies.map { currency in
+            var raw = sums[currency]!
+            var rounded = Decimal()
+            NSDecimalRound(&rounded, &raw, 2, .plain)
+            return MappedActivity.Budget(currency: currency, amount: rounded.description)
         }
         let roles = ["1": "funding", "2": "accountable", "4": "implementing"]
         let participants = activity.participants.compactMap { party -> MappedActivity.Party? in
             guard let role = party.role.flatMap({ roles[$0] }) else { return nil }
             return MappedActivity.Party(ref: party.ref, name: english(party.names), role: role)
-        }
-        var formatted: String?
-        if let currency, currency.count == 3 {
-            var rounded = Decimal()
-            var raw = amount
-            NSDecimalRound(&rounded, &raw, 2, .plain)
-            formatted = String(format: "%.2f", NSDecimalNumber(decimal: rounded).doubleValue)
         }
         let countries = recipientCountries.map { (code: $0.code.uppercased(), percentage: $0.percentage) }
         return .success(MappedActivity(
@@ -157,7 +160,7 @@ public struct ActivityImporter: Sendable {
             countries: countries.map { .init(code: $0.code, percentage: $0.percentage) },
             regions: recipientRegions.map { .init(code: $0.code, percentage: $0.percentage) }, sectors: Array(Set(sectors)).sorted(),
             categories: categories, otherSectors: others, locations: activity.locations, participants: participants,
-            start: startDate?.iso, end: endDate?.iso, budgetAmount: formatted, budgetCurrency: formatted == nil ? nil : currency,
+            start: startDate?.iso, end: endDate?.iso, budgets: budgets,
             budgetShares: BudgetShares(
                 countries: countries.map { .init(code: $0.code, percentage: $0.percentage) }, withRegions: !recipientRegions.isEmpty,
                 sectors: stated),
@@ -330,13 +333,13 @@ public struct ActivityImporter: Sendable {
             else if code.count == 3, code.allSatisfy(\.isNumber) { categories.append(code) }
             else { return .failure(SkipReason("a sector that is neither a 5-digit code nor a 3-digit category")) }
         }
-        var budget: String?
+        var budgets: [MappedActivity.Budget] = []
         if let amount = value("budget") {
-            guard PostgresNumeric(amount) != nil, !amount.hasPrefix("-") else { return .failure(SkipReason("a budget that is not a positive decimal")) }
+            guard let number = PostgresNumeric(amount), !amount.hasPrefix("-") else { return .failure(SkipReason("a budget that is not a positive decimal")) }
             guard let currency = value("currency"), currency.count == 3, currency.allSatisfy(\.isUppercase) else {
                 return .failure(SkipReason("a budget without an ISO 4217 currency"))
             }
-            budget = amount
+            budgets = [.init(currency: currency, amount: number.text)]
         }
         var participants: [MappedActivity.Party] = []
         for entry in list("participants") {
@@ -351,7 +354,7 @@ public struct ActivityImporter: Sendable {
             description: value("description") ?? "", status: value("status"), countries: countries.map { .init(code: $0, percentage: nil) },
             regions: [], sectors: Array(Set(sectors)).sorted(), categories: Array(Set(categories + sectors.map { String($0.prefix(3)) })).sorted(),
             otherSectors: [], locations: list("locations"), participants: participants, start: start, end: end,
-            budgetAmount: budget.map { PostgresNumeric($0)!.text }, budgetCurrency: budget == nil ? nil : value("currency"),
+            budgets: budgets,
             budgetShares: BudgetShares(
                 countries: countries.map { .init(code: $0, percentage: nil) }, withRegions: false,
                 sectors: sectors.map { (.dac, .init(code: $0)) } + categories.map { (.dacCategory, .init(code: $0)) }),
@@ -512,21 +515,21 @@ public struct ActivityImporter: Sendable {
             let shares = try PostgresJSONB(encoding: activity.budgetShares)
             let start = activity.start.flatMap { PostgresDate(iso: $0) }
             let end = activity.end.flatMap { PostgresDate(iso: $0) }
-            let budget = activity.budgetAmount.flatMap { PostgresNumeric($0) }
+            let budgets = try PostgresJSONB(encoding: activity.budgets)
             let rows = try await connection.query("""
                 INSERT INTO activities (identifier, reporting_agency, title, description, status, countries, regions, sectors,
                                         sector_categories, other_sectors, locations, participants, period_start, period_end,
-                                        budget_amount, budget_currency, budget_shares, gender_marker, content_hash, source)
+                                        budgets, budget_shares, gender_marker, content_hash, source)
                 VALUES (\(activity.identifier), \(agency), \(activity.title), \(activity.description), \(activity.status), \(countries),
                         \(regions), \(activity.sectors), \(activity.categories), \(others), \(activity.locations), \(participants),
-                        \(start), \(end), \(budget), \(activity.budgetCurrency), \(shares), \(activity.genderMarker.map(Int32.init)), \(hash),
+                        \(start), \(end), \(budgets), \(shares), \(activity.genderMarker.map(Int32.init)), \(hash),
                         \(source))
                 ON CONFLICT (reporting_agency, identifier) DO UPDATE SET
                     title = EXCLUDED.title, description = EXCLUDED.description, status = EXCLUDED.status, countries = EXCLUDED.countries,
                     regions = EXCLUDED.regions, sectors = EXCLUDED.sectors, sector_categories = EXCLUDED.sector_categories,
                     other_sectors = EXCLUDED.other_sectors, locations = EXCLUDED.locations, participants = EXCLUDED.participants,
-                    period_start = EXCLUDED.period_start, period_end = EXCLUDED.period_end, budget_amount = EXCLUDED.budget_amount,
-                    budget_currency = EXCLUDED.budget_currency, budget_shares = EXCLUDED.budget_shares, gender_marker = EXCLUDED.gender_marker,
+                    period_start = EXCLUDED.period_start, period_end = EXCLUDED.period_end, budgets = EXCLUDED.budgets,
+                    budget_shares = EXCLUDED.budget_shares, gender_marker = EXCLUDED.gender_marker,
                     content_hash = EXCLUDED.content_hash, source = EXCLUDED.source, updated_at = now()
                 RETURNING id
                 """)

@@ -48,10 +48,11 @@ extension TaskStore {
         let rows = try await transaction(as: principal) { connection in
             let country = try await checkFilterNames(country: filter.country, on: connection)
             return try await connection.query("""
-                -- One row per entry, country and sector, with its part of the budget:
-                -- a task's (those the caller may see) in equal parts among its sectors.
+                -- One row per entry, country, sector and currency, with its part of
+                -- the budget: a task's (those the caller may see) in equal parts
+                -- among its sectors.
                 WITH split AS (
-                    SELECT t.country, coalesce(s.sector, 'none') AS sector, t.lead_agency AS agency, t.budget_currency AS currency,
+                    SELECT t.id, t.country, coalesce(s.sector, 'none') AS sector, t.lead_agency AS agency, t.budget_currency AS currency,
                            t.budget_amount / greatest(cardinality(t.sectors), 1) AS share, t.state AS status, t.period_start AS start,
                            t.period_end AS finish
                     FROM tasks t
@@ -60,15 +61,18 @@ extension TaskStore {
                       AND (NOT \(restricted) OR t.lead_agency = \(own)
                            OR EXISTS (SELECT 1 FROM task_participants p WHERE p.task_id = t.id AND p.agency = \(own)))
                     UNION ALL
-                    -- An activity's as its publisher divides it (BudgetShares.swift).
-                    SELECT c.code, coalesce(s.value ->> 'code', 'none'), a.reporting_agency, a.budget_currency,
-                           a.budget_amount * (rc.value ->> 'share')::numeric * coalesce((s.value ->> 'share')::numeric, 1),
+                    -- An activity's, each of its currencies, as its publisher divides
+                    -- it (BudgetShares.swift).
+                    SELECT a.id, c.code, coalesce(s.value ->> 'code', 'none'), a.reporting_agency, b.value ->> 'currency',
+                           (b.value ->> 'amount')::numeric * (rc.value ->> 'share')::numeric * coalesce((s.value ->> 'share')::numeric, 1),
                            a.status, a.period_start, a.period_end
                     FROM activities a
                     JOIN LATERAL jsonb_array_elements(a.budget_shares -> 'countries') AS rc(value) ON true
                     JOIN countries c ON c.alpha2 = rc.value ->> 'code' OR c.code = rc.value ->> 'code'
                     LEFT JOIN LATERAL jsonb_array_elements(CASE WHEN jsonb_array_length(a.budget_shares -> 'sectors') = 0 THEN '[null]'
                                                                 ELSE a.budget_shares -> 'sectors' END) AS s(value) ON true
+                    LEFT JOIN LATERAL jsonb_array_elements(CASE WHEN jsonb_array_length(a.budgets) = 0 THEN '[null]'
+                                                                ELSE a.budgets END) AS b(value) ON true
                 ),
                 filtered AS (
                     SELECT * FROM split
@@ -77,7 +81,7 @@ extension TaskStore {
                       AND (\(from)::date IS NULL OR finish IS NULL OR finish >= \(from))
                       AND (\(to)::date IS NULL OR start IS NULL OR start <= \(to))
                 )
-                SELECT country, sector, agency, count(*) AS entries, currency, round(sum(share), 2)::text AS budget,
+                SELECT country, sector, agency, count(DISTINCT id) AS entries, currency, round(sum(share), 2)::text AS budget,
                        GROUPING(currency) = 1 AS total
                 FROM filtered
                 GROUP BY GROUPING SETS ((country, sector, agency, currency), (country, sector, agency))
