@@ -74,7 +74,7 @@ extension TaskStore {
                 FROM queues q
                 LEFT JOIN tasks t ON t.queue = q.name
                     AND (NOT \(restricted) OR t.lead_agency = \(principal.agency)
-                         OR EXISTS (SELECT 1 FROM task_participants p WHERE p.task_id = t.id AND p.agency = \(principal.agency)))
+                         OR t.id = ANY (ARRAY(SELECT p.task_id FROM task_participants p WHERE p.agency = \(principal.agency))))
                 WHERE \(everyQueue) OR EXISTS (
                     SELECT 1 FROM queue_members m WHERE m.principal = \(principal.id) AND (m.queue = q.name OR m.queue = q.refines))
                 GROUP BY q.name, q.refines
@@ -105,7 +105,7 @@ extension TaskStore {
                 FROM tasks t
                 WHERE t.queue = \(queue)
                   AND (NOT \(restricted) OR t.lead_agency = \(principal.agency)
-                       OR EXISTS (SELECT 1 FROM task_participants p WHERE p.task_id = t.id AND p.agency = \(principal.agency)))
+                       OR t.id = ANY (ARRAY(SELECT p.task_id FROM task_participants p WHERE p.agency = \(principal.agency))))
                   AND (\(after == nil) OR (t.priority_rank, COALESCE(t.due_at, 'infinity'), COALESCE(t.queued_at, t.created_at), t.id::text)
                        > (\(after?.rank), \(after?.due)::timestamptz, \(after?.queued)::timestamptz, \(after?.id)))
                 ORDER BY t.priority_rank, COALESCE(t.due_at, 'infinity'), COALESCE(t.queued_at, t.created_at), t.id::text
@@ -149,7 +149,7 @@ extension TaskStore {
                           SELECT 1 FROM queue_members m JOIN queues q ON q.name = \(queue)
                           WHERE m.principal = \(principal.id) AND (m.queue = q.name OR m.queue = q.refines)))
                       AND (NOT \(restricted) OR t.lead_agency = \(principal.agency)
-                           OR EXISTS (SELECT 1 FROM task_participants p WHERE p.task_id = t.id AND p.agency = \(principal.agency)))
+                           OR t.id = ANY (ARRAY(SELECT p.task_id FROM task_participants p WHERE p.agency = \(principal.agency))))
                     ORDER BY t.priority_rank, t.due_at, t.queued_at, t.id
                     LIMIT 1
                     FOR NO KEY UPDATE OF t SKIP LOCKED)

@@ -59,7 +59,7 @@ extension TaskStore {
                     LEFT JOIN LATERAL unnest(CASE WHEN cardinality(t.sectors) = 0 THEN ARRAY[NULL::text] ELSE t.sectors END) AS s(sector) ON true
                     WHERE t.country IS NOT NULL
                       AND (NOT \(restricted) OR t.lead_agency = \(own)
-                           OR EXISTS (SELECT 1 FROM task_participants p WHERE p.task_id = t.id AND p.agency = \(own)))
+                           OR t.id = ANY (ARRAY(SELECT p.task_id FROM task_participants p WHERE p.agency = \(own))))
                     UNION ALL
                     -- An activity's, each of its currencies, as its publisher divides
                     -- it (BudgetShares.swift).

@@ -455,7 +455,7 @@ public struct TaskStore: Sendable {
             \(unsafeRaw: Self.taskSelect)
             WHERE (t.id = \(id) OR (\(id)::uuid IS NULL AND t.ref = \(key)))
               AND (NOT \(restricted) OR t.lead_agency = \(agency)
-                   OR EXISTS (SELECT 1 FROM task_participants p WHERE p.task_id = t.id AND p.agency = \(agency)))
+                   OR t.id = ANY (ARRAY(SELECT p.task_id FROM task_participants p WHERE p.agency = \(agency))))
             \(unsafeRaw: forUpdate ? "FOR NO KEY UPDATE OF t" : "")
             """)
         return try rows.first.map(Self.task(from:))
