@@ -82,7 +82,10 @@ public final class PostgresConnection: @unchecked Sendable {
             // Timestamps come back in the ISO form our decoder reads; UTC makes
             // server-side date arithmetic the same on every instance.
             // String literals are quoted for standard_conforming_strings (`literal`).
-            var setup = "SET DateStyle TO 'ISO, YMD'; SET TimeZone TO 'UTC'; SET standard_conforming_strings TO on"
+            // No JIT: compiling a statement whose estimated cost passes
+            // jit_above_cost took 100 to 400 ms each time, far longer than any
+            // of pbc's statements runs (docs/performance.md, "JIT").
+            var setup = "SET DateStyle TO 'ISO, YMD'; SET TimeZone TO 'UTC'; SET standard_conforming_strings TO on; SET jit TO off"
             if let role = target.role {
                 guard let quoted = PQescapeIdentifier(handle, role, role.utf8.count) else {
                     let reason = oneLine(String(cString: PQerrorMessage(handle)))
