@@ -110,11 +110,11 @@ import TestSupport
         let region = try await h.tasks.whoWhatWhere(ReportFilter(country: "LBR"), as: h.coordinator).filter { $0.sector == "151" }
         #expect(region.map(\.entries) == [1])
         let stored = try await h.pool.query("""
-            SELECT a.identifier, b ->> 'currency', (b ->> 'amount')::numeric::text
+            SELECT a.identifier, b ->> 'currency', b ->> 'amount'
             FROM activities a, jsonb_array_elements(a.budgets) WITH ORDINALITY AS e(b, n)
             WHERE a.identifier IN ('XM-TEST-SPLIT', 'XM-TEST-REGION') ORDER BY a.identifier, e.n
             """).map { "\(try $0.decode(String.self, at: 0)) \(try $0.decode(String.self, at: 1)) \(try $0.decode(String.self, at: 2))" }
-        #expect(stored == ["XM-TEST-REGION EUR 1000", "XM-TEST-REGION USD 400", "XM-TEST-SPLIT USD 2000"])
+        #expect(stored == ["XM-TEST-REGION EUR 1000.00", "XM-TEST-REGION USD 400.00", "XM-TEST-SPLIT USD 2000.00"])
     }
 
     /// Activities imported before sql/0016 kept their countries' percentages
@@ -165,6 +165,16 @@ import TestSupport
             .map { "\(try $0.decode(String.self, at: 0)) \(try $0.decode(String.self, at: 1))" }
         #expect(budgets == [#"XM-1 [{"amount": "1500.50", "currency": "EUR"}]"#, "XM-2 []"])
         await connection.close()
+    }
+
+    /// A sum is kept to the cent and written as tasks' amounts are.
+    @Test func aBudgetIsASumToTheCent() {
+        func amount(_ text: String) -> String { MappedActivity.Budget(currency: "USD", total: Decimal(string: text)!).amount }
+        #expect(amount("1234.565") == "1234.57")
+        #expect(amount("0.5") == "0.50")
+        #expect(amount("2000") == "2000.00")
+        #expect(amount("0") == "0.00")
+        #expect(amount("123456789012345678.994") == "123456789012345678.99")
     }
 
     @Test func percentagesDivideOnlyWhenEveryCodeHasOne() {

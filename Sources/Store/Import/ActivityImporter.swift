@@ -34,8 +34,22 @@ public struct ImportStopped: Error, CustomStringConvertible, Sendable {
 struct MappedActivity: Codable, Equatable {
     struct Country: Codable, Equatable { var code: String; var percentage: String? }
     struct Party: Codable, Equatable { var ref: String?; var name: String?; var role: String }
-    /// The sum of an activity's budgets in one currency.
-    struct Budget: Codable, Equatable { var currency: String; var amount: String }
+    /// The sum of an activity's budgets in one currency, to the cent.
+    struct Budget: Codable, Equatable {
+        var currency: String
+        var amount: String
+
+        init(currency: String, total: Decimal) {
+            var raw = total
+            var rounded = Decimal()
+            NSDecimalRound(&rounded, &raw, 2, .plain)
+            // Written as tasks' amounts are, with two decimals: 1500.00.
+            let digits = rounded.description.split(separator: ".", omittingEmptySubsequences: false)
+            let cents = digits.count == 2 ? String(digits[1]) : ""
+            self.currency = currency
+            self.amount = "\(digits[0]).\(cents.padding(toLength: 2, withPad: "0", startingAt: 0))"
+        }
+    }
 
     var identifier: String
     var reportingRef: String
@@ -142,12 +156,7 @@ public struct ActivityImporter: Sendable {
             if sums[currency] == nil { currencies.append(currency) }
             sums[currency, default: 0] += value
         }
-        let budgets = currencies.map { currency in
-            var raw = sums[currency]!
-            var rounded = Decimal()
-            NSDecimalRound(&rounded, &raw, 2, .plain)
-            return MappedActivity.Budget(currency: currency, amount: rounded.description)
-        }
+        let budgets = currencies.map { MappedActivity.Budget(currency: $0, total: sums[$0]!) }
         let roles = ["1": "funding", "2": "accountable", "4": "implementing"]
         let participants = activity.participants.compactMap { party -> MappedActivity.Party? in
             guard let role = party.role.flatMap({ roles[$0] }) else { return nil }
@@ -335,11 +344,11 @@ public struct ActivityImporter: Sendable {
         }
         var budgets: [MappedActivity.Budget] = []
         if let amount = value("budget") {
-            guard let number = PostgresNumeric(amount), !amount.hasPrefix("-") else { return .failure(SkipReason("a budget that is not a positive decimal")) }
+            guard let total = PostgresNumeric(amount)?.decimal, total >= 0 else { return .failure(SkipReason("a budget that is not a positive decimal")) }
             guard let currency = value("currency"), currency.count == 3, currency.allSatisfy(\.isUppercase) else {
                 return .failure(SkipReason("a budget without an ISO 4217 currency"))
             }
-            budgets = [.init(currency: currency, amount: number.text)]
+            budgets = [.init(currency: currency, total: total)]
         }
         var participants: [MappedActivity.Party] = []
         for entry in list("participants") {
