@@ -20,12 +20,26 @@ public struct Transition: Sendable, Hashable {
     public var automatic: Bool
 }
 
+/// A guard that refused an action, and why.
+public struct GuardFailure: Sendable, Hashable {
+    /// The guard as the workflow states it, such as `field_in_range(genderMarker, 0, 3)`.
+    public var name: String
+    public var reason: String
+
+    public init(_ name: String, _ reason: String) {
+        self.name = name
+        self.reason = reason
+    }
+}
+
 /// Why an action was refused, precisely enough to act on.
 public enum Refusal: Error, Sendable, Hashable, CustomStringConvertible {
     case unknownAction(action: String, known: [String])
     case notAllowedInState(action: String, state: String, allowed: [String])
     case roleNotAllowed(action: String, role: Role, allowedRoles: [Role])
-    case guardFailed(action: String, guard: String, reason: String)
+    /// Every guard of the action that refused, in the workflow's order, so
+    /// that one answer says all that must change.
+    case guardsFailed(action: String, failures: [GuardFailure])
     case commentRequired(action: String)
     case fieldNotSettable(action: String, field: String, settable: [String])
     case noAutomaticExit(state: String, reasons: [String])
@@ -38,8 +52,8 @@ public enum Refusal: Error, Sendable, Hashable, CustomStringConvertible {
             "\(action) is not allowed in state \(state)" + (allowed.isEmpty ? "" : "; allowed: \(allowed.joined(separator: ", "))")
         case .roleNotAllowed(let action, let role, let allowedRoles):
             "a \(role.rawValue) may not \(action); it is for: \(allowedRoles.map(\.rawValue).joined(separator: ", "))"
-        case .guardFailed(let action, let guardName, let reason):
-            "\(action) refused by \(guardName): \(reason)"
+        case .guardsFailed(let action, let failures):
+            "\(action) refused by " + failures.map { "\($0.name): \($0.reason)" }.joined(separator: "; and by ")
         case .commentRequired(let action):
             "\(action) needs a comment"
         case .fieldNotSettable(let action, let field, let settable):
@@ -136,21 +150,22 @@ public enum Engine {
             updated.fields[field] = value
         }
         // Guards see the task as the action would leave it (a field set now counts).
-        for guardCondition in action.guards {
-            if let reason = guardCondition.failure(task: updated, actor: actor, context: context) {
-                return .failure(.guardFailed(action: name, guard: guardCondition.description, reason: reason))
-            }
+        let failures = action.guards.compactMap { guardCondition in
+            guardCondition.failure(task: updated, actor: actor, context: context).map { GuardFailure(guardCondition.description, $0) }
+        }
+        guard failures.isEmpty else {
+            return .failure(.guardsFailed(action: name, failures: failures))
         }
         if let field = action.periodEndFrom {
             guard case .string(let text)? = updated.fields[field], let end = CalendarDate(iso: text) else {
-                return .failure(.guardFailed(action: name, guard: "period_end(\(field))", reason: "\(field) holds no date (YYYY-MM-DD)"))
+                return .failure(.guardsFailed(action: name, failures: [GuardFailure("period_end(\(field))", "\(field) holds no date (YYYY-MM-DD)")]))
             }
             guard let period = updated.period else {
-                return .failure(.guardFailed(action: name, guard: "period_end(\(field))", reason: "the task has no period to change"))
+                return .failure(.guardsFailed(action: name, failures: [GuardFailure("period_end(\(field))", "the task has no period to change")]))
             }
             guard end >= period.start else {
                 return .failure(
-                    .guardFailed(action: name, guard: "period_end(\(field))", reason: "\(field) \(text) is before the period starts on \(period.start.iso)"))
+                    .guardsFailed(action: name, failures: [GuardFailure("period_end(\(field))", "\(field) \(text) is before the period starts on \(period.start.iso)")]))
             }
             updated.period = Period(start: period.start, end: end)
         }

@@ -46,18 +46,26 @@ import Testing
         // A failed guard says which and why: the gender marker is required at submission.
         var unmarked = Fixtures.project()
         unmarked.fields["genderMarker"] = nil
-        guard case .failure(.guardFailed(_, let guardName, let reason)) = try await decide(workflow, unmarked, Fixtures.liaison, "submit") else {
-            Issue.record("expected a guard failure")
-            return
-        }
-        #expect(guardName == "field_in_range(genderMarker, 0, 3)")
-        #expect(reason == "the field genderMarker is required")
+        #expect(try await decide(workflow, unmarked, Fixtures.liaison, "submit") == .failure(.guardsFailed(
+            action: "submit", failures: [GuardFailure("field_in_range(genderMarker, 0, 3)", "the field genderMarker is required")])))
+        // Every guard that refuses is named at once, in the workflow's order, so one answer says all that must change.
+        var unfinished = unmarked
+        unfinished.budget = nil
+        unfinished.fields["facility"] = nil
+        #expect(try await decide(workflow, unfinished, Fixtures.liaison, "submit") == .failure(.guardsFailed(action: "submit", failures: [
+            GuardFailure("budget_present", "the task has no budget"),
+            GuardFailure("field_in_range(genderMarker, 0, 3)", "the field genderMarker is required"),
+            GuardFailure("field_present(facility)", "the field facility is required"),
+        ])))
+        #expect(Refusal.guardsFailed(action: "submit", failures: [GuardFailure("budget_present", "the task has no budget"), GuardFailure("field_present(facility)", "the field facility is required")]).description
+            == "submit refused by budget_present: the task has no budget; and by field_present(facility): the field facility is required")
         // An agency that is not on the task cannot submit it.
         let outsider = Actor(principal: "x", role: .liaison, agency: "wfp")
-        guard case .failure(.guardFailed(_, "actor_in_task_agencies", _)) = try await decide(workflow, Fixtures.project(), outsider, "submit") else {
+        guard case .failure(.guardsFailed(_, let failures)) = try await decide(workflow, Fixtures.project(), outsider, "submit") else {
             Issue.record("expected actor_in_task_agencies to fail")
             return
         }
+        #expect(failures.map(\.name) == ["actor_in_task_agencies"])
         // A comment is required to ask for a revision.
         #expect(try await decide(workflow, reviewing, Fixtures.coordinator, "request_revision") == .failure(.commentRequired(action: "request_revision")))
         // Only listed fields may be set.
@@ -97,20 +105,18 @@ import Testing
         implementing.state = "implementing"
         let inputs = ActionInputs(comment: "elections moved", fields: ["requestedEndDate": .string("2027-09-01")])
         #expect(try await decide(workflow, implementing, Fixtures.liaison, "request_extension", inputs: inputs, context: Fixtures.context("2026-12-01")).get().finalState == "extension_requested")
-        guard case .failure(.guardFailed(_, "days_before_end(90)", let reason)) = try await decide(
-            workflow, implementing, Fixtures.liaison, "request_extension", inputs: inputs, context: Fixtures.context("2027-01-15"))
-        else {
-            Issue.record("expected days_before_end to refuse")
-            return
-        }
-        #expect(reason == "only 45 day(s) remain before the period ends on 2027-03-01; at least 90 are needed")
+        #expect(try await decide(workflow, implementing, Fixtures.liaison, "request_extension", inputs: inputs, context: Fixtures.context("2027-01-15"))
+            == .failure(.guardsFailed(action: "request_extension", failures: [
+                GuardFailure("days_before_end(90)", "only 45 day(s) remain before the period ends on 2027-03-01; at least 90 are needed"),
+            ])))
         // Only the lead agency asks.
-        guard case .failure(.guardFailed(_, "actor_is_lead_agency", _)) = try await decide(
+        guard case .failure(.guardsFailed(_, let failures)) = try await decide(
             workflow, implementing, Fixtures.otherLiaison, "request_extension", inputs: inputs, context: Fixtures.context("2026-12-01"))
         else {
             Issue.record("expected actor_is_lead_agency to refuse")
             return
         }
+        #expect(failures.map(\.name) == ["actor_is_lead_agency"])
     }
 
     @Test func deconflictionCasesEndInTheAgreedResolution() async throws {
@@ -143,8 +149,8 @@ import Testing
         ] {
             var task = requested
             task.fields["requestedEndDate"] = .string(value)
-            guard case .failure(.guardFailed("approve_extension", "period_end(requestedEndDate)", let given)) = try await decide(
-                workflow, task, Fixtures.approver, "approve_extension")
+            guard case .failure(.guardsFailed("approve_extension", let failures)) = try await decide(
+                workflow, task, Fixtures.approver, "approve_extension"), failures.map(\.name) == ["period_end(requestedEndDate)"], let given = failures.first?.reason
             else {
                 Issue.record("expected \(value) to be refused")
                 continue

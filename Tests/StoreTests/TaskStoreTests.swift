@@ -51,7 +51,8 @@ import TestSupport
         let noTransfer = await #expect(throws: StoreError.self) {
             _ = try await h.tasks.act(task.ref, action: "record_first_transfer", expectedVersion: task.version, by: h.coordinator)
         }
-        #expect(noTransfer?.refusal == .guardFailed(action: "record_first_transfer", guard: "field_present(firstTransferDate)", reason: "the field firstTransferDate is required"))
+        #expect(noTransfer?.refusal == .guardsFailed(
+            action: "record_first_transfer", failures: [GuardFailure("field_present(firstTransferDate)", "the field firstTransferDate is required")]))
         task = try await h.tasks.act(task.ref, action: "record_first_transfer", expectedVersion: task.version,
                                      inputs: ActionInputs(fields: ["firstTransferDate": .string("2027-01-15")]), by: h.coordinator)
         #expect(task.state == "funded")
