@@ -1,18 +1,35 @@
 import Foundation
 
+/// A closed set of names read from text (requests, configuration files): a
+/// name it does not hold is refused with the names it does, where
+/// Foundation's message named only the Swift type.
+public protocol NameSet: RawRepresentable, CaseIterable, Decodable where RawValue == String {}
+
+extension NameSet {
+    public init(from decoder: Decoder) throws {
+        let container = try decoder.singleValueContainer()
+        let name = try container.decode(String.self)
+        guard let value = Self(rawValue: name) else {
+            throw DecodingError.dataCorruptedError(
+                in: container, debugDescription: "\(name) is not one of \(Self.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        self = value
+    }
+}
+
 /// What a principal may do, broadly; workflows say which roles may take each action.
-public enum Role: String, Sendable, Codable, CaseIterable, Hashable {
+public enum Role: String, Sendable, Codable, CaseIterable, Hashable, NameSet {
     case liaison, coordinator, approver, observer, admin, system
 }
 
-public enum AgencyKind: String, Sendable, Codable, CaseIterable {
+public enum AgencyKind: String, Sendable, Codable, CaseIterable, NameSet {
     case unEntity = "un_entity"
     case bilateral
     case regionalOrganization = "regional_organization"
     case ifi, ngo, government, secretariat, external
 }
 
-public enum Priority: String, Sendable, Codable, CaseIterable, Comparable {
+public enum Priority: String, Sendable, Codable, CaseIterable, Comparable, NameSet {
     case low, normal, high, urgent
 
     public var rank: Int { Self.allCases.firstIndex(of: self)! }
@@ -22,7 +39,7 @@ public enum Priority: String, Sendable, Codable, CaseIterable, Comparable {
 }
 
 /// An agency's part in a task, as IATI names them.
-public enum ParticipantRole: String, Sendable, Codable, CaseIterable {
+public enum ParticipantRole: String, Sendable, Codable, CaseIterable, NameSet {
     case funding, implementing, accountable
 }
 

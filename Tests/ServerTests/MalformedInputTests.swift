@@ -153,6 +153,30 @@ import TestSupport
         await server.stop()
     }
 
+    /// A bad value is named with what to send instead, not in Foundation's
+    /// words (which named a Swift type, or called valid JSON invalid).
+    @Test func aBadValueSaysWhatToSend() async throws {
+        let server = try await ServerHarness.start("malformed_words")
+        let cases: [(method: String, params: String, message: String)] = [
+            ("overlap.resolve", #"{"overlap":"nope","resolution":"distinct"}"#,
+             "parameter overlap must be an id (a UUID such as 7d4e1f0a-0000-4000-8000-000000000001)"),
+            ("task.create", #"{"workflow":"pbf-project","title":"x","leadAgency":"undp","priority":"asap"}"#,
+             "parameter priority: asap is not one of low, normal, high, urgent"),
+            ("task.create", #"{"workflow":"pbf-project","title":"x","leadAgency":"undp","participants":[{"agency":"unicef","role":"boss"}]}"#,
+             "parameter participants[0].role: boss is not one of funding, implementing, accountable"),
+            ("task.act", #"{"task":"x","action":"a","expectedVersion":99999999999999999999999}"#,
+             "parameter expectedVersion is too large for an integer"),
+        ]
+        try await server.withSession("coordinator") { client in
+            for (method, params, message) in cases {
+                let response = try await client.call(method, params: params)
+                #expect(response?["error"]?["code"] == .integer(-32602), "\(method) \(params)")
+                #expect(response?["error"]?["message"] == .string(message), "\(method) \(params)")
+            }
+        }
+        await server.stop()
+    }
+
     @Test func limitsCloseWhatTheyShouldAndNothingElse() async throws {
         let server = try await ServerHarness.start("limits") { configuration in
             configuration.helloDeadlineSeconds = 1

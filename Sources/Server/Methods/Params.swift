@@ -23,7 +23,26 @@ enum ParamsDecoder {
             let data = try JSONEncoder().encode(JSONValue.object(object))
             return try JSONDecoder().decode(P.self, from: data)
         } catch let error as DecodingError {
+            // A whole number too large for an integer reaches Foundation as a
+            // double, which it reports as JSON it cannot read, at no parameter.
+            if case .dataCorrupted(let context) = error, context.codingPath.isEmpty, let name = hugeWholeNumber(in: .object(object)) {
+                throw invalid("parameter \(name) is too large for an integer", parameter: name)
+            }
             throw describe(error)
+        }
+    }
+
+    /// The path of the first whole number beyond a 64-bit integer's range, if any.
+    private static func hugeWholeNumber(in value: JSONValue, at path: String = "") -> String? {
+        switch value {
+        case .double(let number) where number.rounded() == number && abs(number) >= 0x1p63:
+            return path
+        case .object(let object):
+            return object.keys.sorted().lazy.compactMap { hugeWholeNumber(in: object[$0]!, at: path.isEmpty ? $0 : "\(path).\($0)") }.first
+        case .array(let array):
+            return array.indices.lazy.compactMap { hugeWholeNumber(in: array[$0], at: "\(path)[\($0)]") }.first
+        default:
+            return nil
         }
     }
 
@@ -50,6 +69,11 @@ enum ParamsDecoder {
             return invalid("parameter \(name) must be \(describe(type)), not null", parameter: name)
         case .dataCorrupted(let context):
             let name = path(context.codingPath)
+            guard !name.isEmpty else { return invalid("invalid parameters: \(context.debugDescription)", parameter: nil) }
+            // Foundation's own words for a UUID name the type, not what to send.
+            if context.debugDescription.contains("UUID") {
+                return invalid("parameter \(name) must be an id (a UUID such as 7d4e1f0a-0000-4000-8000-000000000001)", parameter: name)
+            }
             return invalid("parameter \(name): \(context.debugDescription)", parameter: name)
         @unknown default:
             return invalid("invalid parameters", parameter: nil)
