@@ -5,7 +5,11 @@
 -- [{"currency": "USD", "amount": "1500000.00"}, {"currency": "EUR", ...}].
 -- The amounts dropped before were not kept; importing the file again takes
 -- them (docs/import.md, "Budgets in the report").
-ALTER TABLE activities ADD COLUMN budgets jsonb NOT NULL DEFAULT '[]' CHECK (jsonb_typeof(budgets) = 'array');
+-- Each a currency code and an amount to the cent, as the columns it replaces
+-- were constrained.
+ALTER TABLE activities ADD COLUMN budgets jsonb NOT NULL DEFAULT '[]' CONSTRAINT activity_budgets_well_formed CHECK (
+    jsonb_typeof(budgets) = 'array'
+    AND NOT jsonb_path_exists(budgets, '$[*] ? (!(@.currency like_regex "^[A-Z]{3}$") || !(@.amount.type() == "string") || !(@.amount like_regex "^[0-9]+\\.[0-9]{2}$"))'));
 
 UPDATE activities SET budgets = jsonb_build_array(jsonb_build_object('currency', budget_currency, 'amount', budget_amount::text))
 WHERE budget_amount IS NOT NULL AND budget_currency IS NOT NULL;

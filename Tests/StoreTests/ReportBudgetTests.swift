@@ -164,6 +164,14 @@ import TestSupport
         let budgets = try await connection.query("SELECT identifier, budgets::text FROM activities ORDER BY identifier")
             .map { "\(try $0.decode(String.self, at: 0)) \(try $0.decode(String.self, at: 1))" }
         #expect(budgets == [#"XM-1 [{"amount": "1500.50", "currency": "EUR"}]"#, "XM-2 []"])
+        // As the columns it replaces were, each budget is a currency code and an amount to the cent.
+        for malformed in [#"[{"currency": "usd", "amount": "1.00"}]"#, #"[{"currency": "USD", "amount": "-1.00"}]"#,
+                          #"[{"currency": "USD", "amount": 1}]"#, #"[{"amount": "1.00"}]"#] {
+            let refused = await #expect(throws: PostgresError.self) {
+                try await connection.query("UPDATE activities SET budgets = \(malformed)::jsonb WHERE identifier = 'XM-1'")
+            }
+            #expect(refused?.message.contains("activity_budgets_well_formed") == true, "\(malformed)")
+        }
         await connection.close()
     }
 
