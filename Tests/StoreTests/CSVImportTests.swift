@@ -106,6 +106,29 @@ import TestSupport
         #expect(try await titles().count == 3)
     }
 
+    /// A budget is an amount and an ISO 4217 code in capitals; it is kept to
+    /// the cent. A row whose budget is not so is skipped with that reason,
+    /// not left for the schema's constraint to refuse in its own words.
+    @Test func aBudgetIsAnAmountToTheCentAndAnISOCode() async throws {
+        let h = try await Harness("csv_budgets")
+        let file = Scratch.directory.appendingPathComponent("pbc-csv-budgets-\(UUID().uuidString).csv")
+        try """
+            identifier,publisher,title,countries,budget,currency
+            B-1,eu,Accented code,BI,1000.00,ÄBC
+            B-2,eu,Half a cent,BI,1000.005,EUR
+            B-3,eu,Lower case,BI,5,usd
+            B-4,eu,Negative,BI,-5,EUR
+
+            """.write(to: file, atomically: true, encoding: .utf8)
+        let summary = try await h.importer.importCSV(file: file.path)
+        #expect(summary.imported == 1)
+        #expect(summary.skipped == ["a budget without an ISO 4217 currency": 2, "a budget that is not a positive decimal": 1])
+        let stored = try await h.pool.query("SELECT identifier, budgets::text FROM activities").map {
+            "\(try $0.decode(String.self, at: 0)) \(try $0.decode(String.self, at: 1))"
+        }
+        #expect(stored == [#"B-2 [{"amount": "1000.01", "currency": "EUR"}]"#])
+    }
+
     /// Imports one activity in Gitega with this IATI status, from a file in `directory`.
     /// A program that overlaps the activity of `importGitegaActivity` as it is first imported.
     static func likeTheGitegaActivity() -> TaskRecord {

@@ -345,7 +345,7 @@ public struct ActivityImporter: Sendable {
         var budgets: [MappedActivity.Budget] = []
         if let amount = value("budget") {
             guard let total = PostgresNumeric(amount)?.decimal, total >= 0 else { return .failure(SkipReason("a budget that is not a positive decimal")) }
-            guard let currency = value("currency"), currency.count == 3, currency.allSatisfy(\.isUppercase) else {
+            guard let currency = value("currency"), currency.count == 3, currency.allSatisfy({ $0.isASCII && $0.isUppercase }) else {
                 return .failure(SkipReason("a budget without an ISO 4217 currency"))
             }
             budgets = [.init(currency: currency, total: total)]
