@@ -186,6 +186,25 @@ import TestSupport
         // An agency with two of the six programs sees the 9 pairs of 15 that
         // involve them; UNICEF, in four, all but the pair of WFP's two; UNWOMEN none.
         #expect(seenCounts == ["undp": 9, "unicef": 14, "wfp": 9, "unwomen": 0])
+
+        // A cursor the liaison may not use is refused, not read as a position:
+        // an overlap that does not exist, and one of a pair WFP has no part in.
+        let unseen = try #require(try await h.pool.query("""
+            SELECT o.id FROM task_overlaps o JOIN tasks a ON a.id = o.task_id JOIN tasks b ON b.ref = o.other_ref
+            WHERE a.lead_agency <> 'wfp' AND b.lead_agency <> 'wfp' LIMIT 1
+            """).first).decode(UUID.self, at: 0)
+        for cursor in [UUID(), unseen] {
+            let refused = await #expect(throws: StoreError.self) {
+                _ = try await h.tasks.listOverlaps(task: nil, status: nil, limit: 2, cursor: cursor, as: h.wfp)
+            }
+            #expect(refused?.description.contains("to continue after") == true, "\(cursor)")
+        }
+        // The page function serves a liaison's transaction only.
+        await #expect(throws: PostgresError.self) {
+            _ = try await h.service.withTransaction(settings: [(name: "pbc.scope", value: "all"), (name: "pbc.agency", value: "")]) { connection in
+                try await connection.query("SELECT overlap_page_of_agency(NULL, NULL, 10)")
+            }
+        }
     }
 
     @Test func overlapListsPageWithACursor() async throws {
