@@ -79,7 +79,7 @@ struct ImportCommand: AsyncParsableCommand {
 
 /// A one-line progress bar on standard error, drawn only on a terminal and at most ten times a second.
 final class ProgressBar: @unchecked Sendable {
-    // @unchecked: drawn from the import loop only, one call at a time.
+    // @unchecked: drawn from one loop (an import's or a scan's), one call at a time.
     private let enabled = isatty(STDERR_FILENO) == 1
     private var last = ContinuousClock.now - .seconds(1)
     private var drawn = false
@@ -98,7 +98,9 @@ final class ProgressBar: @unchecked Sendable {
         drawn = true
     }
 
+    /// Ends the bar's line, once, so that what is printed next starts on its own.
     func finish() {
         if drawn { FileHandle.standardError.write(Data("\n".utf8)) }
+        drawn = false
     }
 }

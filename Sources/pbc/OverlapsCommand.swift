@@ -50,49 +50,94 @@ struct OverlapsCommand: AsyncParsableCommand {
 
         func run() async throws {
             let (country, json) = (country, json)
-            let clusters = try await withPreparedPool(options, reading: { try $0.loadOverlapConfiguration() }) { pool, _, overlap in
+            try await withPreparedPool(options, reading: { try $0.loadOverlapConfiguration() }) { pool, _, overlap in
+                // Each cluster and overlap is printed as it comes: a portfolio's overlaps may run to millions.
+                var output = json ? ScanOutput.json() : ScanOutput.text()
                 let bar = ProgressBar()
                 defer { bar.finish() }
-                return try await PortfolioScan(pool: pool, configuration: overlap).scan(country: country) { done, total in
+                let totals = try await PortfolioScan(pool: pool, configuration: overlap).scan(country: country) { done, total in
                     bar.show("scanning", fraction: total > 0 ? Double(done) / Double(total) : 1, count: done, unit: "of \(total) entries")
+                } cluster: { cluster in
+                    bar.finish()
+                    try output.cluster(cluster)
+                } overlap: { pair in
+                    try output.overlap(pair)
                 }
+                try output.end(totals)
             }
-            if json { return try ClientOptions.printJSON(Self.json(clusters)) }
-            if clusters.isEmpty {
-                print("no overlaps found")
-                return
-            }
-            func counted(_ count: Int, _ noun: String, _ plural: String) -> String { "\(count) \(count == 1 ? noun : plural)" }
-            for (index, cluster) in clusters.enumerated() {
-                print("cluster \(index + 1): \(cluster.country), \(counted(cluster.members.count, "entry", "entries")), "
-                    + counted(cluster.pairs.count, "overlap", "overlaps"))
-                for member in cluster.members {
-                    print("  \(member.ref)  [\(member.agency)] \(member.title)")
-                }
-                for pair in cluster.pairs {
-                    print("  \(pair.first) ~ \(pair.second)  score \(String(format: "%.2f", pair.score))")
-                    for reason in pair.reasons { print("      \(reason)") }
-                }
-                print("")
-            }
-            // The whole at the end, where a long report leaves the reader.
-            print("\(counted(clusters.count, "cluster", "clusters")): \(counted(clusters.map(\.pairs.count).reduce(0, +), "overlap", "overlaps")) "
-                + "among \(counted(clusters.map(\.members.count).reduce(0, +), "entry", "entries"))")
         }
+    }
+}
 
-        static func json(_ clusters: [PortfolioScan.Cluster]) -> JSONValue {
-            .object(["clusters": .array(clusters.map { cluster in
-                .object([
-                    "country": .string(cluster.country),
-                    "members": .array(cluster.members.map {
-                        .object(["ref": .string($0.ref), "title": .string($0.title), "agency": .string($0.agency), "kind": .string($0.kind)])
-                    }),
-                    "overlaps": .array(cluster.pairs.map {
-                        .object(["a": .string($0.first), "b": .string($0.second), "score": .double($0.score), "reasons": .array($0.reasons.map(JSONValue.string))])
-                    }),
-                ])
-            })])
+/// How `pbc overlaps scan` prints clusters as the scan hands them on: text
+/// for people, ending with the whole, or one JSON document,
+/// `{"clusters": [{"country", "members": [...], "overlaps": [{"a", "b", "score", "reasons"}]}]}`,
+/// written piece by piece as `ClientOptions.printJSON` would write it whole.
+struct ScanOutput {
+    private let json: Bool
+    private var clusters = 0
+    private var overlapsInCluster = 0
+
+    static func text() -> ScanOutput { ScanOutput(json: false) }
+    static func json() -> ScanOutput { ScanOutput(json: true) }
+
+    mutating func cluster(_ cluster: PortfolioScan.Cluster) throws {
+        clusters += 1
+        overlapsInCluster = 0
+        guard json else {
+            if clusters > 1 { print("") }
+            print("cluster \(clusters): \(cluster.country), \(Self.counted(cluster.members.count, "entry", "entries")), "
+                + Self.counted(cluster.overlaps, "overlap", "overlaps"))
+            for member in cluster.members {
+                print("  \(member.ref)  [\(member.agency)] \(member.title)")
+            }
+            return
         }
+        let heading = try Self.pretty(.object([
+            "country": .string(cluster.country),
+            "members": .array(cluster.members.map {
+                .object(["ref": .string($0.ref), "title": .string($0.title), "agency": .string($0.agency), "kind": .string($0.kind)])
+            }),
+        ]))
+        // The heading without its closing brace; "overlaps" sorts after "country" and "members".
+        print((clusters == 1 ? "{\n  \"clusters\" : [\n" : "\n      ]\n    },\n") + Self.indented(String(heading.dropLast(2)), by: 4) + ",\n      \"overlaps\" : [")
+    }
+
+    mutating func overlap(_ pair: PortfolioScan.Pair) throws {
+        overlapsInCluster += 1
+        guard json else {
+            print("  \(pair.first) ~ \(pair.second)  score \(String(format: "%.2f", pair.score))")
+            for reason in pair.reasons { print("      \(reason)") }
+            return
+        }
+        let item = try Self.pretty(.object([
+            "a": .string(pair.first), "b": .string(pair.second), "score": .double(pair.score), "reasons": .array(pair.reasons.map(JSONValue.string)),
+        ]))
+        print((overlapsInCluster == 1 ? "" : ",\n") + Self.indented(item, by: 8), terminator: "")
+    }
+
+    func end(_ totals: PortfolioScan.Totals) throws {
+        guard json else {
+            if clusters == 0 { return print("no overlaps found") }
+            // The whole at the end, where a long report leaves the reader.
+            return print("\n\(Self.counted(totals.clusters, "cluster", "clusters")): \(Self.counted(totals.overlaps, "overlap", "overlaps")) "
+                + "among \(Self.counted(totals.entries, "entry", "entries"))")
+        }
+        if clusters == 0 { return try ClientOptions.printJSON(.object(["clusters": .array([])])) }
+        print("\n      ]\n    }\n  ]\n}")
+    }
+
+    private static func counted(_ count: Int, _ noun: String, _ plural: String) -> String { "\(count) \(count == 1 ? noun : plural)" }
+
+    private static func pretty(_ value: JSONValue) throws -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        return String(decoding: try encoder.encode(value), as: UTF8.self)
+    }
+
+    private static func indented(_ text: String, by spaces: Int) -> String {
+        let indent = String(repeating: " ", count: spaces)
+        return text.split(separator: "\n", omittingEmptySubsequences: false).map { indent + $0 }.joined(separator: "\n")
     }
 }
 

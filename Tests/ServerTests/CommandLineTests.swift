@@ -175,6 +175,19 @@ import SystemPackage
         let entries = lines.filter { $0.hasPrefix("  ") && !$0.hasPrefix("   ") && !$0.contains(" ~ ") }.count
         #expect(clusters > 1 && overlaps > clusters)
         #expect(lines.last == "\(clusters) clusters: \(overlaps) overlaps among \(entries) entries")
+        // For scripts, the same clusters as one JSON document, written as they are found.
+        let scanJSON = try await pbc(["overlaps", "scan", "--country", "LR", "--json", "--database-url", url])
+        #expect(scanJSON.status == .exited(0), "\(scanJSON.standardError)")
+        let document = try #require(try JSONSerialization.jsonObject(with: Data(scanJSON.standardOutput.utf8)) as? [String: Any])
+        let found = try #require(document["clusters"] as? [[String: Any]])
+        #expect(found.count == clusters)
+        #expect(found.map { ($0["overlaps"] as? [[String: Any]])?.count ?? 0 }.reduce(0, +) == overlaps)
+        #expect(found.map { ($0["members"] as? [[String: Any]])?.count ?? 0 }.reduce(0, +) == entries)
+        #expect(found.allSatisfy { $0["country"] as? String == "LBR" })
+        let none = try await pbc(["overlaps", "scan", "--country", "CO", "--json", "--database-url", url])
+        #expect(none.standardOutput.replacingOccurrences(of: " ", with: "").replacingOccurrences(of: "\n", with: "") == #"{"clusters":[]}"#)
+        let noneText = try await pbc(["overlaps", "scan", "--country", "CO", "--database-url", url])
+        #expect(noneText.standardOutput == "no overlaps found\n")
         // An import scores the tasks' overlaps with what it updates by Config/overlap.yaml: a broken one stops it, named.
         let config = Scratch.directory.appendingPathComponent("pbc-config-\(UUID().uuidString)")
         try FileManager.default.copyItem(at: TestDatabase.repositoryRoot.appendingPathComponent("Config"), to: config)

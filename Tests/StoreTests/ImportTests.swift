@@ -97,27 +97,46 @@ struct ImportTests {
         _ = try await h.importer.importIATI(files: [Self.ebola])
         let scan = PortfolioScan(pool: h.service, configuration: OverlapConfiguration())
         var reported: [(done: Int, total: Int)] = []
-        let clusters = try await scan.scan { done, total in reported.append((done, total)) }
+        var clusters: [(heading: PortfolioScan.Cluster, pairs: [PortfolioScan.Pair])] = []
+        let totals = try await scan.scan { done, total in
+            reported.append((done, total))
+        } cluster: {
+            clusters.append(($0, []))
+        } overlap: {
+            clusters[clusters.count - 1].pairs.append($0)
+        }
         // Progress counts every active entry once, up to the total.
         let active = try await h.pool.query("SELECT count(*) FROM portfolio WHERE active").first!.decode(Int.self, at: 0)
         #expect(reported.map(\.done) == Array(0...active))
         #expect(reported.allSatisfy { $0.total == active })
-        let countries = Set(clusters.map(\.country))
+        let countries = Set(clusters.map(\.heading.country))
         #expect(countries.isSuperset(of: ["LBR", "SLE"]), "\(countries)")
-        let liberia = try #require(clusters.first { $0.country == "LBR" })
+        let liberia = try #require(clusters.first { $0.heading.country == "LBR" }?.heading)
         #expect(liberia.members.count >= 5)
         #expect(liberia.members.allSatisfy { $0.title.localizedCaseInsensitiveContains("ebola") || $0.title.localizedCaseInsensitiveContains("liberia") })
-        for cluster in clusters {
-            for pair in cluster.pairs {
+        for (heading, pairs) in clusters {
+            // Each cluster's overlaps follow it, as many as it said, strongest first, each between two of its members.
+            #expect(pairs.count == heading.overlaps)
+            #expect(pairs.map(\.score) == pairs.map(\.score).sorted(by: >))
+            #expect(heading.members.map(\.ref) == heading.members.map(\.ref).sorted())
+            for pair in pairs {
                 #expect(pair.score >= 0.5 && pair.score <= 1)
                 #expect(pair.reasons.count == 5)
                 #expect(pair.reasons.first?.hasPrefix("sector ") == true)
-                #expect(Set(cluster.members.map(\.ref)).isSuperset(of: [pair.first, pair.second]))
+                #expect(Set(heading.members.map(\.ref)).isSuperset(of: [pair.first, pair.second]))
             }
         }
-        let onlySierraLeone = try await scan.scan(country: "sl")
-        #expect(!onlySierraLeone.isEmpty)
-        #expect(onlySierraLeone.allSatisfy { $0.country == "SLE" })
+        // Largest first; the whole adds up; no pair is reported twice.
+        #expect(clusters.map(\.heading.members.count) == clusters.map(\.heading.members.count).sorted(by: >))
+        #expect(clusters.count > 5)
+        let pairs = clusters.flatMap { cluster in cluster.pairs.map { "\(cluster.heading.country) \($0.first) \($0.second)" } }
+        #expect(totals == PortfolioScan.Totals(clusters: clusters.count, overlaps: pairs.count, entries: clusters.map(\.heading.members.count).reduce(0, +)))
+        // An activity in two countries is screened in each: its pairs may be reported once for each.
+        #expect(Set(pairs).count == pairs.count)
+        var sierraLeone: [PortfolioScan.Cluster] = []
+        let onlySierraLeone = try await scan.scan(country: "sl", cluster: { sierraLeone.append($0) })
+        #expect(onlySierraLeone.clusters > 0 && onlySierraLeone.clusters == sierraLeone.count)
+        #expect(sierraLeone.allSatisfy { $0.country == "SLE" })
         let unknown = await #expect(throws: StoreError.self) { _ = try await scan.scan(country: "XX") }
         #expect(unknown?.fieldErrors.map(\.reason) == ["unknown country XX"])
     }

@@ -467,8 +467,10 @@ struct NoOverlaps: Screener {
                 screened.insert(Pair(first: min(task.ref, finding.other), second: max(task.ref, finding.other), score: finding.score))
             }
         }
-        let clusters = try await PortfolioScan(pool: h.service, configuration: OverlapConfiguration()).scan()
-        let scanned = Set(clusters.flatMap(\.pairs).map { Pair(first: $0.first, second: $0.second, score: $0.score) })
+        var scanned: Set<Pair> = []
+        try await PortfolioScan(pool: h.service, configuration: OverlapConfiguration()).scan(overlap: {
+            scanned.insert(Pair(first: $0.first, second: $0.second, score: $0.score))
+        })
         #expect(scanned == screened)
         #expect(screened.count > 10)  // the data makes overlaps, so the comparison means something
     }
