@@ -182,65 +182,75 @@ public struct PostgresNullableTextArray: PostgresEncodable {
 }
 
 /// PostgreSQL's text form of one-dimensional arrays: `{a,"b c",NULL}`.
+///
+/// Both work on UTF-8 bytes: the literal's punctuation is ASCII, which no
+/// byte of a multi-byte character can be, and reading characters one by one
+/// costs Unicode segmentation that a screening's candidate rows and a scan's
+/// millions of reasons do not need.
 enum ArrayLiteral {
     static func format(_ items: [String?]) -> String {
-        var out = "{"
+        var out: [UInt8] = [UInt8(ascii: "{")]
         for (index, item) in items.enumerated() {
-            if index > 0 { out += "," }
+            if index > 0 { out.append(UInt8(ascii: ",")) }
             guard let item else {
-                out += "NULL"
+                out.append(contentsOf: "NULL".utf8)
                 continue
             }
-            out += "\""
-            for character in item {
-                if character == "\"" || character == "\\" { out += "\\" }
-                out.append(character)
+            out.append(UInt8(ascii: "\""))
+            for byte in item.utf8 {
+                if byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") { out.append(UInt8(ascii: "\\")) }
+                out.append(byte)
             }
-            out += "\""
+            out.append(UInt8(ascii: "\""))
         }
-        return out + "}"
+        out.append(UInt8(ascii: "}"))
+        return String(decoding: out, as: UTF8.self)
     }
 
     /// The items, `nil` for a NULL element; `nil` overall when the text is not
     /// a one-dimensional array literal.
     static func parse(_ text: String) -> [String?]? {
-        var scalars = Substring(text).unicodeScalars[...]
-        guard scalars.first == "{", scalars.last == "}" else { return nil }
-        scalars = scalars.dropFirst().dropLast()
+        var text = text
+        return text.withUTF8 { parse(bytes: $0) }
+    }
+
+    private static func parse(bytes: UnsafeBufferPointer<UInt8>) -> [String?]? {
+        let (open, close, quote, backslash, comma) = (UInt8(ascii: "{"), UInt8(ascii: "}"), UInt8(ascii: "\""), UInt8(ascii: "\\"), UInt8(ascii: ","))
+        guard bytes.count >= 2, bytes.first == open, bytes.last == close else { return nil }
         var items: [String?] = []
-        if scalars.isEmpty { return items }
-        var index = scalars.startIndex
+        var index = 1
+        let end = bytes.count - 1
+        if index == end { return items }
+        var item: [UInt8] = []
         while true {
-            guard index < scalars.endIndex else { return nil }
-            if scalars[index] == "{" { return nil }  // nested: more than one dimension
-            if scalars[index] == "\"" {
-                var item = String.UnicodeScalarView()
-                index = scalars.index(after: index)
+            guard index < end else { return nil }
+            item.removeAll(keepingCapacity: true)
+            if bytes[index] == open { return nil }  // nested: more than one dimension
+            if bytes[index] == quote {
+                index += 1
                 while true {
-                    guard index < scalars.endIndex else { return nil }
-                    let scalar = scalars[index]
-                    if scalar == "\"" { break }
-                    if scalar == "\\" {
-                        index = scalars.index(after: index)
-                        guard index < scalars.endIndex else { return nil }
+                    guard index < end else { return nil }
+                    if bytes[index] == quote { break }
+                    if bytes[index] == backslash {
+                        index += 1
+                        guard index < end else { return nil }
                     }
-                    item.append(scalars[index])
-                    index = scalars.index(after: index)
+                    item.append(bytes[index])
+                    index += 1
                 }
-                items.append(String(item))
-                index = scalars.index(after: index)
+                items.append(String(decoding: item, as: UTF8.self))
+                index += 1
             } else {
-                var item = String.UnicodeScalarView()
-                while index < scalars.endIndex, scalars[index] != "," {
-                    item.append(scalars[index])
-                    index = scalars.index(after: index)
+                while index < end, bytes[index] != comma {
+                    item.append(bytes[index])
+                    index += 1
                 }
-                let text = String(item)
+                let text = String(decoding: item, as: UTF8.self)
                 items.append(text == "NULL" ? nil : text)
             }
-            if index == scalars.endIndex { return items }
-            guard scalars[index] == "," else { return nil }
-            index = scalars.index(after: index)
+            if index == end { return items }
+            guard bytes[index] == comma else { return nil }
+            index += 1
         }
     }
 }

@@ -116,7 +116,8 @@ import TestSupport
     }
 
     @Test func arrays() async throws {
-        let texts = ["15220", "", "NULL", "with,comma", "with \"quotes\"", "back\\slash", "{braces}", "Côte d’Ivoire"]
+        let texts = ["15220", "", "NULL", "with,comma", "with \"quotes\"", "back\\slash", "{braces}", "Côte d’Ivoire",
+            "Cote\u{301}", "🇸🇱 \"é\\", "  spaced  "]
         #expect(try await echo(texts) == texts)
         #expect(try await echo([String]()) == [])
         #expect(try await echo([15220, 15210, -1, Int.max]) == [15220, 15210, -1, Int.max])

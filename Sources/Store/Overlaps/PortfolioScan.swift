@@ -71,7 +71,7 @@ public struct PortfolioScan: Sendable {
                 DROP TABLE IF EXISTS pg_temp.scan_pairs, pg_temp.scan_clusters;
                 CREATE TEMPORARY TABLE scan_pairs (
                     country text NOT NULL, first text COLLATE "C" NOT NULL, second text COLLATE "C" NOT NULL,
-                    score double precision NOT NULL, reasons jsonb NOT NULL, PRIMARY KEY (country, first, second));
+                    score double precision NOT NULL, reasons text[] NOT NULL, PRIMARY KEY (country, first, second));
                 CREATE TEMPORARY TABLE scan_clusters (
                     country text NOT NULL, ref text COLLATE "C" NOT NULL, cluster integer NOT NULL, PRIMARY KEY (country, ref))
                 """)
@@ -126,7 +126,7 @@ public struct PortfolioScan: Sendable {
                         firsts.append(first)
                         seconds.append(second)
                         scores.append(finding.score.postgresText)
-                        reasons.append(String(decoding: try JSONEncoder().encode(finding.reasons), as: UTF8.self))
+                        reasons.append(finding.reasons.postgresText)
                     }
                     progress(done + index + 1, total)
                 }
@@ -134,7 +134,7 @@ public struct PortfolioScan: Sendable {
                 // kept once, as first found (unnest keeps the order).
                 let added = try await connection.query("""
                     INSERT INTO scan_pairs (country, first, second, score, reasons)
-                    SELECT country, first, second, score::double precision, reasons::jsonb
+                    SELECT country, first, second, score::double precision, reasons::text[]
                     FROM unnest(\(countries), \(firsts), \(seconds), \(scores), \(reasons)) AS found(country, first, second, score, reasons)
                     ON CONFLICT DO NOTHING
                     RETURNING country, first, second
@@ -168,7 +168,7 @@ public struct PortfolioScan: Sendable {
         try await connection.withTransaction(settings: Scope.all.settings) { connection in
             try await connection.query("""
                 DECLARE scan_report NO SCROLL CURSOR FOR
-                SELECT c.cluster, p.first, p.second, p.score, ARRAY(SELECT jsonb_array_elements_text(p.reasons)) AS reasons
+                SELECT c.cluster, p.first, p.second, p.score, p.reasons
                 FROM scan_pairs p JOIN scan_clusters c ON c.country = p.country AND c.ref = p.first
                 ORDER BY c.cluster, p.score DESC, p.first, p.second
                 """)
