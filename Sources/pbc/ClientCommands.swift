@@ -47,11 +47,13 @@ func describeTask(_ task: JSONValue) -> String {
     if case .object(let fields)? = task["fields"], !fields.isEmpty {
         add("fields", fields.keys.sorted().map { "\($0)=\(fields[$0]!.text)" }.joined(separator: " "))
     }
-    // One line each: the other entry, the score, and the id to resolve an open one by, or how it was resolved.
+    // One line each: the other entry, the score, and the id to resolve an open one by, or how it was resolved;
+    // and, for an open one the other task's screening found, so: it holds back that task, not this one.
     if case .array(let overlaps)? = task["overlaps"] {
         for (index, overlap) in overlaps.enumerated() {
+            let foundBy = overlap["foundBy"]?.text ?? ""
             let state = overlap["status"]?.text == "open"
-                ? "open, overlap \(overlap["id"]?.text ?? "")"
+                ? "open, overlap \(overlap["id"]?.text ?? "")" + (foundBy.isEmpty || foundBy == task["ref"]?.text ? "" : ", found by \(foundBy)")
                 : "\(overlap["status"]?.text ?? ""): \(resolutionText(overlap))"
             add(index == 0 ? "overlaps" : "", "\(overlap["other"]?.text ?? "")  score \(overlap["score"]?.text ?? "")  \(state)")
         }

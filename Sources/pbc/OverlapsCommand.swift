@@ -30,8 +30,12 @@ struct OverlapsCommand: AsyncParsableCommand {
                 if items.isEmpty { return print("no \(status ?? "open") overlaps") }
                 for item in items {
                     let other = item["other"] ?? .null
+                    // Open and found by the other task's screening: it holds back that task, not this one.
+                    let foundBy = item["foundBy"]?.text ?? ""
                     print("\(item["id"]?.text ?? "")  \(item["task"]?.text ?? "") ~ \(other["ref"]?.text ?? "")  score \(item["score"]?.text ?? "")"
-                        + (item["status"]?.text == "open" ? "" : "  \(item["status"]?.text ?? ""): \(resolutionText(item))"))
+                        + (item["status"]?.text == "open"
+                            ? (foundBy.isEmpty || foundBy == item["task"]?.text ? "" : "  found by \(foundBy)")
+                            : "  \(item["status"]?.text ?? ""): \(resolutionText(item))"))
                     print("    \(other["title"]?.text ?? "") [\(other["leadAgency"]?.text ?? ""), \(other["country"]?.text ?? "")]")
                     if case .array(let reasons)? = item["reasons"] { for reason in reasons { print("    - \(reason.text)") } }
                 }

@@ -260,7 +260,14 @@ import SystemPackage
         #expect(halfPeriod.error.contains("--start and --end go together"))
         let notTheirs = try await pbc(["edit", gitega, "--title", "Mine now"], server: server, as: "wfp-liaison")
         #expect(notTheirs.status == .exited(3), "\(notTheirs.error)")
-        #expect(try await pbc(["show", gitega], server: server, as: "coordinator").output.contains("Peace committees in Gitega\n"))
+        // Gitega's program came first: the pair holds back Kailahun's, whose screening found it, and Gitega's side says so.
+        #expect(!overlap.contains("found by"))
+        let first = try await pbc(["show", gitega], server: server, as: "coordinator")
+        #expect(first.output.contains("Peace committees in Gitega\n"))
+        let seen = try #require(first.output.split(separator: "\n").first { $0.hasPrefix("overlaps   \(kailahun)") }, "\(first.output)")
+        #expect(seen.hasSuffix(", found by \(kailahun)"), "\(seen)")
+        let listed = try await pbc(["overlaps", "--task", gitega], server: server, as: "coordinator")
+        #expect(listed.output.contains(" \(gitega) ~ \(kailahun)  score ") && listed.output.contains("  found by \(kailahun)\n"), "\(listed.output)")
 
         // UNDP moves its program to other years: it no longer overlaps, and both sides read why.
         let later = try await pbc(["edit", gitega, "--start", "2031-01-01", "--end", "2031-12-31"], server: server, as: "undp-liaison")

@@ -499,6 +499,7 @@ extension Methods {
             object["status"] = nil
             object["resolution"] = nil
             object["resolutionData"] = nil
+            object["foundBy"] = nil
             return .object(object)
         })])
     }

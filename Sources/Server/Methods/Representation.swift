@@ -81,6 +81,7 @@ enum Wire {
             "status": .string(overlap.status),
             "resolution": optional(overlap.resolution),
             "resolutionData": .object(overlap.resolutionData.mapValues(JSONValue.string)),
+            "foundBy": .string(overlap.foundBy),
         ])
     }
 
@@ -103,6 +104,7 @@ enum Wire {
             "status": .string(view.status),
             "resolution": optional(view.resolution),
             "resolutionData": .object(view.resolutionData.mapValues(JSONValue.string)),
+            "foundBy": .string(view.foundBy),
         ])
     }
 

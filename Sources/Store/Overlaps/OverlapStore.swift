@@ -16,6 +16,8 @@ public struct OverlapView: Sendable, Hashable {
     /// `absorbed` (merge), `task` and `period` (sequence), `task` (withdraw);
     /// empty while open, and for `distinct`.
     public var resolutionData: [String: String] = [:]
+    /// The task whose screening found it (`StoredOverlap.foundBy`).
+    public var foundBy: String
 
     public struct OtherEntry: Sendable, Hashable {
         public var ref: String
@@ -67,7 +69,8 @@ extension TaskStore {
             for finding in findings {
                 if let other = try await otherEntry(finding.other, country: country, on: connection) {
                     views.append(OverlapView(
-                        id: UUID(), taskRef: "(draft)", other: other, score: finding.score, reasons: finding.reasons, status: "open", resolution: nil))
+                        id: UUID(), taskRef: "(draft)", other: other, score: finding.score, reasons: finding.reasons, status: "open", resolution: nil,
+                        foundBy: "(draft)"))
                 }
             }
             return views
@@ -139,7 +142,8 @@ extension TaskStore {
                     id: try row.decode(UUID.self, "id"), taskRef: taskRef, other: other,
                     score: try row.decode(Double.self, "score"), reasons: try row.decode(PostgresJSONB.self, "reasons").decode([String].self),
                     status: try row.decode(String.self, "status"), resolution: try row.decode(String?.self, "resolution"),
-                    resolutionData: try row.decode(PostgresJSONB.self, "resolution_data").decode([String: String].self)))
+                    resolutionData: try row.decode(PostgresJSONB.self, "resolution_data").decode([String: String].self),
+                    foundBy: subject.ref))
             }
             return (views, rows.count > limit ? try rows[limit - 1].decode(UUID.self, "id") : nil)
         }
@@ -272,14 +276,14 @@ extension TaskStore {
                 task: try row.decode(UUID.self, at: 0), actor: principal, type: "overlap.resolved", comment: comment,
                 data: try Self.json(resolved)))
         }
-        let views = try await connection.query("SELECT o.score, o.reasons, t.country FROM task_overlaps o JOIN tasks t ON t.id = o.task_id WHERE o.id = \(id)")
+        let views = try await connection.query("SELECT o.score, o.reasons, t.country, t.ref FROM task_overlaps o JOIN tasks t ON t.id = o.task_id WHERE o.id = \(id)")
         let view = views.first!
         let other = try await otherEntry(otherRef, country: try view.decode(String?.self, at: 2) ?? "", on: connection)
             ?? OverlapView.OtherEntry(ref: otherRef, kind: "unknown", title: "", leadAgency: "", country: "", sectors: [], start: "", end: "")
         return OverlapView(
             id: id, taskRef: taskRef, other: other, score: try view.decode(Double.self, at: 0),
             reasons: try view.decode(PostgresJSONB.self, at: 1).decode([String].self), status: "resolved", resolution: resolution.name,
-            resolutionData: data)
+            resolutionData: data, foundBy: try view.decode(String.self, at: 3))
     }
 
     /// The pair an overlap belongs to, with the status of each of its

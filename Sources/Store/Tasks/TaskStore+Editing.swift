@@ -78,6 +78,11 @@ public struct StoredOverlap: Sendable, Hashable {
     public var resolution: String?
     /// What the resolution settled (`OverlapView.resolutionData`).
     public var resolutionData: [String: String]
+    /// The task whose screening found it. Only the overlaps a task's own
+    /// screening found count among its open overlaps for its workflow
+    /// (`open_overlaps`, `no_open_overlaps`); the others hold back the task
+    /// that found them (docs/overlap.md).
+    public var foundBy: String
 }
 
 extension TaskStore {
@@ -247,10 +252,11 @@ extension TaskStore {
         // Found by its own screening, and by the screening of another task
         // that found it (`overlap_subject` names that task), each pair once.
         try await connection.query("""
-            SELECT id, other_ref, score, reasons, status, resolution, resolution_data FROM (
-                SELECT id, other_ref, score, reasons, status, resolution, resolution_data FROM task_overlaps WHERE task_id = \(task.id)
+            SELECT id, other_ref, score, reasons, status, resolution, resolution_data, found_by FROM (
+                SELECT id, other_ref, score, reasons, status, resolution, resolution_data, \(task.ref) AS found_by
+                FROM task_overlaps WHERE task_id = \(task.id)
                 UNION ALL
-                SELECT o.id, s.ref, o.score, o.reasons, o.status, o.resolution, o.resolution_data
+                SELECT o.id, s.ref, o.score, o.reasons, o.status, o.resolution, o.resolution_data, s.ref
                 FROM task_overlaps o, LATERAL overlap_subject(o.id) s
                 WHERE o.other_ref = \(task.ref)
                   AND NOT EXISTS (SELECT 1 FROM task_overlaps d WHERE d.task_id = \(task.id) AND d.other_ref = s.ref)) AS both_sides
@@ -260,7 +266,8 @@ extension TaskStore {
                 id: try row.decode(UUID.self, "id"), other: try row.decode(String.self, "other_ref"), score: try row.decode(Double.self, "score"),
                 reasons: try row.decode(PostgresJSONB.self, "reasons").decode([String].self), status: try row.decode(String.self, "status"),
                 resolution: try row.decode(String?.self, "resolution"),
-                resolutionData: try row.decode(PostgresJSONB.self, "resolution_data").decode([String: String].self))
+                resolutionData: try row.decode(PostgresJSONB.self, "resolution_data").decode([String: String].self),
+                foundBy: try row.decode(String.self, "found_by"))
         }
     }
 }
