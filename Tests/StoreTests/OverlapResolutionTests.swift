@@ -38,6 +38,29 @@ import TestSupport
             inputs: ActionInputs(comment: comment, fields: fields), by: h.coordinator)
     }
 
+    /// A task's overlaps say whose screening found each, and the ones that
+    /// hold it back (its own screening's) come first, however strong the
+    /// others: a coordinator once saw a task's hundreds of overlaps by score
+    /// alone and could not tell the few that kept it in deconfliction.
+    @Test func aTasksOwnOverlapsComeFirstAndEachSaysWhoFoundIt() async throws {
+        let h = try await Harness("overlap_found_by")
+        let (first, second, _) = try await twoOverlapping(h)
+        // The same program again, by the same agencies: it overlaps the second more than the second overlaps the first.
+        var again = Harness.project(title: "Youth and women in local peace committees, Gitega")
+        again.leadAgency = "unicef"
+        again.participants = [Participant(agency: "unwomen", role: .implementing)]
+        let (third, _, _) = try await h.tasks.submit(again, workflow: "pbf-project", idempotencyKey: "c", by: h.unicef)
+        #expect(third.state == "deconfliction")
+        let (task, overlaps) = try await h.tasks.getWithOverlaps(second.ref, as: h.coordinator)
+        #expect(overlaps.map(\.other) == [first.ref, third.ref])
+        #expect(overlaps.map(\.foundBy) == [second.ref, third.ref])
+        try #require(overlaps[1].score > overlaps[0].score, "the later program must overlap more for the order to mean something")
+        // Only the one its own screening found holds it back.
+        #expect(task.openOverlaps == 1)
+        let listed = try await h.tasks.listOverlaps(task: second.ref, status: "open", limit: 10, as: h.coordinator).items
+        #expect(Set(listed.map { "\($0.taskRef) \($0.other.ref) \($0.foundBy)" }) == ["\(second.ref) \(first.ref) \(second.ref)", "\(second.ref) \(third.ref) \(third.ref)"])
+    }
+
     @Test func aDryRunStoresNothing() async throws {
         let h = try await Harness("overlap_check")
         _ = try await h.tasks.submit(Harness.project(), workflow: "pbf-project", idempotencyKey: "a", by: h.undp)

@@ -247,7 +247,8 @@ extension TaskStore {
         }
     }
 
-    /// What screening found for a task, open ones first.
+    /// What screening found for a task: open ones first, and of those, first
+    /// the ones that hold it back (its own screening found them).
     func storedOverlaps(of task: StoredTask, on connection: PostgresConnection) async throws -> [StoredOverlap] {
         // Found by its own screening, and by the screening of another task
         // that found it (`overlap_subject` names that task), each pair once.
@@ -260,7 +261,7 @@ extension TaskStore {
                 FROM task_overlaps o, LATERAL overlap_subject(o.id) s
                 WHERE o.other_ref = \(task.ref)
                   AND NOT EXISTS (SELECT 1 FROM task_overlaps d WHERE d.task_id = \(task.id) AND d.other_ref = s.ref)) AS both_sides
-            ORDER BY status = 'open' DESC, score DESC, other_ref
+            ORDER BY status = 'open' DESC, found_by = \(task.ref) DESC, score DESC, other_ref
             """).map { row in
             StoredOverlap(
                 id: try row.decode(UUID.self, "id"), other: try row.decode(String.self, "other_ref"), score: try row.decode(Double.self, "score"),
