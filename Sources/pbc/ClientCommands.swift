@@ -209,7 +209,16 @@ struct Submit: AsyncParsableCommand {
             throw ClientOptions.fail(error)  // a file that cannot be used, before any connection
         }
         try await client.withSession { rpc in
-            let result = try await rpc.call("task.submit", params)
+            let result: JSONValue
+            do {
+                result = try await rpc.call("task.submit", params)
+            } catch let error as RPCError where error.code == .actionNotAllowed {
+                // Creation and submission are one transaction: the draft whose
+                // actions the server names was never kept.
+                throw ClientError(
+                    exitCode: ClientOptions.exitCode(for: error.code),
+                    message: "\(error.message); nothing was created: submit again with what it asks for (workflow fields go with --field NAME=VALUE)")
+            }
             if client.json { return try ClientOptions.printJSON(result) }
             // The overlaps come beside the task; shown as task.get's are.
             guard case .object(var task)? = result["task"] else { return }

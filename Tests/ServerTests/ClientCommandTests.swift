@@ -48,6 +48,15 @@ import SystemPackage
              "--budget", "400000.00", "--field", "genderMarker=2", "--field", "facility=IRF", "--idempotency-key", "radio-1"],
             server: server, as: "undp-liaison")
         #expect(again.output.contains("already submitted with this key"))
+        // Without the workflow's fields it is refused, and nothing is left behind to act on.
+        let refused = try await pbc(
+            ["submit", "--title", "Radio without fields", "--lead-agency", "undp", "--country", "BDI", "--location", "Bujumbura",
+             "--sector", "15153", "--start", "2027-01-01", "--end", "2027-12-31", "--budget", "400000.00"],
+            server: server, as: "undp-liaison")
+        #expect(refused.status == .exited(6))
+        #expect(refused.error.hasPrefix("pbc: error: submit refused by "), "\(refused.error)")
+        #expect(refused.error.hasSuffix("; nothing was created: submit again with what it asks for (workflow fields go with --field NAME=VALUE)\n"))
+        #expect(!refused.error.contains("allowed:"))
 
         let tasks = try await pbc(["tasks", "--state", "technical_review"], server: server, as: "coordinator")
         #expect(tasks.output.split(separator: "\n").first?.hasPrefix("REF") == true)
