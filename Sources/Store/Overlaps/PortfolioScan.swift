@@ -165,7 +165,8 @@ public struct PortfolioScan: Sendable {
                 SELECT * FROM unnest(\(rows.map(\.0)), \(rows.map(\.1)), \(rows.map { Int32($0.2) }))
                 """)
         }
-        try await connection.withTransaction(settings: Scope.all.settings) { connection in
+        // Once only: a second try would hand on again what the first already had.
+        try await connection.withTransaction(settings: Scope.all.settings, maxAttempts: 1) { connection in
             try await connection.query("""
                 DECLARE scan_report NO SCROLL CURSOR FOR
                 SELECT c.cluster, p.first, p.second, p.score, p.reasons
