@@ -21,6 +21,13 @@ func parseFields(_ pairs: [String]) throws -> [String: JSONValue] {
     return fields
 }
 
+/// What a listing prints when the server has more than the page it sent:
+/// the option that asks for the next page.
+func morePages(_ result: JSONValue) -> String? {
+    guard let next = result["nextCursor"], next != .null else { return nil }
+    return "(more: the same command with --after \(next.text))"
+}
+
 /// A task for people to read.
 func describeTask(_ task: JSONValue) -> String {
     var lines = ["\(task["ref"]?.text ?? "")  \(task["title"]?.text ?? "")"]
@@ -269,12 +276,24 @@ struct Show: AsyncParsableCommand {
     func run() async throws {
         try await client.withSession { rpc in
             let result = try await rpc.call("task.get", ["task": .string(task)])
-            let events = history ? try await rpc.call("task.history", ["task": .string(task), "limit": .integer(1000)]) : nil
+            // The whole history, a page at a time: it is the audit trail, and a
+            // task with hundreds of overlaps has thousands of events.
+            var events: [JSONValue]?
+            if history {
+                var page: [String: JSONValue] = ["task": .string(task), "limit": .integer(1000)]
+                events = []
+                while true {
+                    let answer = try await rpc.call("task.history", page)
+                    if case .array(let items)? = answer["items"] { events! += items }
+                    guard let next = answer["nextCursor"], next != .null else { break }
+                    page["cursor"] = next
+                }
+            }
             if client.json {
-                return try ClientOptions.printJSON(.object(["task": result["task"] ?? .null, "history": events?["items"] ?? .null]))
+                return try ClientOptions.printJSON(.object(["task": result["task"] ?? .null, "history": events.map(JSONValue.array) ?? .null]))
             }
             print(describeTask(result["task"] ?? .null), terminator: "")
-            if case .array(let items)? = events?["items"] {
+            if let items = events {
                 let rows = items.map { event in
                     [event["seq"]?.text ?? "", event["at"]?.text.prefix(19).description ?? "", event["actor"]?.text ?? "",
                      event["type"]?.text ?? "", eventSummary(event)]
@@ -297,10 +316,11 @@ struct Tasks: AsyncParsableCommand {
     @Option var queue: String?
     @Option(help: "Text in the title or description.") var text: String?
     @Option(help: "At most this many (1 to 500).") var limit = 50
+    @Option(help: "The next page: what the page before printed to continue with.") var after: String?
 
     func run() async throws {
         var params: [String: JSONValue] = ["limit": .integer(Int64(limit))]
-        for (key, value) in [("state", state), ("workflow", workflow), ("country", country), ("sector", sector), ("agency", agency), ("queue", queue), ("text", text)] {
+        for (key, value) in [("state", state), ("workflow", workflow), ("country", country), ("sector", sector), ("agency", agency), ("queue", queue), ("text", text), ("cursor", after)] {
             if let value { params[key] = .string(value) }
         }
         try await client.withSession { rpc in
@@ -312,7 +332,7 @@ struct Tasks: AsyncParsableCommand {
                  task["country"]?.text ?? "", task["title"]?.text ?? ""]
             }
             print(table(["REF", "STATE", "QUEUE", "LEAD", "COUNTRY", "TITLE"], rows), terminator: "")
-            if result["nextCursor"] != .null { print("(more: narrow the filters or raise --limit)") }
+            if let more = morePages(result) { print(more) }
         }
     }
 }

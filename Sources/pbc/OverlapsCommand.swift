@@ -17,12 +17,14 @@ struct OverlapsCommand: AsyncParsableCommand {
         @Option(help: "Only this task's overlaps.") var task: String?
         @Option(help: "open (the default), resolved, or closed (one of the programs ended first).") var status: String?
         @Option(help: "At most this many (1 to 500; default 100).") var limit: Int?
+        @Option(help: "The next page: what the page before printed to continue with.") var after: String?
 
         func run() async throws {
             var params: [String: JSONValue] = [:]
             if let task { params["task"] = .string(task) }
             if let status { params["status"] = .string(status) }
             if let limit { params["limit"] = .integer(Int64(limit)) }
+            if let after { params["cursor"] = .string(after) }
             try await client.withSession { rpc in
                 let result = try await rpc.call("overlap.list", params)
                 if client.json { return try ClientOptions.printJSON(result) }
@@ -39,7 +41,7 @@ struct OverlapsCommand: AsyncParsableCommand {
                     print("    \(other["title"]?.text ?? "") [\(other["leadAgency"]?.text ?? ""), \(other["country"]?.text ?? "")]")
                     if case .array(let reasons)? = item["reasons"] { for reason in reasons { print("    - \(reason.text)") } }
                 }
-                if result["nextCursor"] != .null { print("(more: narrow with --task or raise --limit)") }
+                if let more = morePages(result) { print(more) }
             }
         }
     }

@@ -44,10 +44,13 @@ struct QueueCommand: AsyncParsableCommand {
         @OptionGroup var client: ClientOptions
         @Argument(help: "The queue.") var queue: String
         @Option(help: "At most this many (1 to 500).") var limit = 50
+        @Option(help: "The next page: what the page before printed to continue with.") var after: String?
 
         func run() async throws {
             try await client.withSession { rpc in
-                let result = try await rpc.call("queue.tasks", ["queue": .string(queue), "limit": .integer(Int64(limit))])
+                var params: [String: JSONValue] = ["queue": .string(queue), "limit": .integer(Int64(limit))]
+                if let after { params["cursor"] = .string(after) }
+                let result = try await rpc.call("queue.tasks", params)
                 if client.json { return try ClientOptions.printJSON(result) }
                 guard case .array(let items)? = result["items"] else { return }
                 let rows = items.map { task in
@@ -55,7 +58,7 @@ struct QueueCommand: AsyncParsableCommand {
                      task["assignee"]?["name"]?.text ?? "", task["state"]?.text ?? "", task["title"]?.text ?? ""]
                 }
                 print(table(["REF", "PRIORITY", "DUE", "HELD BY", "STATE", "TITLE"], rows), terminator: "")
-                if result["nextCursor"] != .null { print("(more: raise --limit)") }
+                if let more = morePages(result) { print(more) }
             }
         }
     }

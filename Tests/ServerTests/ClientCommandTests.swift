@@ -303,6 +303,47 @@ import SystemPackage
         await server.stop()
     }
 
+    /// A listing longer than a page says how to get the next one, and the
+    /// next one follows on; a history longer than a page is shown whole
+    /// (it once stopped at 1,000 events without a word).
+    @Test func listingsGoOnPageByPageAndAHistoryIsWhole() async throws {
+        // The comments below come faster than a client may send by default.
+        let server = try await ServerHarness.start("cli_pages") { $0.rateLimitBurst = 2_000 }
+        var refs: [String] = []
+        try await server.withSession("undp-liaison") { client in
+            for index in 0..<3 {
+                let submitted = try await client.call("task.submit", params: ServerHarness.project(key: "page-\(index)", title: "Program \(index)"))
+                refs.append(try #require(submitted?["result"]?["task"]?["ref"]?.string))
+            }
+            // 1,001 comments on the first, sent at once and answered in order.
+            for index in 0...1000 {
+                try await client.send(raw: #"{"jsonrpc":"2.0","id":\#(index + 10),"method":"task.comment","params":{"task":"\#(refs[0])","comment":"note \#(index)"}}"# + "\n")
+            }
+            for _ in 0...1000 { #expect(try await client.receive()?["result"] != nil) }
+        }
+        var seen: [String] = []
+        var after: String?
+        for page in 1...3 {
+            let listed = try await pbc(["tasks", "--limit", "1"] + (after.map { ["--after", $0] } ?? []), server: server, as: "coordinator")
+            #expect(listed.status == .exited(0), "\(listed.error)")
+            let lines = listed.output.split(separator: "\n")
+            seen += lines.dropFirst().filter { $0.hasPrefix("PBC-") }.map { String($0.prefix(15)) }
+            let more = "(more: the same command with --after "
+            after = lines.last.flatMap { $0.hasPrefix(more) ? String($0.dropFirst(more.count).dropLast()) : nil }
+            #expect((after == nil) == (page == 3), "\(listed.output)")
+        }
+        #expect(seen == refs)
+
+        let shown = try await pbc(["show", refs[0], "--history", "--json"], server: server, as: "coordinator")
+        let history = try #require((try JSONSerialization.jsonObject(with: Data(shown.output.utf8)) as? [String: Any])?["history"] as? [[String: Any]])
+        #expect(history.first?["type"] as? String == "task.created")
+        let notes = history.compactMap { $0["comment"] as? String }
+        #expect(notes == (0...1000).map { "note \($0)" })
+        let seqs = history.compactMap { $0["seq"] as? Int }
+        #expect(seqs == seqs.sorted() && Set(seqs).count == history.count)
+        await server.stop()
+    }
+
     @Test func exitCodesTellFailuresApart() async throws {
         let server = try await ServerHarness.start("cli_exit")
         let notFound = try await pbc(["show", "PBC-1999-000009"], server: server, as: "undp-liaison")
