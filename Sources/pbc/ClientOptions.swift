@@ -134,9 +134,14 @@ struct ClientOptions: ParsableArguments {
 
     /// A result for scripts.
     static func printJSON(_ value: JSONValue) throws {
+        print(try prettyJSON(value))
+    }
+
+    /// JSON for scripts and people alike: indented, keys sorted.
+    static func prettyJSON(_ value: JSONValue) throws -> String {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-        print(String(decoding: try encoder.encode(value), as: UTF8.self))
+        return String(decoding: try encoder.encode(value), as: UTF8.self)
     }
 }
 

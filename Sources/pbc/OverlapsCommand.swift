@@ -99,7 +99,7 @@ struct ScanOutput {
             }
             return
         }
-        let heading = try Self.pretty(.object([
+        let heading = try ClientOptions.prettyJSON(.object([
             "country": .string(cluster.country),
             "members": .array(cluster.members.map {
                 .object(["ref": .string($0.ref), "title": .string($0.title), "agency": .string($0.agency), "kind": .string($0.kind)])
@@ -116,7 +116,7 @@ struct ScanOutput {
             for reason in pair.reasons { print("      \(reason)") }
             return
         }
-        let item = try Self.pretty(.object([
+        let item = try ClientOptions.prettyJSON(.object([
             "a": .string(pair.first), "b": .string(pair.second), "score": .double(pair.score), "reasons": .array(pair.reasons.map(JSONValue.string)),
         ]))
         print((overlapsInCluster == 1 ? "" : ",\n") + Self.indented(item, by: 8), terminator: "")
@@ -134,12 +134,6 @@ struct ScanOutput {
     }
 
     private static func counted(_ count: Int, _ noun: String, _ plural: String) -> String { "\(count) \(count == 1 ? noun : plural)" }
-
-    private static func pretty(_ value: JSONValue) throws -> String {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-        return String(decoding: try encoder.encode(value), as: UTF8.self)
-    }
 
     private static func indented(_ text: String, by spaces: Int) -> String {
         let indent = String(repeating: " ", count: spaces)

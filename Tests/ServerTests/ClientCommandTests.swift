@@ -333,6 +333,13 @@ import SystemPackage
             #expect((after == nil) == (page == 3), "\(listed.output)")
         }
         #expect(seen == refs)
+        // A page to go on from that no listing gave is refused, not read as a position.
+        let badQueueCursor = try await pbc(["queue", "tasks", "pbso-review", "--after", "not-a-cursor"], server: server, as: "coordinator")
+        #expect(badQueueCursor.status == .exited(2))
+        #expect(badQueueCursor.error == "pbc: error: validation failed: cursor: not a cursor this server gave out\n", "\(badQueueCursor.error)")
+        let badOverlapCursor = try await pbc(["overlaps", "--after", "not-a-cursor"], server: server, as: "coordinator")
+        #expect(badOverlapCursor.status == .exited(2))
+        #expect(badOverlapCursor.error.hasPrefix("pbc: error: parameter cursor must be an id"), "\(badOverlapCursor.error)")
 
         let shown = try await pbc(["show", refs[0], "--history", "--json"], server: server, as: "coordinator")
         let history = try #require((try JSONSerialization.jsonObject(with: Data(shown.output.utf8)) as? [String: Any])?["history"] as? [[String: Any]])
