@@ -81,12 +81,15 @@ struct ScreeningBenchmark {
             FileHandle.standardError.write(Data("seeded \(size) entries in \(ContinuousClock.now - started)\n".utf8))
             var random = SplitMix(seed: UInt64(size))
             // Warm the caches, as a running server's are.
-            for _ in 0..<50 { _ = try await screen(subject(&random, spread), on: connection, configuration) }
+            for _ in 0..<50 {
+                let (subject, text) = subject(&random, spread)
+                _ = try await screen(subject, text: text, on: connection, configuration)
+            }
             var measured: [Sample] = []
             for _ in 0..<samples {
-                let subject = subject(&random, spread)
+                let (subject, text) = subject(&random, spread)
                 let start = ContinuousClock.now
-                let found = try await screen(subject, on: connection, configuration)
+                let found = try await screen(subject, text: text, on: connection, configuration)
                 let elapsed = ContinuousClock.now - start
                 measured.append(Sample(
                     milliseconds: Double(elapsed.components.attoseconds) / 1e15 + Double(elapsed.components.seconds) * 1000,
@@ -148,10 +151,10 @@ struct ScreeningBenchmark {
 
     /// Screens one subject as a submission does: its key locks (taken and, outside a
     /// transaction, let go at once), the candidate query and scoring; returns the overlaps found.
-    static func screen(_ subject: PortfolioEntry, on connection: PostgresConnection, _ configuration: OverlapConfiguration) async throws -> Int {
+    static func screen(_ subject: PortfolioEntry, text: String, on connection: PostgresConnection, _ configuration: OverlapConfiguration) async throws -> Int {
         try await PortfolioScreener.lockKeys(of: subject, on: connection)
         let findings = try await PortfolioScreener.findings(
-            for: subject, text: "peacebuilding dialogue \(subject.sectors.first ?? "") \(subject.locations.first ?? "")", on: connection,
+            for: subject, text: text, on: connection,
             configuration: configuration)
         return findings.count
     }
@@ -166,17 +169,56 @@ struct ScreeningBenchmark {
     static let provinces = 50
     static let spanDays = 12_775
 
-    static func subject(_ random: inout SplitMix, _ spread: Spread) -> PortfolioEntry {
+    /// A subject and its text (title and description), drawn from the same spread as the entries.
+    static func subject(_ random: inout SplitMix, _ spread: Spread) -> (PortfolioEntry, String) {
         let country = spread.countryCodes[zipf(spread.countryCodes.count, &random)]
         let startDays = Int(random.next() % UInt64(spanDays))
         let length = 180 + Int(random.next() % 1260)
         let base = CalendarDate(iso: "2000-01-01")!.daysSinceEpoch
         func date(_ days: Int) -> CalendarDate { CalendarDate(Date(timeIntervalSince1970: Double(base + days) * 86_400)) }
-        return PortfolioEntry(
+        let entry = PortfolioEntry(
             ref: "bench-subject", agency: "undp", agencies: ["undp"], country: country,
             sectors: [spread.sectors[zipf(spread.sectors.count, &random)]], locations: ["province \(Int(random.next() % UInt64(provinces)))"],
             period: Period(start: date(startDays), end: date(startDays + length)))
+        let words = wordsPerText.lowerBound + Int(random.next() % UInt64(wordsPerText.count))
+        let text = "Program subject " + (0..<words).map { _ in vocabulary[zipf(vocabulary.count, &random)] }.joined(separator: " ")
+        return (entry, text)
     }
+
+    /// How many words a description has. With the vocabulary below that is
+    /// about 330 to 700 characters, 500 in the middle: the descriptions of the
+    /// Ebola fixture (../shared/data/iati) have a median of 507 (title and
+    /// description, as screening compares them). Text similarity costs
+    /// more the longer the texts, so short synthetic texts would flatter it.
+    static let wordsPerText = 60..<100
+
+    /// The words of the synthetic descriptions, commonest first (drawn with
+    /// Zipf's law): function words, then the language of development and
+    /// peacebuilding programs, after the narratives of the Ebola fixture.
+    static let vocabulary = """
+        the and to of in a for with on is this that will by are their communities support from as be local \
+        community health women youth through national government project program peace dialogue recovery \
+        security justice reconciliation conflict prevention response emergency capacity building training \
+        services access education protection livelihoods water sanitation hygiene food nutrition children \
+        families people partners district province region rural areas public social economic political \
+        institutions civil society organizations leaders traditional authorities police courts human rights \
+        gender equality participation inclusion mediation elections governance accountability transparency \
+        reform strengthening coordination monitoring evaluation data information awareness campaigns radio \
+        displaced returnees refugees host shelter camps land disputes resolution early warning violence \
+        alert mechanisms ministry interior defence finance planning budget funds grants small business \
+        employment skills vocational agriculture farmers markets value chains cash transfers infrastructure \
+        roads schools clinics hospitals facilities equipment supplies kits materials distribution teams staff \
+        workers volunteers committees councils networks platforms forums meetings workshops sessions \
+        psychosocial trauma survivors victims former combatants reintegration demobilization disarmament \
+        border cross cohesion trust tolerance religious interfaith media journalists press consultations \
+        policy legal framework strategy action plan implementation phase pilot scale sustainable resilience \
+        climate environment natural resources mining forestry fisheries management risk reduction disaster \
+        preparedness outbreak epidemic disease surveillance treatment care referral case medical \
+        international regional united nations agencies donors fund multi year joint programme technical \
+        assistance advisory analysis assessment baseline survey study research learning knowledge \
+        improve increase reduce ensure provide promote develop establish enhance expand address manage \
+        which also these more than over all new key first most such other within across between during
+        """.split(whereSeparator: \.isWhitespace).map(String.init)
 
     /// An index skewed toward the start, roughly Zipf's law.
     static func zipf(_ count: Int, _ random: inout SplitMix) -> Int {
@@ -214,7 +256,11 @@ struct ScreeningBenchmark {
                 SELECT 'BENCH-' || g, country, 'activity', id, 'agency-' || (g % 200), ARRAY['agency-' || (g % 200), 'agency-' || ((g::bigint * 7) % 200)],
                        daterange(d, d + (180 + (g::bigint * 37) % 1260)::int),
                        ARRAY[sector], ARRAY[left(sector, 3)], ARRAY['province ' || (g % \(provinces))],
-                       'Program ' || g, 'program ' || g || ' peacebuilding dialogue recovery ' || (g % 97), '{}', true
+                       'Program ' || g,
+                       -- Referring to g, so drawn again for each entry.
+                       'Program ' || g || ' ' || (SELECT string_agg((\(vocabulary)::text[])[floor(pow(\(vocabulary.count)::float8, random()))::int], ' ')
+                                                  FROM generate_series(1, \(wordsPerText.lowerBound) + g % \(wordsPerText.count))),
+                       '{}', true
                 FROM drawn
                 """)
             start = end
