@@ -20,6 +20,22 @@ public enum TestDatabase {
         try await Provider.shared.createDatabase(label: label)
     }
 
+    /// A new, migrated database whose character classes and case rules are
+    /// `locale`'s, made from template0 and migrated from scratch: the shared
+    /// template's locale is C, under which no letter outside ASCII is a letter.
+    public static func create(_ label: String, locale: String) async throws -> ConnectionTarget {
+        let target = try await Provider.shared.createDatabase(label: label, migrated: false, locale: locale)
+        let connection = try await connect(target)
+        do {
+            _ = try await Migrator(directory: migrationsDirectory).migrate(on: connection)
+            await connection.close()
+        } catch {
+            await connection.close()
+            throw error
+        }
+        return target
+    }
+
     /// A new database with no migrations applied.
     public static func createEmpty(_ label: String = "empty") async throws -> ConnectionTarget {
         try await Provider.shared.createDatabase(label: label, migrated: false)
@@ -142,7 +158,7 @@ private actor Provider {
 
     /// Databases are created one at a time: PostgreSQL refuses to copy a
     /// template that another CREATE DATABASE is reading.
-    func createDatabase(label: String, migrated: Bool = true) async throws -> ConnectionTarget {
+    func createDatabase(label: String, migrated: Bool = true, locale: String? = nil) async throws -> ConnectionTarget {
         let server = try await server()
         counter += 1
         let safeLabel = String(label.lowercased().map { $0.isLetter || $0.isNumber ? $0 : "_" }.prefix(30))
@@ -152,7 +168,20 @@ private actor Provider {
         let previous = lastCreation
         let creation = Task {
             _ = await previous?.result
-            try await Database.createIfMissing(name, template: template, on: server, threadPool: TestDatabase.threadPool)
+            if let locale {
+                precondition(locale.allSatisfy { $0.isLetter || $0.isNumber || "._-".contains($0) }, "a locale name: \(locale)")
+                let connection = try await PostgresConnection.connect(to: server.database("postgres"), on: TestDatabase.threadPool)
+                do {
+                    try await connection.execute(
+                        unsafeSQL: "CREATE DATABASE \(name) TEMPLATE template0 ENCODING 'UTF8' LOCALE '\(locale)'")
+                    await connection.close()
+                } catch {
+                    await connection.close()
+                    throw error
+                }
+            } else {
+                try await Database.createIfMissing(name, template: template, on: server, threadPool: TestDatabase.threadPool)
+            }
         }
         lastCreation = creation
         try await creation.value

@@ -4,6 +4,7 @@ import Logging
 import Postgres
 import Store
 import Synchronization
+import Testing
 import TestSupport
 
 /// A migrated database with the shipped reference data and workflows, a
@@ -39,11 +40,16 @@ struct Harness {
     }
 
     /// `logger` is the store's pool's: a test may read what the store logs.
+    /// With `locale` the database is that locale's (the others' is C).
     init(
         _ label: String, screener: @escaping TaskStore.ScreenerFactory = TaskStore.portfolioScreener(OverlapConfiguration()),
-        logger: Logger = Logger(label: "pbc.postgres")
+        logger: Logger = Logger(label: "pbc.postgres"), locale: String? = nil
     ) async throws {
-        target = try await TestDatabase.create(label)
+        if let locale {
+            target = try await TestDatabase.create(label, locale: locale)
+        } else {
+            target = try await TestDatabase.create(label)
+        }
         pool = PostgresPool(configuration: .init(target: target, maxConnections: 10))
         service = PostgresPool(configuration: .init(target: target.runningAs(Database.serviceRole), maxConnections: 10), logger: logger)
         try await pool.withConnection { try await ReferenceData.load(from: Self.config).sync(on: $0) }
@@ -115,5 +121,36 @@ struct Harness {
             WHERE c.workflow = 'deconfliction-case' AND o.status <> 'open'
               AND c.state NOT IN ('distinct', 'coordinate', 'merge', 'sequence', 'withdraw', 'dismissed')
             """).map { try $0.decode(String.self, at: 0) }
+    }
+}
+
+/// The migrations of sql/ applied in two steps, to test what one migration
+/// does to data written before it: first those ahead of `file`, then the rest.
+struct StagedMigrations {
+    let directory = Scratch.directory.appendingPathComponent("pbc-sql-\(UUID().uuidString)")
+    let files: [String]
+    let split: Int
+
+    init(splittingAt file: String) throws {
+        files = try FileManager.default.contentsOfDirectory(atPath: TestDatabase.migrationsDirectory.path)
+            .filter { $0.hasSuffix(".sql") }.sorted()
+        split = try #require(files.firstIndex(of: file), "no migration \(file)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+    }
+
+    func applyBefore(on connection: PostgresConnection) async throws {
+        try await apply(files[..<split], on: connection)
+    }
+
+    func applyRest(on connection: PostgresConnection) async throws {
+        try await apply(files[split...], on: connection)
+    }
+
+    private func apply(_ names: ArraySlice<String>, on connection: PostgresConnection) async throws {
+        for name in names {
+            try FileManager.default.copyItem(
+                at: TestDatabase.migrationsDirectory.appendingPathComponent(name), to: directory.appendingPathComponent(name))
+        }
+        _ = try await Migrator(directory: directory).migrate(on: connection)
     }
 }

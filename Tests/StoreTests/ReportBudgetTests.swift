@@ -141,26 +141,15 @@ import TestSupport
     /// named; the migration keeps that one as the activity's budgets.
     @Test func theMigrationKeepsTheBudgetAnActivityHad() async throws {
         let target = try await TestDatabase.createEmpty("report_budget_0020")
-        let directory = Scratch.directory.appendingPathComponent("pbc-sql-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        let files = try FileManager.default.contentsOfDirectory(atPath: TestDatabase.migrationsDirectory.path).filter { $0.hasSuffix(".sql") }.sorted()
-        let later = try #require(files.firstIndex(of: "0020_activity_budgets_in_every_currency.sql"))
-        func copy(_ names: ArraySlice<String>) throws {
-            for name in names {
-                try FileManager.default.copyItem(
-                    at: TestDatabase.migrationsDirectory.appendingPathComponent(name), to: directory.appendingPathComponent(name))
-            }
-        }
-        try copy(files[..<later])
+        let migrations = try StagedMigrations(splittingAt: "0020_activity_budgets_in_every_currency.sql")
         let connection = try await TestDatabase.connect(target)
-        _ = try await Migrator(directory: directory).migrate(on: connection)
+        try await migrations.applyBefore(on: connection)
         try await connection.execute(unsafeSQL: """
             INSERT INTO agencies (id, name, kind) VALUES ('xm-test', 'Test publisher', 'external');
             INSERT INTO activities (identifier, reporting_agency, title, budget_amount, budget_currency, content_hash, source)
             VALUES ('XM-1', 'xm-test', 'With a budget', 1500.5, 'EUR', 'h1', ''), ('XM-2', 'xm-test', 'Without', NULL, NULL, 'h2', '');
             """)
-        try copy(files[later...])
-        _ = try await Migrator(directory: directory).migrate(on: connection)
+        try await migrations.applyRest(on: connection)
         let budgets = try await connection.query("SELECT identifier, budgets::text FROM activities ORDER BY identifier")
             .map { "\(try $0.decode(String.self, at: 0)) \(try $0.decode(String.self, at: 1))" }
         #expect(budgets == [#"XM-1 [{"amount": "1500.50", "currency": "EUR"}]"#, "XM-2 []"])
