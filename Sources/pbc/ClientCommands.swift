@@ -220,8 +220,7 @@ struct Submit: AsyncParsableCommand {
             do {
                 result = try await rpc.call("task.submit", params)
             } catch let error as RPCError where error.code == .actionNotAllowed {
-                // Creation and submission are one transaction: the draft whose
-                // actions the server names was never kept.
+                // Creation and submission are one transaction: nothing was kept.
                 throw ClientError(
                     exitCode: ClientOptions.exitCode(for: error.code),
                     message: "\(error.message); nothing was created: submit again with what it asks for (workflow fields go with --field NAME=VALUE)")

@@ -66,6 +66,20 @@ import TestSupport
             #expect(replay?["result"]?["task"]?["ref"] == .string(ref))
             let reused = try await client.call("task.submit", id: 3, params: ServerHarness.project(key: "k-1", title: "Other"))
             #expect(reused?["error"]?["code"] == .integer(-32009))
+            // Refused by the workflow's guards: no task is kept, so the error names
+            // no state and no actions, and the key is still free.
+            let unfinished = ServerHarness.project(key: "k-2").replacingOccurrences(of: #""fields":{"genderMarker":2,"facility":"IRF"}"#, with: #""fields":{}"#)
+            let refused = try await client.call("task.submit", id: 40, params: unfinished)
+            #expect(refused?["error"]?["code"] == .integer(-32010))
+            #expect(refused?["error"]?["data"] == nil, "\(String(describing: refused))")
+            if case .string(let message)? = refused?["error"]?["message"] {
+                #expect(message.hasPrefix("submit refused by ") && message.contains("genderMarker"), "\(message)")
+            } else {
+                Issue.record("no message in \(String(describing: refused))")
+            }
+            let completed = try await client.call("task.submit", id: 41, params: ServerHarness.project(key: "k-2", title: "Completed"))
+            #expect(completed?["result"]?["replayed"] == .bool(false))
+            #expect(completed?["result"]?["task"]?["ref"] != .string(ref))
             let got = try await client.call("task.get", id: 4, params: #"{"task":"\#(ref)"}"#)
             #expect(got?["result"]?["task"]?["allowedActions"] == .array([.string("withdraw")]))
             // Not allowed in this state: the state and the allowed actions come back.

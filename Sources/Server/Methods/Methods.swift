@@ -87,9 +87,11 @@ public struct Methods: Sendable {
             case .historyGone:
                 return RPCError(code: .historyGone, message: error.message)
             default:
-                var data: [String: JSONValue] = ["allowedActions": .array(error.allowedActions.map(JSONValue.string))]
-                if let state = error.state { data["state"] = .string(state) }
-                return RPCError(code: .actionNotAllowed, message: error.message, data: .object(data))
+                // A refused task.submit kept no task: it has no state, and nothing to offer instead.
+                guard let state = error.state else { return RPCError(code: .actionNotAllowed, message: error.message) }
+                return RPCError(
+                    code: .actionNotAllowed, message: error.message,
+                    data: .object(["state": .string(state), "allowedActions": .array(error.allowedActions.map(JSONValue.string))]))
             }
         case let error as PostgresError where error.isUnavailable:
             return RPCError(code: .unavailable, message: "the database cannot be reached; retry", data: .object(["retryAfterMs": .integer(1000)]))

@@ -127,7 +127,15 @@ public struct TaskStore: Sendable {
                     INSERT INTO idempotency_keys (agency, key, request_hash, task_id)
                     VALUES (\(agency), \(idempotencyKey), \(requestHash), \(task.id))
                     """)
-                try await apply("submit", inputs: ActionInputs(), to: &task, by: principal, createdHere: true, on: connection)
+                do {
+                    try await apply("submit", inputs: ActionInputs(), to: &task, by: principal, createdHere: true, on: connection)
+                } catch var refused as StoreError where refused.code == .refused {
+                    // The transaction ends here and keeps nothing: there is no
+                    // task, so no state and no actions to offer.
+                    refused.state = nil
+                    refused.allowedActions = []
+                    throw refused
+                }
                 return (task, false, try await storedOverlaps(of: task, on: connection))
             }
         } catch let error as PostgresError where error.constraint == "idempotency_keys_pkey" {
