@@ -53,6 +53,16 @@ public struct LocalCluster: Sendable {
 
     static let superuser = "postgres"
 
+    /// Which characters are letters, and their cases: C.UTF-8's where the
+    /// system has it, so that accented, Arabic or Cyrillic letters make
+    /// trigrams for text similarity (under C, pg_trgm drops them as it drops
+    /// punctuation) and `lower()` folds them. Sorting stays C's, by code point.
+    static var characterClasses: String {
+        guard let locale = newlocale(LC_CTYPE_MASK, "C.UTF-8", nil) else { return "C" }
+        freelocale(locale)
+        return "C.UTF-8"
+    }
+
     public let configuration: Configuration
     let binaries: Binaries
     let runAsPostgresUser: Bool
@@ -84,7 +94,7 @@ public struct LocalCluster: Sendable {
             try await run(
                 binaries.initdb,
                 ["-D", dataDirectory.path, "--username=\(Self.superuser)", "--auth-local=trust", "--auth-host=scram-sha-256",
-                 "--encoding=UTF8", "--locale=C", "--no-instructions"],
+                 "--encoding=UTF8", "--locale=C", "--lc-ctype=\(Self.characterClasses)", "--no-instructions"],
                 asPostgres: runAsPostgresUser, failure: "initdb failed")
             try appendInclude()
         }
