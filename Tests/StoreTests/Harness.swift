@@ -147,7 +147,7 @@ struct StagedMigrations {
     }
 
     private func apply(_ names: ArraySlice<String>, on connection: PostgresConnection) async throws {
-        for name in names {
+        for name in names where !FileManager.default.fileExists(atPath: directory.appendingPathComponent(name).path) {
             try FileManager.default.copyItem(
                 at: TestDatabase.migrationsDirectory.appendingPathComponent(name), to: directory.appendingPathComponent(name))
         }

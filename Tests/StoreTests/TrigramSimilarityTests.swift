@@ -124,4 +124,25 @@ import TestSupport
         }
         await connection.close()
     }
+
+    /// An intarray a database already has in another schema stops the
+    /// migration with what to do, and the database is left as it was.
+    @Test func anIntarrayInstalledElsewhereIsNamedWithTheRemedy() async throws {
+        let target = try await TestDatabase.createEmpty("trigrams_intarray_elsewhere")
+        let migrations = try StagedMigrations(splittingAt: "0021_trigrams_made_once.sql")
+        let connection = try await TestDatabase.connect(target)
+        try await migrations.applyBefore(on: connection)
+        try await connection.execute(unsafeSQL: "CREATE EXTENSION intarray")
+        let refused = await #expect(throws: PostgresError.self) { try await migrations.applyRest(on: connection) }
+        #expect(refused?.message == "sql/0021_trigrams_made_once.sql failed: pbc needs the extension intarray in the schema intarray; it is installed in public")
+        #expect(refused?.hint == "once, as its owner: CREATE SCHEMA intarray; ALTER EXTENSION intarray SET SCHEMA intarray;")
+        #expect(try await connection.query("SELECT count(*)::int FROM information_schema.columns WHERE column_name = 'trigrams'")
+            .map { try $0.decode(Int.self, at: 0) } == [0])
+        // Done as the hint says, the migration goes through.
+        try await connection.execute(unsafeSQL: "CREATE SCHEMA intarray; ALTER EXTENSION intarray SET SCHEMA intarray;")
+        try await migrations.applyRest(on: connection)
+        #expect(try await connection.query("SELECT trigram_similarity(trigram_set('peace dialogue'), trigram_set('peace dialogues'))")
+            .map { try $0.decode(Double.self, at: 0) }.first ?? 0 > 0.5)
+        await connection.close()
+    }
 }
