@@ -130,10 +130,10 @@ func eventSummary(_ event: JSONValue) -> String {
 
 /// The details of a task that `pbc submit` sets and `pbc edit` changes.
 struct TaskDetails: ParsableArguments {
-    @Option var title: String?
-    @Option var description: String?
+    @Option(help: "At most 500 characters.") var title: String?
+    @Option(help: "What the task does, where and for whom; screening compares it with other programs' (at most 20,000 characters).") var description: String?
     @Option(name: .customLong("participant"), help: "AGENCY:ROLE (funding, implementing, accountable); repeat for more.") var participants: [String] = []
-    @Option var country: String?
+    @Option(help: "ISO 3166 alpha-3 or alpha-2 code, such as BDI or BI.") var country: String?
     @Option(name: .customLong("location"), help: "Repeat for more.") var locations: [String] = []
     @Option(name: .customLong("sector"), help: "A 5-digit purpose code; repeat for more.") var sectors: [String] = []
     @Option(help: "Start of the period, YYYY-MM-DD.") var start: String?
@@ -142,7 +142,7 @@ struct TaskDetails: ParsableArguments {
     // for what it is, not taken for an option ("missing value for --budget").
     @Option(parsing: .unconditional, help: "The amount, such as 1500000.00.") var budget: String?
     @Option(help: "ISO 4217 code of the budget (default: USD for a new task, the task's own for an edit).") var currency: String?
-    @Option var priority: String?
+    @Option(help: "low, normal, high or urgent.") var priority: String?
 
     var isEmpty: Bool {
         title == nil && description == nil && participants.isEmpty && country == nil && locations.isEmpty && sectors.isEmpty && start == nil
@@ -180,7 +180,7 @@ struct Submit: AsyncParsableCommand {
     @OptionGroup var client: ClientOptions
     @Option(help: "A JSON file with the task's parameters (flags given too take precedence).") var file: String?
     @Option(help: "The workflow (default: pbf-project).") var workflow: String?
-    @Option(name: .customLong("lead-agency")) var leadAgency: String?
+    @Option(name: .customLong("lead-agency"), help: "The agency that leads the task (a liaison: their own).") var leadAgency: String?
     @OptionGroup var details: TaskDetails
     @Option(name: .customLong("field"), help: "A workflow field, NAME=VALUE; repeat for more.") var fields: [String] = []
     @Option(name: .customLong("idempotency-key"), help: "Makes a retry safe (default: a new one each run).") var idempotencyKey: String?
@@ -307,12 +307,12 @@ struct Tasks: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "List the tasks you can see, filtered.")
 
     @OptionGroup var client: ClientOptions
-    @Option var state: String?
-    @Option var workflow: String?
-    @Option var country: String?
-    @Option var sector: String?
+    @Option(help: "A workflow state, such as technical_review.") var state: String?
+    @Option(help: "A workflow, such as pbf-project.") var workflow: String?
+    @Option(help: "ISO 3166 alpha-3 or alpha-2 code.") var country: String?
+    @Option(help: "A 5-digit purpose code.") var sector: String?
     @Option(help: "Lead or participating agency.") var agency: String?
-    @Option var queue: String?
+    @Option(help: "The queue the task waits in.") var queue: String?
     @Option(help: "Text in the title or description.") var text: String?
     @Option(help: "At most this many (1 to 500).") var limit = 50
     @Option(help: "The next page: what the page before printed to continue with.") var after: String?
@@ -343,7 +343,7 @@ struct Act: AsyncParsableCommand {
     @Argument(help: "The task's ref or id.") var task: String
     @Argument(help: "The action, such as recommend.") var action: String
     @Option(name: .customLong("expected-version"), help: "Refuse if the task changed since this version (default: the version just read).") var expectedVersion: Int?
-    @Option var comment: String?
+    @Option(help: "Why; some actions require one.") var comment: String?
     @Option(name: .customLong("field"), help: "A field the action sets, NAME=VALUE; repeat for more.") var fields: [String] = []
 
     func run() async throws {

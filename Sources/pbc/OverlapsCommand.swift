@@ -154,7 +154,7 @@ struct Resolve: AsyncParsableCommand {
     @Option(help: "sequence or withdraw: the task that moves or goes.") var task: String?
     @Option(help: "sequence: the new start, YYYY-MM-DD.") var start: String?
     @Option(help: "sequence: the new end, YYYY-MM-DD.") var end: String?
-    @Option var comment: String?
+    @Option(help: "Why it was resolved so; kept with the resolution's event.") var comment: String?
 
     /// What each resolution takes, so that a missing or stray option is a usage error before anything is sent.
     static let options: [String: [String]] = [

@@ -39,6 +39,43 @@ import SystemPackage
         #expect(!outcome.standardError.contains("Fatal error"), sourceLocation: sourceLocation)
     }
 
+    /// Every option and argument of every command says what it is in its
+    /// help: a flag with no words beside it leaves a user guessing.
+    @Test func everyOptionOfEveryCommandSaysWhatItIs() async throws {
+        var commands: [[String]] = [[]]
+        var undescribed: [String] = []
+        var visited = 0
+        while let command = commands.popLast() {
+            visited += 1
+            let help = try await pbc(command + ["--help"])
+            guard help.status == .exited(0) else {
+                Issue.record("pbc \(command.joined(separator: " ")) --help: \(help.standardError)")
+                continue
+            }
+            var section = ""
+            let lines = help.standardOutput.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+            for (index, line) in lines.enumerated() {
+                if line.hasSuffix(":") && !line.hasPrefix(" ") {
+                    section = line
+                    continue
+                }
+                guard line.hasPrefix("  "), !line.hasPrefix("   "), !line.hasPrefix("  See ") else { continue }
+                let item = line.dropFirst(2)
+                if section == "SUBCOMMANDS:" {
+                    if let name = item.split(separator: " ").first { commands.append(command + [String(name)]) }
+                } else if section == "OPTIONS:" || section == "ARGUMENTS:" {
+                    // Words in the description column (26, where ArgumentParser
+                    // puts them), beside the flag or on the line under it.
+                    let inline = line.count > 26 && line.prefix(26).last == " "
+                    let below = index + 1 < lines.count && lines[index + 1].hasPrefix(String(repeating: " ", count: 26))
+                    if !inline && !below { undescribed.append((["pbc"] + command).joined(separator: " ") + ": " + item) }
+                }
+            }
+        }
+        #expect(visited > 30, "only \(visited) commands found")
+        #expect(undescribed.isEmpty, "\(undescribed.joined(separator: "\n"))")
+    }
+
     @Test func aMalformedDatabaseURLIsOneLine() async throws {
         let outcome = try await pbc(["migrate"], environment: ["DATABASE_URL": "postgresql://pbc@[::1/pbc"])
         expectOneLineFailure(outcome, mentioning: "could not connect to the database")
