@@ -12,23 +12,24 @@
 -- either side has none) and the same float4 rounding. A test compares the
 -- two over texts in several scripts (TrigramSimilarityTests).
 
--- In a schema of its own: in public, intarray's &&, @> and <@ on integer
--- arrays would take the place of the built-in operators wherever an
--- integer array is compared, and GIN's default operator class does not
--- serve them. Its functions are called schema-qualified below.
 -- An intarray installed elsewhere beforehand would be found by IF NOT
--- EXISTS and leave the schema empty: say so rather than fail on a missing
--- function below.
+-- EXISTS below and leave the schema empty: say so rather than fail on a
+-- missing function.
 DO $$
 DECLARE installed_in text;
 BEGIN
     SELECT n.nspname INTO installed_in FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace
     WHERE e.extname = 'intarray';
-    IF installed_in IS DISTINCT FROM NULL AND installed_in <> 'intarray' THEN
+    IF installed_in <> 'intarray' THEN
         RAISE EXCEPTION 'pbc needs the extension intarray in the schema intarray; it is installed in %', installed_in
             USING HINT = 'once, as its owner: CREATE SCHEMA intarray; ALTER EXTENSION intarray SET SCHEMA intarray;';
     END IF;
 END $$;
+
+-- In a schema of its own: in public, intarray's &&, @> and <@ on integer
+-- arrays would take the place of the built-in operators wherever an
+-- integer array is compared, and GIN's default operator class does not
+-- serve them. Its functions are called schema-qualified below.
 CREATE SCHEMA IF NOT EXISTS intarray;
 CREATE EXTENSION IF NOT EXISTS intarray SCHEMA intarray;
 
