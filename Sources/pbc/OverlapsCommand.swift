@@ -52,11 +52,29 @@ struct OverlapsCommand: AsyncParsableCommand {
 
         @OptionGroup var options: ServerOptions
         @Option(help: "Only this country (ISO alpha-3 or alpha-2).") var country: String?
+        @Option(
+            name: .customLong("min-score"),
+            help: "Report only overlaps scoring at least this, from Config/overlap.yaml's threshold to 1. In a dense portfolio nearly everything is linked into one cluster; a higher score splits it into the likeliest duplicates.")
+        var minScore: Double?
         @Flag(help: "Print JSON for scripts.") var json = false
 
+        func validate() throws {
+            if let minScore, !(0...1).contains(minScore) { throw ValidationError("--min-score must be between 0 and 1") }
+        }
+
         func run() async throws {
-            let (country, json) = (country, json)
-            try await withPreparedPool(options, reading: { try $0.loadOverlapConfiguration() }) { pool, _, overlap in
+            let (country, json, minScore) = (country, json, minScore)
+            try await withPreparedPool(options, reading: { application in
+                var overlap = try application.loadOverlapConfiguration()
+                if let minScore {
+                    // Under the threshold nothing is an overlap, so there is nothing more to report.
+                    guard minScore >= overlap.threshold else {
+                        throw ValidationError("--min-score \(minScore) is below the threshold of overlap.yaml (\(overlap.threshold)), under which nothing is an overlap")
+                    }
+                    overlap.threshold = minScore
+                }
+                return overlap
+            }) { pool, _, overlap in
                 // Each cluster and overlap is printed as it comes: a portfolio's overlaps may run to millions.
                 var output = json ? ScanOutput.json() : ScanOutput.text()
                 let bar = ProgressBar()

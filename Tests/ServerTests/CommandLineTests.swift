@@ -212,6 +212,23 @@ import SystemPackage
         let entries = lines.filter { $0.hasPrefix("  ") && !$0.hasPrefix("   ") && !$0.contains(" ~ ") }.count
         #expect(clusters > 1 && overlaps > clusters)
         #expect(lines.last == "\(clusters) clusters: \(overlaps) overlaps among \(entries) entries")
+        // A higher score reports only the strongest of the same overlaps, so fewer,
+        // and each score it prints reaches it.
+        let strong = try await pbc(["overlaps", "scan", "--country", "LR", "--min-score", "0.65", "--database-url", url])
+        #expect(strong.status == .exited(0), "\(strong.standardError)")
+        let strongPairs = strong.standardOutput.split(separator: "\n").filter { $0.hasPrefix("  ") && $0.contains(" ~ ") }
+        let scores = strongPairs.compactMap { $0.split(separator: " ").last.flatMap { Double($0) } }
+        #expect(scores.count == strongPairs.count && !scores.isEmpty)
+        #expect(scores.allSatisfy { $0 >= 0.65 } && strongPairs.count < overlaps, "\(strongPairs.count) of \(overlaps)")
+        #expect(Set(strongPairs.map { $0.split(separator: " ").prefix(3).joined(separator: " ") })
+            .isSubset(of: Set(lines.filter { $0.hasPrefix("  ") && $0.contains(" ~ ") }.map { $0.split(separator: " ").prefix(3).joined(separator: " ") })))
+        let weak = try await pbc(["overlaps", "scan", "--min-score", "0.3", "--database-url", url])
+        #expect(weak.status == .exited(1))
+        #expect(weak.standardError == "pbc: error: --min-score 0.3 is below the threshold of overlap.yaml (0.5), under which nothing is an overlap\n")
+        #expect(weak.standardOutput.isEmpty)
+        let outOfRange = try await pbc(["overlaps", "scan", "--min-score", "2", "--database-url", url])
+        #expect(outOfRange.status == .exited(64))
+        #expect(outOfRange.standardError.contains("--min-score must be between 0 and 1"), "\(outOfRange.standardError)")
         // For scripts, the same clusters as one JSON document, written as they are found.
         let scanJSON = try await pbc(["overlaps", "scan", "--country", "LR", "--json", "--database-url", url])
         #expect(scanJSON.status == .exited(0), "\(scanJSON.standardError)")
