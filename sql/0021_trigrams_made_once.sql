@@ -60,23 +60,27 @@ $$;
 
 ALTER TABLE portfolio ADD COLUMN trigrams int[] NOT NULL DEFAULT '{}';
 
--- Kept by the database itself, whoever writes the portfolio.
+-- Kept by the database itself, whoever writes the portfolio. A task's
+-- portfolio row is upserted at every step with its text unchanged; making
+-- the trigrams again would cost about 100 µs each time for nothing.
 CREATE FUNCTION portfolio_trigrams_sync() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    NEW.trigrams := trigram_set(NEW.body);
+    IF TG_OP = 'INSERT' OR NEW.body IS DISTINCT FROM OLD.body THEN
+        NEW.trigrams := trigram_set(NEW.body);
+    END IF;
     RETURN NEW;
 END;
 $$;
 CREATE TRIGGER portfolio_trigrams_sync BEFORE INSERT OR UPDATE OF body ON portfolio
     FOR EACH ROW EXECUTE FUNCTION portfolio_trigrams_sync();
 
--- The screening keys depend on these columns only: an update of a title or
--- a description (the backfill below, an edit) no longer rewrites them.
+-- The screening keys depend on these columns only: an update of a title, a
+-- description or the trigrams (the backfill below) no longer rewrites them.
 DROP TRIGGER portfolio_keys_sync ON portfolio;
 CREATE TRIGGER portfolio_keys_sync AFTER INSERT OR UPDATE OF country, period, categories, locations, active ON portfolio
     FOR EACH ROW EXECUTE FUNCTION portfolio_keys_sync();
 
-UPDATE portfolio SET body = body;
+UPDATE portfolio SET trigrams = trigram_set(body);
 
 -- As sql/0010's, with the similarity from the kept trigrams. The subject's
 -- are made once per screening: the materialized CTE keeps PostgreSQL from
