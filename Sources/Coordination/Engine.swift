@@ -32,6 +32,18 @@ public struct GuardFailure: Sendable, Hashable {
     }
 }
 
+/// An action the actor's role may take in the task's state, and the guards
+/// that refuse it now (none: it may be taken).
+public struct ActionOption: Sendable, Hashable {
+    public var name: String
+    public var refusedBy: [GuardFailure]
+
+    public init(name: String, refusedBy: [GuardFailure]) {
+        self.name = name
+        self.refusedBy = refusedBy
+    }
+}
+
 /// Why an action was refused, precisely enough to act on.
 public enum Refusal: Error, Sendable, Hashable, CustomStringConvertible {
     case unknownAction(action: String, known: [String])
@@ -118,10 +130,24 @@ public struct Decision: Sendable {
 /// The workflow engine: (definition, task, actor, action, inputs) gives a
 /// decision or a precise refusal. It reads and writes nothing.
 public enum Engine {
-    /// The actions `actor` may take now: allowed in the state and for the role.
-    /// Guards are not evaluated; `decide` says why a guarded action is refused.
-    public static func availableActions(_ workflow: WorkflowDefinition, state: String, actor: Actor) -> [String] {
-        workflow.exits(from: state).filter { $0.roles.contains(actor.role) }.map(\.name)
+    /// The actions of the task's state open to the actor's role, each with
+    /// the guards that stop it now. A guard on a field the action itself sets
+    /// stops nothing: the field comes with the action.
+    public static func options(_ workflow: WorkflowDefinition, task: TaskRecord, actor: Actor, context: GuardContext) -> [ActionOption] {
+        workflow.exits(from: task.state).filter { $0.roles.contains(actor.role) }.map { action in
+            let blocking = action.guards.filter { $0.field.map { !action.fields.contains($0) } ?? true }
+            return ActionOption(
+                name: action.name,
+                refusedBy: blocking.compactMap { guardCondition in
+                    guardCondition.failure(task: task, actor: actor, context: context).map { GuardFailure(guardCondition.description, $0) }
+                })
+        }
+    }
+
+    /// The actions `actor` may take now: allowed in the state and for the
+    /// role, and no guard against them.
+    public static func availableActions(_ workflow: WorkflowDefinition, task: TaskRecord, actor: Actor, context: GuardContext) -> [String] {
+        options(workflow, task: task, actor: actor, context: context).filter(\.refusedBy.isEmpty).map(\.name)
     }
 
     /// One action by a person (or the system), without the automatic steps after it.
@@ -134,7 +160,7 @@ public enum Engine {
         }
         guard action.from.contains(task.state) else {
             return .failure(
-                .notAllowedInState(action: name, state: task.state, allowed: availableActions(workflow, state: task.state, actor: actor)))
+                .notAllowedInState(action: name, state: task.state, allowed: availableActions(workflow, task: task, actor: actor, context: context)))
         }
         guard action.roles.contains(actor.role) else {
             return .failure(.roleNotAllowed(action: name, role: actor.role, allowedRoles: action.roles))

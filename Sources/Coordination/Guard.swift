@@ -41,6 +41,14 @@ public enum Guard: Sendable, Hashable, CustomStringConvertible {
         }
     }
 
+    /// The task field the guard reads, for those that read one.
+    public var field: String? {
+        switch self {
+        case .fieldPresent(let field), .fieldInRange(let field, _, _), .fieldEquals(let field, _): field
+        default: nil
+        }
+    }
+
     /// Nil when the guard holds; otherwise why not, in words for the person acting.
     public func failure(task: TaskRecord, actor: Actor, context: GuardContext) -> String? {
         switch self {

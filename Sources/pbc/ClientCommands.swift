@@ -66,6 +66,16 @@ func describeTask(_ task: JSONValue) -> String {
         }
     }
     if let allowed = task["allowedActions"] { add("you may", allowed.text.isEmpty ? "(nothing now)" : allowed.text) }
+    // What the role may do in this state but a guard refuses now, and why: what to change first.
+    if case .array(let blocked)? = task["blockedActions"] {
+        for (index, option) in blocked.enumerated() {
+            let reasons = option["refusedBy"].flatMap { value -> [String]? in
+                guard case .array(let guards) = value else { return nil }
+                return guards.map { $0["reason"]?.text ?? "" }
+            } ?? []
+            add(index == 0 ? "not yet" : "", "\(option["action"]?.text ?? ""): \(reasons.joined(separator: "; "))")
+        }
+    }
     return lines.joined(separator: "\n") + "\n"
 }
 

@@ -75,6 +75,29 @@ import Testing
         #expect(try await decide(workflow, reviewing, Fixtures.coordinator, "fly") == .failure(.unknownAction(action: "fly", known: workflow.actions.map(\.name))))
     }
 
+    /// What a task offers its reader is what acting would accept: an action a
+    /// guard refuses now is offered apart, with the guard's reason, unless the
+    /// guard reads a field the action itself sets.
+    @Test func theActionsOfferedAreThoseNoGuardRefusesNow() async throws {
+        let workflow = try Fixtures.workflow("pbf-project")
+        var held = Fixtures.project()
+        held.state = "deconfliction"
+        #expect(Engine.options(workflow, task: held, actor: Fixtures.coordinator, context: Fixtures.context(openOverlaps: 1)) == [
+            ActionOption(name: "deconflicted", refusedBy: [GuardFailure("no_open_overlaps", "the task has 1 open overlap(s) to resolve first")]),
+            ActionOption(name: "reject", refusedBy: []),
+        ])
+        #expect(Engine.availableActions(workflow, task: held, actor: Fixtures.coordinator, context: Fixtures.context()) == ["deconflicted", "reject"])
+        // A refusal for the state lists only what would be accepted.
+        #expect(
+            try await decide(workflow, held, Fixtures.coordinator, "recommend", context: Fixtures.context(openOverlaps: 1))
+                == .failure(.notAllowedInState(action: "recommend", state: "deconfliction", allowed: ["reject"])))
+        // The first transfer's date comes with the action that records it.
+        var approved = Fixtures.project()
+        approved.state = "approved"
+        #expect(approved.fields["firstTransferDate"] == nil)
+        #expect(Engine.availableActions(workflow, task: approved, actor: Fixtures.coordinator, context: Fixtures.context()).contains("record_first_transfer"))
+    }
+
     @Test func theIRFCapConvertsCurrencies() async throws {
         let workflow = try Fixtures.workflow("pbf-project")
         func route(_ task: TaskRecord) async throws -> Result<Decision, Refusal> {

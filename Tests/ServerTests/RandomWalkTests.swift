@@ -197,8 +197,13 @@ import TestSupport
                                     var chosen: (LineClient, JSONValue, [JSONValue])?
                                     for actor in [coordinator, approver, undp, unicef, wfp].shuffled(using: &walk.generator) {
                                         if let task = try await walk.call(actor, "task.get", ["task": ref])["result"]?["task"],
-                                            case .array(let allowed)? = task["allowedActions"], !allowed.isEmpty
+                                            case .array(var allowed)? = task["allowedActions"]
                                         {
+                                            // Now and then an action a guard refuses, as people try what they are told is not yet possible.
+                                            if case .array(let blocked)? = task["blockedActions"], walk.chance(20) {
+                                                allowed += blocked.compactMap { $0["action"] }
+                                            }
+                                            guard !allowed.isEmpty else { continue }
                                             chosen = (actor, task, allowed)
                                             break
                                         }

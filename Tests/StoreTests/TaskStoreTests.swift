@@ -241,7 +241,13 @@ import TestSupport
             _ = try await h.tasks.create(draft, workflow: "pbf-project", by: h.undp)
         }
         #expect(foreign?.code == .forbidden)
-        #expect(h.tasks.availableActions(task, for: h.undp) == ["submit", "withdraw"])
+        #expect(h.tasks.actionOptions(task, for: h.undp) == [.init(name: "submit", refusedBy: []), .init(name: "withdraw", refusedBy: [])])
+        // A participating agency's liaison may submit, but withdrawing is the lead's.
+        #expect(
+            h.tasks.actionOptions(task, for: h.unicef) == [
+                .init(name: "submit", refusedBy: []),
+                .init(name: "withdraw", refusedBy: [GuardFailure("actor_is_lead_agency", "only the lead agency (undp) may do this")]),
+            ])
         #expect(try await h.invariantViolations() == [])
     }
 

@@ -357,7 +357,15 @@ public struct Methods: Sendable {
         let (task, overlaps) = try await tasks.getWithOverlaps(get.task, as: principal)
         guard case .object(var object) = Wire.task(task) else { return .null }
         object["overlaps"] = .array(overlaps.map(Wire.overlap))
-        object["allowedActions"] = .array(tasks.availableActions(task, for: principal).map(JSONValue.string))
+        let options = tasks.actionOptions(task, for: principal)
+        object["allowedActions"] = .array(options.filter(\.refusedBy.isEmpty).map { .string($0.name) })
+        object["blockedActions"] = .array(
+            options.filter { !$0.refusedBy.isEmpty }.map { option in
+                .object([
+                    "action": .string(option.name),
+                    "refusedBy": .array(option.refusedBy.map { .object(["guard": .string($0.name), "reason": .string($0.reason)]) }),
+                ])
+            })
         return .object(["task": .object(object)])
     }
 

@@ -210,10 +210,16 @@ public struct TaskStore: Sendable {
         }
     }
 
-    /// The actions `principal` may take on the task now (role and state; guards are checked when acting).
-    public func availableActions(_ task: StoredTask, for principal: Principal) -> [String] {
+    /// The actions `principal`'s role may take on the task in its state, with
+    /// the guards that refuse each now, as acting on the task as read would find them.
+    public func actionOptions(_ task: StoredTask, for principal: Principal) -> [ActionOption] {
         guard let workflow = workflows.definition(task.workflow, version: task.workflowVersion) else { return [] }
-        return Engine.availableActions(workflow, state: task.state, actor: principal.actor)
+        return Engine.options(workflow, task: task.record, actor: principal.actor, context: guardContext(task))
+    }
+
+    /// What guards read besides the task and the actor, now.
+    private func guardContext(_ task: StoredTask) -> GuardContext {
+        GuardContext(now: now(), rates: rates, openOverlaps: task.openOverlaps)
     }
 
     // MARK: Steps
@@ -302,7 +308,7 @@ public struct TaskStore: Sendable {
         guard let workflow = workflows.definition(task.workflow, version: task.workflowVersion) else {
             throw StoreError(.notFound, "workflow \(task.workflow) version \(task.workflowVersion) is not loaded")
         }
-        let context = GuardContext(now: now(), rates: rates, openOverlaps: task.openOverlaps)
+        let context = guardContext(task)
         let decision: Decision
         switch try await Engine.decide(
             workflow, task: task.record, actor: principal.actor, action: action, inputs: inputs, context: context,
@@ -311,7 +317,7 @@ public struct TaskStore: Sendable {
         case .failure(let refusal):
             throw StoreError(
                 .refused, refusal.description, refusal: refusal, state: task.state,
-                allowedActions: Engine.availableActions(workflow, state: task.state, actor: principal.actor))
+                allowedActions: Engine.availableActions(workflow, task: task.record, actor: principal.actor, context: context))
         case .success(let success):
             decision = success
         }
