@@ -67,14 +67,9 @@ func describeTask(_ task: JSONValue) -> String {
     }
     if let allowed = task["allowedActions"] { add("you may", allowed.text.isEmpty ? "(nothing now)" : allowed.text) }
     // What the role may do in this state but a guard refuses now, and why: what to change first.
-    if case .array(let blocked)? = task["blockedActions"] {
-        for (index, option) in blocked.enumerated() {
-            let reasons = option["refusedBy"].flatMap { value -> [String]? in
-                guard case .array(let guards) = value else { return nil }
-                return guards.map { $0["reason"]?.text ?? "" }
-            } ?? []
-            add(index == 0 ? "not yet" : "", "\(option["action"]?.text ?? ""): \(reasons.joined(separator: "; "))")
-        }
+    for (index, option) in (task["blockedActions"]?.items ?? []).enumerated() {
+        let reasons = option["refusedBy"]?.items?.map { $0["reason"]?.text ?? "" } ?? []
+        add(index == 0 ? "not yet" : "", "\(option["action"]?.text ?? ""): \(reasons.joined(separator: "; "))")
     }
     return lines.joined(separator: "\n") + "\n"
 }
@@ -366,7 +361,15 @@ struct Act: AsyncParsableCommand {
             var params: [String: JSONValue] = ["task": .string(task), "action": .string(action), "expectedVersion": .integer(version ?? 0)]
             if let comment { params["comment"] = .string(comment) }
             if !fields.isEmpty { params["fields"] = .object(fields) }
-            let result = try await rpc.call("task.act", params)
+            let result: JSONValue
+            do {
+                result = try await rpc.call("task.act", params)
+            } catch let error as RPCError where error.code == .actionNotAllowed && error.data?["allowedActions"]?.items?.contains(.string(action)) == true {
+                // The action is open to the caller now: only what came with it fell short.
+                throw ClientError(
+                    exitCode: ClientOptions.exitCode(for: error.code),
+                    message: "\(error.message); \(action) is open to you with what it asks for (fields go with --field NAME=VALUE, a comment with --comment)")
+            }
             if client.json { return try ClientOptions.printJSON(result) }
             let task = result["task"] ?? .null
             print("\(task["ref"]?.text ?? "") is now \(task["state"]?.text ?? "") (version \(task["version"]?.text ?? ""))"

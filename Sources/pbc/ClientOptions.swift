@@ -163,4 +163,9 @@ extension JSONValue {
         case .object: "{…}"
         }
     }
+
+    /// The elements of an array; nil for anything else.
+    var items: [JSONValue]? {
+        if case .array(let items) = self { items } else { nil }
+    }
 }

@@ -61,6 +61,15 @@ import SystemPackage
         let tasks = try await pbc(["tasks", "--state", "technical_review"], server: server, as: "coordinator")
         #expect(tasks.output.split(separator: "\n").first?.hasPrefix("REF") == true)
         #expect(tasks.output.contains(ref))
+        // An action open to the caller but refused for what came with it says how to give it; one not open does not.
+        let bare = try await pbc(["act", ref, "request_revision"], server: server, as: "coordinator")
+        #expect(bare.status == .exited(6))
+        #expect(
+            bare.error == "pbc: error: request_revision needs a comment; request_revision is open to you with what it asks for "
+                + "(fields go with --field NAME=VALUE, a comment with --comment)\n", "\(bare.error)")
+        let early = try await pbc(["act", ref, "approve"], server: server, as: "coordinator")
+        #expect(early.status == .exited(6))
+        #expect(!early.error.contains("open to you"), "\(early.error)")
         let acted = try await pbc(["act", ref, "request_revision", "--comment", "Add the listening survey"], server: server, as: "coordinator")
         #expect(acted.status == .exited(0), "\(acted.error)")
         #expect(acted.output == "\(ref) is now revision_requested (version 3), in queue agency-revisions\n")
