@@ -61,6 +61,12 @@ public struct WorkflowDefinition: Sendable, Hashable {
         public var line: Int
     }
 
+    /// Its tasks are programs: a workflow that screens its tasks for overlap
+    /// describes programs, and only programs are screened against. A report,
+    /// a request or a deconfliction case is none, whatever place and period
+    /// it names.
+    public var describesPrograms: Bool { states.contains(where: \.screen) }
+
     public func state(_ name: String) -> State? { states.first { $0.name == name } }
     public func action(_ name: String) -> Action? { actions.first { $0.name == name } }
     public var initialState: State { states.first { $0.kind == .initial }! }

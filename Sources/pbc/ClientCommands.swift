@@ -87,6 +87,7 @@ func resolutionText(_ overlap: JSONValue) -> String {
 /// Why an overlap closed, from its resolution data or its `overlap.closed` event.
 func closedText(_ data: JSONValue) -> String {
     if let edited = data["edited"]?.text { return "\(edited) changed: no longer an overlap" }
+    if let task = data["notProgram"]?.text { return "\(task) is no program (a report, a request or a case): no overlap" }
     return "\(data["ended"]?.text ?? "") was \(data["state"]?.text ?? "")"
 }
 

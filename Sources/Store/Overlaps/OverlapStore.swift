@@ -245,7 +245,7 @@ extension TaskStore {
             task.record.period = period
             try recordEvent(PendingEvents.Event(task: task.id, actor: principal, type: "task.updated", data: #"{"changed":["period"]}"#))
             task = try await load(task.id.uuidString, visibleTo: nil, forUpdate: false, on: connection)!
-            try await PortfolioScreener.record(task, on: connection)
+            try await writePortfolioRows(task, on: connection)
             try await rescreen(task, excluding: pair, on: connection)
             data["task"] = ref
             data["period"] = "\(period.start.iso)/\(period.end.iso)"
@@ -399,7 +399,7 @@ extension TaskStore {
         try recordEvent(PendingEvents.Event(
             task: task.id, actor: principal, type: "task.transitioned", action: action, from: task.state, to: state, comment: comment))
         let ended = try await load(task.id.uuidString, visibleTo: nil, forUpdate: false, on: connection)!
-        try await PortfolioScreener.record(ended, on: connection)
+        try await writePortfolioRows(ended, on: connection)
         return ended
     }
 
@@ -483,7 +483,7 @@ extension TaskStore {
     private func bump(_ task: StoredTask, event: String, data: [String: String], by principal: Principal, on connection: PostgresConnection) async throws {
         try await connection.query("UPDATE tasks SET version = version + 1, updated_at = now() WHERE id = \(task.id)")
         try recordEvent(event, task: task.id, by: principal, data: data)
-        try await PortfolioScreener.record(try await load(task.id.uuidString, visibleTo: nil, forUpdate: false, on: connection)!, on: connection)
+        try await writePortfolioRows(try await load(task.id.uuidString, visibleTo: nil, forUpdate: false, on: connection)!, on: connection)
     }
 
     /// Screens a task again after a change of its dates, country, sectors or

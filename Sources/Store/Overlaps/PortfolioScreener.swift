@@ -226,9 +226,10 @@ public struct PortfolioScreener: Screener {
         return findings.sorted { ($0.score, $1.other) > ($1.score, $0.other) }
     }
 
-    /// Rewrites a task's portfolio rows as the task now stands.
-    static func record(_ task: StoredTask, on connection: PostgresConnection) async throws {
-        guard let entry = entry(for: task.record, ref: task.ref, country: task.record.country), let period = task.record.period else {
+    /// Rewrites a task's portfolio rows as the task now stands; a task that
+    /// is no `program` (its workflow never screens) has none.
+    static func record(_ task: StoredTask, program: Bool, on connection: PostgresConnection) async throws {
+        guard program, let entry = entry(for: task.record, ref: task.ref, country: task.record.country), let period = task.record.period else {
             try await connection.query("DELETE FROM portfolio WHERE task_id = \(task.id)")
             return
         }

@@ -210,9 +210,9 @@ extension TaskStore {
             }
             try recordEvent(PendingEvents.Event(task: task.id, actor: principal, type: "task.updated", data: try Self.json(["changed": changes.names])))
             task = try await load(task.id.uuidString, visibleTo: nil, forUpdate: false, on: connection)!
-            try await PortfolioScreener.record(task, on: connection)
-            // An edit of dates, country, sectors or locations is screened again.
-            if !Set(changes.names).isDisjoint(with: ["period", "country", "sectors", "locations"]) {
+            try await writePortfolioRows(task, on: connection)
+            // An edit of a program's dates, country, sectors or locations is screened again.
+            if isProgram(task), !Set(changes.names).isDisjoint(with: ["period", "country", "sectors", "locations"]) {
                 try await rescreen(task, on: connection)
                 // As the screening left it: the answer counts the overlaps it opened and closed.
                 task = try await load(task.id.uuidString, visibleTo: nil, forUpdate: false, on: connection)!

@@ -45,11 +45,13 @@ extension TaskStore {
         let own = restricted ? principal.agency : nil
         let from = filter.from.map { PostgresDate(iso: $0.iso)! }
         let to = filter.to.map { PostgresDate(iso: $0.iso)! }
+        // Programs only: a report, a request or a case does nothing of its own there.
+        let programs = workflows.all.filter(\.describesPrograms)
         let rows = try await transaction(as: principal) { connection in
             let country = try await checkFilterNames(country: filter.country, on: connection)
             return try await connection.query("""
                 -- One row per entry, country, sector and currency, with its part of
-                -- the budget: a task's (those the caller may see) in equal parts
+                -- the budget: a program's (those the caller may see) in equal parts
                 -- among its sectors.
                 WITH split AS (
                     SELECT t.id, t.country, coalesce(s.sector, 'none') AS sector, t.lead_agency AS agency, t.budget_currency AS currency,
@@ -58,6 +60,7 @@ extension TaskStore {
                     FROM tasks t
                     LEFT JOIN LATERAL unnest(CASE WHEN cardinality(t.sectors) = 0 THEN ARRAY[NULL::text] ELSE t.sectors END) AS s(sector) ON true
                     WHERE t.country IS NOT NULL
+                      AND (t.workflow, t.workflow_version) IN (SELECT * FROM unnest(\(programs.map(\.name)), \(programs.map(\.version))))
                       AND (NOT \(restricted) OR t.lead_agency = \(own)
                            OR t.id = ANY (ARRAY(SELECT p.task_id FROM task_participants p WHERE p.agency = \(own))))
                     UNION ALL

@@ -217,6 +217,17 @@ public struct TaskStore: Sendable {
         return Engine.options(workflow, task: task.record, actor: principal.actor, context: guardContext(task))
     }
 
+    /// Rewrites the task's portfolio rows as it now stands: a program's, in
+    /// each of its countries; a task of a workflow that does not screen has none.
+    func writePortfolioRows(_ task: StoredTask, on connection: PostgresConnection) async throws {
+        try await PortfolioScreener.record(task, program: isProgram(task), on: connection)
+    }
+
+    /// The task's workflow screens its tasks, so it is a program: screened, and screened against.
+    func isProgram(_ task: StoredTask) -> Bool {
+        workflows.definition(task.workflow, version: task.workflowVersion)?.describesPrograms == true
+    }
+
     /// What guards read besides the task and the actor, now.
     private func guardContext(_ task: StoredTask) -> GuardContext {
         GuardContext(now: now(), rates: rates, openOverlaps: task.openOverlaps)
@@ -272,7 +283,7 @@ public struct TaskStore: Sendable {
             task: id, actor: principal, type: "task.created", to: task.state,
             data: #"{"workflow":"\#(workflow.name)","workflowVersion":\#(workflow.version)}"#))
         let created = try await load(id.uuidString, visibleTo: nil, forUpdate: false, on: connection)!
-        if recordInPortfolio { try await PortfolioScreener.record(created, on: connection) }
+        if recordInPortfolio { try await writePortfolioRows(created, on: connection) }
         return created
     }
 
@@ -357,7 +368,7 @@ public struct TaskStore: Sendable {
         task.queuedAt = queue == nil ? nil : entered
         task.dueAt = decision.dueAt
         task.holder = nil
-        try await PortfolioScreener.record(task, on: connection)
+        try await writePortfolioRows(task, on: connection)
         if Self.endedStates.contains(task.state) {
             try await closeOverlaps(of: task, on: connection)
         } else if decision.screened && !createdHere {
