@@ -261,14 +261,21 @@ import TestSupport
                                     if let ref = claimed["result"]?["task"]?["ref"], ref != .null, walk.chance(50) {
                                         _ = try await walk.call(coordinator, "task.release", ["task": ref, "lease": claimed["result"]?["lease"]?["id"] ?? .null])
                                     }
-                                default:  // a case is opened for an open overlap
+                                default:  // a case is opened for an open overlap, now and then naming the programs' place and years
                                     guard case .array(let open)? = try await walk.call(coordinator, "overlap.list", ["limit": .integer(200)])["result"]?["items"],
                                         !open.isEmpty
                                     else { continue }
-                                    _ = try await walk.call(coordinator, "task.create", [
+                                    var draft: [String: JSONValue] = [
                                         "workflow": .string("deconfliction-case"), "title": .string("How they go on"), "leadAgency": .string("pbso"),
                                         "fields": .object(["overlap": walk.pick(open)["id"] ?? .null]),
-                                    ])
+                                    ]
+                                    if walk.chance(50) {
+                                        draft["country"] = .string(walk.pick(["BDI", "SLE"]))
+                                        draft["locations"] = walk.places()
+                                        draft["sectors"] = walk.sectors()
+                                        draft["period"] = walk.period()
+                                    }
+                                    _ = try await walk.call(coordinator, "task.create", draft)
                                 }
                             }
                         }
@@ -283,7 +290,8 @@ import TestSupport
     /// internal error, every acknowledged submission is there, every task is
     /// in the state its last step left it in, no overlap with a program that
     /// ended or a cancelled activity is open, the two rows of a pair agree,
-    /// and no case is still open on an overlap decided without it.
+    /// no case is still open on an overlap decided without it, and no overlap
+    /// names a task that is no program.
     static func expectWhole(_ server: ServerHarness, after walks: [Walk]) async throws {
         for walk in walks { #expect(walk.internalErrors.isEmpty, "\(walk.internalErrors)") }
         func count(_ sql: String) async throws -> Int {
@@ -320,6 +328,11 @@ import TestSupport
             WHERE c.workflow = 'deconfliction-case' AND c.state NOT IN ('distinct', 'coordinate', 'merge', 'sequence', 'withdraw', 'dismissed')
               AND o.status <> 'open'
             """) == 0, "a case is still open on an overlap decided without it")
+        // Of the shipped workflows only pbf-project's tasks are programs; a case that names a place and years is none.
+        #expect(try await count("""
+            SELECT count(*) FROM task_overlaps o JOIN tasks h ON h.id = o.task_id LEFT JOIN tasks e ON e.ref = o.other_ref
+            WHERE h.workflow <> 'pbf-project' OR e.workflow <> 'pbf-project'
+            """) == 0, "an overlap names a task that is no program")
         #expect(try await count("""
             SELECT count(*) FROM task_overlaps o
             WHERE o.status = 'open' AND EXISTS (SELECT 1 FROM activities a WHERE a.identifier = o.other_ref)
