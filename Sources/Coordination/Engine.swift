@@ -195,6 +195,14 @@ public enum Engine {
             }
             updated.period = Period(start: period.start, end: end)
         }
+        if let field = action.joinsFrom {
+            guard case .string(let agency)? = updated.fields[field], !agency.isEmpty else {
+                return .failure(.guardsFailed(action: name, failures: [GuardFailure("joins(\(field))", "\(field) names no agency")]))
+            }
+            if agency != updated.leadAgency, !updated.participants.contains(where: { $0.agency == agency }) {
+                updated.participants.append(Participant(agency: agency, role: .implementing))
+            }
+        }
         updated.state = action.to
         return .success((Transition(action: name, from: task.state, to: action.to, automatic: false), updated))
     }

@@ -25,6 +25,9 @@ public struct WorkflowDefinition: Sendable, Hashable {
         public var escalate: String?
         /// How long before `dueAt` to remind, longest first.
         public var remind: [Duration] = []
+        /// Liaisons of every agency see a task while it is here, as a call
+        /// for offers must be seen by those who may offer.
+        public var openToAllAgencies = false
         public var line: Int
 
         /// When a task entering this state at `entered` is due out of it.
@@ -58,6 +61,10 @@ public struct WorkflowDefinition: Sendable, Hashable {
         /// The field whose date becomes the end of the task's period when the
         /// action is taken (`period_end: requestedEndDate`: an approved extension).
         public var periodEndFrom: String? = nil
+        /// The field naming an agency that joins the task, as implementing,
+        /// when the action is taken (`joins: designatedAgency`: the agency
+        /// designated to lead an assistance request's delivery).
+        public var joinsFrom: String? = nil
         public var line: Int
     }
 

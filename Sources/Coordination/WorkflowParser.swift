@@ -132,7 +132,8 @@ public enum WorkflowParser {
                 problem(line, "state \(name) must be a mapping (or empty)")
             }
             checkKeys(
-                properties, allowed: ["initial", "terminal", "automatic", "screen", "queue", "sla", "due", "escalate", "remind", "description"],
+                properties,
+                allowed: ["initial", "terminal", "automatic", "screen", "queue", "sla", "due", "escalate", "remind", "open_to_all_agencies", "description"],
                 in: "state \(name)")
             let flags = ["initial", "automatic", "terminal"].filter { properties[$0]?.bool == true }
             if flags.count > 1 {
@@ -186,9 +187,14 @@ public enum WorkflowParser {
                 }
                 remind.sort(by: >)
             }
+            let openToAll = properties["open_to_all_agencies"]?.bool ?? false
+            if let node = properties["open_to_all_agencies"] {
+                if node.bool == nil { problem(node.mark?.line, "open_to_all_agencies of state \(name) is true or false") }
+                if openToAll, !waits { problem(node.mark?.line, "\(kind.rawValue) state \(name) cannot be open to all agencies: no task waits in it") }
+            }
             return WorkflowDefinition.State(
                 name: name, kind: kind, screen: screen, queue: properties["queue"]?.string, sla: sla,
-                dueField: dueField, escalate: escalate, remind: remind, line: line)
+                dueField: dueField, escalate: escalate, remind: remind, openToAllAgencies: openToAll, line: line)
         }
 
         mutating func parseAction(_ key: Node, _ value: Node) -> WorkflowDefinition.Action? {
@@ -202,7 +208,8 @@ public enum WorkflowParser {
                 return nil
             }
             checkKeys(
-                properties, allowed: ["from", "to", "roles", "guards", "comment", "fields", "period_end", "description"], in: "action \(name)")
+                properties, allowed: ["from", "to", "roles", "guards", "comment", "fields", "period_end", "joins", "description"],
+                in: "action \(name)")
             let from = Self.strings(properties["from"])
             if from.isEmpty { problem(line, "action \(name) has no from state") }
             guard let to = properties["to"]?.string else {
@@ -248,9 +255,18 @@ public enum WorkflowParser {
                     problem(node.mark?.line, "period_end of action \(name) names the field that holds the new end date")
                 }
             }
+            let fields = Self.strings(properties["fields"])
+            var joinsFrom: String?
+            if let node = properties["joins"] {
+                if let field = node.string, fields.contains(field) {
+                    joinsFrom = field
+                } else {
+                    problem(node.mark?.line, "joins of action \(name) names one of its fields, the one that holds the agency that joins")
+                }
+            }
             return WorkflowDefinition.Action(
                 name: name, from: from, to: to, roles: roles, guards: guards, commentRequired: commentRequired,
-                fields: Self.strings(properties["fields"]), periodEndFrom: periodEndFrom, line: line)
+                fields: fields, periodEndFrom: periodEndFrom, joinsFrom: joinsFrom, line: line)
         }
 
         mutating func parseGuard(_ node: Node, action: String) -> Guard? {

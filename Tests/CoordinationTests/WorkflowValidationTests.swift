@@ -31,6 +31,17 @@ import Testing
             roles: [coordinator]
         """
 
+    @Test func aStateCanBeOpenToAllAgenciesAndAnActionCanBringOneIn() throws {
+        let yaml = Self.base
+            .replacingOccurrences(of: "    sla: 5d", with: "    sla: 5d\n    open_to_all_agencies: true")
+            .replacingOccurrences(of: "    roles: [coordinator]", with: "    roles: [coordinator]\n    fields: [partner]\n    joins: partner")
+        let workflow = try WorkflowParser.parse(yaml: yaml, file: "sample.yaml").get()
+        #expect(workflow.state("review")?.openToAllAgencies == true)
+        #expect(workflow.state("draft")?.openToAllAgencies == false)
+        #expect(workflow.action("finish")?.joinsFrom == "partner")
+        #expect(workflow.action("submit")?.joinsFrom == nil)
+    }
+
     @Test func dueDatesComeFromTheSLAOrADateFieldAndRemindersComeBeforeThem() throws {
         let yaml = Self.base.replacingOccurrences(of: "    sla: 5d", with: "    sla: 5d\n    due: reportDue\n    remind: [1d, 3d]\n    escalate: pbso-escalations")
         let review = try #require(try WorkflowParser.parse(yaml: yaml, file: "sample.yaml").get().state("review"))
@@ -172,6 +183,10 @@ import Testing
         ("bad guard arguments", base.replacingOccurrences(of: "    roles: [coordinator]", with: "    roles: [coordinator]\n    guards: [{days_before_end: soon}]"), 20, "guard days_before_end of action finish takes a number of days"),
         ("bad period_end", base.replacingOccurrences(of: "    roles: [coordinator]", with: "    roles: [coordinator]\n    period_end: [a, b]"), 20,
             "period_end of action finish names the field that holds the new end date"),
+        ("open to all agencies where no task waits", base.replacingOccurrences(of: "    terminal: true", with: "    terminal: true\n    open_to_all_agencies: true"), 11,
+            "terminal state done cannot be open to all agencies: no task waits in it"),
+        ("joins a field the action does not set", base.replacingOccurrences(of: "    roles: [coordinator]", with: "    roles: [coordinator]\n    joins: partner"), 20,
+            "joins of action finish names one of its fields, the one that holds the agency that joins"),
     ]
 
     @Test(arguments: broken.indices)

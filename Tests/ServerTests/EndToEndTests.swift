@@ -160,6 +160,14 @@ import TestSupport
             #expect(agencies?["result"]?["items"] != nil)
             let workflow = try await client.call("workflow.get", id: 5, params: #"{"name":"pbf-project"}"#)
             #expect(workflow?["result"]?["initialState"] == .string("draft"))
+            // What a client needs to know of who sees a request, and who joins it.
+            let request = try await client.call("workflow.get", id: 51, params: #"{"name":"assistance-request"}"#)?["result"]
+            guard case .array(let states)? = request?["states"], case .array(let actions)? = request?["actions"] else {
+                Issue.record("no states or actions")
+                return
+            }
+            #expect(states.filter { $0["openToAllAgencies"] == .bool(true) }.map { $0["name"] } == [.string("offers_open")])
+            #expect(actions.first { $0["name"] == .string("designate_lead") }?["joins"] == .string("designatedAgency"))
             let list = try await client.call("workflow.list", id: 6)
             guard case .array(let workflows)? = list?["result"]?["items"] else {
                 Issue.record("no workflows")

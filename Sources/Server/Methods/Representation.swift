@@ -124,6 +124,7 @@ enum Wire {
                     "dueField": optional(state.dueField),
                     "escalateTo": optional(state.escalate),
                     "remindSecondsBefore": .array(state.remind.map { .integer($0.components.seconds) }),
+                    "openToAllAgencies": .bool(state.openToAllAgencies),
                 ])
             }),
             "actions": .array(workflow.actions.map { action in
@@ -135,6 +136,8 @@ enum Wire {
                     "guards": .array(action.guards.map { .string($0.description) }),
                     "commentRequired": .bool(action.commentRequired),
                     "fields": .array(action.fields.map(JSONValue.string)),
+                    "periodEndFrom": optional(action.periodEndFrom),
+                    "joins": optional(action.joinsFrom),
                 ])
             }),
         ])

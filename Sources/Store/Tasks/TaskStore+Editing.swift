@@ -107,7 +107,7 @@ extension TaskStore {
                   AND (\(filter.queue)::text IS NULL OR t.queue = \(filter.queue))
                   AND (\(filter.assignee)::uuid IS NULL OR t.assignee = \(filter.assignee))
                   AND (\(filter.text)::text IS NULL OR strpos(lower(t.title || ' ' || t.description), lower(\(filter.text))) > 0)
-                  AND (NOT \(restricted) OR t.lead_agency = \(own)
+                  AND (NOT \(restricted) OR t.lead_agency = \(own) OR t.open_to_all_agencies
                        OR t.id = ANY (ARRAY(SELECT p.task_id FROM task_participants p WHERE p.agency = \(own))))
                   AND (\(filter.cursor)::text IS NULL OR (length(t.ref), t.ref) > (length(\(filter.cursor)), \(filter.cursor)))
                 ORDER BY length(t.ref), t.ref

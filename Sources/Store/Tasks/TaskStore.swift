@@ -263,13 +263,14 @@ public struct TaskStore: Sendable {
         let rows = try await connection.query("""
             INSERT INTO tasks (workflow, workflow_version, state, title, description, lead_agency, country, locations, sectors,
                                period_start, period_end, budget_amount, budget_currency, priority, fields, external_refs,
-                               queue, queued_at, due_at, next_reminder_at, created_by)
+                               queue, queued_at, due_at, next_reminder_at, open_to_all_agencies, created_by)
             VALUES (\(workflow.name), \(workflow.version), \(task.state), \(task.title), \(task.description), \(task.leadAgency),
                     \(task.country), \(task.locations), \(task.sectors), \(task.period.map { PostgresDate(iso: $0.start.iso)! }),
                     \(task.period.map { PostgresDate(iso: $0.end.iso)! }), \(task.budget.flatMap { PostgresNumeric($0.amount) }),
                     \(task.budget?.currency), \(task.priority.rawValue), \(fields), \(refs),
                     \(queue), \(queue == nil ? nil : entered), \(dueAt),
-                    \(workflow.initialState.nextReminder(dueAt: dueAt, after: entered)), \(principal.id))
+                    \(workflow.initialState.nextReminder(dueAt: dueAt, after: entered)), \(workflow.initialState.openToAllAgencies),
+                    \(principal.id))
             RETURNING id
             """)
         let id = try rows.first!.decode(UUID.self, at: 0)
@@ -340,11 +341,26 @@ public struct TaskStore: Sendable {
         let reminder = workflow.state(decision.finalState)?.nextReminder(dueAt: decision.dueAt, after: entered)
         // An action may move the period's end (an approved extension: `period_end` in the workflow).
         let periodChanged = decision.task.period != task.record.period
+        // An action may bring an agency in (a designated lead: `joins` in the workflow).
+        let joined = decision.task.participants.filter { !task.record.participants.contains($0) }
+        if !joined.isEmpty {
+            let unknown = try await connection.query("""
+                SELECT a FROM unnest(\(joined.map(\.agency))) AS a WHERE a NOT IN (SELECT id FROM agencies) ORDER BY a
+                """).map { try $0.decode(String.self, at: 0) }
+            if let agency = unknown.first {
+                throw StoreError.validation([FieldError(workflow.action(action)?.joinsFrom.map { "fields.\($0)" } ?? "participants", "unknown agency \(agency)")])
+            }
+            try await connection.query("""
+                INSERT INTO task_participants (task_id, agency, role)
+                SELECT \(task.id), agency, role FROM unnest(\(joined.map(\.agency)), \(joined.map(\.role.rawValue))) AS p(agency, role)
+                """)
+        }
+        let openToAll = workflow.state(decision.finalState)?.openToAllAgencies ?? false
         let updated = try await connection.query("""
             UPDATE tasks SET state = \(decision.finalState), fields = \(fields), version = version + 1,
                 period_end = \(decision.task.period.map { PostgresDate(iso: $0.end.iso)! }),
                 queue = \(queue), queued_at = \(queue == nil ? nil : entered), due_at = \(decision.dueAt),
-                breached_at = NULL, next_reminder_at = \(reminder),
+                breached_at = NULL, next_reminder_at = \(reminder), open_to_all_agencies = \(openToAll),
                 assignee = NULL, lease_id = NULL, lease_expires_at = NULL, updated_at = now()
             WHERE id = \(task.id)
             RETURNING version, updated_at
@@ -471,7 +487,8 @@ public struct TaskStore: Sendable {
     // MARK: Loading
 
     /// A task by id or ref; nil when it does not exist or `principal` may not see it.
-    /// A liaison sees their agency's tasks and tasks their agency takes part in.
+    /// A liaison sees their agency's tasks, tasks their agency takes part in,
+    /// and tasks in a state open to all agencies (a call for offers).
     func load(_ key: String, visibleTo principal: Principal?, forUpdate: Bool, on connection: PostgresConnection) async throws -> StoredTask? {
         let id = UUID(uuidString: key)
         let agency = principal?.role == .liaison ? principal?.agency : nil
@@ -479,7 +496,7 @@ public struct TaskStore: Sendable {
         let rows = try await connection.query("""
             \(unsafeRaw: Self.taskSelect)
             WHERE (t.id = \(id) OR (\(id)::uuid IS NULL AND t.ref = \(key)))
-              AND (NOT \(restricted) OR t.lead_agency = \(agency)
+              AND (NOT \(restricted) OR t.lead_agency = \(agency) OR t.open_to_all_agencies
                    OR t.id = ANY (ARRAY(SELECT p.task_id FROM task_participants p WHERE p.agency = \(agency))))
             \(unsafeRaw: forUpdate ? "FOR NO KEY UPDATE OF t" : "")
             """)

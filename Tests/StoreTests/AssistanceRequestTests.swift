@@ -1,0 +1,78 @@
+import Coordination
+import Foundation
+import Postgres
+import Store
+import Testing
+import TestSupport
+
+/// How the Commission draws on expertise from across the UN system: a
+/// request, a call for offers every agency sees, a designated agency that
+/// delivers.
+@Suite struct AssistanceRequestTests {
+    static func request() -> TaskRecord {
+        TaskRecord(
+            state: "", title: "Expertise on land mediation in Gitega", description: "The provincial land commission asks for two mediators.",
+            leadAgency: "undp", country: "BI")
+    }
+
+    @Test func everyAgencySeesACallForOffersAndTheDesignatedOneDelivers() async throws {
+        let h = try await Harness("assistance_request")
+        var task = try await h.tasks.create(Self.request(), workflow: "assistance-request", by: h.undp)
+        task = try await h.tasks.act(task.ref, action: "submit", expectedVersion: task.version, by: h.undp)
+        #expect(task.state == "triage")
+        // Until the call for offers, only the requesting agency sees it.
+        await #expect(throws: StoreError.self) { _ = try await h.tasks.get(task.ref, as: h.unicef) }
+        task = try await h.tasks.act(task.ref, action: "open_offers", expectedVersion: task.version, by: h.coordinator)
+        #expect(task.state == "offers_open")
+
+        // Any agency sees it, in its list too, and may offer.
+        #expect(try await h.tasks.get(task.ref, as: h.wfp).id == task.id)
+        #expect(try await h.tasks.list(TaskFilter(workflow: "assistance-request"), as: h.unicef).items.map(\.ref) == [task.ref])
+        task = try await h.tasks.act(task.ref, action: "offer", expectedVersion: task.version, inputs: ActionInputs(comment: "Two mediators from Bujumbura"), by: h.unicef)
+        task = try await h.tasks.act(task.ref, action: "offer", expectedVersion: task.version, inputs: ActionInputs(comment: "One land surveyor"), by: h.wfp)
+        #expect(try await h.tasks.history(task.ref, as: h.unicef).filter { $0.action == "offer" }.map(\.actor) == ["kofi (unicef)", "lena (wfp)"])
+
+        // An agency pbc does not know cannot be designated; nothing changes.
+        let unknown = await #expect(throws: StoreError.self) {
+            _ = try await h.tasks.act(
+                task.ref, action: "designate_lead", expectedVersion: task.version,
+                inputs: ActionInputs(fields: ["designatedAgency": .string("unicfe")]), by: h.coordinator)
+        }
+        #expect(unknown?.fieldErrors == [FieldError("fields.designatedAgency", "unknown agency unicfe")])
+        // The designated agency takes part from now on; the call is over for the others.
+        task = try await h.tasks.act(
+            task.ref, action: "designate_lead", expectedVersion: task.version,
+            inputs: ActionInputs(fields: ["designatedAgency": .string("unicef")]), by: h.coordinator)
+        #expect(task.record.participants == [Participant(agency: "unicef", role: .implementing)])
+        await #expect(throws: StoreError.self) { _ = try await h.tasks.get(task.ref, as: h.wfp) }
+        #expect(try await h.tasks.list(TaskFilter(workflow: "assistance-request"), as: h.wfp).items.isEmpty)
+        task = try await h.tasks.act(task.ref, action: "start_delivery", expectedVersion: task.version, by: h.unicef)
+        task = try await h.tasks.act(task.ref, action: "deliver", expectedVersion: task.version, inputs: ActionInputs(comment: "Mediators deployed"), by: h.unicef)
+        task = try await h.tasks.act(task.ref, action: "close", expectedVersion: task.version, by: h.coordinator)
+        #expect(task.state == "closed")
+        #expect(try await h.invariantViolations() == [])
+    }
+
+    /// The database itself keeps the call for offers to its state: a liaison
+    /// of another agency reads the request only while it is open.
+    @Test func rowLevelSecurityOpensTheCallForOffersOnly() async throws {
+        let h = try await Harness("assistance_request_rls")
+        var task = try await h.tasks.create(Self.request(), workflow: "assistance-request", by: h.undp)
+        task = try await h.tasks.act(task.ref, action: "submit", expectedVersion: task.version, by: h.undp)
+        func seenByWFP() async throws -> Int {
+            try await h.service.withConnection { connection in
+                try await connection.withTransaction { connection in
+                    try await connection.query("SELECT set_config('pbc.scope', 'agency', true), set_config('pbc.agency', 'wfp', true)")
+                    return try await connection.query("SELECT count(*) FROM tasks WHERE id = \(task.id)").first!.decode(Int.self, at: 0)
+                }
+            }
+        }
+        #expect(try await seenByWFP() == 0)
+        task = try await h.tasks.act(task.ref, action: "open_offers", expectedVersion: task.version, by: h.coordinator)
+        #expect(try await seenByWFP() == 1)
+        _ = try await h.tasks.act(
+            task.ref, action: "designate_lead", expectedVersion: task.version,
+            inputs: ActionInputs(fields: ["designatedAgency": .string("unicef")]), by: h.coordinator)
+        #expect(try await seenByWFP() == 0)
+    }
+}
