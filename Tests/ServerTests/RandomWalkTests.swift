@@ -175,9 +175,19 @@ import TestSupport
                             let liaisons = ["undp": undp, "unicef": unicef, "wfp": wfp]
                             for step in 0..<steps {
                                 switch walk.generator.next() % 9 {
-                                case 0, 1:  // a liaison submits
+                                case 0, 1:  // a liaison submits a program, or now and then asks for expertise
                                     let agency = walk.pick(agencies)
                                     let partner = walk.pick(agencies.filter { $0 != agency })
+                                    if walk.chance(15) {
+                                        let created = try await walk.call(liaisons[agency]!, "task.create", [
+                                            "workflow": .string("assistance-request"), "title": .string("Mediators for " + walk.pick(["Gitega", "Kailahun"])),
+                                            "leadAgency": .string(agency), "country": .string(walk.pick(["BDI", "SLE"])),
+                                        ])
+                                        if let ref = created["result"]?["task"]?["ref"] {
+                                            _ = try await walk.call(liaisons[agency]!, "task.act", ["task": ref, "action": .string("submit"), "expectedVersion": .integer(1)])
+                                        }
+                                        continue
+                                    }
                                     let submitted = try await walk.call(liaisons[agency]!, "task.submit", [
                                         "idempotencyKey": .string("walk-\(seed)-\(step)"), "workflow": .string("pbf-project"),
                                         "title": .string(walk.pick(["Youth peace committees", "Women mediators", "Land dialogue"]) + " " + walk.pick(["Gitega", "Ngozi", "Kailahun"])),
@@ -215,6 +225,7 @@ import TestSupport
                                     if [.string("propose_resolution"), .string("decide")].contains(action) {
                                         fields["resolution"] = .string(walk.pick(["distinct", "coordinate", "merge", "sequence", "withdraw"]))
                                     }
+                                    if action == .string("designate_lead") { fields["designatedAgency"] = .string(walk.pick(agencies)) }
                                     _ = try await walk.call(actor, "task.act", [
                                         "task": ref, "action": action, "expectedVersion": task["version"] ?? .null, "comment": .string("walk"),
                                         "fields": .object(fields),
@@ -328,6 +339,16 @@ import TestSupport
             WHERE c.workflow = 'deconfliction-case' AND c.state NOT IN ('distinct', 'coordinate', 'merge', 'sequence', 'withdraw', 'dismissed')
               AND o.status <> 'open'
             """) == 0, "a case is still open on an overlap decided without it")
+        // A request is open to every agency while it calls for offers, and only then; the agency designated takes part.
+        #expect(try await count("""
+            SELECT count(*) FROM tasks
+            WHERE open_to_all_agencies IS DISTINCT FROM (workflow = 'assistance-request' AND state = 'offers_open')
+            """) == 0, "a task is open to all agencies outside a call for offers, or a call is closed")
+        #expect(try await count("""
+            SELECT count(*) FROM tasks t
+            WHERE t.workflow = 'assistance-request' AND t.fields ? 'designatedAgency' AND t.lead_agency <> t.fields->>'designatedAgency'
+              AND NOT EXISTS (SELECT 1 FROM task_participants p WHERE p.task_id = t.id AND p.agency = t.fields->>'designatedAgency')
+            """) == 0, "a designated agency does not take part in its request")
         // Of the shipped workflows only pbf-project's tasks are programs; a case that names a place and years is none.
         #expect(try await count("""
             SELECT count(*) FROM task_overlaps o JOIN tasks h ON h.id = o.task_id LEFT JOIN tasks e ON e.ref = o.other_ref
