@@ -69,7 +69,7 @@ func describeTask(_ task: JSONValue) -> String {
     // What the role may do in this state but a guard refuses now, and why: what to change first.
     for (index, option) in (task["blockedActions"]?.items ?? []).enumerated() {
         let reasons = option["refusedBy"]?.items?.map { $0["reason"]?.text ?? "" } ?? []
-        add(index == 0 ? "not yet" : "", "\(option["action"]?.text ?? ""): \(reasons.joined(separator: "; "))")
+        add(index == 0 ? "not now" : "", "\(option["action"]?.text ?? ""): \(reasons.joined(separator: "; "))")
     }
     return lines.joined(separator: "\n") + "\n"
 }

@@ -182,7 +182,7 @@ import SystemPackage
         #expect(shown.output.contains("overlaps   \(first)  score 0."), "\(shown.output)")
         #expect(shown.output.contains("  open, overlap \(id)\n"), "\(shown.output)")
         // It is not offered as ready for review while the overlap is open, and says why.
-        #expect(shown.output.contains("you may    reject\nnot yet    deconflicted: the task has 1 open overlap(s) to resolve first\n"), "\(shown.output)")
+        #expect(shown.output.contains("you may    reject\nnot now    deconflicted: the task has 1 open overlap(s) to resolve first\n"), "\(shown.output)")
 
         // What a resolution needs is checked before anything is sent.
         let noLead = try await pbc(["resolve", id, "coordinate"], server: server, as: "coordinator")
@@ -204,7 +204,7 @@ import SystemPackage
         #expect(try await pbc(["overlaps"], server: server, as: "coordinator").output == "no open overlaps\n")
         let cleared = try await pbc(["show", second], server: server, as: "coordinator")
         #expect(cleared.output.contains("you may    deconflicted, reject\n"), "\(cleared.output)")
-        #expect(!cleared.output.contains("not yet"), "\(cleared.output)")
+        #expect(!cleared.output.contains("not now"), "\(cleared.output)")
         let history = try await pbc(["show", second, "--history"], server: server, as: "unicef-liaison")
         #expect(history.output.contains("overlap.resolved"))
         #expect(history.output.contains("  resolved: coordinate (leadAgency undp)\n"), "\(history.output)")
