@@ -394,7 +394,8 @@ extension TaskStore {
             throw StoreError(.refused, "task \(task.ref) is \(task.state) already", state: task.state)
         }
         try await connection.query("""
-            UPDATE tasks SET state = \(state), queue = NULL, due_at = NULL, version = version + 1, updated_at = now() WHERE id = \(task.id)
+            UPDATE tasks SET state = \(state), queue = NULL, due_at = NULL, open_to_all_agencies = false, version = version + 1, updated_at = now()
+            WHERE id = \(task.id)
             """)
         try recordEvent(PendingEvents.Event(
             task: task.id, actor: principal, type: "task.transitioned", action: action, from: task.state, to: state, comment: comment))
