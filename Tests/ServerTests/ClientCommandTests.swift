@@ -1,4 +1,5 @@
 import Foundation
+import Postgres
 import Subprocess
 import Testing
 import TestSupport
@@ -314,6 +315,33 @@ import SystemPackage
         let closed = try await pbc(["overlaps", "--status", "closed"], server: server, as: "coordinator")
         #expect(closed.output.contains("  closed: \(kailahun) was withdrawn\n"), "\(closed.output)")
         #expect(try await pbc(["overlaps"], server: server, as: "coordinator").output == "no open overlaps\n")
+        await server.stop()
+    }
+
+    /// A pair sql/0022 closed because one side is no program reads so on both sides.
+    @Test func aPairClosedAsNoProgramSaysSo() async throws {
+        let server = try await ServerHarness.start("cli_not_program")
+        var refs: [String] = []
+        for (title, lead) in [("Peace committees in Gitega", "undp"), ("Semi-annual report: peace committees in Gitega", "unicef")] {
+            let submitted = try await pbc(
+                ["submit", "--title", title, "--lead-agency", lead, "--country", "BDI", "--location", "Gitega", "--sector", "15220",
+                 "--start", "2027-01-01", "--end", "2028-06-30", "--budget", "500000", "--field", "genderMarker=2", "--field", "facility=IRF"],
+                server: server, as: "\(lead)-liaison")
+            refs.append(try #require(submitted.output.split(separator: " ").first.map(String.init), "\(submitted.error)"))
+        }
+        // The second as an earlier version left a report screened against, then the migration.
+        let migration = try String(
+            contentsOf: TestDatabase.migrationsDirectory.appendingPathComponent("0022_only_programs_are_screened_against.sql"), encoding: .utf8)
+        let pool = PostgresPool(configuration: .init(target: server.target, maxConnections: 1))
+        try await pool.withConnection { connection in
+            try await connection.query("UPDATE tasks SET workflow = 'progress-report', workflow_version = 2 WHERE ref = \(refs[1])")
+            try await connection.withTransaction { try await $0.execute(unsafeSQL: migration) }
+        }
+        await pool.shutdown()
+        let shown = try await pbc(["show", refs[0], "--history"], server: server, as: "undp-liaison")
+        let why = "\(refs[1]) is no program (a report, a request or a case): no overlap"
+        #expect(shown.output.contains("closed: \(why)\n"), "\(shown.output)")
+        #expect(shown.output.contains("overlap.closed     with \(refs[1]) (\(why))"), "\(shown.output)")
         await server.stop()
     }
 
