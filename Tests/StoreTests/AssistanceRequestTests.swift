@@ -32,6 +32,13 @@ import TestSupport
         task = try await h.tasks.act(task.ref, action: "offer", expectedVersion: task.version, inputs: ActionInputs(comment: "One land surveyor"), by: h.wfp)
         #expect(try await h.tasks.history(task.ref, as: h.unicef).filter { $0.action == "offer" }.map(\.actor) == ["kofi (unicef)", "lena (wfp)"])
 
+        // The call was announced to every agency's stream, with the offers made to it.
+        func streamed(to principal: Principal) async throws -> [String] {
+            try await h.tasks.events(after: 0, matching: EventFilter(tasks: [task.id]), visibleTo: principal, limit: 100)
+                .map { "\($0.event.action ?? $0.event.type) \($0.event.actor)" }
+        }
+        let call = ["open_offers chen (pbso)", "offer kofi (unicef)", "offer lena (wfp)"]
+        #expect(try await streamed(to: h.wfp) == call)
         // An agency pbc does not know cannot be designated; nothing changes.
         let unknown = await #expect(throws: StoreError.self) {
             _ = try await h.tasks.act(
@@ -46,6 +53,9 @@ import TestSupport
         #expect(task.record.participants == [Participant(agency: "unicef", role: .implementing)])
         await #expect(throws: StoreError.self) { _ = try await h.tasks.get(task.ref, as: h.wfp) }
         #expect(try await h.tasks.list(TaskFilter(workflow: "assistance-request"), as: h.wfp).items.isEmpty)
+        // What follows the call is the request's own agencies' again.
+        #expect(try await streamed(to: h.wfp) == call)
+        #expect(try await streamed(to: h.unicef).last == "designate_lead chen (pbso)")
         task = try await h.tasks.act(task.ref, action: "start_delivery", expectedVersion: task.version, by: h.unicef)
         task = try await h.tasks.act(task.ref, action: "deliver", expectedVersion: task.version, inputs: ActionInputs(comment: "Mediators deployed"), by: h.unicef)
         task = try await h.tasks.act(task.ref, action: "close", expectedVersion: task.version, by: h.coordinator)

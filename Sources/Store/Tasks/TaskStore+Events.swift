@@ -118,7 +118,8 @@ extension TaskStore {
     }
 
     /// Events after `seq` that match `filter` and that `principal` may see, oldest first.
-    /// Liaisons see events of tasks their agency leads or takes part in.
+    /// Liaisons see events of tasks their agency leads or takes part in, and
+    /// those written while a task was open to all agencies (a call for offers).
     /// The task's ref is looked up by id for each event given, not joined:
     /// when the planner expected few events, the join read every task under
     /// row-level security for each one (26 ms an event with 4,000 tasks).
@@ -135,7 +136,7 @@ extension TaskStore {
                   AND (cardinality(\(filter.countries)) = 0 OR e.country = ANY (\(filter.countries)))
                   AND (cardinality(\(filter.agencies)) = 0 OR e.agencies && \(filter.agencies))
                   AND (cardinality(\(filter.types)) = 0 OR e.type = ANY (\(filter.types)))
-                  AND (NOT \(restricted) OR \(principal.agency) = ANY (e.agencies))
+                  AND (NOT \(restricted) OR \(principal.agency) = ANY (e.agencies) OR e.open_to_all_agencies)
                 ORDER BY e.seq
                 LIMIT \(limit)
                 """)
