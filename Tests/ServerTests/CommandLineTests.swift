@@ -383,8 +383,9 @@ import SystemPackage
                             Issue.record("no task list: \(String(describing: list))")
                             return
                         }
-                        #expect(items.count == 3)
+                        #expect(items.count == 4)
                         #expect(items.filter { $0["state"] == .string("deconfliction") }.count == 1)
+                        #expect(items.filter { $0["state"] == .string("offers_open") }.count == 1)
                     }
                     try execution.send(signal: .interrupt)
                     while try await lines.next() != nil {}

@@ -2,10 +2,11 @@ import Coordination
 import Foundation
 
 /// What `pbc serve --demo` puts in the database so that someone new can try
-/// pbc at once: one principal of each role, and three submissions, two of
-/// which overlap (the later one waits in deconfliction). Seeding again adds nothing but
-/// fresh tokens (the principals are found by name, the submissions replay by
-/// their idempotency keys).
+/// pbc at once: one principal of each role, three submissions, two of
+/// which overlap (the later one waits in deconfliction), and a request for
+/// expertise whose call for offers every agency sees. Seeding again adds
+/// nothing but fresh tokens (the principals are found by name, the
+/// submissions replay by their idempotency keys).
 public enum Demo {
     public struct Login: Sendable, Hashable {
         public var name: String
@@ -29,6 +30,7 @@ public enum Demo {
     public static func seed(tasks: TaskStore, admin: AdminStore) async throws -> [Login] {
         var logins: [Login] = []
         var byAgency: [String: Principal] = [:]
+        var coordinator: Principal?
         for entry in principals {
             let principal: Principal
             do {
@@ -38,11 +40,22 @@ public enum Demo {
             }
             for queue in entry.queues { try await admin.addQueueMember(queue: queue, principal: entry.name) }
             if entry.role == .liaison, let agency = entry.agency { byAgency[agency] = principal }
+            if entry.role == .coordinator { coordinator = principal }
             logins.append(Login(name: entry.name, role: entry.role, agency: entry.agency, token: try await admin.createToken(for: entry.name).token))
         }
         for (key, agency, draft) in submissions {
             guard let liaison = byAgency[agency] else { continue }
             _ = try await tasks.submit(draft, workflow: "pbf-project", idempotencyKey: key, by: liaison)
+        }
+        if let liaison = byAgency["undp"], let coordinator {
+            let request = TaskRecord(
+                state: "draft", title: "Two land mediators for Gitega",
+                description: "The provincial land commission asks for two mediators for disputes between returnees and residents.",
+                leadAgency: "undp", country: "BDI", locations: ["Gitega"])
+            let asked = try await tasks.submit(request, workflow: "assistance-request", idempotencyKey: "demo-undp-request", by: liaison).task
+            if asked.state == "triage" {
+                _ = try await tasks.act(asked.ref, action: "open_offers", expectedVersion: asked.version, by: coordinator)
+            }
         }
         return logins
     }
