@@ -88,6 +88,13 @@ import SystemPackage
              "--field", "genderMarker=1", "--field", "facility=IRF", "--idempotency-key", "chiefs-1"],
             server: server, as: "unicef-liaison")
         #expect(euros.status == .exited(0), "\(euros.error)")
+        // A report is submitted the same way; its workflow starts where it waits for its date.
+        let semiAnnual = try await pbc(
+            ["submit", "--workflow", "progress-report", "--title", "Semi-annual report: community radio", "--lead-agency", "undp",
+             "--country", "BDI", "--field", "dueDate=2027-06-15", "--field", "reportType=semi-annual"],
+            server: server, as: "undp-liaison")
+        #expect(semiAnnual.status == .exited(0), "\(semiAnnual.error)")
+        #expect(semiAnnual.output.contains("state      scheduled (version 1)"), "\(semiAnnual.output)")
         let report = try await pbc(["report", "--country", "BI"], server: server, as: "coordinator")
         #expect(report.output.split(separator: "\n").first?.hasPrefix("COUNTRY") == true)
         #expect(report.output.contains("400000.00 USD"))

@@ -314,6 +314,21 @@ struct NoOverlaps: Screener {
         #expect(late.reminded == [])
     }
 
+    /// A report has no `submit`: submitting one creates it where its workflow
+    /// starts, once per key, rather than being refused with nothing kept.
+    @Test func submittingAReportSchedulesIt() async throws {
+        let h = try await Harness("report_submit", screener: { _, _ in NoOverlaps() })
+        var report = Self.project("Annual report: community dialogue in Kono")
+        report.fields = ["dueDate": .string("2027-11-15"), "reportType": .string("annual")]
+        let (task, replayed, _) = try await h.tasks.submit(report, workflow: "progress-report", idempotencyKey: "kono-annual", by: h.undp)
+        #expect(!replayed)
+        #expect(task.state == "scheduled")
+        #expect(task.queue == "agency-reports")
+        let again = try await h.tasks.submit(report, workflow: "progress-report", idempotencyKey: "kono-annual", by: h.undp)
+        #expect(again.replayed && again.task.id == task.id)
+        #expect(try await h.invariantViolations() == [])
+    }
+
     @Test func queueListShowsDepthClaimsAgeAndBreaches() async throws {
         let h = try await Harness("queue_list", screener: { _, _ in NoOverlaps() })
         let a = try await submit(h, "Peace education in Bo")

@@ -107,7 +107,8 @@ public struct TaskStore: Sendable {
         }
     }
 
-    /// Creates and submits in one transaction. The same agency and key with the
+    /// Creates and submits in one transaction; a task of a workflow with no
+    /// `submit` from its initial state is created there. The same agency and key with the
     /// same content give the first result again (`replayed`); with other content, a conflict.
     /// The task's overlaps are read in the same transaction.
     public func submit(
@@ -127,6 +128,12 @@ public struct TaskStore: Sendable {
                     INSERT INTO idempotency_keys (agency, key, request_hash, task_id)
                     VALUES (\(agency), \(idempotencyKey), \(requestHash), \(task.id))
                     """)
+                // A workflow with no `submit` from where it starts (a progress
+                // report, a deconfliction case) is entered by creating the task.
+                guard workflows.latest[workflow]?.exits(from: task.state).contains(where: { $0.name == "submit" }) == true else {
+                    try await writePortfolioRows(task, on: connection)
+                    return (task, false, try await storedOverlaps(of: task, on: connection))
+                }
                 do {
                     try await apply("submit", inputs: ActionInputs(), to: &task, by: principal, createdHere: true, on: connection)
                 } catch var refused as StoreError where refused.code == .refused {
