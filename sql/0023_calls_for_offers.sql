@@ -3,6 +3,10 @@
 -- liaisons of every agency, so that any of them may offer. pbc sets the
 -- column on entering each state, as it sets the queue.
 ALTER TABLE tasks ADD COLUMN open_to_all_agencies boolean NOT NULL DEFAULT false;
+-- A liaison's list names the agency's tasks by index (the lead agency, the
+-- participants' ids); the open ones need theirs, or the list reads every
+-- task (4.4 ms against 0.14 ms for a list among 20,000 tasks).
+CREATE INDEX tasks_open_to_all_agencies ON tasks (id) WHERE open_to_all_agencies;
 
 CREATE OR REPLACE FUNCTION pbc_sees_task(task uuid) RETURNS boolean
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = public, pg_temp AS $$
