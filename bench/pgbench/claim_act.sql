@@ -30,7 +30,7 @@ SELECT t.id, t.ref, t.workflow, t.workflow_version, t.state, t.version, t.title,
        ARRAY(SELECT p.agency || ':' || p.role FROM task_participants p WHERE p.task_id = t.id ORDER BY p.agency, p.role) AS participants,
        (SELECT count(*) FROM task_overlaps o WHERE o.task_id = t.id AND o.status = 'open') AS open_overlaps
 FROM tasks t LEFT JOIN principals h ON h.id = t.assignee
-WHERE (t.id = :id::uuid OR (:id::uuid IS NULL AND t.ref = :id::text)) AND (NOT false OR t.lead_agency = NULL) \gset task_
+WHERE (t.id = :id::uuid OR (:id::uuid IS NULL AND t.ref = :id::text)) AND (NOT false OR t.lead_agency = NULL OR t.open_to_all_agencies) \gset task_
 WITH written AS (
     INSERT INTO events (task_id, actor, actor_name, type, action, from_state, to_state, comment, data)
     SELECT coalesce(task::uuid, (SELECT id FROM tasks WHERE ref = peer)), actor::uuid, actor_name, type, action, from_state, to_state,
@@ -52,11 +52,11 @@ SELECT t.id, t.ref, t.workflow, t.workflow_version, t.state, t.version, t.title,
        ARRAY(SELECT p.agency || ':' || p.role FROM task_participants p WHERE p.task_id = t.id ORDER BY p.agency, p.role) AS participants,
        (SELECT count(*) FROM task_overlaps o WHERE o.task_id = t.id AND o.status = 'open') AS open_overlaps
 FROM tasks t LEFT JOIN principals h ON h.id = t.assignee
-WHERE (t.id = NULL OR (NULL::uuid IS NULL AND t.ref = :task_ref::text)) AND (NOT false OR t.lead_agency = NULL)
+WHERE (t.id = NULL OR (NULL::uuid IS NULL AND t.ref = :task_ref::text)) AND (NOT false OR t.lead_agency = NULL OR t.open_to_all_agencies)
 FOR NO KEY UPDATE OF t;
 UPDATE tasks SET state = 'jsc_approval', fields = '{"facility": "PRF", "genderMarker": 2}', version = version + 1,
     queue = 'jsc-approval', queued_at = now(), due_at = now() + interval '20 days',
-    breached_at = NULL, next_reminder_at = NULL,
+    breached_at = NULL, next_reminder_at = NULL, open_to_all_agencies = false,
     assignee = NULL, lease_id = NULL, lease_expires_at = NULL, updated_at = now()
 WHERE id = :id::uuid
 RETURNING version, updated_at;

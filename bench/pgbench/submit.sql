@@ -19,10 +19,10 @@ SELECT (SELECT code FROM countries WHERE code = :country::text OR alpha2 = :coun
        ARRAY(SELECT s FROM unnest(ARRAY[:sector::text]) AS s WHERE s NOT IN (SELECT code FROM sectors) ORDER BY s);
 INSERT INTO tasks (workflow, workflow_version, state, title, description, lead_agency, country, locations, sectors,
                    period_start, period_end, budget_amount, budget_currency, priority, fields, external_refs,
-                   queue, queued_at, due_at, next_reminder_at, created_by)
+                   queue, queued_at, due_at, next_reminder_at, open_to_all_agencies, created_by)
 VALUES ('pbf-project', 4, 'draft', 'pgbench programme ' || (:n::int)::text, 'Bench programme ' || (:n::int)::text, 'pbso', :country::text, ARRAY['District ' || (:d::int)::text], ARRAY[:sector::text],
         make_date(:y::int, 1, 1), make_date(:y::int + 1, 12, 31), 900000.00, 'USD', 'normal', '{"facility": "IRF", "genderMarker": 2}', '{}',
-        NULL, NULL, NULL, NULL, NULL)
+        NULL, NULL, NULL, NULL, false, NULL)
 RETURNING id \gset
 SELECT t.id, t.ref, t.workflow, t.workflow_version, t.state, t.version, t.title, t.description, t.lead_agency,
        t.country, t.locations, t.sectors, t.period_start, t.period_end, t.budget_amount, t.budget_currency,
@@ -31,7 +31,7 @@ SELECT t.id, t.ref, t.workflow, t.workflow_version, t.state, t.version, t.title,
        ARRAY(SELECT p.agency || ':' || p.role FROM task_participants p WHERE p.task_id = t.id ORDER BY p.agency, p.role) AS participants,
        (SELECT count(*) FROM task_overlaps o WHERE o.task_id = t.id AND o.status = 'open') AS open_overlaps
 FROM tasks t LEFT JOIN principals h ON h.id = t.assignee
-WHERE (t.id = :id::uuid OR (:id::uuid IS NULL AND t.ref = :id::text)) AND (NOT false OR t.lead_agency = NULL) \gset task_
+WHERE (t.id = :id::uuid OR (:id::uuid IS NULL AND t.ref = :id::text)) AND (NOT false OR t.lead_agency = NULL OR t.open_to_all_agencies) \gset task_
 INSERT INTO idempotency_keys (agency, key, request_hash, task_id)
 VALUES ('pbso', 'pgbench-' || (:client_id::int)::text || '-' || (:n::int)::text, md5(:n::text) || md5(:client_id::text), :id::uuid);
 SELECT pg_advisory_xact_lock(7412, id)
@@ -45,7 +45,7 @@ FROM screening_candidates(
     0.3, 0.2, 0.15, 0.25, 0.1, 0.5);
 UPDATE tasks SET state = 'technical_review', fields = '{"facility": "IRF", "genderMarker": 2}', version = version + 1,
     queue = 'pbso-review', queued_at = now(), due_at = now() + interval '15 days',
-    breached_at = NULL, next_reminder_at = NULL,
+    breached_at = NULL, next_reminder_at = NULL, open_to_all_agencies = false,
     assignee = NULL, lease_id = NULL, lease_expires_at = NULL, updated_at = now()
 WHERE id = :id::uuid
 RETURNING version, updated_at;
