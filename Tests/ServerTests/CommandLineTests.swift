@@ -100,6 +100,17 @@ import SystemPackage
         #expect(!outcome.standardError.contains("wrong-one"))
     }
 
+    /// A port another program holds is named, with what to do, and pbc
+    /// stops cleanly rather than printing the socket call that failed.
+    @Test func aPortInUseIsOneLine() async throws {
+        guard let url = try await freshDatabaseURL("cli_port_in_use") else { return }
+        let server = try await ServerHarness.start("cli_port_holder")
+        let outcome = try await pbc(["serve", "--port", "\(server.port)", "--database-url", url])
+        expectOneLineFailure(outcome, mentioning: "cannot serve JSON-RPC on 127.0.0.1:\(server.port): the address is in use")
+        #expect(outcome.standardError.contains("choose another with --port"))
+        await server.stop()
+    }
+
     @Test func aBadConfigurationValueIsOneLine() async throws {
         let outcome = try await pbc(["serve"], environment: ["PBC_SERVER_PORT": "seventy"])
         expectOneLineFailure(outcome, mentioning: "server.port (PBC_SERVER_PORT) must be a whole number")

@@ -122,6 +122,8 @@ struct Sweeper: Service {
                                 "reminded": "\(report.reminded.count)",
                             ])
                     }
+                } catch where Task.isCancelled {
+                    return  // pbc is stopping: the sweep's query was cancelled, which is no failure
                 } catch {
                     logger.warning("sweep failed; trying again next time", metadata: ["error": "\(error)"])
                 }
