@@ -20,6 +20,9 @@ extension NameSet {
 /// What a principal may do, broadly; workflows say which roles may take each action.
 public enum Role: String, Sendable, Codable, CaseIterable, Hashable, NameSet {
     case liaison, coordinator, approver, observer, admin, system
+
+    /// The role with its article, for messages: "an observer", "a liaison".
+    public var withArticle: String { (["a", "e", "i", "o", "u"].contains(rawValue.prefix(1)) ? "an " : "a ") + rawValue }
 }
 
 public enum AgencyKind: String, Sendable, Codable, CaseIterable, NameSet {

@@ -63,7 +63,7 @@ public enum Refusal: Error, Sendable, Hashable, CustomStringConvertible {
         case .notAllowedInState(let action, let state, let allowed):
             "\(action) is not allowed in state \(state)" + (allowed.isEmpty ? "" : "; allowed: \(allowed.joined(separator: ", "))")
         case .roleNotAllowed(let action, let role, let allowedRoles):
-            "a \(role.rawValue) may not \(action); it is for: \(allowedRoles.map(\.rawValue).joined(separator: ", "))"
+            "\(role.withArticle) may not \(action); it is for: \(allowedRoles.map(\.rawValue).joined(separator: ", "))"
         case .guardsFailed(let action, let failures):
             "\(action) refused by " + failures.map { "\($0.name): \($0.reason)" }.joined(separator: "; and by ")
         case .commentRequired(let action):

@@ -43,6 +43,9 @@ import Testing
         #expect(
             try await decide(workflow, Fixtures.project(), Fixtures.approver, "submit")
                 == .failure(.roleNotAllowed(action: "submit", role: .approver, allowedRoles: [.liaison, .coordinator])))
+        #expect(Refusal.roleNotAllowed(action: "submit", role: .approver, allowedRoles: [.liaison, .coordinator]).description
+            == "an approver may not submit; it is for: liaison, coordinator")
+        #expect(Role.liaison.withArticle == "a liaison" && Role.observer.withArticle == "an observer" && Role.admin.withArticle == "an admin")
         // A failed guard says which and why: the gender marker is required at submission.
         var unmarked = Fixtures.project()
         unmarked.fields["genderMarker"] = nil

@@ -64,7 +64,7 @@ public struct AdminStore: Sendable {
     public func addQueueMember(queue: String, principal name: String) async throws {
         let principal = try await principal(named: name)
         guard principal.role != .observer, principal.role != .system else {
-            throw StoreError.validation([FieldError("principal", "\(name) is a \(principal.role.rawValue); queue members work tasks")])
+            throw StoreError.validation([FieldError("principal", "\(name) is \(principal.role.withArticle); queue members work tasks")])
         }
         let known = try await pool.query("SELECT 1 FROM queues WHERE name = \(queue)")
         guard known.first != nil else {

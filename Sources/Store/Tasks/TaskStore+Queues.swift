@@ -304,7 +304,7 @@ extension TaskStore {
             id: try row.decode(UUID.self, at: 0), name: try row.decode(String.self, at: 1),
             role: Role(rawValue: try row.decode(String.self, at: 2))!, agency: try row.decode(String?.self, at: 3))
         guard anyRole || principal.role == .coordinator || principal.role == .approver else {
-            throw StoreError.validation([FieldError("to", "\(principal.name) is a \(principal.role.rawValue); tasks are held by coordinators and approvers")])
+            throw StoreError.validation([FieldError("to", "\(principal.name) is \(principal.role.withArticle); tasks are held by coordinators and approvers")])
         }
         return principal
     }

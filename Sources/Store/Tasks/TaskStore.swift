@@ -255,7 +255,7 @@ public struct TaskStore: Sendable {
             }
         case .coordinator, .admin, .system: break
         case .approver, .observer:
-            throw StoreError(.forbidden, "a \(principal.role.rawValue) cannot create tasks")
+            throw StoreError(.forbidden, "\(principal.role.withArticle) cannot create tasks")
         }
         var task = draft
         task.state = workflow.initialState.name
