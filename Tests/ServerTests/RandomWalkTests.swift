@@ -73,7 +73,7 @@ import TestSupport
         let steps = Int(ProcessInfo.processInfo.environment["PBC_WALK_STEPS"] ?? "") ?? 300
         let seed = UInt64(ProcessInfo.processInfo.environment["PBC_WALK_SEED"] ?? "") ?? 29
         // An observer streams every event from the start, reading as they come.
-        let (walks, streamed) = try await server.withSession("observer") { watcher in
+        let (walks, committedByTheEnd, streamed) = try await server.withSession("observer") { watcher in
             #expect(try await watcher.call("event.subscribe", id: 1, params: #"{"since":0}"#)?["result"] != nil)
             let seen = Mutex<[Int]>([])
             async let reading: Void = {
@@ -95,11 +95,16 @@ import TestSupport
             for _ in 0..<3_000 where seen.withLock({ $0.count }) < committed { try await Task.sleep(for: .milliseconds(20)) }
             try await watcher.send(raw: #"{"jsonrpc":"2.0","id":2,"method":"event.unsubscribe","params":{"subscription":"s1"}}"# + "\n")
             try await reading
-            return (walks, seen.withLock { $0 })
+            return (walks, committed, seen.withLock { $0 })
         }
         try await Self.expectWhole(server, after: walks)
+        // Every event committed by the walks' end was streamed, in order, once.
+        // The sweeper goes on (a claim's lease runs out), so what it writes
+        // after the observer stopped reading may be missing, but only at the end.
         let committed = try await Self.seqs(server)
-        #expect(streamed == committed, "the stream held \(streamed.count) of \(committed.count) events, or not in order")
+        #expect(
+            streamed.count >= committedByTheEnd && streamed == Array(committed.prefix(streamed.count)),
+            "the stream held \(streamed.count) of the \(committedByTheEnd) events committed by the walks' end, or not in order")
         await server.stop()
     }
 
