@@ -15,7 +15,7 @@ enum Listening {
         } catch let error as IOError where error.errnoCode == EACCES {
             throw ConfigurationError("cannot serve \(what) on \(host):\(port): permission denied (ports below 1024 need privileges); choose another with \(option)")
         } catch let error as IOError where error.errnoCode == EADDRNOTAVAIL {
-            throw ConfigurationError("cannot serve \(what) on \(host):\(port): no interface of this machine has that address")
+            throw ConfigurationError("cannot serve \(what) on \(host):\(port): no interface of this machine has that address; choose another with --host")
         }
     }
 }
