@@ -185,6 +185,8 @@ import Testing
             "period_end of action finish names the field that holds the new end date"),
         ("open to all agencies where no task waits", base.replacingOccurrences(of: "    terminal: true", with: "    terminal: true\n    open_to_all_agencies: true"), 11,
             "terminal state done cannot be open to all agencies: no task waits in it"),
+        ("open to all agencies not a boolean", base.replacingOccurrences(of: "    sla: 5d", with: "    sla: 5d\n    open_to_all_agencies: everyone"), 9,
+            "open_to_all_agencies of state review is true or false"),
         ("joins a field the action does not set", base.replacingOccurrences(of: "    roles: [coordinator]", with: "    roles: [coordinator]\n    joins: partner"), 20,
             "joins of action finish names one of its fields, the one that holds the agency that joins"),
     ]

@@ -63,6 +63,26 @@ import TestSupport
         #expect(try await h.invariantViolations() == [])
     }
 
+    /// A designation that names no agency (a number, an empty text) is refused
+    /// with why, and the request stays open for offers.
+    @Test func aDesignationThatNamesNoAgencyIsRefused() async throws {
+        let h = try await Harness("assistance_request_bad_designation")
+        var task = try await h.tasks.create(Self.request(), workflow: "assistance-request", by: h.undp)
+        task = try await h.tasks.act(task.ref, action: "submit", expectedVersion: task.version, by: h.undp)
+        task = try await h.tasks.act(task.ref, action: "open_offers", expectedVersion: task.version, by: h.coordinator)
+        for value: FieldValue in [.number(7), .string("")] {
+            let refused = await #expect(throws: StoreError.self) {
+                _ = try await h.tasks.act(
+                    task.ref, action: "designate_lead", expectedVersion: task.version, inputs: ActionInputs(fields: ["designatedAgency": value]),
+                    by: h.coordinator)
+            }
+            #expect(refused?.code == .refused)
+            #expect(refused?.message == "designate_lead refused by joins(designatedAgency): designatedAgency names no agency", "\(value)")
+        }
+        let unchanged = try await h.tasks.get(task.ref, as: h.coordinator)
+        #expect(unchanged.state == "offers_open" && unchanged.version == task.version && unchanged.record.participants.isEmpty)
+    }
+
     /// The database itself keeps the call for offers to its state: a liaison
     /// of another agency reads the request only while it is open.
     @Test func rowLevelSecurityOpensTheCallForOffersOnly() async throws {

@@ -130,7 +130,7 @@ public struct TaskStore: Sendable {
                     """)
                 // A workflow with no `submit` from where it starts (a progress
                 // report, a deconfliction case) is entered by creating the task.
-                guard workflows.latest[workflow]?.exits(from: task.state).contains(where: { $0.name == "submit" }) == true else {
+                guard workflows.definition(task.workflow, version: task.workflowVersion)?.exits(from: task.state).contains(where: { $0.name == "submit" }) == true else {
                     try await writePortfolioRows(task, on: connection)
                     return (task, false, try await storedOverlaps(of: task, on: connection))
                 }
