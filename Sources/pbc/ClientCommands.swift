@@ -65,6 +65,13 @@ func describeTask(_ task: JSONValue) -> String {
             add(index == 0 ? "overlaps" : "", "\(overlap["other"]?.text ?? "")  score \(overlap["score"]?.text ?? "")  \(state)")
         }
     }
+    // A program's reports, by due date: what is owed and where each stands.
+    for (index, report) in (task["reports"]?.items ?? []).enumerated() {
+        let type = report["reportType"]?.text ?? ""
+        let due = report["dueDate"]?.text ?? ""
+        add(index == 0 ? "reports" : "", [report["ref"]?.text ?? "", type, due.isEmpty ? "" : "due \(due)", report["state"]?.text ?? ""]
+            .filter { !$0.isEmpty }.joined(separator: "  "))
+    }
     if let allowed = task["allowedActions"] { add("you may", allowed.text.isEmpty ? "(nothing now)" : allowed.text) }
     // What the role may do in this state but a guard refuses now, and why: what to change first.
     for (index, option) in (task["blockedActions"]?.items ?? []).enumerated() {

@@ -88,19 +88,46 @@ import SystemPackage
              "--field", "genderMarker=1", "--field", "facility=IRF", "--idempotency-key", "chiefs-1"],
             server: server, as: "unicef-liaison")
         #expect(euros.status == .exited(0), "\(euros.error)")
-        // A report is submitted the same way; its workflow starts where it waits for its date.
-        let semiAnnual = try await pbc(
-            ["submit", "--workflow", "progress-report", "--title", "Semi-annual report: community radio", "--lead-agency", "undp",
-             "--country", "BDI", "--field", "dueDate=2027-06-15", "--field", "reportType=semi-annual"],
-            server: server, as: "undp-liaison")
-        #expect(semiAnnual.status == .exited(0), "\(semiAnnual.error)")
-        #expect(semiAnnual.output.contains("state      scheduled (version 1)"), "\(semiAnnual.output)")
         let report = try await pbc(["report", "--country", "BI"], server: server, as: "coordinator")
         #expect(report.output.split(separator: "\n").first?.hasPrefix("COUNTRY") == true)
         #expect(report.output.contains("400000.00 USD"))
         let csv = try await pbc(["report", "--csv"], server: server, as: "coordinator")
         // A column of plain amounts per currency, for spreadsheets.
         #expect(csv.output == "country,sector,agency,entries,EUR,USD\nBDI,15153,undp,1,,400000.00\nSLE,15220,unicef,1,250000.00,\n")
+        await server.stop()
+    }
+
+    /// A report is submitted as a project is, naming the project, once the
+    /// project is funded; the project's page then lists what is due on it.
+    @Test func aFundedProjectListsItsReports() async throws {
+        let server = try await ServerHarness.start("cli_reports")
+        let submit = try await pbc(
+            ["submit", "--title", "Community radio for dialogue", "--lead-agency", "undp", "--country", "BDI", "--location", "Bujumbura",
+             "--sector", "15153", "--start", "2027-01-01", "--end", "2027-12-31", "--budget", "400000.00", "--field", "genderMarker=2",
+             "--field", "facility=IRF"],
+            server: server, as: "undp-liaison")
+        let ref = try #require(submit.output.split(separator: " ").first.map(String.init))
+        let report = [
+            "submit", "--workflow", "progress-report", "--title", "Semi-annual report: community radio", "--lead-agency", "undp",
+            "--field", "project=\(ref)", "--field", "dueDate=2027-06-15", "--field", "reportType=semi-annual",
+        ]
+        let early = try await pbc(report, server: server, as: "undp-liaison")
+        #expect(early.status == .exited(2))
+        #expect(
+            early.error == "pbc: error: validation failed: fields.project: \(ref) is not funded (it is technical_review): "
+                + "reports are due once its first transfer is recorded\n", "\(early.error)")
+
+        for (step, principal) in [(["recommend"], "coordinator"), (["approve"], "approver"),
+                                  (["record_first_transfer", "--field", "firstTransferDate=2027-01-15"], "coordinator")] {
+            let acted = try await pbc(["act", ref] + step, server: server, as: principal)
+            #expect(acted.status == .exited(0), "\(acted.error)")
+        }
+        let semiAnnual = try await pbc(report, server: server, as: "undp-liaison")
+        #expect(semiAnnual.status == .exited(0), "\(semiAnnual.error)")
+        #expect(semiAnnual.output.contains("state      scheduled (version 1)"), "\(semiAnnual.output)")
+        let reportRef = try #require(semiAnnual.output.split(separator: " ").first.map(String.init))
+        let shown = try await pbc(["show", ref], server: server, as: "undp-liaison")
+        #expect(shown.output.contains("reports    \(reportRef)  semi-annual  due 2027-06-15  scheduled\n"), "\(shown.output)")
         await server.stop()
     }
 

@@ -37,7 +37,7 @@ import TestSupport
         // A task like the imported activity lands in deconfliction naming it.
         let similar = Self.likeTheGitegaActivity()
         let (task, _, _) = try await h.tasks.submit(similar, workflow: "pbf-project", idempotencyKey: "csv", by: h.undp)
-        #expect(try await h.tasks.getWithOverlaps(task.ref, as: h.coordinator).overlaps.contains { $0.other == "GAC-BDI-2027-01" })
+        #expect(try await h.tasks.detail(task.ref, as: h.coordinator).overlaps.contains { $0.other == "GAC-BDI-2027-01" })
     }
 
     @Test func aCSVWithUnknownOrMissingColumnsIsRefused() async throws {

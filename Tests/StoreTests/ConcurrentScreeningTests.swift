@@ -68,7 +68,7 @@ struct WaitingScreener: Screener {
         let other = try #require(submitted.first { $0.task.state == "technical_review" })
         #expect(flagged.overlaps.map(\.other) == [other.task.ref])
         // The one that went to review learns of it on its own task, as after any later submission.
-        #expect(try await h.tasks.getWithOverlaps(other.task.ref, as: h.coordinator).overlaps.map(\.other) == [flagged.task.ref])
+        #expect(try await h.tasks.detail(other.task.ref, as: h.coordinator).overlaps.map(\.other) == [flagged.task.ref])
     }
 
     /// A dry run in a slice where a submission is being screened waits for
@@ -157,7 +157,7 @@ struct WaitingScreener: Screener {
         _ = try await resolved
         #expect(state == "deconfliction")
         #expect(retries.count == 0, "a transaction ran again after a deadlock")
-        #expect(try await h.tasks.getWithOverlaps(later.ref, as: h.coordinator).overlaps.map(\.status) == ["resolved"])
+        #expect(try await h.tasks.detail(later.ref, as: h.coordinator).overlaps.map(\.status) == ["resolved"])
     }
 
     /// UNDP withdraws its program while UNICEF's submission of the same one
@@ -176,7 +176,7 @@ struct WaitingScreener: Screener {
         let (later, _, found) = try await second.value
         #expect(found.map(\.other) == [first.ref])
         #expect(try await withdrawn.state == "withdrawn")
-        let overlaps = try await h.tasks.getWithOverlaps(later.ref, as: h.coordinator).overlaps
+        let overlaps = try await h.tasks.detail(later.ref, as: h.coordinator).overlaps
         #expect(overlaps.map(\.status) == ["closed"])
         #expect(try await h.tasks.history(later.ref, as: h.coordinator).contains { $0.type == "overlap.closed" })
         #expect(try await h.invariantViolations() == [])
@@ -236,7 +236,7 @@ extension ConcurrentScreeningTests {
         let after = try await edited
         #expect(after.record.country == "SLE")
         _ = try await h.tasks.act(first.ref, action: "withdraw", expectedVersion: after.version, by: h.undp)
-        #expect(try await h.tasks.getWithOverlaps(later.ref, as: h.coordinator).overlaps.map(\.status) == ["closed"])
+        #expect(try await h.tasks.detail(later.ref, as: h.coordinator).overlaps.map(\.status) == ["closed"])
         #expect(try await h.invariantViolations() == [])
     }
 
@@ -257,7 +257,7 @@ extension ConcurrentScreeningTests {
         let (later, _, found) = try await second.value
         #expect(found.map(\.other) == ["GAC-BDI-2027-01"])
         #expect(try await moved.updated == 1)
-        let overlaps = try await h.tasks.getWithOverlaps(later.ref, as: h.coordinator).overlaps
+        let overlaps = try await h.tasks.detail(later.ref, as: h.coordinator).overlaps
         #expect(overlaps.map(\.status) == ["closed"])
         #expect(overlaps.map(\.resolutionData) == [["edited": "GAC-BDI-2027-01"]])
     }
@@ -282,7 +282,7 @@ extension ConcurrentScreeningTests {
         moved.country = "SLE"
         moved.locations = ["Kailahun"]
         let after = try await h.tasks.update(task.ref, expectedVersion: task.version, changes: moved, by: h.undp)
-        #expect(try await h.tasks.getWithOverlaps(task.ref, as: h.coordinator).overlaps.map(\.status) == ["closed"])
+        #expect(try await h.tasks.detail(task.ref, as: h.coordinator).overlaps.map(\.status) == ["closed"])
         // A withdrawal under way holds the program's key locks, as `act` takes them before it ends a program.
         let withdrawing = try await Self.holdingTheKeys(of: task.ref, h)
         async let movedToo = CSVImportTests.importGitegaActivity(status: "2", country: "SL", location: "Kailahun", h, in: directory)
@@ -292,7 +292,7 @@ extension ConcurrentScreeningTests {
         await withdrawing.close()
         #expect(try await movedToo.updated == 1)
         #expect(try await withdrawn.state == "withdrawn")
-        #expect(try await h.tasks.getWithOverlaps(task.ref, as: h.coordinator).overlaps.map(\.status) == ["closed"])
+        #expect(try await h.tasks.detail(task.ref, as: h.coordinator).overlaps.map(\.status) == ["closed"])
         #expect(try await h.invariantViolations() == [])
     }
 }

@@ -85,6 +85,24 @@ struct Harness {
             budget: Money(amount: amount, currency: "USD"), fields: ["genderMarker": .number(2), "facility": .string(facility)])
     }
 
+    /// `record` submitted, recommended, approved and funded (its first
+    /// transfer recorded), as a project must be for reports to be due on it.
+    func fund(_ record: TaskRecord, key: String) async throws -> StoredTask {
+        var task = try await tasks.submit(record, workflow: "pbf-project", idempotencyKey: key, by: undp).task
+        task = try await tasks.act(task.ref, action: "recommend", expectedVersion: task.version, by: coordinator)
+        task = try await tasks.act(task.ref, action: "approve", expectedVersion: task.version, by: approver)
+        return try await tasks.act(
+            task.ref, action: "record_first_transfer", expectedVersion: task.version,
+            inputs: ActionInputs(fields: ["firstTransferDate": .string("2027-01-15")]), by: coordinator)
+    }
+
+    /// A report due on `project`, led by its lead agency.
+    static func report(on project: StoredTask, type: String = "semi-annual", due: String = "2027-06-15") -> TaskRecord {
+        TaskRecord(
+            state: "", title: "\(type.capitalized) report: \(project.record.title)", leadAgency: project.record.leadAgency,
+            fields: ["project": .string(project.ref), "reportType": .string(type), "dueDate": .string(due)])
+    }
+
     /// The importer as `pbc import` runs it, with the default overlap configuration.
     var importer: ActivityImporter { ActivityImporter(pool: service, workflows: workflows, overlap: OverlapConfiguration()) }
 

@@ -81,7 +81,7 @@ struct ImportTests {
         duplicate.participants = []
         let (task, _, _) = try await h.tasks.submit(duplicate, workflow: "pbf-project", idempotencyKey: "dup", by: h.undp)
         #expect(task.state == "deconfliction")
-        let overlaps = try await h.tasks.getWithOverlaps(task.ref, as: h.coordinator).overlaps
+        let overlaps = try await h.tasks.detail(task.ref, as: h.coordinator).overlaps
         #expect(overlaps.contains { $0.other == identifier }, "\(overlaps.map(\.other))")
         #expect(overlaps.allSatisfy { !$0.reasons.isEmpty })
         // One that shares nothing with the portfolio goes to review.

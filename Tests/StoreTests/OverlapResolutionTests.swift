@@ -51,7 +51,8 @@ import TestSupport
         again.participants = [Participant(agency: "unwomen", role: .implementing)]
         let (third, _, _) = try await h.tasks.submit(again, workflow: "pbf-project", idempotencyKey: "c", by: h.unicef)
         #expect(third.state == "deconfliction")
-        let (task, overlaps) = try await h.tasks.getWithOverlaps(second.ref, as: h.coordinator)
+        let detail = try await h.tasks.detail(second.ref, as: h.coordinator)
+        let (task, overlaps) = (detail.task, detail.overlaps)
         #expect(overlaps.map(\.other) == [first.ref, third.ref])
         #expect(overlaps.map(\.foundBy) == [second.ref, third.ref])
         try #require(overlaps[1].score > overlaps[0].score, "the later program must overlap more for the order to mean something")
@@ -117,7 +118,8 @@ import TestSupport
             #expect(view.first?.other.leadAgency == "wfp")
             #expect(view.first?.other.title == later.title)
         }
-        let (seen, overlaps) = try await h.tasks.getWithOverlaps(first.ref, as: h.undp)
+        let detail = try await h.tasks.detail(first.ref, as: h.undp)
+        let (seen, overlaps) = (detail.task, detail.overlaps)
         #expect(overlaps.map(\.other) == [second.ref])
         #expect(overlaps.map(\.status) == ["open"])
         await #expect(throws: StoreError.self) { _ = try await h.tasks.get(second.ref, as: h.undp) }
@@ -134,7 +136,7 @@ import TestSupport
         #expect(try await h.tasks.listOverlaps(task: nil, status: nil, limit: 10, as: h.wfp).items.map(\.taskRef) == [second.ref])
         #expect(try await h.tasks.listOverlaps(task: nil, status: nil, limit: 10, as: h.coordinator).items.map(\.taskRef) == [second.ref])
         #expect(try await h.tasks.listOverlaps(task: first.ref, status: nil, limit: 10, as: h.coordinator).items.map(\.other.ref) == [second.ref])
-        #expect(try await h.tasks.getWithOverlaps(first.ref, as: h.undp).overlaps.map(\.other) == [second.ref])
+        #expect(try await h.tasks.detail(first.ref, as: h.undp).overlaps.map(\.other) == [second.ref])
         // UNICEF takes part in UNDP's task, so it sees the pair from that side; an agency of neither sees nothing.
         #expect(try await h.tasks.listOverlaps(task: nil, status: nil, limit: 10, as: h.unicef).items.map(\.taskRef) == [first.ref])
         let outsider = try await h.admin.addPrincipal(name: "ana (unwomen)", role: .liaison, agency: "unwomen")
@@ -261,7 +263,7 @@ import TestSupport
         let (first, second, overlap) = try await twoOverlapping(h)
         // Both tasks name the overlap by the id that resolves it.
         for ref in [first.ref, second.ref] {
-            let shown = try await h.tasks.getWithOverlaps(ref, as: h.coordinator).overlaps
+            let shown = try await h.tasks.detail(ref, as: h.coordinator).overlaps
             #expect(shown.map(\.id) == [overlap.id])
             #expect(shown.map(\.resolution) == [nil])
         }
@@ -272,7 +274,7 @@ import TestSupport
         #expect(resolved.resolution == "distinct")
         let twice = await #expect(throws: StoreError.self) { _ = try await h.tasks.resolveOverlap(overlap.id, as: .distinct, comment: nil, by: h.coordinator) }
         #expect(twice?.code == .conflict)
-        #expect(try await h.tasks.getWithOverlaps(first.ref, as: h.undp).overlaps.map(\.resolution) == ["distinct"])
+        #expect(try await h.tasks.detail(first.ref, as: h.undp).overlaps.map(\.resolution) == ["distinct"])
         // With nothing open, deconfliction can be declared done.
         let current = try await h.tasks.get(second.ref, as: h.coordinator)
         let reviewed = try await h.tasks.act(second.ref, action: "deconflicted", expectedVersion: current.version, by: h.coordinator)
@@ -313,7 +315,7 @@ import TestSupport
         #expect(resubmitted.state == "deconfliction")
         #expect(try await rows() == ["open -", "open -"])
         for ref in [first.ref, second.ref] {
-            let shown = try await h.tasks.getWithOverlaps(ref, as: h.coordinator).overlaps
+            let shown = try await h.tasks.detail(ref, as: h.coordinator).overlaps
             #expect(!shown.isEmpty && shown.allSatisfy { $0.status == "open" && $0.resolution == nil && $0.resolutionData.isEmpty }, "\(ref)")
         }
         let history = try await h.tasks.history(second.ref, as: h.coordinator)
@@ -455,7 +457,7 @@ import TestSupport
         #expect(edited.openOverlaps == 0)
         #expect(try await h.pool.query("SELECT count(*) FROM task_overlaps").first!.decode(Int.self, at: 0) == 1)
         for ref in [first.ref, second.ref] {
-            #expect(try await h.tasks.getWithOverlaps(ref, as: h.coordinator).overlaps.map(\.status) == ["resolved"], "\(ref)")
+            #expect(try await h.tasks.detail(ref, as: h.coordinator).overlaps.map(\.status) == ["resolved"], "\(ref)")
         }
         #expect(try await detections() == detectedBefore)
     }
@@ -534,7 +536,7 @@ import TestSupport
         #expect(lead == ["unwomen"])
         // Both agencies see who leads, in the overlap list and on their tasks.
         #expect(try await h.tasks.listOverlaps(task: nil, status: "resolved", limit: 10, as: h.undp).items.map(\.resolutionData) == [["leadAgency": "unwomen"]])
-        #expect(try await h.tasks.getWithOverlaps(first.ref, as: h.undp).overlaps.map(\.resolutionData) == [["leadAgency": "unwomen"]])
+        #expect(try await h.tasks.detail(first.ref, as: h.undp).overlaps.map(\.resolutionData) == [["leadAgency": "unwomen"]])
         #expect(try await h.invariantViolations() == [])
     }
 
@@ -580,7 +582,7 @@ import TestSupport
         away.locations = ["Monrovia"]
         let moved = try await h.tasks.update(first.ref, expectedVersion: first.version, changes: away, by: h.undp)
         #expect(try await h.tasks.get(second.ref, as: h.unicef).openOverlaps == 0)
-        let closed = try #require(try await h.tasks.getWithOverlaps(second.ref, as: h.unicef).overlaps.first { $0.id == overlap.id })
+        let closed = try #require(try await h.tasks.detail(second.ref, as: h.unicef).overlaps.first { $0.id == overlap.id })
         #expect(closed.status == "closed")
         #expect(closed.resolution == nil)
         #expect(closed.resolutionData == ["edited": first.ref])
@@ -619,7 +621,7 @@ import TestSupport
         sooner.period = holder.record.period
         let again = try await h.tasks.update(second.ref, expectedVersion: gone.version, changes: sooner, by: h.unicef)
         #expect(again.openOverlaps == 2)  // with the first program, and with WFP's, which its move had closed too
-        let reopened = try await h.tasks.getWithOverlaps(second.ref, as: h.unicef).overlaps.filter { $0.id == overlap.id }
+        let reopened = try await h.tasks.detail(second.ref, as: h.unicef).overlaps.filter { $0.id == overlap.id }
         #expect(reopened.map(\.status) == ["open"])
         #expect(try await h.invariantViolations() == [])
     }
@@ -653,7 +655,7 @@ import TestSupport
         _ = try await h.tasks.update(second.ref, expectedVersion: holder.version, changes: shorter, by: h.unicef)
         #expect(try await periodReason() == "period 1.00: periods share 90 days (100% of the shorter)")
         #expect(try await detected(second.ref) == before)
-        let mirrored = try await h.tasks.getWithOverlaps(edited.ref, as: h.undp).overlaps.filter { $0.other == second.ref }
+        let mirrored = try await h.tasks.detail(edited.ref, as: h.undp).overlaps.filter { $0.other == second.ref }
         #expect(!mirrored.isEmpty && mirrored.map(\.reasons).allSatisfy { $0.contains("period 1.00: periods share 90 days (100% of the shorter)") }, "\(mirrored)")
         #expect(try await h.invariantViolations() == [])
     }
@@ -721,10 +723,10 @@ import TestSupport
             #expect(try await h.tasks.get(second.ref, as: h.unicef).openOverlaps == 1)
         }
         #expect(task.state == "technical_review")
-        #expect(try await h.tasks.getWithOverlaps(first.ref, as: h.undp).overlaps.map(\.status) == ["closed"])
+        #expect(try await h.tasks.detail(first.ref, as: h.undp).overlaps.map(\.status) == ["closed"])
         let other = try await h.tasks.get(second.ref, as: h.unicef)
         #expect(other.openOverlaps == 0)
-        let closed = try await h.tasks.getWithOverlaps(second.ref, as: h.unicef).overlaps
+        let closed = try await h.tasks.detail(second.ref, as: h.unicef).overlaps
         #expect(closed.map(\.status) == ["closed"])
         #expect(closed.map(\.resolutionData) == [["edited": first.ref]])
         for (ref, principal) in [(first.ref, h.undp), (second.ref, h.unicef)] {
@@ -780,8 +782,8 @@ import TestSupport
         var later = TaskChanges()
         later.period = Period(start: CalendarDate(iso: "2027-01-01")!, end: CalendarDate(iso: "2028-09-30")!)
         _ = try await h.tasks.update(first.ref, expectedVersion: first.version, changes: later, by: h.undp)
-        let fromFirst = try #require(try await h.tasks.getWithOverlaps(first.ref, as: h.coordinator).overlaps.first)
-        let fromSecond = try #require(try await h.tasks.getWithOverlaps(second.ref, as: h.coordinator).overlaps.first)
+        let fromFirst = try #require(try await h.tasks.detail(first.ref, as: h.coordinator).overlaps.first)
+        let fromSecond = try #require(try await h.tasks.detail(second.ref, as: h.coordinator).overlaps.first)
         #expect(fromFirst.id != fromSecond.id)
         let colleague = try await h.admin.addPrincipal(name: "second coordinator", role: .coordinator, agency: "pbso")
         func attempt(_ id: UUID, _ resolution: Resolution, by principal: Principal) async throws -> Result<OverlapView, StoreError> {

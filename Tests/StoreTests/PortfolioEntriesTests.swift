@@ -11,11 +11,11 @@ import TestSupport
 /// and is still no program.
 @Suite struct PortfolioEntriesTests {
     /// A report on the program, in its place, sector and period.
-    static func report(on program: TaskRecord) -> TaskRecord {
-        var report = program
-        report.title = "Semi-annual report: " + program.title
+    static func report(on program: StoredTask) -> TaskRecord {
+        var report = program.record
+        report.title = "Semi-annual report: " + program.record.title
         report.budget = nil
-        report.fields = ["dueDate": .string("2027-07-15"), "reportType": .string("semi-annual")]
+        report.fields = Harness.report(on: program).fields
         return report
     }
 
@@ -25,8 +25,8 @@ import TestSupport
 
     @Test func aReportInAProgramsPlaceAndPeriodIsNoOverlap() async throws {
         let h = try await Harness("portfolio_programs_only")
-        let program = try await h.tasks.submit(Harness.project(), workflow: "pbf-project", idempotencyKey: "program", by: h.undp).task
-        let report = try await h.tasks.create(Self.report(on: Harness.project()), workflow: "progress-report", by: h.undp)
+        let program = try await h.fund(Harness.project(), key: "program")
+        let report = try await h.tasks.create(Self.report(on: program), workflow: "progress-report", by: h.undp)
         #expect(try await Self.entries(h, program.ref) == 1)
         #expect(try await Self.entries(h, report.ref) == 0)
 
@@ -41,7 +41,7 @@ import TestSupport
         var changes = TaskChanges()
         changes.period = Period(start: CalendarDate(iso: "2027-01-01")!, end: CalendarDate(iso: "2027-06-30")!)
         let moved = try await h.tasks.update(report.ref, expectedVersion: report.version, changes: changes, by: h.undp)
-        #expect(try await h.tasks.getWithOverlaps(moved.ref, as: h.coordinator).overlaps.isEmpty)
+        #expect(try await h.tasks.detail(moved.ref, as: h.coordinator).overlaps.isEmpty)
         #expect(try await Self.entries(h, report.ref) == 0)
 
         // Who does what where counts the two programs, not the report.

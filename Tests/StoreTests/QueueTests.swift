@@ -285,8 +285,8 @@ struct NoOverlaps: Screener {
 
     @Test func progressReportsAreDueOnTheirDateWithRemindersBefore() async throws {
         let h = try await Harness("reminders", screener: { _, _ in NoOverlaps() })
-        var report = Self.project("Semi-annual report: community dialogue in Kono")
-        report.fields = ["dueDate": .string("2027-01-31"), "reportType": .string("semi-annual")]
+        let project = try await h.fund(Self.project("Community dialogue in Kono"), key: "kono")
+        let report = Harness.report(on: project, due: "2027-01-31")
         let task = try await h.tasks.create(report, workflow: "progress-report", by: h.undp)
         #expect(task.state == "scheduled")
         #expect(task.queue == "agency-reports")
@@ -318,8 +318,8 @@ struct NoOverlaps: Screener {
     /// starts, once per key, rather than being refused with nothing kept.
     @Test func submittingAReportSchedulesIt() async throws {
         let h = try await Harness("report_submit", screener: { _, _ in NoOverlaps() })
-        var report = Self.project("Annual report: community dialogue in Kono")
-        report.fields = ["dueDate": .string("2027-11-15"), "reportType": .string("annual")]
+        let project = try await h.fund(Self.project("Community dialogue in Kono"), key: "kono")
+        let report = Harness.report(on: project, type: "annual", due: "2027-11-15")
         let (task, replayed, _) = try await h.tasks.submit(report, workflow: "progress-report", idempotencyKey: "kono-annual", by: h.undp)
         #expect(!replayed)
         #expect(task.state == "scheduled")

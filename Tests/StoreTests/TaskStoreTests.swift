@@ -360,7 +360,7 @@ import TestSupport
         similar.period = Period(start: CalendarDate(iso: "2027-03-01")!, end: CalendarDate(iso: "2028-02-28")!)
         let (second, _, _) = try await h.tasks.submit(similar, workflow: "pbf-project", idempotencyKey: "b", by: h.unicef)
         #expect(second.state == "deconfliction")
-        let overlaps = try await h.tasks.getWithOverlaps(second.ref, as: h.coordinator).overlaps
+        let overlaps = try await h.tasks.detail(second.ref, as: h.coordinator).overlaps
         #expect(overlaps.map(\.other) == [first.ref])
         #expect(overlaps.first.map { $0.score >= 0.5 && $0.score <= 1 } == true)
         #expect(overlaps.first?.reasons.contains("sector 1.00: same sector 15180, 15220") == true)
@@ -377,7 +377,7 @@ import TestSupport
         var fourth = similar
         fourth.title = "Another take on peace committees"
         let (again, _, _) = try await h.tasks.submit(fourth, workflow: "pbf-project", idempotencyKey: "d", by: h.unicef)
-        #expect(try await h.tasks.getWithOverlaps(again.ref, as: h.coordinator).overlaps.map(\.other) == [first.ref])
+        #expect(try await h.tasks.detail(again.ref, as: h.coordinator).overlaps.map(\.other) == [first.ref])
         #expect(try await h.invariantViolations() == [])
     }
 

@@ -354,9 +354,11 @@ public struct Methods: Sendable {
 
     private func taskGet(_ params: JSONValue?, _ principal: Principal) async throws -> JSONValue {
         let get = try ParamsDecoder.decode(TaskKeyParams.self, from: params)
-        let (task, overlaps) = try await tasks.getWithOverlaps(get.task, as: principal)
+        let detail = try await tasks.detail(get.task, as: principal)
+        let task = detail.task
         guard case .object(var object) = Wire.task(task) else { return .null }
-        object["overlaps"] = .array(overlaps.map(Wire.overlap))
+        object["overlaps"] = .array(detail.overlaps.map(Wire.overlap))
+        object["reports"] = .array(detail.reports.map(Wire.report))
         let options = tasks.actionOptions(task, for: principal)
         object["allowedActions"] = .array(options.filter(\.refusedBy.isEmpty).map { .string($0.name) })
         object["blockedActions"] = .array(

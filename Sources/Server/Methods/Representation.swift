@@ -72,6 +72,14 @@ enum Wire {
         ])
     }
 
+    /// A report due on a program, as `task.get` lists it.
+    static func report(_ report: ReportSummary) -> JSONValue {
+        .object([
+            "ref": .string(report.ref), "state": .string(report.state), "reportType": optional(report.reportType),
+            "dueDate": optional(report.dueDate),
+        ])
+    }
+
     static func overlap(_ overlap: StoredOverlap) -> JSONValue {
         .object([
             "id": .string(overlap.id.uuidString.lowercased()),

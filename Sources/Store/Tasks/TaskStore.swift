@@ -186,13 +186,15 @@ public struct TaskStore: Sendable {
         return task
     }
 
-    /// A task and its overlaps, read together, if `principal` may see it.
-    public func getWithOverlaps(_ key: String, as principal: Principal) async throws -> (task: StoredTask, overlaps: [StoredOverlap]) {
+    /// A task with its overlaps and, for a program, the reports due on it that
+    /// `principal` may see, read together, if `principal` may see the task.
+    public func detail(_ key: String, as principal: Principal) async throws -> TaskDetail {
         try await transaction(as: principal) { connection in
             guard let task = try await load(key, visibleTo: principal, forUpdate: false, on: connection) else {
                 throw StoreError(.notFound, "no task \(key)")
             }
-            return (task, try await storedOverlaps(of: task, on: connection))
+            return TaskDetail(
+                task: task, overlaps: try await storedOverlaps(of: task, on: connection), reports: try await reports(of: task, on: connection))
         }
     }
 
@@ -263,6 +265,7 @@ public struct TaskStore: Sendable {
         let dueAt = workflow.initialState.dueAt(entered: entered, fields: task.fields)
         let queue = routing.route(workflow.initialState.queue, for: task)
         if workflow.name == Self.caseWorkflow { try await prepareCase(&task, on: connection) }
+        if workflow.name == Self.reportWorkflow { try await prepareReport(&task, by: principal, on: connection) }
         try await checkValues(&task, on: connection)
 
         let fields = try PostgresJSONB(encoding: task.fields)
