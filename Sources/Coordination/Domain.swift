@@ -249,7 +249,8 @@ public struct TaskRecord: Sendable, Hashable, Codable {
 }
 
 /// A bad value in a request: which field, and why.
-public struct FieldError: Sendable, Hashable, Codable, CustomStringConvertible {
+/// One bad input: the field (a dotted path for nested ones) and why.
+public struct FieldError: Error, Sendable, Hashable, Codable, CustomStringConvertible {
     public var field: String
     public var reason: String
     public init(_ field: String, _ reason: String) {

@@ -54,6 +54,8 @@ public enum Refusal: Error, Sendable, Hashable, CustomStringConvertible {
     case guardsFailed(action: String, failures: [GuardFailure])
     case commentRequired(action: String)
     case fieldNotSettable(action: String, field: String, settable: [String])
+    /// Values the action's fields cannot hold (a date that is none, a choice not offered).
+    case invalidFields(action: String, errors: [FieldError])
     case noAutomaticExit(state: String, reasons: [String])
 
     public var description: String {
@@ -70,6 +72,8 @@ public enum Refusal: Error, Sendable, Hashable, CustomStringConvertible {
             "\(action) needs a comment"
         case .fieldNotSettable(let action, let field, let settable):
             "\(action) cannot set \(field)" + (settable.isEmpty ? "" : "; it sets: \(settable.joined(separator: ", "))")
+        case .invalidFields(let action, let errors):
+            "\(action) refused: " + errors.map(\.description).joined(separator: "; ")
         case .noAutomaticExit(let state, let reasons):
             "no way out of automatic state \(state): \(reasons.joined(separator: "; "))"
         }
@@ -169,12 +173,17 @@ public enum Engine {
             return .failure(.commentRequired(action: name))
         }
         var updated = task
-        for (field, value) in inputs.fields {
+        var invalid: [FieldError] = []
+        for (field, value) in inputs.fields.sorted(by: { $0.key < $1.key }) {
             guard action.fields.contains(field) else {
                 return .failure(.fieldNotSettable(action: name, field: field, settable: action.fields))
             }
-            updated.fields[field] = value
+            switch workflow.check(field: field, value) {
+            case .success(let accepted): updated.fields[field] = accepted
+            case .failure(let error): invalid.append(error)
+            }
         }
+        guard invalid.isEmpty else { return .failure(.invalidFields(action: name, errors: invalid)) }
         // Guards see the task as the action would leave it (a field set now counts).
         let failures = action.guards.compactMap { guardCondition in
             guardCondition.failure(task: updated, actor: actor, context: context).map { GuardFailure(guardCondition.description, $0) }

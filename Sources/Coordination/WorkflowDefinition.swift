@@ -8,6 +8,10 @@ public struct WorkflowDefinition: Sendable, Hashable {
     public var description: String?
     public var states: [State]
     public var actions: [Action]
+    /// The workflow fields its tasks carry, and what each holds. Nil for a
+    /// definition that declares none (as all did before version-declared
+    /// fields), whose tasks may carry any field with any value.
+    public var fields: [String: FieldType]? = nil
 
     public struct State: Sendable, Hashable {
         public var name: String
@@ -28,6 +32,9 @@ public struct WorkflowDefinition: Sendable, Hashable {
         /// Liaisons of every agency see a task while it is here, as a call
         /// for offers must be seen by those who may offer.
         public var openToAllAgencies = false
+        /// The fields a new task may carry (the initial state's); the others
+        /// are set by the actions that list them.
+        public var fields: [String] = []
         public var line: Int
 
         /// When a task entering this state at `entered` is due out of it.
@@ -68,6 +75,41 @@ public struct WorkflowDefinition: Sendable, Hashable {
         public var line: Int
     }
 
+    /// The value a field takes from `value`, or why it cannot; the value as
+    /// given when the workflow declares no fields.
+    public func check(field: String, _ value: FieldValue) -> Result<FieldValue, FieldError> {
+        guard let fields else { return .success(value) }
+        guard let type = fields[field] else {
+            return .failure(FieldError("fields.\(field)", "\(name) has no field \(field); its fields: \(fields.keys.sorted().joined(separator: ", "))"))
+        }
+        guard let accepted = type.accepting(value) else { return .failure(FieldError("fields.\(field)", type.refusal(of: value))) }
+        return .success(accepted)
+    }
+
+    /// The fields a new task carries, as they are stored, and every problem
+    /// with them: an undeclared field, one that only an action sets, or a
+    /// value of the wrong kind.
+    public func creationFields(_ given: [String: FieldValue]) -> (fields: [String: FieldValue], errors: [FieldError]) {
+        guard fields != nil else { return (given, []) }
+        var accepted: [String: FieldValue] = [:]
+        var errors: [FieldError] = []
+        for (field, value) in given.sorted(by: { $0.key < $1.key }) {
+            if fields?[field] != nil, !initialState.fields.contains(field) {
+                let setters = actions.filter { $0.fields.contains(field) }.map(\.name)
+                errors.append(FieldError(
+                    "fields.\(field)",
+                    "a new task does not carry \(field)" + (setters.isEmpty ? "" : "; \(setters.joined(separator: " or ")) sets it")
+                        + (initialState.fields.isEmpty ? "" : " (a new task carries: \(initialState.fields.joined(separator: ", ")))")))
+                continue
+            }
+            switch check(field: field, value) {
+            case .success(let value): accepted[field] = value
+            case .failure(let error): errors.append(error)
+            }
+        }
+        return (accepted, errors)
+    }
+
     /// Its tasks are programs: a workflow that screens its tasks for overlap
     /// describes programs, and only programs are screened against. A report,
     /// a request or a deconfliction case is none, whatever place and period
@@ -104,5 +146,79 @@ public struct WorkflowDefinition: Sendable, Hashable {
         }
         lines.append("}")
         return lines.joined(separator: "\n") + "\n"
+    }
+}
+
+/// What a workflow field holds (`fields:` in a definition).
+public enum FieldType: Sendable, Hashable, CustomStringConvertible {
+    case text, integer, number, boolean
+    /// A calendar date, YYYY-MM-DD.
+    case date
+    /// One of these texts, exactly.
+    case oneOf([String])
+
+    /// The types a definition names; a list of texts is `oneOf`.
+    public static let named: [FieldType] = [.text, .integer, .number, .boolean, .date]
+    public static var names: [String] { named.map(\.name) }
+
+    public init?(name: String) {
+        guard let type = Self.named.first(where: { $0.name == name }) else { return nil }
+        self = type
+    }
+
+    /// How definitions and `workflow.get` spell it: `choice` for `oneOf`.
+    public var name: String {
+        switch self {
+        case .text: "text"
+        case .integer: "integer"
+        case .number: "number"
+        case .boolean: "boolean"
+        case .date: "date"
+        case .oneOf: "choice"
+        }
+    }
+
+    public var description: String {
+        switch self {
+        case .text: "text"
+        case .integer: "a whole number"
+        case .number: "a number"
+        case .boolean: "true or false"
+        case .date: "a date, YYYY-MM-DD"
+        case .oneOf(let choices): "one of \(choices.joined(separator: ", "))"
+        }
+    }
+
+    /// `value` as the field stores it, or nil when the field cannot hold it.
+    /// Text takes a number or a boolean as its text, since a command line
+    /// cannot tell "2027" the text from 2027 the number; a number takes a numeral.
+    public func accepting(_ value: FieldValue) -> FieldValue? {
+        switch self {
+        case .text:
+            return value.description.isEmpty ? nil : .string(value.description)
+        case .integer:
+            guard let number = value.number, number.rounded() == number, abs(number) < 1e15 else { return nil }
+            return .number(number)
+        case .number:
+            guard let number = value.number, number.isFinite else { return nil }
+            return .number(number)
+        case .boolean:
+            switch value {
+            case .bool: return value
+            case .string("true"): return .bool(true)
+            case .string("false"): return .bool(false)
+            default: return nil
+            }
+        case .date:
+            guard case .string(let text) = value, CalendarDate(iso: text) != nil else { return nil }
+            return value
+        case .oneOf(let choices):
+            return choices.contains(value.description) ? .string(value.description) : nil
+        }
+    }
+
+    /// Why the field does not take `value`.
+    public func refusal(of value: FieldValue) -> String {
+        "must be \(self), not \(value.description.isEmpty ? "empty" : value.description)"
     }
 }

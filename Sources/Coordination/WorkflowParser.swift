@@ -71,7 +71,7 @@ public enum WorkflowParser {
                 problem(root.mark?.line, "a workflow is a mapping with name, version, states and actions")
                 return nil
             }
-            checkKeys(mapping, allowed: ["name", "version", "description", "states", "actions"], in: "a workflow")
+            checkKeys(mapping, allowed: ["name", "version", "description", "fields", "states", "actions"], in: "a workflow")
             let name = mapping["name"]?.string
             if let name {
                 if name.range(of: "^[a-z][a-z0-9-]*$", options: .regularExpression) == nil {
@@ -117,8 +117,38 @@ public enum WorkflowParser {
                 }
             }
             guard let name else { return nil }
-            return WorkflowDefinition(
+            var definition = WorkflowDefinition(
                 name: name, version: version, description: mapping["description"]?.string, states: states, actions: actions)
+            if let node = mapping["fields"] { definition.fields = parseFields(node) }
+            return definition
+        }
+
+        /// `fields:` maps each field to what it holds: a type's name, or a list of the texts it may be.
+        mutating func parseFields(_ node: Node) -> [String: FieldType] {
+            guard let mapping = node.mapping else {
+                problem(node.mark?.line, "fields must map each field to what it holds: \(FieldType.names.joined(separator: ", ")), or a list of choices")
+                return [:]
+            }
+            var fields: [String: FieldType] = [:]
+            for (key, value) in mapping {
+                guard let field = key.string, field.range(of: "^[a-zA-Z][a-zA-Z0-9]*$", options: .regularExpression) != nil else {
+                    problem(key.mark?.line, "field names are letters and digits, such as dueDate")
+                    continue
+                }
+                if let choices = value.sequence {
+                    let texts = choices.compactMap { $0.scalar?.string }.filter { !$0.isEmpty }
+                    if texts.isEmpty || texts.count != choices.count || Set(texts).count != texts.count {
+                        problem(value.mark?.line, "field \(field) lists its choices as distinct texts: [IRF, PRF]")
+                    } else {
+                        fields[field] = .oneOf(texts)
+                    }
+                } else if let type = value.string.flatMap(FieldType.init(name:)) {
+                    fields[field] = type
+                } else {
+                    problem(value.mark?.line, "field \(field) holds \(FieldType.names.joined(separator: ", ")), or one of a list of choices, not \(value.string ?? "this")")
+                }
+            }
+            return fields
         }
 
         mutating func parseState(_ key: Node, _ value: Node) -> WorkflowDefinition.State? {
@@ -133,7 +163,10 @@ public enum WorkflowParser {
             }
             checkKeys(
                 properties,
-                allowed: ["initial", "terminal", "automatic", "screen", "queue", "sla", "due", "escalate", "remind", "open_to_all_agencies", "description"],
+                allowed: [
+                    "initial", "terminal", "automatic", "screen", "queue", "sla", "due", "escalate", "remind", "open_to_all_agencies", "fields",
+                    "description",
+                ],
                 in: "state \(name)")
             let flags = ["initial", "automatic", "terminal"].filter { properties[$0]?.bool == true }
             if flags.count > 1 {
@@ -192,9 +225,13 @@ public enum WorkflowParser {
                 if node.bool == nil { problem(node.mark?.line, "open_to_all_agencies of state \(name) is true or false") }
                 if openToAll, !waits { problem(node.mark?.line, "\(kind.rawValue) state \(name) cannot be open to all agencies: no task waits in it") }
             }
+            let fields = Self.strings(properties["fields"])
+            if let node = properties["fields"], kind != .initial {
+                problem(node.mark?.line, "state \(name) lists fields, but only the initial state does: those a new task may carry")
+            }
             return WorkflowDefinition.State(
                 name: name, kind: kind, screen: screen, queue: properties["queue"]?.string, sla: sla,
-                dueField: dueField, escalate: escalate, remind: remind, openToAllAgencies: openToAll, line: line)
+                dueField: dueField, escalate: escalate, remind: remind, openToAllAgencies: openToAll, fields: fields, line: line)
         }
 
         mutating func parseAction(_ key: Node, _ value: Node) -> WorkflowDefinition.Action? {
@@ -367,6 +404,7 @@ public enum WorkflowParser {
                     if exits.isEmpty { problem(state.line, "state \(state.name) is not terminal but has no exit: a task would be stranded there") }
                 }
             }
+            if let fields = workflow.fields { validateFields(workflow, declared: fields) }
             guard let initial = initials.first, problems.isEmpty else { return }
             // Reachable from the initial state.
             var reached: Set<String> = [initial.name]
@@ -390,6 +428,42 @@ public enum WorkflowParser {
             }
             for state in workflow.states where reached.contains(state.name) && !finishing.contains(state.name) {
                 problem(state.line, "no terminal state can be reached from state \(state.name)")
+            }
+        }
+
+        /// With fields declared, every field the definition names is one of
+        /// them, and of a kind that fits where it is named.
+        mutating func validateFields(_ workflow: WorkflowDefinition, declared: [String: FieldType]) {
+            func named(_ field: String, line: Int, by place: String, as kinds: [FieldType]? = nil) {
+                guard let type = declared[field] else {
+                    problem(line, "\(place) names field \(field), which the workflow's fields do not declare")
+                    return
+                }
+                if let kinds, !kinds.contains(type) {
+                    problem(line, "\(place) needs field \(field) to be \(kinds.map(\.description).joined(separator: " or ")), not \(type)")
+                }
+            }
+            for state in workflow.states {
+                for field in state.fields { named(field, line: state.line, by: "state \(state.name)") }
+                if let field = state.dueField { named(field, line: state.line, by: "due of state \(state.name)", as: [.date]) }
+            }
+            for action in workflow.actions {
+                for field in action.fields { named(field, line: action.line, by: "action \(action.name)") }
+                if let field = action.periodEndFrom { named(field, line: action.line, by: "period_end of action \(action.name)", as: [.date]) }
+                if let field = action.joinsFrom { named(field, line: action.line, by: "joins of action \(action.name)", as: [.text]) }
+                for guardCondition in action.guards {
+                    let place = "guard \(guardCondition) of action \(action.name)"
+                    switch guardCondition {
+                    case .fieldPresent(let field): named(field, line: action.line, by: place)
+                    case .fieldInRange(let field, _, _): named(field, line: action.line, by: place, as: [.integer, .number])
+                    case .fieldEquals(let field, let value):
+                        named(field, line: action.line, by: place)
+                        if let type = declared[field], type.accepting(value) == nil {
+                            problem(action.line, "\(place) compares with a value field \(field) never holds: it \(type.refusal(of: value))")
+                        }
+                    default: break
+                    }
+                }
             }
         }
 

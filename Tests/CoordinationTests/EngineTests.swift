@@ -187,7 +187,7 @@ import Testing
 
     @Test func graphsAreDOT() throws {
         let dot = try Fixtures.workflow("pbf-project").dot
-        #expect(dot.hasPrefix("digraph \"pbf-project v4\" {"))
+        #expect(dot.hasPrefix("digraph \"pbf-project v5\" {"))
         #expect(dot.contains("\"screening\" [style=\"rounded,dashed\"];"))
         #expect(dot.contains("\"financially_closed\" [peripheries=2];"))
         #expect(dot.contains("\"technical_review\" -> \"revision_requested\" [label=\"request_revision\\n[coordinator]\"];"))

@@ -105,8 +105,73 @@ import Testing
         #expect(workflow.dot.contains("\"draft\" -> \"review\""))
     }
 
+    /// The base with its fields declared (lines 3 to 7): states start at line 8, finish at line 21.
+    static let typed = base.replacingOccurrences(
+        of: "version: 1\n", with: "version: 1\nfields:\n  dueDate: date\n  kind: [a, b]\n  size: integer\n  note: text\n")
+
+    /// Where the base says what finish does, something more.
+    static func finish(_ more: String, in yaml: String = typed) -> String {
+        yaml.replacingOccurrences(of: "    roles: [coordinator]", with: "    roles: [coordinator]\n" + more)
+    }
+
+    @Test func declaredFieldsSayWhatEachHoldsAndWhatANewTaskCarries() throws {
+        let yaml = Self.finish("    fields: [size, kind]").replacingOccurrences(of: "    initial: true", with: "    initial: true\n    fields: [note, dueDate]")
+        let workflow = try WorkflowParser.parse(yaml: yaml, file: "sample.yaml").get()
+        #expect(workflow.fields == ["dueDate": .date, "kind": .oneOf(["a", "b"]), "size": .integer, "note": .text])
+        #expect(workflow.initialState.fields == ["note", "dueDate"])
+
+        // A new task carries the initial state's fields, each of its kind, and no other.
+        let accepted = workflow.creationFields(["note": .number(2027), "dueDate": .string("2027-06-15")])
+        #expect(accepted.errors == [])
+        #expect(accepted.fields == ["note": .string("2027"), "dueDate": .string("2027-06-15")])
+        let refused = workflow.creationFields(["dueDate": .string("June"), "size": .number(3), "colour": .string("red")])
+        #expect(refused.errors == [
+            FieldError("fields.colour", "sample has no field colour; its fields: dueDate, kind, note, size"),
+            FieldError("fields.dueDate", "must be a date, YYYY-MM-DD, not June"),
+            FieldError("fields.size", "a new task does not carry size; finish sets it (a new task carries: note, dueDate)"),
+        ])
+
+        // An action's fields are checked as it sets them; every bad one is named.
+        let task = TaskRecord(state: "review", title: "t", leadAgency: "undp")
+        let actor = Actor(principal: "c", role: .coordinator, agency: "pbso")
+        let context = Fixtures.context()
+        guard case .failure(let refusal) = Engine.step(
+            workflow, task: task, actor: actor, action: "finish", inputs: ActionInputs(fields: ["size": .number(2.5), "kind": .string("c")]), context: context)
+        else {
+            Issue.record("finish took a size of 2.5 and a kind c")
+            return
+        }
+        #expect(refusal == .invalidFields(action: "finish", errors: [
+            FieldError("fields.kind", "must be one of a, b, not c"), FieldError("fields.size", "must be a whole number, not 2.5"),
+        ]))
+        let good = try Engine.step(
+            workflow, task: task, actor: actor, action: "finish", inputs: ActionInputs(fields: ["size": .string("3"), "kind": .string("b")]), context: context).get()
+        #expect(good.1.fields == ["size": .number(3), "kind": .string("b")])
+
+        // A definition that declares no fields takes any, as before.
+        let open = try WorkflowParser.parse(yaml: Self.finish("    fields: [size]", in: Self.base), file: "sample.yaml").get()
+        #expect(open.fields == nil)
+        #expect(open.creationFields(["colour": .string("red")]).errors == [])
+    }
+
     /// One broken definition per rule: the reason and the line it is reported at.
     static let broken: [(rule: String, yaml: String, line: Int, reason: String)] = [
+        ("an action's field undeclared", finish("    fields: [colour]"), 21, "action finish names field colour, which the workflow's fields do not declare"),
+        ("a guard's field undeclared", finish("    guards: [{field_present: colour}]"), 21,
+            "guard field_present(colour) of action finish names field colour, which the workflow's fields do not declare"),
+        ("a new task's field undeclared", typed.replacingOccurrences(of: "    initial: true", with: "    initial: true\n    fields: [colour]"), 9,
+            "state draft names field colour, which the workflow's fields do not declare"),
+        ("due from a field that holds no date", typed.replacingOccurrences(of: "    sla: 5d", with: "    sla: 5d\n    due: note"), 11,
+            "due of state review needs field note to be a date, YYYY-MM-DD, not text"),
+        ("a range over text", finish("    guards: [{field_in_range: {field: note, min: 0, max: 3}}]"), 21,
+            "needs field note to be a whole number or a number, not text"),
+        ("a comparison with a value never held", finish("    guards: [{field_equals: {field: kind, value: c}}]"), 21,
+            "compares with a value field kind never holds: it must be one of a, b, not c"),
+        ("an unknown kind of field", typed.replacingOccurrences(of: "size: integer", with: "size: big"), 6,
+            "field size holds text, integer, number, boolean, date, or one of a list of choices, not big"),
+        ("choices repeated", typed.replacingOccurrences(of: "kind: [a, b]", with: "kind: [a, a]"), 5, "field kind lists its choices as distinct texts"),
+        ("fields on a state a task does not start in", typed.replacingOccurrences(of: "    sla: 5d", with: "    sla: 5d\n    fields: [note]"), 14,
+            "state review lists fields, but only the initial state does"),
         ("yaml syntax", base.replacingOccurrences(of: "roles: [liaison]", with: "roles: [liaison"), 16, "not valid YAML"),
         ("unknown state", base.replacingOccurrences(of: "to: done", with: "to: finished"), 16, "action finish names unknown state finished"),
         ("action from an unknown state", base + "\n  orphan:\n    from: limbo\n    to: done\n    roles: [coordinator]\n", 20,

@@ -117,11 +117,16 @@ import SystemPackage
             early.error == "pbc: error: validation failed: fields.project: \(ref) is not funded (it is technical_review): "
                 + "reports are due once its first transfer is recorded\n", "\(early.error)")
 
-        for (step, principal) in [(["recommend"], "coordinator"), (["approve"], "approver"),
-                                  (["record_first_transfer", "--field", "firstTransferDate=2027-01-15"], "coordinator")] {
-            let acted = try await pbc(["act", ref] + step, server: server, as: principal)
-            #expect(acted.status == .exited(0), "\(acted.error)")
-        }
+        let recommended = try await pbc(["act", ref, "recommend"], server: server, as: "coordinator")
+        #expect(recommended.status == .exited(0), "\(recommended.error)")
+        let approved = try await pbc(["act", ref, "approve"], server: server, as: "approver")
+        #expect(approved.status == .exited(0), "\(approved.error)")
+        // A field holds what it means: a transfer's date is a date.
+        let soon = try await pbc(["act", ref, "record_first_transfer", "--field", "firstTransferDate=soon"], server: server, as: "coordinator")
+        #expect(soon.status == .exited(2))
+        #expect(soon.error == "pbc: error: validation failed: fields.firstTransferDate: must be a date, YYYY-MM-DD, not soon\n", "\(soon.error)")
+        let funded = try await pbc(["act", ref, "record_first_transfer", "--field", "firstTransferDate=2027-01-15"], server: server, as: "coordinator")
+        #expect(funded.status == .exited(0), "\(funded.error)")
         let semiAnnual = try await pbc(report, server: server, as: "undp-liaison")
         #expect(semiAnnual.status == .exited(0), "\(semiAnnual.error)")
         #expect(semiAnnual.output.contains("state      scheduled (version 1)"), "\(semiAnnual.output)")
@@ -368,7 +373,7 @@ import SystemPackage
             contentsOf: TestDatabase.migrationsDirectory.appendingPathComponent("0022_only_programs_are_screened_against.sql"), encoding: .utf8)
         let pool = PostgresPool(configuration: .init(target: server.target, maxConnections: 1))
         try await pool.withConnection { connection in
-            try await connection.query("UPDATE tasks SET workflow = 'progress-report', workflow_version = 2 WHERE ref = \(refs[1])")
+            try await connection.query("UPDATE tasks SET workflow = 'progress-report', workflow_version = 3 WHERE ref = \(refs[1])")
             try await connection.withTransaction { try await $0.execute(unsafeSQL: migration) }
         }
         await pool.shutdown()

@@ -326,7 +326,7 @@ import SystemPackage
     @Test func workflowGraphPrintsDOT() async throws {
         let graph = try await pbc(["workflow", "graph", "pbf-project"])
         #expect(graph.status == .exited(0))
-        #expect(graph.standardOutput.hasPrefix("digraph \"pbf-project v4\" {"))
+        #expect(graph.standardOutput.hasPrefix("digraph \"pbf-project v5\" {"))
         #expect(graph.standardOutput.contains("\"implementing\" -> \"extension_requested\""))
         let unknown = try await pbc(["workflow", "graph", "pbf-projekt"])
         #expect(unknown.status == .exited(3))

@@ -70,14 +70,15 @@ import TestSupport
         var task = try await h.tasks.create(Self.request(), workflow: "assistance-request", by: h.undp)
         task = try await h.tasks.act(task.ref, action: "submit", expectedVersion: task.version, by: h.undp)
         task = try await h.tasks.act(task.ref, action: "open_offers", expectedVersion: task.version, by: h.coordinator)
-        for value: FieldValue in [.number(7), .string("")] {
+        let expected: [(FieldValue, String)] = [(.number(7), "unknown agency 7"), (.string(""), "must be text, not empty")]
+        for (value, reason) in expected {
             let refused = await #expect(throws: StoreError.self) {
                 _ = try await h.tasks.act(
                     task.ref, action: "designate_lead", expectedVersion: task.version, inputs: ActionInputs(fields: ["designatedAgency": value]),
                     by: h.coordinator)
             }
-            #expect(refused?.code == .refused)
-            #expect(refused?.message == "designate_lead refused by joins(designatedAgency): designatedAgency names no agency", "\(value)")
+            #expect(refused?.code == .validation)
+            #expect(refused?.fieldErrors == [FieldError("fields.designatedAgency", reason)], "\(value)")
         }
         let unchanged = try await h.tasks.get(task.ref, as: h.coordinator)
         #expect(unchanged.state == "offers_open" && unchanged.version == task.version && unchanged.record.participants.isEmpty)

@@ -103,6 +103,18 @@ struct Harness {
             fields: ["project": .string(project.ref), "reportType": .string(type), "dueDate": .string(due)])
     }
 
+    /// Two agencies submit much the same program: the second lands in deconfliction with one open overlap.
+    func twoOverlapping() async throws -> (first: StoredTask, second: StoredTask, overlap: OverlapView) {
+        let (first, _, _) = try await tasks.submit(Harness.project(), workflow: "pbf-project", idempotencyKey: "a", by: undp)
+        var similar = Harness.project(title: "Youth and women in local peace committees, Gitega")
+        similar.leadAgency = "unicef"
+        similar.participants = [Participant(agency: "unwomen", role: .implementing)]
+        let (second, _, _) = try await tasks.submit(similar, workflow: "pbf-project", idempotencyKey: "b", by: unicef)
+        #expect(second.state == "deconfliction")
+        let overlap = try #require(try await tasks.listOverlaps(task: second.ref, status: "open", limit: 10, as: coordinator).items.first)
+        return (first, second, overlap)
+    }
+
     /// The importer as `pbc import` runs it, with the default overlap configuration.
     var importer: ActivityImporter { ActivityImporter(pool: service, workflows: workflows, overlap: OverlapConfiguration()) }
 

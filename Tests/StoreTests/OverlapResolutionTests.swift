@@ -6,18 +6,6 @@ import Testing
 import TestSupport
 
 @Suite struct OverlapResolutionTests {
-    /// Two agencies submit much the same program: the second lands in deconfliction with one open overlap.
-    func twoOverlapping(_ h: Harness) async throws -> (first: StoredTask, second: StoredTask, overlap: OverlapView) {
-        let (first, _, _) = try await h.tasks.submit(Harness.project(), workflow: "pbf-project", idempotencyKey: "a", by: h.undp)
-        var similar = Harness.project(title: "Youth and women in local peace committees, Gitega")
-        similar.leadAgency = "unicef"
-        similar.participants = [Participant(agency: "unwomen", role: .implementing)]
-        let (second, _, _) = try await h.tasks.submit(similar, workflow: "pbf-project", idempotencyKey: "b", by: h.unicef)
-        #expect(second.state == "deconfliction")
-        let overlap = try #require(try await h.tasks.listOverlaps(task: second.ref, status: "open", limit: 10, as: h.coordinator).items.first)
-        return (first, second, overlap)
-    }
-
     /// WFP submits a third program much like the first two.
     func aThirdByWFP(_ h: Harness, title: String) async throws -> (task: StoredTask, overlaps: [StoredOverlap]) {
         var third = Harness.project(title: title)
@@ -44,7 +32,7 @@ import TestSupport
     /// alone and could not tell the few that kept it in deconfliction.
     @Test func aTasksOwnOverlapsComeFirstAndEachSaysWhoFoundIt() async throws {
         let h = try await Harness("overlap_found_by")
-        let (first, second, _) = try await twoOverlapping(h)
+        let (first, second, _) = try await h.twoOverlapping()
         // The same program again, by the same agencies: it overlaps the second more than the second overlaps the first.
         var again = Harness.project(title: "Youth and women in local peace committees, Gitega")
         again.leadAgency = "unicef"
@@ -78,7 +66,7 @@ import TestSupport
 
     @Test func liaisonsSeeEnoughOfTheOtherTaskToTalkAndNothingMore() async throws {
         let h = try await Harness("overlap_visibility")
-        let (first, second, _) = try await twoOverlapping(h)
+        let (first, second, _) = try await h.twoOverlapping()
         let seen = try await h.tasks.listOverlaps(task: second.ref, status: "open", limit: 10, as: h.unicef).items
         let other = try #require(seen.first?.other)
         #expect(other.ref == first.ref)
@@ -260,7 +248,7 @@ import TestSupport
 
     @Test func distinctDismissesAndResolvingTwiceIsAConflict() async throws {
         let h = try await Harness("overlap_distinct")
-        let (first, second, overlap) = try await twoOverlapping(h)
+        let (first, second, overlap) = try await h.twoOverlapping()
         // Both tasks name the overlap by the id that resolves it.
         for ref in [first.ref, second.ref] {
             let shown = try await h.tasks.detail(ref, as: h.coordinator).overlaps
@@ -292,7 +280,7 @@ import TestSupport
     /// resolution on an open row, which the database refuses.)
     @Test func aResubmissionAfterARevisionOpensADismissedPairAgain() async throws {
         let h = try await Harness("overlap_resubmitted")
-        let (first, second, overlap) = try await twoOverlapping(h)
+        let (first, second, overlap) = try await h.twoOverlapping()
         func revise(_ ref: String) async throws -> StoredTask {
             var task = try await h.tasks.get(ref, as: h.coordinator)
             if task.state == "deconfliction" {
@@ -346,7 +334,7 @@ import TestSupport
     /// Before, such overlaps stayed open for ever, and held that task back.
     @Test func theOverlapsOfAProgramThatEndsAreClosed() async throws {
         let h = try await Harness("overlap_closed")
-        let (first, second, secondWithFirst) = try await twoOverlapping(h)
+        let (first, second, secondWithFirst) = try await h.twoOverlapping()
         let (late, lateOverlaps) = try await aThirdByWFP(h, title: "Youth peace committees in Gitega and Ngozi")
         #expect(Set(lateOverlaps.map(\.other)) == [first.ref, second.ref])
         func status(_ task: String, _ other: String) async throws -> String {
@@ -399,7 +387,7 @@ import TestSupport
     /// database, as an older pbc left it.
     @Test func theMigrationClosesOverlapsOfProgramsThatHadEnded() async throws {
         let h = try await Harness("overlap_closed_by_migration")
-        let (first, second, overlap) = try await twoOverlapping(h)
+        let (first, second, overlap) = try await h.twoOverlapping()
         try await h.pool.query("UPDATE tasks SET state = 'rejected' WHERE ref = \(first.ref)")
         let migration = try String(
             contentsOf: TestDatabase.migrationsDirectory.appendingPathComponent("0011_overlaps_of_ended_programs_close.sql"), encoding: .utf8)
@@ -420,7 +408,7 @@ import TestSupport
     /// dismisses such cases, with the event that says why.
     @Test func theMigrationDismissesCasesLeftOnDecidedOverlaps() async throws {
         let h = try await Harness("overlap_cases_left")
-        let (_, _, overlap) = try await twoOverlapping(h)
+        let (_, _, overlap) = try await h.twoOverlapping()
         let draft = Harness.caseDraft(for: overlap.id)
         let stuck = try await h.tasks.create(draft, workflow: "deconfliction-case", by: h.coordinator)
         _ = try await h.tasks.act(stuck.ref, action: "start_consultation", expectedVersion: stuck.version, by: h.coordinator)
@@ -445,7 +433,7 @@ import TestSupport
     /// lists showed only the dismissed side).
     @Test func anEditLeavesAPairDecidedOnTheOtherSideAsItIs() async throws {
         let h = try await Harness("overlap_edit_decided")
-        let (first, second, overlap) = try await twoOverlapping(h)
+        let (first, second, overlap) = try await h.twoOverlapping()
         _ = try await h.tasks.resolveOverlap(overlap.id, as: .distinct, comment: "Different target groups", by: h.coordinator)
         func detections() async throws -> Int {
             try await h.tasks.history(first.ref, as: h.coordinator).filter { $0.type == "overlap.detected" }.count
@@ -464,7 +452,7 @@ import TestSupport
 
     @Test func mergeMovesParticipantsAndEndsTheAbsorbedTaskAsMerged() async throws {
         let h = try await Harness("overlap_merge")
-        let (first, second, overlap) = try await twoOverlapping(h)
+        let (first, second, overlap) = try await h.twoOverlapping()
         _ = try await h.tasks.resolveOverlap(overlap.id, as: .merge(survivor: first.ref), comment: "One program", by: h.coordinator)
         let absorbed = try await h.tasks.get(second.ref, as: h.coordinator)
         #expect(absorbed.state == "merged")
@@ -490,7 +478,7 @@ import TestSupport
 
     @Test func sequenceMovesAPeriodAndScreensAgain() async throws {
         let h = try await Harness("overlap_sequence")
-        let (_, second, overlap) = try await twoOverlapping(h)
+        let (_, second, overlap) = try await h.twoOverlapping()
         let later = Period(start: CalendarDate(iso: "2029-01-01")!, end: CalendarDate(iso: "2029-12-31")!)
         _ = try await h.tasks.resolveOverlap(overlap.id, as: .sequence(task: second.ref, period: later), comment: nil, by: h.coordinator)
         let moved = try await h.tasks.get(second.ref, as: h.coordinator)
@@ -508,7 +496,7 @@ import TestSupport
 
     @Test func withdrawAndCoordinate() async throws {
         let h = try await Harness("overlap_withdraw")
-        let (_, second, overlap) = try await twoOverlapping(h)
+        let (_, second, overlap) = try await h.twoOverlapping()
         let unknown = await #expect(throws: StoreError.self) {
             _ = try await h.tasks.resolveOverlap(overlap.id, as: .coordinate(lead: "nobody"), comment: nil, by: h.coordinator)
         }
@@ -520,7 +508,7 @@ import TestSupport
 
     @Test func coordinateIsLedByAnAgencyOfEitherProgram() async throws {
         let h = try await Harness("overlap_coordinate")
-        let (first, second, overlap) = try await twoOverlapping(h)
+        let (first, second, overlap) = try await h.twoOverlapping()
         // WFP is a known agency, but takes part in neither program.
         let outsider = await #expect(throws: StoreError.self) {
             _ = try await h.tasks.resolveOverlap(overlap.id, as: .coordinate(lead: "wfp"), comment: nil, by: h.coordinator)
@@ -572,7 +560,7 @@ import TestSupport
     /// the pair is open again. Before, the edit left it open for ever.
     @Test func anEditThatEndsAnOverlapClosesItAndUndoneOpensItAgain() async throws {
         let h = try await Harness("overlap_edit_untrue")
-        let (first, second, overlap) = try await twoOverlapping(h)
+        let (first, second, overlap) = try await h.twoOverlapping()
         let (wfp, _) = try await aThirdByWFP(h, title: "Local peace committees with youth and women")
         let decided = try #require(try await h.tasks.listOverlaps(task: wfp.ref, status: "open", limit: 10, as: h.coordinator).items.first { $0.other.ref == first.ref })
         _ = try await h.tasks.resolveOverlap(decided.id, as: .distinct, comment: "Different committees", by: h.coordinator)
@@ -631,7 +619,7 @@ import TestSupport
     /// silently for a pair already open, which is announced once.
     @Test func anEditRewritesTheReasonsOfThePairsItStillHas() async throws {
         let h = try await Harness("overlap_edit_reasons")
-        let (first, second, overlap) = try await twoOverlapping(h)
+        let (first, second, overlap) = try await h.twoOverlapping()
         func periodReason() async throws -> String? {
             let listed = try await h.tasks.listOverlaps(task: second.ref, status: "open", limit: 10, as: h.coordinator).items
             return listed.first { $0.id == overlap.id }?.reasons.first { $0.hasPrefix("period ") }
@@ -664,7 +652,7 @@ import TestSupport
     /// overlap has nothing left to agree: it is dismissed with the pair.
     @Test func anEditThatEndsAnOverlapDismissesItsCase() async throws {
         let h = try await Harness("overlap_edit_untrue_case")
-        let (first, _, overlap) = try await twoOverlapping(h)
+        let (first, _, overlap) = try await h.twoOverlapping()
         let opened = try await h.tasks.create(Harness.caseDraft(for: overlap.id), workflow: "deconfliction-case", by: h.coordinator)
         var later = TaskChanges()
         later.period = Period(start: CalendarDate(iso: "2031-01-01")!, end: CalendarDate(iso: "2031-12-31")!)
@@ -764,7 +752,7 @@ import TestSupport
         let h = try await Harness("overlap_edit_left_out") { connection, ref in
             ForgetfulScreener(inner: PortfolioScreener(connection: connection, configuration: configuration, subjectRef: ref), forgetting: forgetting)
         }
-        let (first, second, _) = try await twoOverlapping(h)
+        let (first, second, _) = try await h.twoOverlapping()
         forgetting.turnOn()
         var later = TaskChanges()
         later.period = Period(start: CalendarDate(iso: "2027-02-01")!, end: CalendarDate(iso: "2028-06-30")!)
@@ -778,7 +766,7 @@ import TestSupport
     /// resolution, not two: the other is told the pair is resolved already.
     @Test func aPairResolvedFromBothSidesAtOnceIsResolvedOnce() async throws {
         let h = try await Harness("overlap_both_sides_race")
-        let (first, second, _) = try await twoOverlapping(h)
+        let (first, second, _) = try await h.twoOverlapping()
         var later = TaskChanges()
         later.period = Period(start: CalendarDate(iso: "2027-01-01")!, end: CalendarDate(iso: "2028-09-30")!)
         _ = try await h.tasks.update(first.ref, expectedVersion: first.version, changes: later, by: h.undp)
@@ -807,10 +795,10 @@ import TestSupport
 
     @Test func aDeconflictionCaseCarriesTheOverlapToTheAgreedResolution() async throws {
         let h = try await Harness("overlap_case")
-        let (first, second, overlap) = try await twoOverlapping(h)
+        let (first, second, overlap) = try await h.twoOverlapping()
         let draft = Harness.caseDraft(for: overlap.id, title: "Peace committees in Gitega: who leads")
         var deconfliction = try await h.tasks.create(draft, workflow: "deconfliction-case", by: h.coordinator)
-        #expect(deconfliction.workflowVersion == 3)
+        #expect(deconfliction.workflowVersion == 4)
         #expect(Set(deconfliction.record.participants.map(\.agency)) == ["undp", "unicef"])
         // While it is open, a second case for the overlap is refused, naming the first.
         var twice = draft
@@ -850,7 +838,7 @@ import TestSupport
 
     @Test func aDismissedCaseMakesRoomForANewOne() async throws {
         let h = try await Harness("overlap_case_dismissed")
-        let (_, _, overlap) = try await twoOverlapping(h)
+        let (_, _, overlap) = try await h.twoOverlapping()
         let draft = Harness.caseDraft(for: overlap.id)
         let first = try await h.tasks.create(draft, workflow: "deconfliction-case", by: h.coordinator)
         _ = try await h.tasks.act(
@@ -865,7 +853,7 @@ import TestSupport
 
     @Test func aCaseThatEndsWithoutWhatItsResolutionNeedsIsRefusedWholly() async throws {
         let h = try await Harness("overlap_case_refused")
-        let (_, _, overlap) = try await twoOverlapping(h)
+        let (_, _, overlap) = try await h.twoOverlapping()
         let deconfliction = try await caseAwaitingAgreement(h, on: overlap, proposing: ["resolution": .string("merge")], comment: "Merge them")
         let refused = await #expect(throws: StoreError.self) {
             _ = try await h.tasks.act(deconfliction.ref, action: "agree", expectedVersion: deconfliction.version, by: h.undp)

@@ -122,6 +122,14 @@ enum Wire {
             "version": .integer(Int64(workflow.version)),
             "description": optional(workflow.description),
             "initialState": .string(workflow.initialState.name),
+            "fields": workflow.fields.map { fields in
+                .array(fields.keys.sorted().map { name in
+                    let type = fields[name]!
+                    var choices: JSONValue = .null
+                    if case .oneOf(let values) = type { choices = .array(values.map(JSONValue.string)) }
+                    return .object(["name": .string(name), "type": .string(type.name), "choices": choices])
+                })
+            } ?? .null,
             "states": .array(workflow.states.map { state in
                 .object([
                     "name": .string(state.name),
@@ -133,6 +141,7 @@ enum Wire {
                     "escalateTo": optional(state.escalate),
                     "remindSecondsBefore": .array(state.remind.map { .integer($0.components.seconds) }),
                     "openToAllAgencies": .bool(state.openToAllAgencies),
+                    "fields": .array(state.fields.map(JSONValue.string)),
                 ])
             }),
             "actions": .array(workflow.actions.map { action in

@@ -261,6 +261,10 @@ public struct TaskStore: Sendable {
         }
         var task = draft
         task.state = workflow.initialState.name
+        // The fields a new task carries are its workflow's, of the kinds declared.
+        let (accepted, fieldErrors) = workflow.creationFields(task.fields)
+        guard fieldErrors.isEmpty else { throw StoreError.validation(task.validationErrors() + fieldErrors) }
+        task.fields = accepted
         let entered = now()
         let dueAt = workflow.initialState.dueAt(entered: entered, fields: task.fields)
         let queue = routing.route(workflow.initialState.queue, for: task)
@@ -336,6 +340,8 @@ public struct TaskStore: Sendable {
             workflow, task: task.record, actor: principal.actor, action: action, inputs: inputs, context: context,
             screener: makeScreener(connection, task.ref))
         {
+        case .failure(.invalidFields(_, let errors)):
+            throw StoreError.validation(errors)
         case .failure(let refusal):
             throw StoreError(
                 .refused, refusal.description, refusal: refusal, state: task.state,

@@ -1,0 +1,88 @@
+import Coordination
+import Foundation
+import Postgres
+import Store
+import Testing
+import TestSupport
+
+/// A workflow's fields hold what they mean: a value of the wrong kind is
+/// refused with the field and why, and changes nothing. Before fields were
+/// declared, a proposal with facility "irf" went through review and then
+/// stuck, neither IRF nor PRF; a liaison could submit a project with its
+/// first transfer already recorded.
+@Suite struct WorkflowFieldsTests {
+    func count(_ h: Harness) async throws -> Int {
+        try await h.pool.query("SELECT count(*) FROM tasks").first!.decode(Int.self, at: 0)
+    }
+
+    @Test func aProposalCarriesOnlyItsOwnFieldsOfTheirKind() async throws {
+        let h = try await Harness("fields_proposal", screener: { _, _ in NoOverlaps() })
+        var proposal = Harness.project()
+        proposal.fields = ["facility": .string("irf"), "genderMarker": .string("two"), "firstTransferDate": .string("2027-01-05")]
+        let refused = await #expect(throws: StoreError.self) {
+            _ = try await h.tasks.submit(proposal, workflow: "pbf-project", idempotencyKey: "irf", by: h.undp)
+        }
+        #expect(refused?.code == .validation)
+        #expect(refused?.fieldErrors == [
+            FieldError("fields.facility", "must be one of IRF, PRF, not irf"),
+            FieldError(
+                "fields.firstTransferDate",
+                "a new task does not carry firstTransferDate; record_first_transfer sets it (a new task carries: facility, genderMarker)"),
+            FieldError("fields.genderMarker", "must be a whole number, not two"),
+        ])
+        #expect(try await count(h) == 0)
+
+        // A numeral is a number: "2" from a command line is the gender marker 2.
+        proposal.fields = ["facility": .string("IRF"), "genderMarker": .string("2")]
+        let task = try await h.tasks.submit(proposal, workflow: "pbf-project", idempotencyKey: "ok", by: h.undp).task
+        #expect(task.record.fields["genderMarker"] == .number(2))
+        #expect(task.workflowVersion == 5)
+    }
+
+    @Test func anActionsFieldOfTheWrongKindChangesNothing() async throws {
+        let h = try await Harness("fields_action", screener: { _, _ in NoOverlaps() })
+        var task = try await h.tasks.submit(Harness.project(), workflow: "pbf-project", idempotencyKey: "p", by: h.undp).task
+        task = try await h.tasks.act(task.ref, action: "recommend", expectedVersion: task.version, by: h.coordinator)
+        task = try await h.tasks.act(task.ref, action: "approve", expectedVersion: task.version, by: h.approver)
+        let refused = await #expect(throws: StoreError.self) {
+            _ = try await h.tasks.act(
+                task.ref, action: "record_first_transfer", expectedVersion: task.version,
+                inputs: ActionInputs(fields: ["firstTransferDate": .string("last week")]), by: h.coordinator)
+        }
+        #expect(refused?.code == .validation)
+        #expect(refused?.fieldErrors == [FieldError("fields.firstTransferDate", "must be a date, YYYY-MM-DD, not last week")])
+        let unchanged = try await h.tasks.get(task.ref, as: h.coordinator)
+        #expect(unchanged.state == "approved" && unchanged.version == task.version && unchanged.record.fields["firstTransferDate"] == nil)
+    }
+
+    @Test func aReportsTypeAndDueDateAreOnesItCanHave() async throws {
+        let h = try await Harness("fields_report", screener: { _, _ in NoOverlaps() })
+        let project = try await h.fund(Harness.project(), key: "p")
+        let before = try await count(h)
+        var report = Harness.report(on: project)
+        report.fields["reportType"] = .string("weekly")
+        report.fields["dueDate"] = .string("June")
+        let refused = await #expect(throws: StoreError.self) { _ = try await h.tasks.create(report, workflow: "progress-report", by: h.undp) }
+        #expect(refused?.fieldErrors == [
+            FieldError("fields.dueDate", "must be a date, YYYY-MM-DD, not June"),
+            FieldError("fields.reportType", "must be one of semi-annual, annual, final, not weekly"),
+        ])
+        #expect(try await count(h) == before)
+    }
+
+    /// A case could agree on a resolution pbc cannot apply, and then stay
+    /// agreed on nothing: the agreement had no way out.
+    @Test func aCaseProposesOnlyAResolutionPBCCanApply() async throws {
+        let h = try await Harness("fields_case")
+        let overlap = try await h.twoOverlapping().overlap
+        var deconfliction = try await h.tasks.create(Harness.caseDraft(for: overlap.id), workflow: "deconfliction-case", by: h.coordinator)
+        deconfliction = try await h.tasks.act(deconfliction.ref, action: "start_consultation", expectedVersion: deconfliction.version, by: h.coordinator)
+        let refused = await #expect(throws: StoreError.self) {
+            _ = try await h.tasks.act(
+                deconfliction.ref, action: "propose_resolution", expectedVersion: deconfliction.version,
+                inputs: ActionInputs(comment: "Both go on", fields: ["resolution": .string("both")]), by: h.coordinator)
+        }
+        #expect(refused?.fieldErrors == [FieldError("fields.resolution", "must be one of distinct, coordinate, merge, sequence, withdraw, not both")])
+        #expect(try await h.tasks.get(deconfliction.ref, as: h.coordinator).state == "consultation")
+    }
+}
