@@ -264,6 +264,7 @@ extension TaskRecord {
     public static let maximumSectors = 100
     public static let maximumLocations = 1_000
     public static let maximumParticipants = 100
+    public static let maximumTitleLength = 500
 
     /// Every problem with the task's own values, not just the first. What
     /// needs the database (does the agency or sector exist?) the store checks.
@@ -271,7 +272,7 @@ extension TaskRecord {
         var errors: [FieldError] = []
         let trimmed = title.trimmingCharacters(in: .whitespacesAndNewlines)
         if trimmed.isEmpty { errors.append(FieldError("title", "must not be empty")) }
-        if title.count > 500 { errors.append(FieldError("title", "must be at most 500 characters")) }
+        if title.count > Self.maximumTitleLength { errors.append(FieldError("title", "must be at most \(Self.maximumTitleLength) characters")) }
         if description.count > 20_000 { errors.append(FieldError("description", "must be at most 20000 characters")) }
         if let country, country.range(of: "^[A-Z]{2,3}$", options: .regularExpression) == nil {
             errors.append(FieldError("country", "must be an ISO 3166-1 alpha-3 (or alpha-2) code such as BDI"))

@@ -32,6 +32,10 @@ public struct WorkflowDefinition: Sendable, Hashable {
         /// Liaisons of every agency see a task while it is here, as a call
         /// for offers must be seen by those who may offer.
         public var openToAllAgencies = false
+        /// On entry, pbc schedules the reports of the reporting calendar due
+        /// from the date in this field to the period's end (`schedule_reports:
+        /// firstTransferDate`: a project's reports once it is funded).
+        public var scheduleReportsFrom: String? = nil
         /// The fields a new task may carry (the initial state's); the others
         /// are set by the actions that list them.
         public var fields: [String] = []
@@ -109,6 +113,9 @@ public struct WorkflowDefinition: Sendable, Hashable {
         }
         return (accepted, errors)
     }
+
+    /// The date field reports are scheduled from, if a state schedules them.
+    public var reportsScheduledFrom: String? { states.lazy.compactMap(\.scheduleReportsFrom).first }
 
     /// Its tasks are programs: a workflow that screens its tasks for overlap
     /// describes programs, and only programs are screened against. A report,

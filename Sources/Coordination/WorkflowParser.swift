@@ -165,7 +165,7 @@ public enum WorkflowParser {
                 properties,
                 allowed: [
                     "initial", "terminal", "automatic", "screen", "queue", "sla", "due", "escalate", "remind", "open_to_all_agencies", "fields",
-                    "description",
+                    "schedule_reports", "description",
                 ],
                 in: "state \(name)")
             let flags = ["initial", "automatic", "terminal"].filter { properties[$0]?.bool == true }
@@ -229,9 +229,17 @@ public enum WorkflowParser {
             if let node = properties["fields"], kind != .initial {
                 problem(node.mark?.line, "state \(name) lists fields, but only the initial state does: those a new task may carry")
             }
+            let scheduleReportsFrom = properties["schedule_reports"]?.string
+            if let node = properties["schedule_reports"] {
+                if scheduleReportsFrom?.range(of: "^[a-zA-Z][a-zA-Z0-9]*$", options: .regularExpression) == nil {
+                    problem(node.mark?.line, "schedule_reports of state \(name) names the date field reports are due from, such as firstTransferDate")
+                }
+                if kind == .terminal { problem(node.mark?.line, "terminal state \(name) cannot schedule reports: the task has ended") }
+            }
             return WorkflowDefinition.State(
                 name: name, kind: kind, screen: screen, queue: properties["queue"]?.string, sla: sla,
-                dueField: dueField, escalate: escalate, remind: remind, openToAllAgencies: openToAll, fields: fields, line: line)
+                dueField: dueField, escalate: escalate, remind: remind, openToAllAgencies: openToAll, scheduleReportsFrom: scheduleReportsFrom,
+                fields: fields, line: line)
         }
 
         mutating func parseAction(_ key: Node, _ value: Node) -> WorkflowDefinition.Action? {
@@ -446,6 +454,7 @@ public enum WorkflowParser {
             for state in workflow.states {
                 for field in state.fields { named(field, line: state.line, by: "state \(state.name)") }
                 if let field = state.dueField { named(field, line: state.line, by: "due of state \(state.name)", as: [.date]) }
+                if let field = state.scheduleReportsFrom { named(field, line: state.line, by: "schedule_reports of state \(state.name)", as: [.date]) }
             }
             for action in workflow.actions {
                 for field in action.fields { named(field, line: action.line, by: "action \(action.name)") }

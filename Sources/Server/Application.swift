@@ -44,6 +44,7 @@ public struct Application: Sendable {
         let rates = try loadRates()
         let overlap = try loadOverlapConfiguration()
         let routing = try loadRouting()
+        let calendar = try loadReportingCalendar(against: workflowFiles)
         let tls = try makeTLSContext()
         try await withPreparedDatabase(owner: true, poolSize: configuration.poolSize) { pool in
             let workflows = try await pool.withConnection { try await WorkflowRegistry.sync(workflowFiles, on: $0) }
@@ -51,7 +52,8 @@ public struct Application: Sendable {
                 "workflows loaded",
                 metadata: ["workflows": "\(workflows.latest.values.map { "\($0.name) v\($0.version)" }.sorted().joined(separator: ", "))"])
             let tasks = TaskStore(
-                pool: pool, workflows: workflows, rates: rates, screener: TaskStore.portfolioScreener(overlap), routing: routing)
+                pool: pool, workflows: workflows, rates: rates, screener: TaskStore.portfolioScreener(overlap), routing: routing,
+                calendar: calendar)
             try await tasks.syncQueues()
             if let onDemo { onDemo(try await Demo.seed(tasks: tasks, admin: AdminStore(pool: pool))) }
             let metrics = ServerMetrics()
@@ -190,6 +192,18 @@ public struct Application: Sendable {
         let url = try configURL().appendingPathComponent("routing.yaml")
         guard let data = FileManager.default.contents(atPath: url.path) else { return Routing() }
         return try Routing.load(yaml: String(decoding: data, as: UTF8.self), file: url.path)
+    }
+
+    /// `Config/reporting.yaml`, its report types checked against the newest
+    /// progress-report workflow of `workflows`; without the file, funding
+    /// schedules no reports.
+    func loadReportingCalendar(against workflows: [WorkflowRegistry.File]) throws -> ReportingCalendar {
+        let url = try configURL().appendingPathComponent("reporting.yaml")
+        guard let data = FileManager.default.contents(atPath: url.path) else { return ReportingCalendar() }
+        let calendar = try ReportingCalendar.load(yaml: String(decoding: data, as: UTF8.self), file: url.path)
+        let reports = workflows.map(\.definition).filter { $0.name == TaskStore.reportWorkflow }.max { $0.version < $1.version }
+        try calendar.check(types: reports?.fields?["reportType"], file: url.path)
+        return calendar
     }
 
     /// The migrations of the sql directory, found before any database is touched.

@@ -323,6 +323,20 @@ import SystemPackage
         #expect(!outcome.standardError.contains("could not connect"))
     }
 
+    /// A calendar that names a report type progress reports cannot have would fail every funding: it stops start-up instead.
+    @Test func serveRefusesAReportingCalendarOfUnknownReports() async throws {
+        let config = Scratch.directory.appendingPathComponent("pbc-config-\(UUID().uuidString)")
+        try FileManager.default.copyItem(at: TestDatabase.repositoryRoot.appendingPathComponent("Config"), to: config)
+        try "reports:\n  - type: quarterly\n    due: \"03-31\"\n".write(
+            to: config.appendingPathComponent("reporting.yaml"), atomically: true, encoding: .utf8)
+        let outcome = try await pbc(["serve", "--port", "0", "--config-dir", config.path, "--database-url", "postgresql://pbc@127.0.0.1:1/pbc"])
+        #expect(outcome.status == .exited(1))
+        #expect(
+            outcome.standardError.contains("reporting.yaml:2: report type quarterly is not one a progress report can have: one of semi-annual, annual, final"),
+            "\(outcome.standardError)")
+        #expect(!outcome.standardError.contains("could not connect"))
+    }
+
     @Test func workflowGraphPrintsDOT() async throws {
         let graph = try await pbc(["workflow", "graph", "pbf-project"])
         #expect(graph.status == .exited(0))

@@ -58,7 +58,8 @@ struct Harness {
         let clock = TestClock()
         self.clock = clock
         tasks = TaskStore(
-            pool: service, workflows: workflows, rates: try Self.rates(), screener: screener, routing: try Self.routing(), now: { clock.now })
+            pool: service, workflows: workflows, rates: try Self.rates(), screener: screener, routing: try Self.routing(),
+            calendar: try Self.calendar(), now: { clock.now })
         try await tasks.syncQueues()
         admin = AdminStore(pool: pool)
         undp = try await admin.addPrincipal(name: "amina (undp)", role: .liaison, agency: "undp")
@@ -70,6 +71,11 @@ struct Harness {
             try await admin.addQueueMember(queue: queue, principal: coordinator.name)
         }
         try await admin.addQueueMember(queue: "asg-approval", principal: approver.name)
+    }
+
+    static func calendar() throws -> ReportingCalendar {
+        try ReportingCalendar.load(
+            yaml: String(contentsOf: config.appendingPathComponent("reporting.yaml"), encoding: .utf8), file: "reporting.yaml")
     }
 
     static func routing() throws -> Routing {

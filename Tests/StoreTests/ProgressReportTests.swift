@@ -23,15 +23,73 @@ import TestSupport
         let semiAnnual = try await h.tasks.create(Harness.report(on: project, due: "2027-06-15"), workflow: "progress-report", by: h.undp)
         #expect(semiAnnual.record.participants == [Participant(agency: "unicef", role: .implementing)])
 
+        // Funding scheduled four reports already (the next test); these two come among them, by due date.
+        let handMade = [semiAnnual.ref, annual.ref]
         for reader in [h.undp, h.unicef, h.coordinator] {
             let reports = try await h.tasks.detail(project.ref, as: reader).reports
-            #expect(reports.map(\.ref) == [semiAnnual.ref, annual.ref], "by due date, as \(reader.name)")
-            #expect(reports.map(\.reportType) == ["semi-annual", "annual"])
-            #expect(reports.map(\.dueDate) == ["2027-06-15", "2027-11-15"])
-            #expect(reports.map(\.state) == ["scheduled", "scheduled"])
+            #expect(reports.count == 6, "as \(reader.name)")
+            #expect(reports.map(\.dueDate) == reports.map(\.dueDate).sorted { ($0 ?? "") < ($1 ?? "") })
+            let mine = reports.filter { handMade.contains($0.ref) }
+            #expect(mine.map(\.ref) == handMade, "as \(reader.name)")
+            #expect(mine.map(\.reportType) == ["semi-annual", "annual"])
+            #expect(mine.map(\.dueDate) == ["2027-06-15", "2027-11-15"])
+            #expect(mine.map(\.state) == ["scheduled", "scheduled"])
         }
         // A report has no reports of its own.
         #expect(try await h.tasks.detail(annual.ref, as: h.undp).reports.isEmpty)
+        #expect(try await h.invariantViolations() == [])
+    }
+
+    /// Funding schedules the reports of Config/reporting.yaml; an approved
+    /// extension adds those the longer period owes and moves the final one.
+    @Test func fundingSchedulesTheProjectsReportsAndAnExtensionMovesTheFinalOne() async throws {
+        let h = try await Harness("report_schedule", screener: { _, _ in NoOverlaps() })
+        var project = try await h.fund(Harness.project(), key: "gitega")  // 2027-01-01 to 2028-06-30, first transfer 2027-01-15
+        let scheduled = try await h.tasks.detail(project.ref, as: h.unicef).reports
+        #expect(scheduled.map { "\($0.reportType ?? "") \($0.dueDate ?? "") \($0.state)" } == [
+            "semi-annual 2027-06-15 scheduled", "annual 2027-11-15 scheduled", "semi-annual 2028-06-15 scheduled", "final 2028-09-28 scheduled",
+        ])
+        let first = try await h.tasks.get(scheduled[0].ref, as: h.undp)
+        #expect(first.record.title == "Semi-annual report 2027: Youth and women in local peace committees")
+        #expect(first.record.leadAgency == "undp" && first.record.participants == [Participant(agency: "unicef", role: .implementing)])
+        #expect(first.record.country == "BDI")
+        #expect(first.dueAt == ISO8601DateFormatter().date(from: "2027-06-16T00:00:00Z"))
+        #expect(try await h.tasks.history(first.ref, as: h.undp).map(\.actor) == ["system"], "pbc scheduled it, nobody asked")
+        let final = try await h.tasks.get(scheduled[3].ref, as: h.undp)
+        #expect(final.record.title == "Final report: Youth and women in local peace committees")
+
+        // Elections moved: the project runs to the end of 2028.
+        project = try await h.tasks.act(project.ref, action: "start_implementation", expectedVersion: project.version, by: h.undp)
+        project = try await h.tasks.act(
+            project.ref, action: "request_extension", expectedVersion: project.version,
+            inputs: ActionInputs(comment: "Elections moved to 2028", fields: ["requestedEndDate": .string("2028-12-31")]), by: h.undp)
+        project = try await h.tasks.act(project.ref, action: "approve_extension", expectedVersion: project.version, by: h.coordinator)
+        let extended = try await h.tasks.detail(project.ref, as: h.unicef).reports
+        #expect(extended.map { "\($0.reportType ?? "") \($0.dueDate ?? "")" } == [
+            "semi-annual 2027-06-15", "annual 2027-11-15", "semi-annual 2028-06-15", "annual 2028-11-15", "final 2029-03-31",
+        ])
+        let moved = try await h.tasks.get(final.ref, as: h.undp)
+        #expect(extended.last?.ref == final.ref, "the final report moves; no second one")
+        #expect(moved.version == final.version + 1)
+        #expect(moved.dueAt == ISO8601DateFormatter().date(from: "2029-04-01T00:00:00Z"))
+        let change = try #require(try await h.tasks.history(final.ref, as: h.undp).last)
+        #expect(change.type == "task.updated" && change.actor == "system")
+        struct Moved: Decodable, Equatable {
+            let changed: [String]
+            let dueDate: String
+            let project: String
+        }
+        #expect(try change.data.decode(Moved.self) == Moved(changed: ["fields.dueDate"], dueDate: "2029-03-31", project: project.ref))
+
+        // An edit that keeps the end schedules nothing more.
+        var changes = TaskChanges()
+        changes.period = Period(start: CalendarDate(iso: "2027-02-01")!, end: CalendarDate(iso: "2028-12-31")!)
+        _ = try await h.tasks.update(project.ref, expectedVersion: project.version, changes: changes, by: h.undp)
+        #expect(try await h.tasks.detail(project.ref, as: h.unicef).reports.count == 5)
+
+        // Each is reminded of as its workflow says: 30 days before, while scheduled.
+        h.clock.set("2027-05-17")
+        #expect(try await h.tasks.sweep()?.reminded == [first.ref])
         #expect(try await h.invariantViolations() == [])
     }
 

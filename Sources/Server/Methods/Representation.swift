@@ -142,6 +142,7 @@ enum Wire {
                     "remindSecondsBefore": .array(state.remind.map { .integer($0.components.seconds) }),
                     "openToAllAgencies": .bool(state.openToAllAgencies),
                     "fields": .array(state.fields.map(JSONValue.string)),
+                    "scheduleReportsFrom": optional(state.scheduleReportsFrom),
                 ])
             }),
             "actions": .array(workflow.actions.map { action in

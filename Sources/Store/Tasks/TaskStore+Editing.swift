@@ -211,6 +211,7 @@ extension TaskStore {
             try recordEvent(PendingEvents.Event(task: task.id, actor: principal, type: "task.updated", data: try Self.json(["changed": changes.names])))
             task = try await load(task.id.uuidString, visibleTo: nil, forUpdate: false, on: connection)!
             try await writePortfolioRows(task, on: connection)
+            if changes.period != nil { try await scheduleReports(for: task, on: connection) }
             // An edit of a program's dates, country, sectors or locations is screened again.
             if isProgram(task), !Set(changes.names).isDisjoint(with: ["period", "country", "sectors", "locations"]) {
                 try await rescreen(task, on: connection)

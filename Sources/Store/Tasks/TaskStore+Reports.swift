@@ -20,14 +20,14 @@ public struct TaskDetail: Sendable, Hashable {
 
 extension TaskStore {
     /// The workflow of the reports due on a funded program.
-    static let reportWorkflow = "progress-report"
+    public static let reportWorkflow = "progress-report"
 
     /// A new progress report names the program it reports on (field
     /// `project`, a ref or an id), which must be funded: its first transfer
     /// recorded. The report is led by one of the program's agencies, and
     /// every agency of the program takes part, so that all of them see it.
     /// The field keeps the program's ref, however it was named.
-    func prepareReport(_ task: inout TaskRecord, by principal: Principal, on connection: PostgresConnection) async throws {
+    func prepareReport(_ task: inout TaskRecord, by principal: Principal?, on connection: PostgresConnection) async throws {
         guard case .string(let key)? = task.fields["project"], !key.isEmpty else {
             throw StoreError.validation([FieldError("fields.project", "a progress report names the funded project it reports on (its ref)")])
         }
@@ -50,6 +50,70 @@ extension TaskStore {
             task.participants.append(participant)
         }
         task.fields["project"] = .string(project.ref)
+    }
+
+    /// Schedules the reports the calendar says `project` owes from the date
+    /// its workflow names (`schedule_reports: firstTransferDate`) to its
+    /// period's end, those it does not have yet, as pbc's own doing. A report
+    /// due after the end (the final one) is owed once: while it still waits
+    /// for its date, it moves with the end. Run when the project enters the
+    /// state that schedules reports and whenever its period changes; before
+    /// that date is set it does nothing. A report ended, waived or shortened
+    /// out of the period is the coordinators' to decide.
+    func scheduleReports(for project: StoredTask, on connection: PostgresConnection) async throws {
+        guard let field = workflows.definition(project.workflow, version: project.workflowVersion)?.reportsScheduledFrom,
+            case .string(let text)? = project.record.fields[field], let from = CalendarDate(iso: text), let end = project.record.period?.end
+        else { return }
+        let owed = calendar.reports(funded: from, end: end)
+        guard !owed.isEmpty else { return }
+        struct Existing {
+            var id: UUID, workflowVersion: Int, state: String, type: String?, due: String?, fields: [String: FieldValue]
+        }
+        let existing = try await connection.query("""
+            SELECT id, workflow_version, state, fields->>'reportType', fields->>'dueDate', fields FROM tasks
+            WHERE workflow = \(Self.reportWorkflow) AND fields->>'project' = \(project.ref)
+            ORDER BY created_at FOR NO KEY UPDATE
+            """).map { row in
+                Existing(
+                    id: try row.decode(UUID.self, at: 0), workflowVersion: try row.decode(Int.self, at: 1), state: try row.decode(String.self, at: 2),
+                    type: try row.decode(String?.self, at: 3), due: try row.decode(String?.self, at: 4),
+                    fields: try row.decode(PostgresJSONB.self, at: 5).decode([String: FieldValue].self))
+            }
+        let onceAfterEnd = Set(calendar.entries.compactMap { entry -> String? in
+            if case .afterEnd = entry.when { entry.type } else { nil }
+        })
+        for due in owed where !existing.contains(where: { $0.type == due.type && $0.due == due.date.iso }) {
+            if onceAfterEnd.contains(due.type), let report = existing.first(where: { $0.type == due.type }) {
+                try await move(report.id, version: report.workflowVersion, state: report.state, fields: report.fields, to: due.date, on: connection)
+                continue
+            }
+            // The year tells yearly reports apart; the final one's date may move, so its title has none.
+            let name = due.type.prefix(1).uppercased() + due.type.dropFirst() + " report" + (onceAfterEnd.contains(due.type) ? "" : " \(due.date.year)")
+            let title = "\(name): \(project.record.title)"
+            var draft = TaskRecord(state: "", title: String(title.prefix(TaskRecord.maximumTitleLength)), leadAgency: project.record.leadAgency, country: project.record.country)
+            draft.fields = ["project": .string(project.ref), "reportType": .string(due.type), "dueDate": .string(due.date.iso)]
+            _ = try await insert(draft, workflow: Self.reportWorkflow, by: nil, on: connection)
+        }
+
+        /// A report that waits for its date takes the new one, with the due
+        /// time and reminders that date gives in its state.
+        func move(_ id: UUID, version: Int, state: String, fields: [String: FieldValue], to date: CalendarDate, on connection: PostgresConnection) async throws {
+            guard let workflowState = workflows.definition(Self.reportWorkflow, version: version)?.state(state), workflowState.dueField == "dueDate" else { return }
+            var moved = fields
+            moved["dueDate"] = .string(date.iso)
+            let dueAt = workflowState.dueAt(entered: now(), fields: moved)
+            try await connection.query("""
+                UPDATE tasks SET fields = \(try PostgresJSONB(encoding: moved)), due_at = \(dueAt), breached_at = NULL,
+                    next_reminder_at = \(workflowState.nextReminder(dueAt: dueAt, after: now())), version = version + 1, updated_at = now()
+                WHERE id = \(id)
+                """)
+            struct Moved: Encodable {
+                let changed = ["fields.dueDate"]
+                let dueDate: String
+                let project: String
+            }
+            try recordEvent(PendingEvents.Event(task: id, actor: nil, type: "task.updated", data: try Self.json(Moved(dueDate: date.iso, project: project.ref))))
+        }
     }
 
     /// The reports naming `program` that the reader may see, by due date.

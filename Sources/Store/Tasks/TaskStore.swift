@@ -81,6 +81,8 @@ public struct TaskStore: Sendable {
     let rates: ExchangeRates
     let makeScreener: ScreenerFactory
     let routing: Routing
+    /// The reports a funded project owes, scheduled where its workflow says.
+    let calendar: ReportingCalendar
     let now: @Sendable () -> Date
 
     /// The NOTIFY channel that carries the newest event `seq` on each commit.
@@ -88,13 +90,15 @@ public struct TaskStore: Sendable {
 
     public init(
         pool: PostgresPool, workflows: WorkflowRegistry, rates: ExchangeRates,
-        screener: @escaping ScreenerFactory, routing: Routing = Routing(), now: @escaping @Sendable () -> Date = { Date() }
+        screener: @escaping ScreenerFactory, routing: Routing = Routing(), calendar: ReportingCalendar = ReportingCalendar(),
+        now: @escaping @Sendable () -> Date = { Date() }
     ) {
         self.pool = pool
         self.workflows = workflows
         self.rates = rates
         self.makeScreener = screener
         self.routing = routing
+        self.calendar = calendar
         self.now = now
     }
 
@@ -244,20 +248,22 @@ public struct TaskStore: Sendable {
 
     // MARK: Steps
 
-    private func insert(
-        _ draft: TaskRecord, workflow name: String, by principal: Principal, recordInPortfolio: Bool = true, on connection: PostgresConnection
+    /// Creates a task in its workflow's initial state; `principal` nil: pbc
+    /// itself, which schedules a funded project's reports.
+    func insert(
+        _ draft: TaskRecord, workflow name: String, by principal: Principal?, recordInPortfolio: Bool = true, on connection: PostgresConnection
     ) async throws -> StoredTask {
         guard let workflow = workflows.latest[name] else {
             throw StoreError.validation([FieldError("workflow", "unknown workflow \(name); known: \(workflows.latest.keys.sorted().joined(separator: ", "))")])
         }
-        switch principal.role {
+        switch principal?.role ?? .system {
         case .liaison:
-            guard principal.agency == draft.leadAgency else {
-                throw StoreError(.forbidden, "a liaison creates tasks led by their own agency (\(principal.agency ?? "none")), not \(draft.leadAgency)")
+            guard principal?.agency == draft.leadAgency else {
+                throw StoreError(.forbidden, "a liaison creates tasks led by their own agency (\(principal?.agency ?? "none")), not \(draft.leadAgency)")
             }
         case .coordinator, .admin, .system: break
         case .approver, .observer:
-            throw StoreError(.forbidden, "\(principal.role.withArticle) cannot create tasks")
+            throw StoreError(.forbidden, "\(principal?.role.withArticle ?? "pbc") cannot create tasks")
         }
         var task = draft
         task.state = workflow.initialState.name
@@ -284,7 +290,7 @@ public struct TaskStore: Sendable {
                     \(task.budget?.currency), \(task.priority.rawValue), \(fields), \(refs),
                     \(queue), \(queue == nil ? nil : entered), \(dueAt),
                     \(workflow.initialState.nextReminder(dueAt: dueAt, after: entered)), \(workflow.initialState.openToAllAgencies),
-                    \(principal.id))
+                    \(principal?.id))
             RETURNING id
             """)
         let id = try rows.first!.decode(UUID.self, at: 0)
@@ -422,6 +428,10 @@ public struct TaskStore: Sendable {
             if !decision.screened { try await rescreen(task, on: connection) }
         }
         try await resolveCase(task, comment: inputs.comment, by: principal, on: connection)
+        // Funding schedules the project's reports; a new end date may add some and moves the final one.
+        if periodChanged || decision.transitions.contains(where: { workflow.state($0.to)?.scheduleReportsFrom != nil }) {
+            try await scheduleReports(for: task, on: connection)
+        }
     }
 
     /// Writes what screening found for a task, in two statements whatever
