@@ -408,8 +408,11 @@ import SystemPackage
                             Issue.record("no task list: \(String(describing: list))")
                             return
                         }
-                        #expect(items.count == 4)
+                        #expect(items.count == 7)
                         #expect(items.filter { $0["state"] == .string("deconfliction") }.count == 1)
+                        // WFP's program is funded: its semi-annual, annual and final reports are scheduled.
+                        #expect(items.filter { $0["state"] == .string("funded") }.count == 1)
+                        #expect(items.filter { $0["state"] == .string("scheduled") }.count == 3)
                         #expect(items.filter { $0["state"] == .string("offers_open") }.count == 1)
                     }
                     try execution.send(signal: .interrupt)

@@ -3,7 +3,8 @@ import Foundation
 
 /// What `pbc serve --demo` puts in the database so that someone new can try
 /// pbc at once: one principal of each role, three submissions, two of
-/// which overlap (the later one waits in deconfliction), and a request for
+/// which overlap (the later one waits in deconfliction) and one of which is
+/// funded (with the progress reports that schedules), and a request for
 /// expertise whose call for offers every agency sees. Seeding again adds
 /// nothing but fresh tokens (the principals are found by name, the
 /// submissions replay by their idempotency keys).
@@ -31,6 +32,7 @@ public enum Demo {
         var logins: [Login] = []
         var byAgency: [String: Principal] = [:]
         var coordinator: Principal?
+        var approver: Principal?
         for entry in principals {
             let principal: Principal
             do {
@@ -41,11 +43,19 @@ public enum Demo {
             for queue in entry.queues { try await admin.addQueueMember(queue: queue, principal: entry.name) }
             if entry.role == .liaison, let agency = entry.agency { byAgency[agency] = principal }
             if entry.role == .coordinator { coordinator = principal }
+            if entry.role == .approver { approver = principal }
             logins.append(Login(name: entry.name, role: entry.role, agency: entry.agency, token: try await admin.createToken(for: entry.name).token))
         }
         for (key, agency, draft) in submissions {
             guard let liaison = byAgency[agency] else { continue }
-            _ = try await tasks.submit(draft, workflow: "pbf-project", idempotencyKey: key, by: liaison)
+            var task = try await tasks.submit(draft, workflow: "pbf-project", idempotencyKey: key, by: liaison).task
+            // WFP's program, which overlaps none, is approved and funded, so that its reports are scheduled.
+            guard key == "demo-wfp-1", task.state == "technical_review", let coordinator, let approver else { continue }
+            task = try await tasks.act(task.ref, action: "recommend", expectedVersion: task.version, by: coordinator)
+            task = try await tasks.act(task.ref, action: "approve", expectedVersion: task.version, by: approver)
+            _ = try await tasks.act(
+                task.ref, action: "record_first_transfer", expectedVersion: task.version,
+                inputs: ActionInputs(fields: ["firstTransferDate": .string("2027-02-15")]), by: coordinator)
         }
         if let liaison = byAgency["undp"], let coordinator {
             let request = TaskRecord(
