@@ -21,8 +21,10 @@ public enum Demo {
         ("amina.diallo@undp.org", .liaison, "undp", []),
         ("kofi.mensah@unicef.org", .liaison, "unicef", []),
         ("lena.berg@wfp.org", .liaison, "wfp", []),
-        ("chen.wei@un.org", .coordinator, "pbso", ["pbso-review", "pbso-deconfliction", "pbso-escalations", "pbso-funding"]),
-        ("asg.pbso@un.org", .approver, "pbso", ["asg-approval"]),
+        ("chen.wei@un.org", .coordinator, "pbso", [
+            "pbso-review", "pbso-deconfliction", "pbso-escalations", "pbso-funding", "pbso-portfolio", "pbso-reports", "pbso-triage",
+        ]),
+        ("asg.pbso@un.org", .approver, "pbso", ["asg-approval", "jsc-approval"]),
         ("auditor@example.org", .observer, nil, []),
         ("admin@example.org", .admin, nil, []),
     ]
