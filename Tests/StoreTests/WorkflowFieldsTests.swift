@@ -39,6 +39,27 @@ import TestSupport
         #expect(task.workflowVersion == 5)
     }
 
+    /// A draft made without its facility and gender marker is given them
+    /// as it is submitted; nothing else could set them, so it was stranded.
+    @Test func aDraftIsGivenItsFieldsAsItIsSubmitted() async throws {
+        let h = try await Harness("fields_draft", screener: { _, _ in NoOverlaps() })
+        var draft = Harness.project()
+        draft.fields = [:]
+        let created = try await h.tasks.create(draft, workflow: "pbf-project", by: h.undp)
+        let bare = await #expect(throws: StoreError.self) {
+            _ = try await h.tasks.act(created.ref, action: "submit", expectedVersion: created.version, by: h.undp)
+        }
+        #expect(bare?.refusal == .guardsFailed(action: "submit", failures: [
+            GuardFailure("field_in_range(genderMarker, 0, 3)", "the field genderMarker is required"),
+            GuardFailure("field_present(facility)", "the field facility is required"),
+        ]))
+        let submitted = try await h.tasks.act(
+            created.ref, action: "submit", expectedVersion: created.version,
+            inputs: ActionInputs(fields: ["facility": .string("PRF"), "genderMarker": .number(1)]), by: h.undp)
+        #expect(submitted.state == "technical_review")
+        #expect(submitted.record.fields == ["facility": .string("PRF"), "genderMarker": .number(1)])
+    }
+
     @Test func anActionsFieldOfTheWrongKindChangesNothing() async throws {
         let h = try await Harness("fields_action", screener: { _, _ in NoOverlaps() })
         var task = try await h.tasks.submit(Harness.project(), workflow: "pbf-project", idempotencyKey: "p", by: h.undp).task
