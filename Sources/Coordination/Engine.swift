@@ -232,6 +232,10 @@ public enum Engine {
             transitions.append(transition)
             current = updated
         }
+        // The person's agreement counts at once, for the automatic steps after it.
+        if workflow.action(action)?.recordsAgreement == true, let agency = actor.agency {
+            context.agreedAgencies.insert(agency)
+        }
         var findings: [OverlapFinding] = []
         var screened = false
         // A valid workflow has no automatic cycle; the bound guards against one anyway.

@@ -17,11 +17,15 @@ public enum Guard: Sendable, Hashable, CustomStringConvertible {
     /// The actor belongs to the lead or a participating agency.
     case actorInTaskAgencies
     case actorIsLeadAgency
+    /// Every participating agency has agreed (an action with `agreement:
+    /// true`) to the task's fields as last set.
+    case allAgenciesAgreed
 
     /// The names a workflow file uses.
     public static let names = [
         "open_overlaps", "no_open_overlaps", "budget_present", "budget_at_most", "budget_above", "period_present",
         "field_present", "field_in_range", "field_equals", "days_before_end", "actor_in_task_agencies", "actor_is_lead_agency",
+        "all_agencies_agreed",
     ]
 
     public var description: String {
@@ -38,6 +42,7 @@ public enum Guard: Sendable, Hashable, CustomStringConvertible {
         case .daysBeforeEnd(let days): "days_before_end(\(days))"
         case .actorInTaskAgencies: "actor_in_task_agencies"
         case .actorIsLeadAgency: "actor_is_lead_agency"
+        case .allAgenciesAgreed: "all_agencies_agreed"
         }
     }
 
@@ -93,6 +98,9 @@ public enum Guard: Sendable, Hashable, CustomStringConvertible {
                 return "only the lead agency (\(task.leadAgency)) may do this"
             }
             return nil
+        case .allAgenciesAgreed:
+            let waiting = Array(Set(task.participants.map(\.agency)).subtracting(context.agreedAgencies)).sorted()
+            return waiting.isEmpty ? nil : "waiting for \(waiting.joined(separator: " and ")) to agree"
         }
     }
 }
@@ -103,10 +111,13 @@ public struct GuardContext: Sendable {
     public var rates: ExchangeRates
     /// Open overlaps of the task, as screening left them.
     public var openOverlaps: Int
+    /// The agencies whose liaisons agreed to the task's fields as last set.
+    public var agreedAgencies: Set<String>
 
-    public init(now: Date, rates: ExchangeRates, openOverlaps: Int = 0) {
+    public init(now: Date, rates: ExchangeRates, openOverlaps: Int = 0, agreedAgencies: Set<String> = []) {
         self.now = now
         self.rates = rates
         self.openOverlaps = openOverlaps
+        self.agreedAgencies = agreedAgencies
     }
 }

@@ -76,6 +76,9 @@ public struct WorkflowDefinition: Sendable, Hashable {
         /// when the action is taken (`joins: designatedAgency`: the agency
         /// designated to lead an assistance request's delivery).
         public var joinsFrom: String? = nil
+        /// Taking the action is the actor's agency agreeing to the task's
+        /// fields as last set (`agreement: true`; see `all_agencies_agreed`).
+        public var recordsAgreement = false
         public var line: Int
     }
 

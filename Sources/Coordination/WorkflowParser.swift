@@ -253,7 +253,7 @@ public enum WorkflowParser {
                 return nil
             }
             checkKeys(
-                properties, allowed: ["from", "to", "roles", "guards", "comment", "fields", "period_end", "joins", "description"],
+                properties, allowed: ["from", "to", "roles", "guards", "comment", "fields", "period_end", "joins", "agreement", "description"],
                 in: "action \(name)")
             let from = Self.strings(properties["from"])
             if from.isEmpty { problem(line, "action \(name) has no from state") }
@@ -309,9 +309,13 @@ public enum WorkflowParser {
                     problem(node.mark?.line, "joins of action \(name) names one of its fields, the one that holds the agency that joins")
                 }
             }
+            let recordsAgreement = properties["agreement"]?.bool ?? false
+            if let node = properties["agreement"], node.bool == nil {
+                problem(node.mark?.line, "agreement of action \(name) is true or false")
+            }
             return WorkflowDefinition.Action(
                 name: name, from: from, to: to, roles: roles, guards: guards, commentRequired: commentRequired,
-                fields: fields, periodEndFrom: periodEndFrom, joinsFrom: joinsFrom, line: line)
+                fields: fields, periodEndFrom: periodEndFrom, joinsFrom: joinsFrom, recordsAgreement: recordsAgreement, line: line)
         }
 
         mutating func parseGuard(_ node: Node, action: String) -> Guard? {
@@ -339,6 +343,7 @@ public enum WorkflowParser {
             case "period_present": return argument == nil ? .periodPresent : bad("no arguments")
             case "actor_in_task_agencies": return argument == nil ? .actorInTaskAgencies : bad("no arguments")
             case "actor_is_lead_agency": return argument == nil ? .actorIsLeadAgency : bad("no arguments")
+            case "all_agencies_agreed": return argument == nil ? .allAgenciesAgreed : bad("no arguments")
             case "budget_at_most", "budget_above":
                 guard let amountText = argument?["amount"]?.string,
                     let amount = Decimal(string: amountText, locale: Locale(identifier: "en_US_POSIX")),
@@ -413,6 +418,11 @@ public enum WorkflowParser {
                 }
             }
             if let fields = workflow.fields { validateFields(workflow, declared: fields) }
+            if !workflow.actions.contains(where: \.recordsAgreement) {
+                for action in workflow.actions where action.guards.contains(.allAgenciesAgreed) {
+                    problem(action.line, "action \(action.name) waits for all agencies to agree, but no action is an agreement (agreement: true)")
+                }
+            }
             guard let initial = initials.first, problems.isEmpty else { return }
             // Reachable from the initial state.
             var reached: Set<String> = [initial.name]

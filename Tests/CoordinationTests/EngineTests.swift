@@ -147,11 +147,17 @@ import Testing
 
     @Test func deconflictionCasesEndInTheAgreedResolution() async throws {
         let workflow = try Fixtures.workflow("deconfliction-case")
-        var task = TaskRecord(state: "agreement_pending", leadAgency: "pbso", participants: [Participant(agency: "undp", role: .implementing)])
+        var task = TaskRecord(
+            state: "agreement_pending", leadAgency: "pbso",
+            participants: [Participant(agency: "undp", role: .accountable), Participant(agency: "unicef", role: .accountable)])
         task.fields["resolution"] = .string("coordinate")
-        #expect(try await decide(workflow, task, Fixtures.liaison, "agree").get().finalState == "coordinate")
+        // UNDP's agreement alone leaves the proposal waiting for UNICEF's.
+        #expect(try await decide(workflow, task, Fixtures.liaison, "agree").get().finalState == "agreement_pending")
+        var unicefAgreed = Fixtures.context()
+        unicefAgreed.agreedAgencies = ["unicef"]
+        #expect(try await decide(workflow, task, Fixtures.liaison, "agree", context: unicefAgreed).get().finalState == "coordinate")
         task.fields["resolution"] = .string("absorb")
-        guard case .failure(.noAutomaticExit("agreed", _)) = try await decide(workflow, task, Fixtures.liaison, "agree") else {
+        guard case .failure(.noAutomaticExit("agreed", _)) = try await decide(workflow, task, Fixtures.liaison, "agree", context: unicefAgreed) else {
             Issue.record("an unknown resolution must not end the case")
             return
         }

@@ -821,7 +821,10 @@ import TestSupport
         await #expect(throws: StoreError.self) {
             _ = try await h.tasks.act(deconfliction.ref, action: "agree", expectedVersion: deconfliction.version, by: h.wfp)
         }
+        // Both agencies agree, one after the other: the first waits for the second.
         deconfliction = try await h.tasks.act(deconfliction.ref, action: "agree", expectedVersion: deconfliction.version, by: h.unicef)
+        #expect(deconfliction.state == "agreement_pending")
+        deconfliction = try await h.tasks.act(deconfliction.ref, action: "agree", expectedVersion: deconfliction.version, by: h.undp)
         #expect(deconfliction.state == "coordinate")
         let resolved = try await h.tasks.listOverlaps(task: second.ref, status: "resolved", limit: 10, as: h.coordinator).items
         #expect(resolved.map(\.resolution) == ["coordinate"])
@@ -851,12 +854,45 @@ import TestSupport
         #expect(try await h.tasks.resolveOverlap(overlap.id, as: .distinct, comment: nil, by: h.coordinator).status == "resolved")
     }
 
+    /// Under deconfliction-case version 3, UNICEF's liaison could agree, alone,
+    /// to a proposal that withdrew UNDP's program. Each agency agrees to the
+    /// proposal as it stands; a new proposal needs both again.
+    @Test func oneAgencyAloneCannotAgreeToWithdrawTheOthersProgram() async throws {
+        let h = try await Harness("overlap_case_both_agree")
+        let (first, _, overlap) = try await h.twoOverlapping()
+        var deconfliction = try await caseAwaitingAgreement(
+            h, on: overlap, proposing: ["resolution": .string("withdraw"), "task": .string(first.ref)], comment: "UNDP steps back")
+        deconfliction = try await h.tasks.act(deconfliction.ref, action: "agree", expectedVersion: deconfliction.version, by: h.unicef)
+        #expect(deconfliction.state == "agreement_pending")
+        #expect(try await h.tasks.get(first.ref, as: h.undp).state == "technical_review")
+        #expect(try await h.tasks.listOverlaps(task: nil, status: "open", limit: 10, as: h.coordinator).items.map(\.id).contains(overlap.id))
+        // A coordinator does not agree for the agencies.
+        let forThem = await #expect(throws: StoreError.self) {
+            _ = try await h.tasks.act(deconfliction.ref, action: "agree", expectedVersion: deconfliction.version, by: h.coordinator)
+        }
+        #expect(forThem?.refusal == .roleNotAllowed(action: "agree", role: .coordinator, allowedRoles: [.liaison]))
+
+        // UNDP objects; the new proposal needs UNICEF's agreement again, not the one it gave the old.
+        deconfliction = try await h.tasks.act(
+            deconfliction.ref, action: "object", expectedVersion: deconfliction.version, inputs: ActionInputs(comment: "We have started"), by: h.undp)
+        deconfliction = try await h.tasks.act(
+            deconfliction.ref, action: "propose_resolution", expectedVersion: deconfliction.version,
+            inputs: ActionInputs(comment: "Both go on, apart", fields: ["resolution": .string("distinct")]), by: h.coordinator)
+        deconfliction = try await h.tasks.act(deconfliction.ref, action: "agree", expectedVersion: deconfliction.version, by: h.undp)
+        #expect(deconfliction.state == "agreement_pending")
+        deconfliction = try await h.tasks.act(deconfliction.ref, action: "agree", expectedVersion: deconfliction.version, by: h.unicef)
+        #expect(deconfliction.state == "distinct")
+        #expect(try await h.tasks.get(first.ref, as: h.undp).state == "technical_review")
+        #expect(try await h.invariantViolations() == [])
+    }
+
     @Test func aCaseThatEndsWithoutWhatItsResolutionNeedsIsRefusedWholly() async throws {
         let h = try await Harness("overlap_case_refused")
         let (_, _, overlap) = try await h.twoOverlapping()
-        let deconfliction = try await caseAwaitingAgreement(h, on: overlap, proposing: ["resolution": .string("merge")], comment: "Merge them")
+        var deconfliction = try await caseAwaitingAgreement(h, on: overlap, proposing: ["resolution": .string("merge")], comment: "Merge them")
+        deconfliction = try await h.tasks.act(deconfliction.ref, action: "agree", expectedVersion: deconfliction.version, by: h.undp)
         let refused = await #expect(throws: StoreError.self) {
-            _ = try await h.tasks.act(deconfliction.ref, action: "agree", expectedVersion: deconfliction.version, by: h.undp)
+            _ = try await h.tasks.act(deconfliction.ref, action: "agree", expectedVersion: deconfliction.version, by: h.unicef)
         }
         #expect(refused?.fieldErrors.first?.field == "fields.survivor")
         // Nothing moved: the case waits for agreement, the overlap is open.

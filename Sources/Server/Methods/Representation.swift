@@ -156,6 +156,7 @@ enum Wire {
                     "fields": .array(action.fields.map(JSONValue.string)),
                     "periodEndFrom": optional(action.periodEndFrom),
                     "joins": optional(action.joinsFrom),
+                    "agreement": .bool(action.recordsAgreement),
                 ])
             }),
         ])

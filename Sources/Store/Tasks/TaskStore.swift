@@ -241,6 +241,19 @@ public struct TaskStore: Sendable {
         workflows.definition(task.workflow, version: task.workflowVersion)?.describesPrograms == true
     }
 
+    /// The agencies whose liaisons took an agreement action on the task since
+    /// its fields were last set by a person's action (a proposal): a new
+    /// proposal needs everyone's agreement again.
+    private func agreedAgencies(_ task: StoredTask, workflow: WorkflowDefinition, on connection: PostgresConnection) async throws -> Set<String> {
+        let agreements = workflow.actions.filter(\.recordsAgreement).map(\.name)
+        return Set(try await connection.query("""
+            SELECT DISTINCT p.agency FROM events e JOIN principals p ON p.id = e.actor
+            WHERE e.task_id = \(task.id) AND e.action = ANY (\(agreements)) AND p.agency IS NOT NULL
+              AND e.seq > coalesce((SELECT max(s.seq) FROM events s
+                                    WHERE s.task_id = \(task.id) AND s.type = 'task.transitioned' AND s.data <> '{}'::jsonb), 0)
+            """).map { try $0.decode(String.self, at: 0) })
+    }
+
     /// What guards read besides the task and the actor, now.
     private func guardContext(_ task: StoredTask) -> GuardContext {
         GuardContext(now: now(), rates: rates, openOverlaps: task.openOverlaps)
@@ -340,7 +353,10 @@ public struct TaskStore: Sendable {
         guard let workflow = workflows.definition(task.workflow, version: task.workflowVersion) else {
             throw StoreError(.notFound, "workflow \(task.workflow) version \(task.workflowVersion) is not loaded")
         }
-        let context = guardContext(task)
+        var context = guardContext(task)
+        if workflow.actions.contains(where: \.recordsAgreement) {
+            context.agreedAgencies = try await agreedAgencies(task, workflow: workflow, on: connection)
+        }
         let decision: Decision
         switch try await Engine.decide(
             workflow, task: task.record, actor: principal.actor, action: action, inputs: inputs, context: context,
