@@ -93,6 +93,41 @@ import TestSupport
         #expect(try await h.invariantViolations() == [])
     }
 
+    /// A project funded under a pbf-project version that schedules no
+    /// reports (before 5) is funded by its first transfer's date: reports may
+    /// be made for it by hand, and none are scheduled for it.
+    @Test func aProjectFundedUnderAnEarlierVersionTakesReportsByHand() async throws {
+        let h = try await Harness("report_earlier_version", screener: { _, _ in NoOverlaps() })
+        let directory = Scratch.directory.appendingPathComponent("pbc-workflows-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        let shipped = Harness.config.appendingPathComponent("workflows")
+        for name in ["progress-report.yaml", "deconfliction-case.yaml", "assistance-request.yaml"] {
+            try FileManager.default.copyItem(at: shipped.appendingPathComponent(name), to: directory.appendingPathComponent(name))
+        }
+        // pbf-project as it was before it declared fields and scheduled reports.
+        let current = try String(contentsOf: shipped.appendingPathComponent("pbf-project.yaml"), encoding: .utf8)
+        let earlier = current.replacingOccurrences(of: "version: 5", with: "version: 4")
+            .replacingOccurrences(of: "    schedule_reports: firstTransferDate", with: "    # no reports scheduled")
+        try earlier.write(to: directory.appendingPathComponent("pbf-project.yaml"), atomically: true, encoding: .utf8)
+        // The database keeps every version it has seen: version 5 stays the newest.
+        let registry = try await h.pool.withConnection { try await WorkflowRegistry.sync(WorkflowRegistry.read(files: WorkflowRegistry.files(in: directory)), on: $0) }
+        #expect(registry.latest["pbf-project"]?.version == 5)
+        #expect(registry.definition("pbf-project", version: 4)?.reportsScheduledFrom == nil)
+        let store = TaskStore(
+            pool: h.service, workflows: registry, rates: try Harness.rates(), screener: { _, _ in NoOverlaps() }, calendar: try Harness.calendar())
+        var project = try await store.submit(Harness.project(), workflow: "pbf-project", idempotencyKey: "old", by: h.undp).task
+        try await h.pool.query("UPDATE tasks SET workflow_version = 4 WHERE id = \(project.id)")
+        project = try await store.act(project.ref, action: "recommend", expectedVersion: project.version, by: h.coordinator)
+        project = try await store.act(project.ref, action: "approve", expectedVersion: project.version, by: h.approver)
+        project = try await store.act(
+            project.ref, action: "record_first_transfer", expectedVersion: project.version,
+            inputs: ActionInputs(fields: ["firstTransferDate": .string("2027-01-15")]), by: h.coordinator)
+        #expect(project.workflowVersion == 4 && project.state == "funded")
+        #expect(try await store.detail(project.ref, as: h.undp).reports.isEmpty, "version 4 schedules no reports")
+        let report = try await store.create(Harness.report(on: project), workflow: "progress-report", by: h.undp)
+        #expect(try await store.detail(project.ref, as: h.undp).reports.map(\.ref) == [report.ref])
+    }
+
     @Test func aReportOnNoFundedProjectOfTheCallersIsRefusedAndLeavesNothing() async throws {
         let h = try await Harness("report_refused", screener: { _, _ in NoOverlaps() })
         let funded = try await h.fund(Harness.project(), key: "funded")

@@ -6,7 +6,7 @@ import Postgres
 public struct ReportSummary: Sendable, Hashable {
     public var ref: String
     public var state: String
-    /// `semi_annual`, `annual` or `final`, once known.
+    /// `semi-annual`, `annual` or `final`, once known.
     public var reportType: String?
     public var dueDate: String?
 }
@@ -22,9 +22,17 @@ extension TaskStore {
     /// The workflow of the reports due on a funded program.
     public static let reportWorkflow = "progress-report"
 
+    /// The day a program was funded: the date its workflow schedules reports
+    /// from (`schedule_reports`), or, under pbf-project versions before 5,
+    /// which schedule none, its first transfer's. Nil while it is not funded.
+    func fundedOn(_ program: StoredTask) -> CalendarDate? {
+        let field = workflows.definition(program.workflow, version: program.workflowVersion)?.reportsScheduledFrom ?? "firstTransferDate"
+        guard case .string(let text)? = program.record.fields[field] else { return nil }
+        return CalendarDate(iso: text)
+    }
+
     /// A new progress report names the program it reports on (field
-    /// `project`, a ref or an id), which must be funded: its first transfer
-    /// recorded. The report is led by one of the program's agencies, and
+    /// `project`, a ref or an id), which must be funded (`fundedOn`). The report is led by one of the program's agencies, and
     /// every agency of the program takes part, so that all of them see it.
     /// The field keeps the program's ref, however it was named.
     func prepareReport(_ task: inout TaskRecord, by principal: Principal?, on connection: PostgresConnection) async throws {
@@ -37,7 +45,7 @@ extension TaskStore {
         guard isProgram(project) else {
             throw StoreError.validation([FieldError("fields.project", "\(project.ref) is no program (its workflow is \(project.workflow)): reports are due on funded projects")])
         }
-        guard project.record.fields["firstTransferDate"] != nil else {
+        guard fundedOn(project) != nil else {
             throw StoreError.validation([FieldError(
                 "fields.project", "\(project.ref) is not funded (it is \(project.state)): reports are due once its first transfer is recorded")])
         }
@@ -61,8 +69,8 @@ extension TaskStore {
     /// that date is set it does nothing. A report ended, waived or shortened
     /// out of the period is the coordinators' to decide.
     func scheduleReports(for project: StoredTask, on connection: PostgresConnection) async throws {
-        guard let field = workflows.definition(project.workflow, version: project.workflowVersion)?.reportsScheduledFrom,
-            case .string(let text)? = project.record.fields[field], let from = CalendarDate(iso: text), let end = project.record.period?.end
+        guard workflows.definition(project.workflow, version: project.workflowVersion)?.reportsScheduledFrom != nil,
+            let from = fundedOn(project), let end = project.record.period?.end
         else { return }
         let owed = calendar.reports(funded: from, end: end)
         guard !owed.isEmpty else { return }
