@@ -9,8 +9,8 @@ public struct WorkflowDefinition: Sendable, Hashable {
     public var states: [State]
     public var actions: [Action]
     /// The workflow fields its tasks carry, and what each holds. Nil for a
-    /// definition that declares none (as all did before version-declared
-    /// fields), whose tasks may carry any field with any value.
+    /// definition that declares none (the shipped ones before pbf-project 5
+    /// and its peers), whose tasks may carry any field with any value.
     public var fields: [String: FieldType]? = nil
 
     public struct State: Sendable, Hashable {
