@@ -84,8 +84,14 @@ import TestSupport
         // An edit that keeps the end schedules nothing more.
         var changes = TaskChanges()
         changes.period = Period(start: CalendarDate(iso: "2027-02-01")!, end: CalendarDate(iso: "2028-12-31")!)
-        _ = try await h.tasks.update(project.ref, expectedVersion: project.version, changes: changes, by: h.undp)
+        project = try await h.tasks.update(project.ref, expectedVersion: project.version, changes: changes, by: h.undp)
         #expect(try await h.tasks.detail(project.ref, as: h.unicef).reports.count == 5)
+        // The lead agency's liaison moves the end itself: what pbc schedules then is written within that liaison's rights.
+        changes.period = Period(start: CalendarDate(iso: "2027-02-01")!, end: CalendarDate(iso: "2029-06-30")!)
+        _ = try await h.tasks.update(project.ref, expectedVersion: project.version, changes: changes, by: h.undp)
+        #expect(try await h.tasks.detail(project.ref, as: h.unicef).reports.suffix(2).map { "\($0.reportType ?? "") \($0.dueDate ?? "")" } == [
+            "semi-annual 2029-06-15", "final 2029-09-28",
+        ])
 
         // Each is reminded of as its workflow says: 30 days before, while scheduled.
         h.clock.set("2027-05-17")
