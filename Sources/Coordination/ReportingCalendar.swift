@@ -51,6 +51,14 @@ public struct ReportingCalendar: Sendable, Hashable {
         return due.sorted { ($0.date, order.firstIndex(of: $0.type) ?? 0) < ($1.date, order.firstIndex(of: $1.type) ?? 0) }
     }
 
+    /// For a report due once after the period's end (the final one), how
+    /// many days after; nil for a yearly one or a type the calendar lacks.
+    public func afterEnd(_ type: String) -> Int? {
+        entries.lazy.compactMap { entry -> Int? in
+            if entry.type == type, case .afterEnd(let days) = entry.when { days } else { nil }
+        }.first
+    }
+
     /// Every entry's type is one a report can have (`types`: the progress
     /// report's `reportType`), so that funding cannot fail on one.
     public func check(types: FieldType?, file: String) throws {

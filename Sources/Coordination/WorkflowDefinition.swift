@@ -36,6 +36,11 @@ public struct WorkflowDefinition: Sendable, Hashable {
         /// from the date in this field to the period's end (`schedule_reports:
         /// firstTransferDate`: a project's reports once it is funded).
         public var scheduleReportsFrom: String? = nil
+        /// On entry, the project's reporting ends that day: reports not yet
+        /// begun that would fall due later are waived, and the final one falls
+        /// due as long after that day as after a period's end (`closes_reports:
+        /// true`: a project closed or terminated).
+        public var closesReports = false
         /// The fields a new task may carry (the initial state's); the others
         /// are set by the actions that list them.
         public var fields: [String] = []

@@ -165,7 +165,7 @@ public enum WorkflowParser {
                 properties,
                 allowed: [
                     "initial", "terminal", "automatic", "screen", "queue", "sla", "due", "escalate", "remind", "open_to_all_agencies", "fields",
-                    "schedule_reports", "description",
+                    "schedule_reports", "closes_reports", "description",
                 ],
                 in: "state \(name)")
             let flags = ["initial", "automatic", "terminal"].filter { properties[$0]?.bool == true }
@@ -236,10 +236,14 @@ public enum WorkflowParser {
                 }
                 if kind == .terminal { problem(node.mark?.line, "terminal state \(name) cannot schedule reports: the task has ended") }
             }
+            let closesReports = properties["closes_reports"]?.bool ?? false
+            if let node = properties["closes_reports"], node.bool == nil {
+                problem(node.mark?.line, "closes_reports of state \(name) is true or false")
+            }
             return WorkflowDefinition.State(
                 name: name, kind: kind, screen: screen, queue: properties["queue"]?.string, sla: sla,
                 dueField: dueField, escalate: escalate, remind: remind, openToAllAgencies: openToAll, scheduleReportsFrom: scheduleReportsFrom,
-                fields: fields, line: line)
+                closesReports: closesReports, fields: fields, line: line)
         }
 
         mutating func parseAction(_ key: Node, _ value: Node) -> WorkflowDefinition.Action? {

@@ -177,6 +177,8 @@ import Testing
         ("waiting for an agreement nobody gives", finish("    guards: [all_agencies_agreed]", in: base), 16,
             "action finish waits for all agencies to agree, but no action is an agreement (agreement: true)"),
         ("agreement not a boolean", finish("    agreement: maybe", in: base), 20, "agreement of action finish is true or false"),
+        ("closes_reports not a boolean", base.replacingOccurrences(of: "    sla: 5d", with: "    sla: 5d\n    closes_reports: soon"), 9,
+            "closes_reports of state review is true or false"),
         ("fields on a state a task does not start in", typed.replacingOccurrences(of: "    sla: 5d", with: "    sla: 5d\n    fields: [note]"), 14,
             "state review lists fields, but only the initial state does"),
         ("yaml syntax", base.replacingOccurrences(of: "roles: [liaison]", with: "roles: [liaison"), 16, "not valid YAML"),

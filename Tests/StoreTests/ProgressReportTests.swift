@@ -99,6 +99,42 @@ import TestSupport
         #expect(try await h.invariantViolations() == [])
     }
 
+    /// A project terminated (or closed) ends its reporting that day: a report
+    /// not begun that would fall due later is waived, one begun stays, one
+    /// overdue is still owed, and the final one is due 90 days from the end.
+    @Test func terminatingAProjectEndsItsReporting() async throws {
+        let h = try await Harness("report_close", screener: { _, _ in NoOverlaps() })
+        var project = try await h.fund(Harness.project(), key: "gitega")  // reports due 2027-06-15, 2027-11-15, 2028-06-15, and 2028-09-28
+        project = try await h.tasks.act(project.ref, action: "start_implementation", expectedVersion: project.version, by: h.undp)
+        let reports = try await h.tasks.detail(project.ref, as: h.undp).reports
+        var annual = try await h.tasks.get(reports[1].ref, as: h.undp)
+        annual = try await h.tasks.act(annual.ref, action: "start_drafting", expectedVersion: annual.version, by: h.undp)
+
+        h.clock.set("2027-09-01")
+        project = try await h.tasks.act(
+            project.ref, action: "suspend", expectedVersion: project.version, inputs: ActionInputs(comment: "Security situation"), by: h.coordinator)
+        project = try await h.tasks.act(
+            project.ref, action: "terminate", expectedVersion: project.version, inputs: ActionInputs(comment: "Cannot resume"), by: h.approver)
+        let after = try await h.tasks.detail(project.ref, as: h.unicef).reports
+        #expect(after.map { "\($0.reportType ?? "") \($0.dueDate ?? "") \($0.state)" } == [
+            "semi-annual 2027-06-15 scheduled",  // overdue, still owed
+            "annual 2027-11-15 drafting",  // begun: finished or waived by a coordinator
+            "final 2027-11-30 scheduled",  // 90 days from the termination
+            "semi-annual 2028-06-15 waived",
+        ])
+        let waived = try await h.tasks.get(reports[2].ref, as: h.undp)
+        #expect(waived.state == "waived")
+        #expect(waived.dueAt == nil && waived.queue == nil)
+        let waiving = try #require(try await h.tasks.history(waived.ref, as: h.undp).last)
+        #expect(waiving.actor == "system" && waiving.action == "waive")
+        #expect(waiving.comment == "\(project.ref) is terminated on 2027-09-01: this report is no longer due")
+        // Nothing is reminded of or breached for the waived report.
+        h.clock.set("2028-06-20")
+        let sweep = try #require(try await h.tasks.sweep())
+        #expect(!sweep.reminded.contains(waived.ref) && !sweep.breached.contains(waived.ref))
+        #expect(try await h.invariantViolations() == [])
+    }
+
     /// A project funded under a pbf-project version that schedules no
     /// reports (before 5) is funded by its first transfer's date: reports may
     /// be made for it by hand, and none are scheduled for it.

@@ -143,6 +143,7 @@ enum Wire {
                     "openToAllAgencies": .bool(state.openToAllAgencies),
                     "fields": .array(state.fields.map(JSONValue.string)),
                     "scheduleReportsFrom": optional(state.scheduleReportsFrom),
+                    "closesReports": .bool(state.closesReports),
                 ])
             }),
             "actions": .array(workflow.actions.map { action in

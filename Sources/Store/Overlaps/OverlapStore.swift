@@ -385,16 +385,18 @@ extension TaskStore {
     }
 
     /// Ends a task outside its workflow's actions (merged or withdrawn by a
-    /// resolution, a moot case dismissed), with its event (by pbc itself when
-    /// `principal` is nil); returns it as it now stands.
-    private func end(
+    /// resolution, a moot case dismissed, a report a closed project no longer
+    /// owes waived), with its event (by pbc itself when `principal` is nil);
+    /// returns it as it now stands.
+    func end(
         _ task: StoredTask, as state: String, action: String, comment: String?, by principal: Principal?, on connection: PostgresConnection
     ) async throws -> StoredTask {
         guard !hasEnded(task) else {
             throw StoreError(.refused, "task \(task.ref) is \(task.state) already", state: task.state)
         }
         try await connection.query("""
-            UPDATE tasks SET state = \(state), queue = NULL, due_at = NULL, open_to_all_agencies = false, version = version + 1, updated_at = now()
+            UPDATE tasks SET state = \(state), queue = NULL, due_at = NULL, next_reminder_at = NULL, breached_at = NULL, open_to_all_agencies = false,
+                version = version + 1, updated_at = now()
             WHERE id = \(task.id)
             """)
         try recordEvent(PendingEvents.Event(

@@ -60,6 +60,24 @@ extension TaskStore {
         task.fields["project"] = .string(project.ref)
     }
 
+    /// A report of a project, as scheduling reads it, locked.
+    private struct ReportOnFile {
+        var id: UUID, workflowVersion: Int, state: String, type: String?, due: String?, fields: [String: FieldValue]
+    }
+
+    private func reportsOnFile(of project: StoredTask, on connection: PostgresConnection) async throws -> [ReportOnFile] {
+        try await connection.query("""
+            SELECT id, workflow_version, state, fields->>'reportType', fields->>'dueDate', fields FROM tasks
+            WHERE workflow = \(Self.reportWorkflow) AND fields->>'project' = \(project.ref)
+            ORDER BY created_at FOR NO KEY UPDATE
+            """).map { row in
+                ReportOnFile(
+                    id: try row.decode(UUID.self, at: 0), workflowVersion: try row.decode(Int.self, at: 1), state: try row.decode(String.self, at: 2),
+                    type: try row.decode(String?.self, at: 3), due: try row.decode(String?.self, at: 4),
+                    fields: try row.decode(PostgresJSONB.self, at: 5).decode([String: FieldValue].self))
+            }
+    }
+
     /// Schedules the reports the calendar says `project` owes from the date
     /// its workflow names (`schedule_reports: firstTransferDate`) to its
     /// period's end, those it does not have yet, as pbc's own doing. A report
@@ -74,54 +92,63 @@ extension TaskStore {
         else { return }
         let owed = calendar.reports(funded: from, end: end)
         guard !owed.isEmpty else { return }
-        struct Existing {
-            var id: UUID, workflowVersion: Int, state: String, type: String?, due: String?, fields: [String: FieldValue]
-        }
-        let existing = try await connection.query("""
-            SELECT id, workflow_version, state, fields->>'reportType', fields->>'dueDate', fields FROM tasks
-            WHERE workflow = \(Self.reportWorkflow) AND fields->>'project' = \(project.ref)
-            ORDER BY created_at FOR NO KEY UPDATE
-            """).map { row in
-                Existing(
-                    id: try row.decode(UUID.self, at: 0), workflowVersion: try row.decode(Int.self, at: 1), state: try row.decode(String.self, at: 2),
-                    type: try row.decode(String?.self, at: 3), due: try row.decode(String?.self, at: 4),
-                    fields: try row.decode(PostgresJSONB.self, at: 5).decode([String: FieldValue].self))
-            }
-        let onceAfterEnd = Set(calendar.entries.compactMap { entry -> String? in
-            if case .afterEnd = entry.when { entry.type } else { nil }
-        })
+        let existing = try await reportsOnFile(of: project, on: connection)
         for due in owed where !existing.contains(where: { $0.type == due.type && $0.due == due.date.iso }) {
-            if onceAfterEnd.contains(due.type), let report = existing.first(where: { $0.type == due.type }) {
-                try await move(report.id, version: report.workflowVersion, state: report.state, fields: report.fields, to: due.date, on: connection)
+            if calendar.afterEnd(due.type) != nil, let report = existing.first(where: { $0.type == due.type }) {
+                try await move(report, of: project, to: due.date, on: connection)
                 continue
             }
             // The year tells yearly reports apart; the final one's date may move, so its title has none.
-            let name = due.type.prefix(1).uppercased() + due.type.dropFirst() + " report" + (onceAfterEnd.contains(due.type) ? "" : " \(due.date.year)")
+            let name = due.type.prefix(1).uppercased() + due.type.dropFirst() + " report" + (calendar.afterEnd(due.type) != nil ? "" : " \(due.date.year)")
             let title = "\(name): \(project.record.title)"
             var draft = TaskRecord(state: "", title: String(title.prefix(TaskRecord.maximumTitleLength)), leadAgency: project.record.leadAgency, country: project.record.country)
             draft.fields = ["project": .string(project.ref), "reportType": .string(due.type), "dueDate": .string(due.date.iso)]
             _ = try await insert(draft, workflow: Self.reportWorkflow, by: nil, on: connection)
         }
+    }
 
-        /// A report that waits for its date takes the new one, with the due
-        /// time and reminders that date gives in its state.
-        func move(_ id: UUID, version: Int, state: String, fields: [String: FieldValue], to date: CalendarDate, on connection: PostgresConnection) async throws {
-            guard let workflowState = workflows.definition(Self.reportWorkflow, version: version)?.state(state), workflowState.dueField == "dueDate" else { return }
-            var moved = fields
-            moved["dueDate"] = .string(date.iso)
-            let dueAt = workflowState.dueAt(entered: now(), fields: moved)
-            try await connection.query("""
-                UPDATE tasks SET fields = \(try PostgresJSONB(encoding: moved)), due_at = \(dueAt), breached_at = NULL,
-                    next_reminder_at = \(workflowState.nextReminder(dueAt: dueAt, after: now())), version = version + 1, updated_at = now()
-                WHERE id = \(id)
-                """)
-            struct Moved: Encodable {
-                let changed = ["fields.dueDate"]
-                let dueDate: String
-                let project: String
+    /// The project's reporting ends today (it entered a state that says
+    /// `closes_reports: true`: closed, or terminated): the reports not yet
+    /// begun that would fall due later are waived, as pbc's own doing, and a
+    /// final report still waiting for its date falls due as long after today
+    /// as the calendar puts it after a period's end. A report already begun
+    /// stays, to be finished or waived by a coordinator.
+    func closeReports(of project: StoredTask, on connection: PostgresConnection) async throws {
+        let today = CalendarDate(now())
+        for report in try await reportsOnFile(of: project, on: connection) {
+            guard let type = report.type, let definition = workflows.definition(Self.reportWorkflow, version: report.workflowVersion) else { continue }
+            if let days = calendar.afterEnd(type) {
+                try await move(report, of: project, to: today.adding(days: days), on: connection)
+            } else if report.state == definition.initialState.name, let due = report.due.flatMap(CalendarDate.init(iso:)), due > today,
+                let task = try await load(report.id.uuidString, visibleTo: nil, forUpdate: false, on: connection)
+            {
+                _ = try await end(
+                    task, as: "waived", action: "waive", comment: "\(project.ref) is \(project.state) on \(today): this report is no longer due",
+                    by: nil, on: connection)
             }
-            try recordEvent(PendingEvents.Event(task: id, actor: nil, type: "task.updated", data: try Self.json(Moved(dueDate: date.iso, project: project.ref))))
         }
+    }
+
+    /// A report that waits for its date (in a state due on `dueDate`) takes
+    /// the new one, with the due time and reminders that date gives there.
+    private func move(_ report: ReportOnFile, of project: StoredTask, to date: CalendarDate, on connection: PostgresConnection) async throws {
+        guard report.due != date.iso,
+            let state = workflows.definition(Self.reportWorkflow, version: report.workflowVersion)?.state(report.state), state.dueField == "dueDate"
+        else { return }
+        var moved = report.fields
+        moved["dueDate"] = .string(date.iso)
+        let dueAt = state.dueAt(entered: now(), fields: moved)
+        try await connection.query("""
+            UPDATE tasks SET fields = \(try PostgresJSONB(encoding: moved)), due_at = \(dueAt), breached_at = NULL,
+                next_reminder_at = \(state.nextReminder(dueAt: dueAt, after: now())), version = version + 1, updated_at = now()
+            WHERE id = \(report.id)
+            """)
+        struct Moved: Encodable {
+            let changed = ["fields.dueDate"]
+            let dueDate: String
+            let project: String
+        }
+        try recordEvent(PendingEvents.Event(task: report.id, actor: nil, type: "task.updated", data: try Self.json(Moved(dueDate: date.iso, project: project.ref))))
     }
 
     /// The reports naming `program` that the reader may see, by due date.

@@ -448,6 +448,10 @@ public struct TaskStore: Sendable {
         if periodChanged || decision.transitions.contains(where: { workflow.state($0.to)?.scheduleReportsFrom != nil }) {
             try await scheduleReports(for: task, on: connection)
         }
+        // Closing or terminating it ends its reporting: what falls due later is no longer owed.
+        if decision.transitions.contains(where: { workflow.state($0.to)?.closesReports == true }) {
+            try await closeReports(of: task, on: connection)
+        }
     }
 
     /// Writes what screening found for a task, in two statements whatever
