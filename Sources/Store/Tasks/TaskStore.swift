@@ -269,14 +269,15 @@ public struct TaskStore: Sendable {
         guard let workflow = workflows.latest[name] else {
             throw StoreError.validation([FieldError("workflow", "unknown workflow \(name); known: \(workflows.latest.keys.sorted().joined(separator: ", "))")])
         }
-        switch principal?.role ?? .system {
-        case .liaison:
+        // pbc itself (no principal) creates what it schedules.
+        switch principal?.role {
+        case .liaison?:
             guard principal?.agency == draft.leadAgency else {
                 throw StoreError(.forbidden, "a liaison creates tasks led by their own agency (\(principal?.agency ?? "none")), not \(draft.leadAgency)")
             }
-        case .coordinator, .admin, .system: break
-        case .approver, .observer:
-            throw StoreError(.forbidden, "\(principal?.role.withArticle ?? "pbc") cannot create tasks")
+        case .coordinator?, .admin?, .system?, nil: break
+        case .approver?, .observer?:
+            throw StoreError(.forbidden, "\(principal?.role.withArticle ?? "") cannot create tasks")
         }
         var task = draft
         task.state = workflow.initialState.name
