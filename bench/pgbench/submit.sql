@@ -1,6 +1,7 @@
 -- What pbc sends PostgreSQL for one task.submit that finds no overlap
 -- (run with -M extended, as pbc sends parameters; captured with log_statement = all; docs/performance.md). Values vary as
--- pbc-bench's submissions do: 40 countries, 24 sectors, 500 districts.
+-- pbc-bench's submissions do: 40 countries, 24 sectors, 500 districts. :version is
+-- pbf-project's newest, which new tasks start under (bench/compare passes it with -D).
 -- It runs as pbc_app (bench/compare sets PGOPTIONS), with the scope pbc sets in each
 -- transaction; pbc sends that with its BEGIN in one round trip, which pgbench's extended
 -- protocol cannot, so pgbench makes one round trip more per transaction.
@@ -20,7 +21,7 @@ SELECT (SELECT code FROM countries WHERE code = :country::text OR alpha2 = :coun
 INSERT INTO tasks (workflow, workflow_version, state, title, description, lead_agency, country, locations, sectors,
                    period_start, period_end, budget_amount, budget_currency, priority, fields, external_refs,
                    queue, queued_at, due_at, next_reminder_at, open_to_all_agencies, created_by)
-VALUES ('pbf-project', 5, 'draft', 'pgbench programme ' || (:n::int)::text, 'Bench programme ' || (:n::int)::text, 'pbso', :country::text, ARRAY['District ' || (:d::int)::text], ARRAY[:sector::text],
+VALUES ('pbf-project', :version, 'draft', 'pgbench programme ' || (:n::int)::text, 'Bench programme ' || (:n::int)::text, 'pbso', :country::text, ARRAY['District ' || (:d::int)::text], ARRAY[:sector::text],
         make_date(:y::int, 1, 1), make_date(:y::int + 1, 12, 31), 900000.00, 'USD', 'normal', '{"facility": "IRF", "genderMarker": 2}', '{}',
         NULL, NULL, NULL, NULL, false, NULL)
 RETURNING id \gset
@@ -70,7 +71,7 @@ WITH written AS (
                 ARRAY['task.created', 'task.transitioned', 'task.transitioned', 'task.transitioned'],
                 ARRAY[NULL, 'submit', 'screen', 'clear_screening'], ARRAY[NULL, 'draft', 'submitted', 'screening'],
                 ARRAY['draft', 'submitted', 'screening', 'technical_review'], ARRAY[NULL, NULL, NULL, NULL]::text[],
-                ARRAY['{"workflow":"pbf-project","workflowVersion":5}', '{}', '{}', '{}'])
+                ARRAY['{"workflow":"pbf-project","workflowVersion":' || :version || '}', '{}', '{}', '{}'])
         WITH ORDINALITY AS e(task, peer, actor, actor_name, type, action, from_state, to_state, comment, data, position)
     WHERE peer IS NULL OR EXISTS (SELECT 1 FROM tasks WHERE ref = peer)
     ORDER BY position
