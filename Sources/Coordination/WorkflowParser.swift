@@ -421,7 +421,13 @@ public enum WorkflowParser {
                     if exits.isEmpty { problem(state.line, "state \(state.name) is not terminal but has no exit: a task would be stranded there") }
                 }
             }
-            if let fields = workflow.fields { validateFields(workflow, declared: fields) }
+            if let fields = workflow.fields {
+                validateFields(workflow, declared: fields)
+            } else {
+                for state in workflow.states where !state.fields.isEmpty {
+                    problem(state.line, "state \(state.name) lists the fields a new task carries, but the workflow declares none (fields:)")
+                }
+            }
             if !workflow.actions.contains(where: \.recordsAgreement) {
                 for action in workflow.actions where action.guards.contains(.allAgenciesAgreed) {
                     problem(action.line, "action \(action.name) waits for all agencies to agree, but no action is an agreement (agreement: true)")

@@ -179,6 +179,8 @@ import Testing
         ("agreement not a boolean", finish("    agreement: maybe", in: base), 20, "agreement of action finish is true or false"),
         ("closes_reports not a boolean", base.replacingOccurrences(of: "    sla: 5d", with: "    sla: 5d\n    closes_reports: soon"), 9,
             "closes_reports of state review is true or false"),
+        ("a new task's fields in a workflow that declares none", base.replacingOccurrences(of: "    initial: true", with: "    initial: true\n    fields: [note]"), 4,
+            "state draft lists the fields a new task carries, but the workflow declares none"),
         ("fields on a state a task does not start in", typed.replacingOccurrences(of: "    sla: 5d", with: "    sla: 5d\n    fields: [note]"), 14,
             "state review lists fields, but only the initial state does"),
         ("yaml syntax", base.replacingOccurrences(of: "roles: [liaison]", with: "roles: [liaison"), 16, "not valid YAML"),
