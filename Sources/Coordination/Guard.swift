@@ -20,12 +20,14 @@ public enum Guard: Sendable, Hashable, CustomStringConvertible {
     /// Every participating agency has agreed (an action with `agreement:
     /// true`) to the task's fields as last set.
     case allAgenciesAgreed
+    /// The actor's agency has not yet agreed to the task's fields as last set.
+    case actorHasNotAgreed
 
     /// The names a workflow file uses.
     public static let names = [
         "open_overlaps", "no_open_overlaps", "budget_present", "budget_at_most", "budget_above", "period_present",
         "field_present", "field_in_range", "field_equals", "days_before_end", "actor_in_task_agencies", "actor_is_lead_agency",
-        "all_agencies_agreed",
+        "all_agencies_agreed", "actor_has_not_agreed",
     ]
 
     public var description: String {
@@ -43,6 +45,7 @@ public enum Guard: Sendable, Hashable, CustomStringConvertible {
         case .actorInTaskAgencies: "actor_in_task_agencies"
         case .actorIsLeadAgency: "actor_is_lead_agency"
         case .allAgenciesAgreed: "all_agencies_agreed"
+        case .actorHasNotAgreed: "actor_has_not_agreed"
         }
     }
 
@@ -101,6 +104,10 @@ public enum Guard: Sendable, Hashable, CustomStringConvertible {
         case .allAgenciesAgreed:
             let waiting = Array(Set(task.participants.map(\.agency)).subtracting(context.agreedAgencies)).sorted()
             return waiting.isEmpty ? nil : "waiting for \(waiting.joined(separator: " and ")) to agree"
+        case .actorHasNotAgreed:
+            guard let agency = actor.agency, context.agreedAgencies.contains(agency) else { return nil }
+            let waiting = Array(Set(task.participants.map(\.agency)).subtracting(context.agreedAgencies)).sorted()
+            return "\(agency) has agreed to this proposal already" + (waiting.isEmpty ? "" : "; waiting for \(waiting.joined(separator: " and "))")
         }
     }
 }

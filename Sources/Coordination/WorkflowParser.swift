@@ -348,6 +348,7 @@ public enum WorkflowParser {
             case "actor_in_task_agencies": return argument == nil ? .actorInTaskAgencies : bad("no arguments")
             case "actor_is_lead_agency": return argument == nil ? .actorIsLeadAgency : bad("no arguments")
             case "all_agencies_agreed": return argument == nil ? .allAgenciesAgreed : bad("no arguments")
+            case "actor_has_not_agreed": return argument == nil ? .actorHasNotAgreed : bad("no arguments")
             case "budget_at_most", "budget_above":
                 guard let amountText = argument?["amount"]?.string,
                     let amount = Decimal(string: amountText, locale: Locale(identifier: "en_US_POSIX")),
@@ -429,8 +430,8 @@ public enum WorkflowParser {
                 }
             }
             if !workflow.actions.contains(where: \.recordsAgreement) {
-                for action in workflow.actions where action.guards.contains(.allAgenciesAgreed) {
-                    problem(action.line, "action \(action.name) waits for all agencies to agree, but no action is an agreement (agreement: true)")
+                for action in workflow.actions where action.guards.contains(.allAgenciesAgreed) || action.guards.contains(.actorHasNotAgreed) {
+                    problem(action.line, "action \(action.name) reads agreements, but no action is an agreement (agreement: true)")
                 }
             }
             guard let initial = initials.first, problems.isEmpty else { return }

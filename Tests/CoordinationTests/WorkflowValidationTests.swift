@@ -175,7 +175,7 @@ import Testing
         ("reports scheduled as a task ends", typed.replacingOccurrences(of: "    terminal: true", with: "    terminal: true\n    schedule_reports: dueDate"), 16,
             "terminal state done cannot schedule reports"),
         ("waiting for an agreement nobody gives", finish("    guards: [all_agencies_agreed]", in: base), 16,
-            "action finish waits for all agencies to agree, but no action is an agreement (agreement: true)"),
+            "action finish reads agreements, but no action is an agreement (agreement: true)"),
         ("agreement not a boolean", finish("    agreement: maybe", in: base), 20, "agreement of action finish is true or false"),
         ("closes_reports not a boolean", base.replacingOccurrences(of: "    sla: 5d", with: "    sla: 5d\n    closes_reports: soon"), 9,
             "closes_reports of state review is true or false"),

@@ -865,6 +865,15 @@ import TestSupport
         deconfliction = try await h.tasks.act(deconfliction.ref, action: "agree", expectedVersion: deconfliction.version, by: h.unicef)
         #expect(deconfliction.state == "agreement_pending")
         #expect(try await h.tasks.get(first.ref, as: h.undp).state == "technical_review")
+        // UNICEF agrees once: its page says so, and agreeing again is refused with who is still to agree.
+        let seen = try await h.tasks.detail(deconfliction.ref, as: h.unicef)
+        let waiting = GuardFailure("actor_has_not_agreed", "unicef has agreed to this proposal already; waiting for undp")
+        #expect(h.tasks.actionOptions(seen.task, agreed: seen.agreedAgencies, for: h.unicef).first { $0.name == "agree" }?.refusedBy == [waiting])
+        #expect(h.tasks.actionOptions(seen.task, agreed: seen.agreedAgencies, for: h.undp).first { $0.name == "agree" }?.refusedBy == [])
+        let twice = await #expect(throws: StoreError.self) {
+            _ = try await h.tasks.act(deconfliction.ref, action: "agree", expectedVersion: deconfliction.version, by: h.unicef)
+        }
+        #expect(twice?.refusal == .guardsFailed(action: "agree", failures: [waiting]))
         #expect(try await h.tasks.listOverlaps(task: nil, status: "open", limit: 10, as: h.coordinator).items.map(\.id).contains(overlap.id))
         // A coordinator does not agree for the agencies.
         let forThem = await #expect(throws: StoreError.self) {

@@ -359,7 +359,7 @@ public struct Methods: Sendable {
         guard case .object(var object) = Wire.task(task) else { return .null }
         object["overlaps"] = .array(detail.overlaps.map(Wire.overlap))
         object["reports"] = .array(detail.reports.map(Wire.report))
-        let options = tasks.actionOptions(task, for: principal)
+        let options = tasks.actionOptions(task, agreed: detail.agreedAgencies, for: principal)
         object["allowedActions"] = .array(options.filter(\.refusedBy.isEmpty).map { .string($0.name) })
         object["blockedActions"] = .array(
             options.filter { !$0.refusedBy.isEmpty }.map { option in

@@ -16,6 +16,9 @@ public struct TaskDetail: Sendable, Hashable {
     public var task: StoredTask
     public var overlaps: [StoredOverlap]
     public var reports: [ReportSummary]
+    /// For a task whose workflow takes agreements: the agencies that agreed
+    /// to its fields as last set.
+    public var agreedAgencies: Set<String> = []
 }
 
 extension TaskStore {

@@ -198,7 +198,8 @@ public struct TaskStore: Sendable {
                 throw StoreError(.notFound, "no task \(key)")
             }
             return TaskDetail(
-                task: task, overlaps: try await storedOverlaps(of: task, on: connection), reports: try await reports(of: task, on: connection))
+                task: task, overlaps: try await storedOverlaps(of: task, on: connection), reports: try await reports(of: task, on: connection),
+                agreedAgencies: try await agreedAgencies(task, on: connection))
         }
     }
 
@@ -224,10 +225,13 @@ public struct TaskStore: Sendable {
     }
 
     /// The actions `principal`'s role may take on the task in its state, with
-    /// the guards that refuse each now, as acting on the task as read would find them.
-    public func actionOptions(_ task: StoredTask, for principal: Principal) -> [ActionOption] {
+    /// the guards that refuse each now, as acting on the task as read would
+    /// find them (`agreed`: the agreements read with it, `TaskDetail`).
+    public func actionOptions(_ task: StoredTask, agreed: Set<String> = [], for principal: Principal) -> [ActionOption] {
         guard let workflow = workflows.definition(task.workflow, version: task.workflowVersion) else { return [] }
-        return Engine.options(workflow, task: task.record, actor: principal.actor, context: guardContext(task))
+        var context = guardContext(task)
+        context.agreedAgencies = agreed
+        return Engine.options(workflow, task: task.record, actor: principal.actor, context: context)
     }
 
     /// Rewrites the task's portfolio rows as it now stands: a program's, in
@@ -243,9 +247,11 @@ public struct TaskStore: Sendable {
 
     /// The agencies whose liaisons took an agreement action on the task since
     /// its fields were last set by a person's action (a proposal): a new
-    /// proposal needs everyone's agreement again.
-    private func agreedAgencies(_ task: StoredTask, workflow: WorkflowDefinition, on connection: PostgresConnection) async throws -> Set<String> {
-        let agreements = workflow.actions.filter(\.recordsAgreement).map(\.name)
+    /// proposal needs everyone's agreement again. None, without a query, for
+    /// a workflow that takes no agreements.
+    private func agreedAgencies(_ task: StoredTask, on connection: PostgresConnection) async throws -> Set<String> {
+        let agreements = workflows.definition(task.workflow, version: task.workflowVersion)?.actions.filter(\.recordsAgreement).map(\.name) ?? []
+        guard !agreements.isEmpty else { return [] }
         return Set(try await connection.query("""
             SELECT DISTINCT p.agency FROM events e JOIN principals p ON p.id = e.actor
             WHERE e.task_id = \(task.id) AND e.action = ANY (\(agreements)) AND p.agency IS NOT NULL
@@ -355,9 +361,7 @@ public struct TaskStore: Sendable {
             throw StoreError(.notFound, "workflow \(task.workflow) version \(task.workflowVersion) is not loaded")
         }
         var context = guardContext(task)
-        if workflow.actions.contains(where: \.recordsAgreement) {
-            context.agreedAgencies = try await agreedAgencies(task, workflow: workflow, on: connection)
-        }
+        context.agreedAgencies = try await agreedAgencies(task, on: connection)
         let decision: Decision
         switch try await Engine.decide(
             workflow, task: task.record, actor: principal.actor, action: action, inputs: inputs, context: context,
