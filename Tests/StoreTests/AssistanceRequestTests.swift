@@ -63,6 +63,30 @@ import TestSupport
         #expect(try await h.invariantViolations() == [])
     }
 
+    /// An offer leaves the request where it was: the call keeps its
+    /// deadline and the coordinator holding it keeps it. Each offer used to
+    /// enter the call anew, restarting its 14 days and dropping the claim.
+    @Test func anOfferKeepsTheCallsDeadlineAndWhoHoldsIt() async throws {
+        let h = try await Harness("assistance_request_offer_stays")
+        var task = try await h.tasks.create(Self.request(), workflow: "assistance-request", by: h.undp)
+        task = try await h.tasks.act(task.ref, action: "submit", expectedVersion: task.version, by: h.undp)
+        task = try await h.tasks.act(task.ref, action: "open_offers", expectedVersion: task.version, by: h.coordinator)
+        task = try await h.tasks.assign(task.ref, to: h.coordinator.name, by: h.coordinator)
+        let deadline = try #require(task.dueAt)
+        h.clock.advance(.seconds(5 * 86_400))
+        let offered = try await h.tasks.act(
+            task.ref, action: "offer", expectedVersion: task.version, inputs: ActionInputs(comment: "Two mediators from Ngozi"), by: h.unicef)
+        let read = try await h.tasks.get(task.ref, as: h.coordinator)
+        for seen in [offered, read] {
+            #expect(seen.state == "offers_open" && seen.version == task.version + 1)
+            #expect(seen.dueAt == deadline, "the call's 14 days run from its opening")
+            #expect(seen.holder?.principal == h.coordinator.id)
+        }
+        // The deadline passes nine days later, offers or not.
+        h.clock.advance(.seconds(10 * 86_400))
+        #expect(try await h.tasks.sweep()?.breached == [task.ref])
+    }
+
     /// A designation that names no agency (a number, an empty text) is refused
     /// with why, and the request stays open for offers.
     @Test func aDesignationThatNamesNoAgencyIsRefused() async throws {

@@ -399,7 +399,17 @@ public struct TaskStore: Sendable {
                 """)
         }
         let openToAll = workflow.state(decision.finalState)?.openToAllAgencies ?? false
-        let updated = try await connection.query("""
+        // An action that leaves the task where it was (an offer to a call, an
+        // agreement that waits for the other agency's) enters nothing: its due
+        // date, reminders, breach, queue time and holding stay. Otherwise each
+        // offer restarted the call's deadline, and dropped a coordinator's claim.
+        let stays = decision.finalState == task.state
+        let updated = try await connection.query(stays ? """
+            UPDATE tasks SET fields = \(fields), version = version + 1,
+                period_end = \(decision.task.period.map { PostgresDate(iso: $0.end.iso)! }), updated_at = now()
+            WHERE id = \(task.id)
+            RETURNING version, updated_at
+            """ : """
             UPDATE tasks SET state = \(decision.finalState), fields = \(fields), version = version + 1,
                 period_end = \(decision.task.period.map { PostgresDate(iso: $0.end.iso)! }),
                 queue = \(queue), queued_at = \(queue == nil ? nil : entered), due_at = \(decision.dueAt),
@@ -423,10 +433,12 @@ public struct TaskStore: Sendable {
         task.record = decision.task
         task.version = try updated.decode(Int.self, at: 0)
         task.updatedAt = try updated.decode(Date.self, at: 1)
-        task.queue = queue
-        task.queuedAt = queue == nil ? nil : entered
-        task.dueAt = decision.dueAt
-        task.holder = nil
+        if !stays {
+            task.queue = queue
+            task.queuedAt = queue == nil ? nil : entered
+            task.dueAt = decision.dueAt
+            task.holder = nil
+        }
         try await writePortfolioRows(task, on: connection)
         if Self.endedStates.contains(task.state) {
             try await closeOverlaps(of: task, on: connection)
