@@ -135,6 +135,39 @@ import TestSupport
         #expect(try await h.invariantViolations() == [])
     }
 
+    /// A funded program that a later one overlaps may be sequenced (its
+    /// period moved) or withdrawn by a coordinator's resolution: its reports
+    /// follow, as after an extension, or end, as after a termination.
+    @Test func aResolutionThatMovesOrEndsAFundedProgramMovesOrEndsItsReports() async throws {
+        let h = try await Harness("report_resolution")
+        let funded = try await h.fund(Harness.project(), key: "funded")  // 2027-01-01 to 2028-06-30: four reports
+        func later(_ key: String) async throws -> UUID {
+            var like = Harness.project(title: "Youth and women in local peace committees, Gitega")
+            like.leadAgency = "unicef"
+            like.participants = [Participant(agency: "unwomen", role: .implementing)]
+            let overlaps = try await h.tasks.submit(like, workflow: "pbf-project", idempotencyKey: key, by: h.unicef).overlaps
+            return try #require(overlaps.first { $0.other == funded.ref }).id
+        }
+        func listed() async throws -> [String] {
+            try await h.tasks.detail(funded.ref, as: h.undp).reports.map { "\($0.reportType ?? "") \($0.dueDate ?? "") \($0.state)" }
+        }
+        let moved = Period(start: CalendarDate(iso: "2027-01-01")!, end: CalendarDate(iso: "2028-12-31")!)
+        _ = try await h.tasks.resolveOverlap(try await later("a"), as: .sequence(task: funded.ref, period: moved), comment: "UNDP runs on", by: h.coordinator)
+        #expect(try await listed() == [
+            "semi-annual 2027-06-15 scheduled", "annual 2027-11-15 scheduled", "semi-annual 2028-06-15 scheduled", "annual 2028-11-15 scheduled",
+            "final 2029-03-31 scheduled",
+        ])
+
+        h.clock.set("2027-08-01")
+        _ = try await h.tasks.resolveOverlap(try await later("b"), as: .withdraw(task: funded.ref), comment: "UNICEF's goes on", by: h.coordinator)
+        #expect(try await h.tasks.get(funded.ref, as: h.undp).state == "withdrawn")
+        #expect(try await listed() == [
+            "semi-annual 2027-06-15 scheduled", "final 2027-10-30 scheduled", "annual 2027-11-15 waived", "semi-annual 2028-06-15 waived",
+            "annual 2028-11-15 waived",
+        ])
+        #expect(try await h.invariantViolations() == [])
+    }
+
     /// A project funded under a pbf-project version that schedules no
     /// reports (before 5) is funded by its first transfer's date: reports may
     /// be made for it by hand, and none are scheduled for it.

@@ -247,6 +247,8 @@ extension TaskStore {
             task = try await load(task.id.uuidString, visibleTo: nil, forUpdate: false, on: connection)!
             try await writePortfolioRows(task, on: connection)
             try await rescreen(task, excluding: pair, on: connection)
+            // A funded program's reports follow its new period, as an extension's do.
+            try await scheduleReports(for: task, on: connection)
             data["task"] = ref
             data["period"] = "\(period.start.iso)/\(period.end.iso)"
         case .withdraw(let ref):
@@ -403,6 +405,9 @@ extension TaskStore {
             task: task.id, actor: principal, type: "task.transitioned", action: action, from: task.state, to: state, comment: comment))
         let ended = try await load(task.id.uuidString, visibleTo: nil, forUpdate: false, on: connection)!
         try await writePortfolioRows(ended, on: connection)
+        // A funded program withdrawn or merged away owes no more than a
+        // program closed early: its reporting ends today.
+        if isProgram(ended), fundedOn(ended) != nil { try await closeReports(of: ended, on: connection) }
         return ended
     }
 
