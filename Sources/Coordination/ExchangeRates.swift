@@ -55,6 +55,16 @@ public struct ConfigError: Error, Sendable, Hashable, CustomStringConvertible {
         self.message = message
     }
 
+    /// A configuration file's YAML as nodes, for readers that report lines;
+    /// nil for an empty file.
+    static func compose(yaml text: String, file: String) throws -> Node? {
+        do {
+            return try Yams.compose(yaml: text)
+        } catch {
+            throw ConfigError(file: file, line: nil, message: "not YAML: \(error)")
+        }
+    }
+
     public var description: String {
         if let line { return "\(file):\(line): \(message)" }
         return "\(file): \(message)"

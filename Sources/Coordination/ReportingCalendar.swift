@@ -70,13 +70,7 @@ public struct ReportingCalendar: Sendable, Hashable {
 
     /// Reads `reports:`, a list of `{type, due: "MM-DD"}` or `{type, after_end: Nd}`.
     public static func load(yaml text: String, file: String) throws -> ReportingCalendar {
-        let root: Node?
-        do {
-            root = try Yams.compose(yaml: text)
-        } catch {
-            throw ConfigError(file: file, line: nil, message: "not YAML: \(error)")
-        }
-        guard let root else { return ReportingCalendar() }
+        guard let root = try ConfigError.compose(yaml: text, file: file) else { return ReportingCalendar() }
         guard let mapping = root.mapping, Set(mapping.keys.compactMap(\.string)) == ["reports"], let list = mapping["reports"]?.sequence else {
             throw ConfigError(file: file, line: root.mark?.line, message: "a reporting calendar has one key, reports: a list of {type, due} or {type, after_end}")
         }

@@ -40,13 +40,7 @@ public struct Routing: Sendable, Hashable {
 
     /// Reads `routes:`, a list of `{from, to}` with any of `country`, `sector` and `priority`.
     public static func load(yaml text: String, file: String) throws -> Routing {
-        let root: Node?
-        do {
-            root = try Yams.compose(yaml: text)
-        } catch {
-            throw ConfigError(file: file, line: nil, message: "not YAML: \(error)")
-        }
-        guard let root else { return Routing() }
+        guard let root = try ConfigError.compose(yaml: text, file: file) else { return Routing() }
         guard let mapping = root.mapping, Set(mapping.keys.compactMap(\.string)).isSubset(of: ["routes"]) else {
             throw ConfigError(file: file, line: root.mark?.line, message: "a routing file has one key, routes: a list of rules")
         }

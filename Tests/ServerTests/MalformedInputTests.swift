@@ -85,6 +85,12 @@ import TestSupport
         ("a submission naming 1,001 places", #"{"jsonrpc":"2.0","id":1,"method":"task.submit","params":{"idempotencyKey":"many","workflow":"pbf-project","title":"x","leadAgency":"undp","locations":["#
             + (0...1_000).map { "\"District \($0)\"" }.joined(separator: ",") + "]}}", -32022, true),
         ("a submission naming locations as text", #"{"jsonrpc":"2.0","id":1,"method":"task.submit","params":{"idempotencyKey":"text","workflow":"pbf-project","title":"x","leadAgency":"undp","locations":"Gitega"}}"#, -32602, true),
+        ("a workflow field an object", #"{"jsonrpc":"2.0","id":1,"method":"task.create","params":{"workflow":"pbf-project","title":"x","leadAgency":"undp","fields":{"facility":{"kind":"IRF"}}}}"#, -32602, true),
+        ("a facility that is neither", #"{"jsonrpc":"2.0","id":1,"method":"task.create","params":{"workflow":"pbf-project","title":"x","leadAgency":"undp","fields":{"facility":"irf"}}}"#, -32022, true),
+        ("a field the workflow lacks", #"{"jsonrpc":"2.0","id":1,"method":"task.create","params":{"workflow":"pbf-project","title":"x","leadAgency":"undp","fields":{"colour":"red"}}}"#, -32022, true),
+        ("a field only an action sets", #"{"jsonrpc":"2.0","id":1,"method":"task.create","params":{"workflow":"pbf-project","title":"x","leadAgency":"undp","fields":{"firstTransferDate":"2027-01-15"}}}"#, -32022, true),
+        ("a report naming no project", #"{"jsonrpc":"2.0","id":1,"method":"task.create","params":{"workflow":"progress-report","title":"x","leadAgency":"undp","fields":{"dueDate":"2027-06-15"}}}"#, -32022, true),
+        ("a report on an unknown project", #"{"jsonrpc":"2.0","id":1,"method":"task.create","params":{"workflow":"progress-report","title":"x","leadAgency":"undp","fields":{"project":"PBC-1999-000001"}}}"#, -32022, true),
         ("second hello", #"{"jsonrpc":"2.0","id":1,"method":"session.hello","params":{"protocol":1,"token":"x"}}"#, -32600, true),
     ]
 
