@@ -23,6 +23,9 @@ struct ImportCommand: AsyncParsableCommand {
         for (reason, count) in summary.skipped.sorted(by: { ($1.value, $0.key) < ($0.value, $1.key) }) {
             print("  skipped \(count): \(reason)")
         }
+        for (reason, count) in summary.reportedPeriods.sorted(by: { ($1.value, $0.key) < ($0.value, $1.key) }) {
+            print("  screened over the dates it reports \(count): \(reason)")
+        }
         for (reason, count) in summary.unscreened.sorted(by: { ($1.value, $0.key) < ($0.value, $1.key) }) {
             print("  kept but in no screening \(count): \(reason)")
         }

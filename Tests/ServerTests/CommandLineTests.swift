@@ -278,8 +278,8 @@ import SystemPackage
         #expect(
             stopped.standardOutput == """
                 before it stopped: imported 0, updated 0, unchanged 100, skipped 0
-                  kept but in no screening 18: no start or end date
-                  kept but in no screening 10: no country of Config/countries.yaml (regions only, or a code it lacks)
+                  screened over the dates it reports 16: no end date
+                  kept but in no screening 12: no country of Config/countries.yaml (regions only, or a code it lacks)
 
                 """)
         #expect(stopped.standardError == "pbc: error: /nonexistent.xml: cannot read the file\n")

@@ -15,6 +15,10 @@ public struct ImportSummary: Sendable, Equatable {
     /// need a period and a country (docs/overlap.md), and whoever imports
     /// them should know which lack one.
     public var unscreened: [String: Int] = [:]
+    /// Activities screened over the period their reported dates show, since
+    /// they state no end or no start, counted by what they lack
+    /// (docs/import.md, "Activities without an end date").
+    public var reportedPeriods: [String: Int] = [:]
 
     public init() {}
     public var skippedCount: Int { skipped.values.reduce(0, +) }
@@ -73,6 +77,31 @@ struct MappedActivity: Codable, Equatable {
     /// How each budget divides in the who-does-what-where report.
     var budgetShares: BudgetShares
     var genderMarker: Int?
+    /// When it states no end, no start or neither: the period its own
+    /// reported dates show it ran, which screening uses (`reportedPeriod`).
+    /// Nil when it states both, so the hash of such an activity is what it was.
+    var reportedPeriod: ReportedPeriod? = nil
+
+    struct ReportedPeriod: Codable, Equatable {
+        var start: String
+        var end: String
+    }
+
+    /// The period screening uses: the one it states, else the one it reports.
+    var screenedPeriod: (start: String, end: String)? {
+        if let start, let end { return (start, end) }
+        return reportedPeriod.map { ($0.start, $0.end) }
+    }
+
+    /// What it does not state, as the import summary names it.
+    var missingDates: String? {
+        switch (start, end) {
+        case (nil, nil): "no start or end date"
+        case (nil, _): "no start date"
+        case (_, nil): "no end date"
+        default: nil
+        }
+    }
 }
 
 /// Imports activities from outside into the portfolio: they take part in
@@ -116,6 +145,14 @@ public struct ActivityImporter: Sendable {
         let startDate = start.flatMap { CalendarDate(iso: String($0.prefix(10))) }
         let endDate = end.flatMap { CalendarDate(iso: String($0.prefix(10))) }
         if let startDate, let endDate, endDate < startDate { return .failure(SkipReason("end date before start date")) }
+        let budgetStarts = activity.budgets.compactMap { $0.start.flatMap { CalendarDate(iso: String($0.prefix(10))) } }
+        let budgetEnds = activity.budgets.compactMap { $0.end.flatMap { CalendarDate(iso: String($0.prefix(10))) } }
+        // Still in implementation (status 2) when its record was last updated: it ran until then.
+        let updatedRunning = activity.status == "2" ? activity.lastUpdated.flatMap { CalendarDate(iso: String($0.prefix(10))) } : nil
+        let reported = Self.reportedPeriod(
+            start: startDate, end: endDate,
+            earliest: budgetStarts + [activity.transactionDates?.lowerBound].compactMap { $0 },
+            latest: budgetEnds + [activity.transactionDates?.upperBound, updatedRunning].compactMap { $0 })
         // Countries and regions, and sectors, are stated on the activity or
         // else on each of its transactions; those are taken once each, with
         // no percentages (the report divides in equal parts).
@@ -173,7 +210,25 @@ public struct ActivityImporter: Sendable {
             budgetShares: BudgetShares(
                 countries: countries.map { .init(code: $0.code, percentage: $0.percentage) }, withRegions: !recipientRegions.isEmpty,
                 sectors: stated),
-            genderMarker: activity.genderSignificance.flatMap(Int.init).flatMap { (0...3).contains($0) ? $0 : nil }))
+            genderMarker: activity.genderSignificance.flatMap(Int.init).flatMap { (0...3).contains($0) ? $0 : nil },
+            reportedPeriod: reported))
+    }
+
+    /// The period an activity that states no end, no start or neither is
+    /// screened over: what its own reported dates show it ran. Many
+    /// publishers leave out the end of a program still running; left out of
+    /// screening, it would overlap nothing. `latest` are the dates it shows
+    /// it ran until (its last transaction, its budgets' period ends, the day
+    /// its record was last updated while in implementation), `earliest` those
+    /// it shows it ran from (its first transaction, its budgets' period
+    /// starts). Nil when it states both, or when those dates make no span
+    /// (nothing after its start): a guessed end would flag programs that
+    /// never met.
+    static func reportedPeriod(
+        start: CalendarDate?, end: CalendarDate?, earliest: [CalendarDate], latest: [CalendarDate]
+    ) -> MappedActivity.ReportedPeriod? {
+        guard start == nil || end == nil, let from = start ?? earliest.min(), let until = end ?? latest.max(), from < until else { return nil }
+        return .init(start: from.iso, end: until.iso)
     }
 
     /// Each code once (case ignored), in the order first named.
@@ -196,10 +251,12 @@ public struct ActivityImporter: Sendable {
             case .updated: summary.updated += 1
             case .unchanged: summary.unchanged += 1
             }
-            if mapped.start == nil || mapped.end == nil {
-                summary.unscreened["no start or end date", default: 0] += 1
+            if mapped.screenedPeriod == nil, let missing = mapped.missingDates {
+                summary.unscreened["\(missing), and no other date reported that shows when it ran", default: 0] += 1
             } else if !mapped.countries.contains(where: { countries.contains($0.code) }) {
                 summary.unscreened["no country of Config/countries.yaml (regions only, or a code it lacks)", default: 0] += 1
+            } else if let missing = mapped.missingDates {
+                summary.reportedPeriods[missing, default: 0] += 1
             }
         } catch let error as PostgresError where error.sqlState?.hasPrefix("22") == true || error.sqlState?.hasPrefix("23") == true {
             // The database refused this activity's values (a data or integrity error); the others go on.
@@ -557,7 +614,8 @@ public struct ActivityImporter: Sendable {
                     on: connection)
             }
             try await connection.query("DELETE FROM portfolio WHERE activity_id = \(id)")
-            if let start, let end {
+            // Screened over the period it states, else the one its reported dates show.
+            if let period = activity.screenedPeriod, let from = PostgresDate(iso: period.start), let until = PostgresDate(iso: period.end) {
                 var agencies: Set<String> = [agency]
                 let refs = activity.participants.compactMap(\.ref)
                 // Participants are named by IATI organisation identifier, or (in CSV) by agency id.
@@ -570,7 +628,7 @@ public struct ActivityImporter: Sendable {
                     INSERT INTO portfolio (ref, country, kind, activity_id, agency, agencies, period, sectors, categories, locations,
                                            title, body, external_ids, active)
                     SELECT \(activity.identifier), c.code, 'activity', \(id), \(agency), \(Array(agencies).sorted()),
-                           daterange(\(start), \(end), '[]'), \(activity.sectors + activity.otherSectors), \(categories), \(locations),
+                           daterange(\(from), \(until), '[]'), \(activity.sectors + activity.otherSectors), \(categories), \(locations),
                            \(activity.title),
                            \(PortfolioScreener.body(title: activity.title, description: activity.description)),
                            \(["\(activity.identifier)"]), \(active)

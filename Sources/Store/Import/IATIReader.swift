@@ -1,3 +1,4 @@
+import Coordination
 import Foundation
 import Synchronization
 #if canImport(FoundationXML)
@@ -52,6 +53,12 @@ public struct IATIActivity: Sendable, Hashable {
     public var locations: [String] = []
     public var budgets: [Budget] = []
     public var genderSignificance: String?
+    /// The first and last of its transactions' dates (`transaction-date`),
+    /// those that are dates: with its budgets' periods and `lastUpdated`,
+    /// what shows when it ran if it states no end or no start.
+    public var transactionDates: ClosedRange<CalendarDate>?
+    /// The day its record was last updated (`last-updated-datetime`).
+    public var lastUpdated: String?
 
     public static func == (lhs: IATIActivity, rhs: IATIActivity) -> Bool { lhs.line == rhs.line && lhs.identifier == rhs.identifier }
     public func hash(into hasher: inout Hasher) {
@@ -207,6 +214,7 @@ public enum IATIReader {
                 current?.version = attributes["version"] ?? fileVersion
                 current?.defaultLanguage = attributes["xml:lang"]
                 current?.defaultCurrency = attributes["default-currency"]
+                current?.lastUpdated = attributes["last-updated-datetime"]
             case "reporting-org" where parent == "iati-activity", "participating-org" where parent == "iati-activity":
                 organisation = IATIActivity.Organisation(ref: attributes["ref"].flatMap { $0.isEmpty ? nil : $0 }, role: attributes["role"])
             case "narrative":
@@ -233,6 +241,11 @@ public enum IATIReader {
                 if let code = attributes["code"] { current?.transactionRegions.append(.init(code: code, vocabulary: attributes["vocabulary"])) }
             case "sector" where parent == "transaction":
                 if let code = attributes["code"] { current?.transactionSectors.append(.init(code: code, vocabulary: attributes["vocabulary"])) }
+            case "transaction-date" where parent == "transaction":
+                if let date = attributes["iso-date"].flatMap({ CalendarDate(iso: String($0.prefix(10))) }) {
+                    let known = current?.transactionDates
+                    current?.transactionDates = min(known?.lowerBound ?? date, date)...max(known?.upperBound ?? date, date)
+                }
             case "budget" where parent == "iati-activity":
                 budget = IATIActivity.Budget(amount: "", type: attributes["type"])
             case "period-start" where parent == "budget":
