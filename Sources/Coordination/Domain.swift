@@ -248,6 +248,19 @@ public struct TaskRecord: Sendable, Hashable, Codable {
     public var agencies: Set<String> { Set([leadAgency] + participants.map(\.agency)) }
 }
 
+/// Free text a caller adds beside a task's title and description: a
+/// comment, a workflow field's value. Bounded, since it is kept for good in
+/// the audit trail and sent to every subscriber: enough for the reasons of
+/// a decision or a reference, not for a document.
+public enum FreeText {
+    public static let maximumLength = 10_000
+
+    /// Why `text` is refused as `field`, or nil.
+    public static func refusal(_ text: String, field: String) -> FieldError? {
+        text.count > maximumLength ? FieldError(field, "must be at most \(maximumLength) characters") : nil
+    }
+}
+
 /// A bad value in a request: which field, and why.
 /// One bad input: the field (a dotted path for nested ones) and why.
 public struct FieldError: Error, Sendable, Hashable, Codable, CustomStringConvertible {
@@ -265,6 +278,7 @@ extension TaskRecord {
     public static let maximumLocations = 1_000
     public static let maximumParticipants = 100
     public static let maximumTitleLength = 500
+    public static let maximumExternalRefs = 100
 
     /// Every problem with the task's own values, not just the first. What
     /// needs the database (does the agency or sector exist?) the store checks.
@@ -289,6 +303,18 @@ extension TaskRecord {
         }
         if participants.count > Self.maximumParticipants {
             errors.append(FieldError("participants", "must be at most \(Self.maximumParticipants) agencies"))
+        }
+        // Each names an activity the task is (an IATI identifier, say), which screening keeps with its entry.
+        if externalRefs.count > Self.maximumExternalRefs {
+            errors.append(FieldError("externalRefs", "must be at most \(Self.maximumExternalRefs) references"))
+        }
+        for (system, ref) in externalRefs.sorted(by: { $0.key < $1.key }) {
+            if system.trimmingCharacters(in: .whitespaces).isEmpty || system.count > 200 {
+                errors.append(FieldError("externalRefs", "names must be 1 to 200 characters"))
+            }
+            if ref.trimmingCharacters(in: .whitespaces).isEmpty || ref.count > 200 {
+                errors.append(FieldError("externalRefs.\(system.prefix(60))", "must be 1 to 200 characters"))
+            }
         }
         for (index, location) in locations.enumerated() {
             if location.trimmingCharacters(in: .whitespaces).isEmpty { errors.append(FieldError("locations[\(index)]", "must not be empty")) }

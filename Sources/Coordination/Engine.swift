@@ -173,7 +173,7 @@ public enum Engine {
             return .failure(.commentRequired(action: name))
         }
         var updated = task
-        var invalid: [FieldError] = []
+        var invalid: [FieldError] = [inputs.comment.flatMap { FreeText.refusal($0, field: "comment") }].compactMap { $0 }
         for (field, value) in inputs.fields.sorted(by: { $0.key < $1.key }) {
             guard action.fields.contains(field) else {
                 return .failure(.fieldNotSettable(action: name, field: field, settable: action.fields))

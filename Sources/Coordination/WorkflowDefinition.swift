@@ -90,6 +90,7 @@ public struct WorkflowDefinition: Sendable, Hashable {
     /// The value a field takes from `value`, or why it cannot; the value as
     /// given when the workflow declares no fields.
     public func check(field: String, _ value: FieldValue) -> Result<FieldValue, FieldError> {
+        if let tooLong = FreeText.refusal(value.description, field: "fields.\(field)") { return .failure(tooLong) }
         guard let fields else { return .success(value) }
         guard let type = fields[field] else {
             return .failure(FieldError("fields.\(field)", "\(name) has no field \(field); its fields: \(fields.keys.sorted().joined(separator: ", "))"))
@@ -102,7 +103,6 @@ public struct WorkflowDefinition: Sendable, Hashable {
     /// with them: an undeclared field, one that only an action sets, or a
     /// value of the wrong kind.
     public func creationFields(_ given: [String: FieldValue]) -> (fields: [String: FieldValue], errors: [FieldError]) {
-        guard fields != nil else { return (given, []) }
         var accepted: [String: FieldValue] = [:]
         var errors: [FieldError] = []
         for (field, value) in given.sorted(by: { $0.key < $1.key }) {
@@ -232,8 +232,9 @@ public enum FieldType: Sendable, Hashable, CustomStringConvertible {
         }
     }
 
-    /// Why the field does not take `value`.
+    /// Why the field does not take `value` (quoted up to 60 characters).
     public func refusal(of value: FieldValue) -> String {
-        "must be \(self), not \(value.description.isEmpty ? "empty" : value.description)"
+        let text = value.description
+        return "must be \(self), not \(text.isEmpty ? "empty" : text.count > 60 ? text.prefix(60) + "…" : text)"
     }
 }

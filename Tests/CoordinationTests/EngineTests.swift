@@ -78,6 +78,55 @@ import Testing
         #expect(try await decide(workflow, reviewing, Fixtures.coordinator, "fly") == .failure(.unknownAction(action: "fly", known: workflow.actions.map(\.name))))
     }
 
+    /// A comment and a workflow field's value are kept for good and sent to
+    /// every subscriber: each is at most 10,000 characters, in every workflow,
+    /// and a refusal quotes a long value only in part.
+    @Test func freeTextIsBoundedWhereverItIsGiven() async throws {
+        let workflow = try Fixtures.workflow("pbf-project")
+        var reviewing = Fixtures.project()
+        reviewing.state = "technical_review"
+        let long = String(repeating: "x", count: FreeText.maximumLength + 1)
+        let full = String(repeating: "x", count: FreeText.maximumLength)
+        #expect(try await decide(workflow, reviewing, Fixtures.coordinator, "request_revision", inputs: ActionInputs(comment: long))
+            == .failure(.invalidFields(action: "request_revision", errors: [FieldError("comment", "must be at most 10000 characters")])))
+        #expect(try await decide(workflow, reviewing, Fixtures.coordinator, "request_revision", inputs: ActionInputs(comment: full)).get()
+            .finalState == "revision_requested")
+        // A field's value, whatever its kind: too long is said as such, not as a choice it is not.
+        #expect(try await decide(workflow, Fixtures.project(), Fixtures.liaison, "submit", inputs: ActionInputs(fields: ["facility": .string(long)]))
+            == .failure(.invalidFields(action: "submit", errors: [FieldError("fields.facility", "must be at most 10000 characters")])))
+        #expect(FieldType.date.refusal(of: .string(String(repeating: "y", count: 100)))
+            == "must be a date, YYYY-MM-DD, not " + String(repeating: "y", count: 60) + "…")
+        // A workflow that declares no fields takes any, but not any length, at creation or in an action.
+        let undeclared = try WorkflowParser.parse(yaml: """
+            name: sample
+            version: 1
+            states:
+              draft:
+                initial: true
+              done:
+                terminal: true
+            actions:
+              finish:
+                from: draft
+                to: done
+                roles: [coordinator]
+                fields: [note]
+            """, file: "sample.yaml").get()
+        #expect(undeclared.creationFields(["note": .string(long)]).errors == [FieldError("fields.note", "must be at most 10000 characters")])
+        #expect(undeclared.creationFields(["note": .string(full)]).errors.isEmpty)
+        let draft = TaskRecord(state: "draft", title: "t", leadAgency: "undp")
+        #expect(try await decide(undeclared, draft, Fixtures.coordinator, "finish", inputs: ActionInputs(fields: ["note": .string(long)]))
+            == .failure(.invalidFields(action: "finish", errors: [FieldError("fields.note", "must be at most 10000 characters")])))
+        // External references name activities: each a name and a reference of 1 to 200 characters.
+        var referenced = Fixtures.project()
+        referenced.externalRefs = ["iati": "", "": "XM-1", "crs": String(repeating: "r", count: 201), "ok": "XM-DAC-41114-1"]
+        #expect(referenced.validationErrors().filter { $0.field.hasPrefix("externalRefs") } == [
+            FieldError("externalRefs", "names must be 1 to 200 characters"),
+            FieldError("externalRefs.crs", "must be 1 to 200 characters"),
+            FieldError("externalRefs.iati", "must be 1 to 200 characters"),
+        ])
+    }
+
     /// What a task offers its reader is what acting would accept: an action a
     /// guard refuses now is offered apart, with the guard's reason, unless the
     /// guard reads a field the action itself sets.

@@ -91,6 +91,9 @@ import TestSupport
         ("a field only an action sets", #"{"jsonrpc":"2.0","id":1,"method":"task.create","params":{"workflow":"pbf-project","title":"x","leadAgency":"undp","fields":{"firstTransferDate":"2027-01-15"}}}"#, -32022, true),
         ("a report naming no project", #"{"jsonrpc":"2.0","id":1,"method":"task.create","params":{"workflow":"progress-report","title":"x","leadAgency":"undp","fields":{"dueDate":"2027-06-15"}}}"#, -32022, true),
         ("a report on an unknown project", #"{"jsonrpc":"2.0","id":1,"method":"task.create","params":{"workflow":"progress-report","title":"x","leadAgency":"undp","fields":{"project":"PBC-1999-000001"}}}"#, -32022, true),
+        ("a comment of 10,001 characters", #"{"jsonrpc":"2.0","id":1,"method":"task.comment","params":{"task":"PBC-1999-000001","comment":""#
+            + String(repeating: "x", count: 10_001) + #""}}"#, -32022, true),
+        ("an empty external reference", #"{"jsonrpc":"2.0","id":1,"method":"task.create","params":{"workflow":"pbf-project","title":"x","leadAgency":"undp","externalRefs":{"iati":""}}}"#, -32022, true),
         ("second hello", #"{"jsonrpc":"2.0","id":1,"method":"session.hello","params":{"protocol":1,"token":"x"}}"#, -32600, true),
     ]
 
@@ -123,12 +126,29 @@ import TestSupport
             }
             let stale = try await client.call("task.act", id: 2, params: #"{"task":"\#(ref)","action":"withdraw","expectedVersion":1}"#)
             #expect(stale?["error"]?["code"] == .integer(-32009))
+            // A comment too long for the audit trail: refused naming it, and the task stays as it was.
+            guard case .integer(let version)? = submitted?["result"]?["task"]?["version"] else {
+                Issue.record("no version: \(String(describing: submitted))")
+                return
+            }
+            let long = String(repeating: "x", count: 10_001)
+            let wordy = try await client.call(
+                "task.act", id: 3, params: #"{"task":"\#(ref)","action":"withdraw","expectedVersion":\#(version),"comment":"\#(long)"}"#)
+            #expect(wordy?["error"]?["code"] == .integer(-32022), "\(String(describing: wordy?["error"]))")
+            #expect(wordy?["error"]?["data"]?["errors"] == .array([.object(["field": .string("comment"), "reason": .string("must be at most 10000 characters")])]))
+            let after = try await client.call("task.get", id: 4, params: #"{"task":"\#(ref)"}"#)
+            #expect(after?["result"]?["task"]?["version"] == .integer(version))
+            #expect(after?["result"]?["task"]?["state"] != .string("withdrawn"))
         }
         // An overlap that does not exist, asked of the one who may resolve.
         try await server.withSession("coordinator") { client in
             let missing = try await client.call(
                 "overlap.resolve", params: #"{"overlap":"7d4e1f0a-0000-4000-8000-000000000001","resolution":"distinct"}"#)
             #expect(missing?["error"]?["code"] == .integer(-32004))
+            let wordy = try await client.call(
+                "overlap.resolve",
+                params: #"{"overlap":"7d4e1f0a-0000-4000-8000-000000000001","resolution":"distinct","comment":""# + String(repeating: "x", count: 10_001) + #""}"#)
+            #expect(wordy?["error"]?["data"]?["errors"] == .array([.object(["field": .string("comment"), "reason": .string("must be at most 10000 characters")])]))
             // A deconfliction case must name an overlap that exists, by its id.
             for overlap in ["7d4e1f0a-0000-4000-8000-000000000001", "nope"] {
                 let nameless = try await client.call(

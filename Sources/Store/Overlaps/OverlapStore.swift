@@ -171,6 +171,7 @@ extension TaskStore {
         guard [.coordinator, .admin].contains(principal.role) else {
             throw StoreError(.forbidden, "coordinators resolve overlaps")
         }
+        if let tooLong = comment.flatMap({ FreeText.refusal($0, field: "comment") }) { throw StoreError.validation([tooLong]) }
         return try await transaction(as: principal) { connection in
             try await applyResolution(id, resolution, comment: comment, by: principal, on: connection)
         }

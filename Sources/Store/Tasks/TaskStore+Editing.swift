@@ -225,9 +225,8 @@ extension TaskStore {
     /// Adds a comment to a task's history. Observers only read.
     public func comment(_ key: String, text: String, by principal: Principal) async throws -> StoredEvent {
         let trimmed = text.trimmingCharacters(in: .whitespacesAndNewlines)
-        guard !trimmed.isEmpty, text.count <= 10_000 else {
-            throw StoreError.validation([FieldError("comment", "must be 1 to 10000 characters")])
-        }
+        guard !trimmed.isEmpty else { throw StoreError.validation([FieldError("comment", "must not be empty")]) }
+        if let tooLong = FreeText.refusal(text, field: "comment") { throw StoreError.validation([tooLong]) }
         guard principal.role != .observer else { throw StoreError(.forbidden, "observers read; they do not comment") }
         return try await transaction(as: principal) { connection in
             guard let task = try await load(key, visibleTo: principal, forUpdate: false, on: connection) else {
