@@ -193,7 +193,7 @@ struct Submit: AsyncParsableCommand {
     @OptionGroup var client: ClientOptions
     @Option(help: "A JSON file with the task's parameters (flags given too take precedence).") var file: String?
     @Option(help: "The workflow (default: pbf-project).") var workflow: String?
-    @Option(name: .customLong("lead-agency"), help: "The agency that leads the task (a liaison: their own).") var leadAgency: String?
+    @Option(name: .customLong("lead-agency"), help: "The agency that leads the task (default for a liaison: their own).") var leadAgency: String?
     @OptionGroup var details: TaskDetails
     @Option(name: .customLong("field"), help: "A workflow field, NAME=VALUE; repeat for more.") var fields: [String] = []
     @Option(name: .customLong("idempotency-key"), help: "Makes a retry safe (default: a new one each run).") var idempotencyKey: String?

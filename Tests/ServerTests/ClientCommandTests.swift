@@ -82,12 +82,16 @@ import SystemPackage
         #expect((parsed?["items"] as? [Any])?.count == 1)
         let comment = try await pbc(["comment", ref, "Survey attached"], server: server, as: "undp-liaison")
         #expect(comment.output.hasPrefix("comment "))
-        let euros = try await pbc(
-            ["submit", "--title", "Mediation training for chiefs", "--lead-agency", "unicef", "--country", "SLE", "--location", "Kailahun",
+        // A liaison's own agency leads what they submit unless they name another; a coordinator names it.
+        let chiefs = ["submit", "--title", "Mediation training for chiefs", "--country", "SLE", "--location", "Kailahun",
              "--sector", "15220", "--start", "2027-01-01", "--end", "2027-12-31", "--budget", "250000.00", "--currency", "EUR",
-             "--field", "genderMarker=1", "--field", "facility=IRF", "--idempotency-key", "chiefs-1"],
-            server: server, as: "unicef-liaison")
+             "--field", "genderMarker=1", "--field", "facility=IRF"]
+        let unled = try await pbc(chiefs + ["--idempotency-key", "chiefs-0"], server: server, as: "coordinator")
+        #expect(unled.status != .exited(0))
+        #expect(unled.error.contains("missing parameter leadAgency: name the agency that leads"), "\(unled.error)")
+        let euros = try await pbc(chiefs + ["--idempotency-key", "chiefs-1"], server: server, as: "unicef-liaison")
         #expect(euros.status == .exited(0), "\(euros.error)")
+        #expect(euros.output.contains("lead       unicef\n"), "\(euros.output)")
         let report = try await pbc(["report", "--country", "BI"], server: server, as: "coordinator")
         #expect(report.output.split(separator: "\n").first?.hasPrefix("COUNTRY") == true)
         #expect(report.output.contains("400000.00 USD"))

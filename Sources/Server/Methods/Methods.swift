@@ -308,7 +308,7 @@ public struct Methods: Sendable {
         let workflow: String
         let title: String
         let description: String?
-        let leadAgency: String
+        let leadAgency: String?
         let participants: [Participant]?
         let country: String?
         let locations: [String]?
@@ -319,17 +319,27 @@ public struct Methods: Sendable {
         let fields: [String: FieldValue]?
         let externalRefs: [String: String]?
 
-        var record: TaskRecord {
+        func record(by principal: Principal) throws -> TaskRecord {
             TaskRecord(
-                state: "", title: title, description: description ?? "", leadAgency: leadAgency, participants: participants ?? [],
+                state: "", title: title, description: description ?? "", leadAgency: try Methods.lead(leadAgency, of: principal),
+                participants: participants ?? [],
                 country: country, locations: locations ?? [], sectors: sectors ?? [], period: period?.period, budget: budget?.money,
                 fields: fields ?? [:], priority: priority ?? .normal, externalRefs: externalRefs ?? [:])
         }
     }
 
+    /// The agency that leads a new task or a draft: the one named, else a
+    /// liaison's own (a liaison leads only their agency's tasks).
+    static func lead(_ named: String?, of principal: Principal) throws -> String {
+        guard let lead = named ?? (principal.role == .liaison ? principal.agency : nil) else {
+            throw ParamsDecoder.invalid("missing parameter leadAgency: name the agency that leads (a liaison's own leads when none is named)", parameter: "leadAgency")
+        }
+        return lead
+    }
+
     private func taskCreate(_ params: JSONValue?, _ principal: Principal) async throws -> JSONValue {
         let create = try ParamsDecoder.decode(TaskParams.self, from: params)
-        let task = try await tasks.create(create.record, workflow: create.workflow, by: principal)
+        let task = try await tasks.create(try create.record(by: principal), workflow: create.workflow, by: principal)
         return .object(["task": Wire.task(task)])
     }
 
@@ -343,7 +353,8 @@ public struct Methods: Sendable {
         }
         guard (1...200).contains(key.count) else { throw ParamsDecoder.invalid("idempotencyKey must be 1 to 200 characters", parameter: "idempotencyKey") }
         let submit = try ParamsDecoder.decode(TaskParams.self, from: .object(object))
-        let (task, replayed, overlaps) = try await tasks.submit(submit.record, workflow: submit.workflow, idempotencyKey: key, by: principal)
+        let (task, replayed, overlaps) = try await tasks.submit(
+            try submit.record(by: principal), workflow: submit.workflow, idempotencyKey: key, by: principal)
         return .object(["task": Wire.task(task), "overlaps": .array(overlaps.map(Wire.overlap)), "replayed": .bool(replayed)])
     }
 
@@ -488,7 +499,7 @@ extension Methods {
         static let names: Set<String> = ["title", "description", "leadAgency", "participants", "country", "locations", "sectors", "period", "externalRefs"]
         let title: String
         let description: String?
-        let leadAgency: String
+        let leadAgency: String?
         let participants: [Participant]?
         let country: String
         let locations: [String]?
@@ -500,7 +511,7 @@ extension Methods {
     func overlapCheck(_ params: JSONValue?, _ principal: Principal) async throws -> JSONValue {
         let check = try ParamsDecoder.decode(CheckParams.self, from: params)
         let draft = TaskRecord(
-            state: "", title: check.title, description: check.description ?? "", leadAgency: check.leadAgency,
+            state: "", title: check.title, description: check.description ?? "", leadAgency: try Self.lead(check.leadAgency, of: principal),
             participants: check.participants ?? [], country: check.country, locations: check.locations ?? [], sectors: check.sectors ?? [],
             period: check.period.period, externalRefs: check.externalRefs ?? [:])
         let views = try await tasks.checkOverlaps(draft, as: principal)
