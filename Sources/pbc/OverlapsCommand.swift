@@ -38,7 +38,9 @@ struct OverlapsCommand: AsyncParsableCommand {
                         + (item["status"]?.text == "open"
                             ? (foundBy.isEmpty || foundBy == item["task"]?.text ? "" : "  found by \(foundBy)")
                             : "  \(item["status"]?.text ?? ""): \(resolutionText(item))"))
-                    print("    \(other["title"]?.text ?? "") [\(other["leadAgency"]?.text ?? ""), \(other["country"]?.text ?? "")]")
+                    // Its period too: a coordinator settles an overlap by sequencing as often as by anything.
+                    let period = other["period"].map { "\($0["start"]?.text ?? "") to \($0["end"]?.text ?? "")" } ?? ""
+                    print("    \(other["title"]?.text ?? "") [\(other["leadAgency"]?.text ?? ""), \(other["country"]?.text ?? ""), \(period)]")
                     if case .array(let reasons)? = item["reasons"] { for reason in reasons { print("    - \(reason.text)") } }
                 }
                 if let more = morePages(result) { print(more) }

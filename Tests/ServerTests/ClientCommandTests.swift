@@ -224,6 +224,8 @@ import SystemPackage
         let listed = try await pbc(["overlaps"], server: server, as: "coordinator")
         #expect(listed.status == .exited(0), "\(listed.error)")
         #expect(listed.output.contains("\(second) ~ \(first)"))
+        // The other program as the coordinator settles it: who leads it, where, and when (to sequence the two).
+        #expect(listed.output.contains("    Youth and women in local peace committees [undp, BDI, 2027-01-01 to 2028-06-30]\n"), "\(listed.output)")
         #expect(listed.output.contains("- sector 1.00: same sector 15220"))
         #expect(listed.output.contains("- location 1.00: shared locations: gitega"))
         let id = try #require(listed.output.split(separator: " ").first.map(String.init))
