@@ -79,7 +79,9 @@ struct QueueCommand: AsyncParsableCommand {
                     print("nothing to claim in \(queue)")
                     return
                 }
-                print(describeTask(task), terminator: "")
+                // Shown as `pbc show` shows it: its overlaps, its reports and what the claimant may do now.
+                let shown = try await rpc.call("task.get", ["task": task["ref"] ?? .null])["task"] ?? task
+                print(describeTask(shown), terminator: "")
                 print("lease      \(result["lease"]?["id"]?.text ?? "") until \(result["lease"]?["expiresAt"]?.text ?? "")")
             }
         }

@@ -172,6 +172,8 @@ import SystemPackage
         #expect(claimed.output.hasPrefix(refs[0]))  // the older of two equally urgent tasks
         #expect(claimed.output.contains("held by    coordinator until "))
         #expect(claimed.output.contains("lease      "))
+        // What the claimant may do with it now, as `pbc show` says it.
+        #expect(claimed.output.contains("you may    request_revision, recommend, reject\n"), "\(claimed.output)")
         let shown = try await pbc(["show", refs[0]], server: server, as: "coordinator")
         #expect(shown.output.contains("held by    coordinator"))
         let acted = try await pbc(["act", refs[0], "recommend"], server: server, as: "coordinator")
