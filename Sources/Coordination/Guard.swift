@@ -102,13 +102,22 @@ public enum Guard: Sendable, Hashable, CustomStringConvertible {
             }
             return nil
         case .allAgenciesAgreed:
-            let waiting = Array(Set(task.participants.map(\.agency)).subtracting(context.agreedAgencies)).sorted()
+            let waiting = task.awaitingAgreement(besides: context.agreedAgencies)
             return waiting.isEmpty ? nil : "waiting for \(waiting.joined(separator: " and ")) to agree"
         case .actorHasNotAgreed:
             guard let agency = actor.agency, context.agreedAgencies.contains(agency) else { return nil }
-            let waiting = Array(Set(task.participants.map(\.agency)).subtracting(context.agreedAgencies)).sorted()
+            let waiting = task.awaitingAgreement(besides: context.agreedAgencies)
             return "\(agency) has agreed to this proposal already" + (waiting.isEmpty ? "" : "; waiting for \(waiting.joined(separator: " and "))")
         }
+    }
+}
+
+extension TaskRecord {
+    /// The agencies whose agreement a proposal still needs: every
+    /// participant's (a deconfliction case's are the agencies of its
+    /// overlap), but those in `agreed`.
+    public func awaitingAgreement(besides agreed: Set<String>) -> [String] {
+        Set(participants.map(\.agency)).subtracting(agreed).sorted()
     }
 }
 

@@ -28,6 +28,14 @@ func morePages(_ result: JSONValue) -> String? {
     return "(more: the same command with --after \(next.text))"
 }
 
+/// Who agreed to a proposal and who is awaited: "unicef agreed; waiting for undp".
+func agreementText(_ agreement: JSONValue) -> String {
+    let agreed = agreement["agreed"]?.items?.map(\.text) ?? []
+    let awaiting = agreement["awaiting"]?.items?.map(\.text) ?? []
+    return [agreed.isEmpty ? "" : "\(agreed.joined(separator: " and ")) agreed", awaiting.isEmpty ? "" : "waiting for \(awaiting.joined(separator: " and "))"]
+        .filter { !$0.isEmpty }.joined(separator: "; ")
+}
+
 /// A task for people to read.
 func describeTask(_ task: JSONValue) -> String {
     var lines = ["\(task["ref"]?.text ?? "")  \(task["title"]?.text ?? "")"]
@@ -72,6 +80,7 @@ func describeTask(_ task: JSONValue) -> String {
         add(index == 0 ? "reports" : "", [report["ref"]?.text ?? "", type, due.isEmpty ? "" : "due \(due)", report["state"]?.text ?? ""]
             .filter { !$0.isEmpty }.joined(separator: "  "))
     }
+    if let agreement = task["agreement"], agreement != .null { add("agreement", agreementText(agreement)) }
     if let allowed = task["allowedActions"] { add("you may", allowed.text.isEmpty ? "(nothing now)" : allowed.text) }
     // What the role may do in this state but a guard refuses now, and why: what to change first.
     for (index, option) in (task["blockedActions"]?.items ?? []).enumerated() {
@@ -381,7 +390,8 @@ struct Act: AsyncParsableCommand {
             if client.json { return try ClientOptions.printJSON(result) }
             let task = result["task"] ?? .null
             print("\(task["ref"]?.text ?? "") is now \(task["state"]?.text ?? "") (version \(task["version"]?.text ?? ""))"
-                + (task["queue"]?.text.isEmpty == false ? ", in queue \(task["queue"]!.text)" : ""))
+                + (task["queue"]?.text.isEmpty == false ? ", in queue \(task["queue"]!.text)" : "")
+                + (task["agreement"].map { $0 == .null ? "" : "; \(agreementText($0))" } ?? ""))
         }
     }
 }

@@ -238,6 +238,26 @@ import SystemPackage
         // It is not offered as ready for review while the overlap is open, and says why.
         #expect(shown.output.contains("you may    reject\nnot now    deconflicted: the task has 1 open overlap(s) to resolve first\n"), "\(shown.output)")
 
+        // Put to the agencies in a case: who agreed and who is awaited, in the answer and on the case's page.
+        let opened = try await pbc(
+            ["submit", "--workflow", "deconfliction-case", "--title", "Gitega committees: who does what", "--lead-agency", "pbso",
+             "--field", "overlap=\(id)"],
+            server: server, as: "coordinator")
+        let deconfliction = try #require(opened.output.split(separator: " ").first.map(String.init), "\(opened.error)")
+        _ = try await pbc(["act", deconfliction, "start_consultation"], server: server, as: "coordinator")
+        let proposed = try await pbc(
+            ["act", deconfliction, "propose_resolution", "--field", "resolution=coordinate", "--field", "leadAgency=undp", "--comment", "UNDP leads"],
+            server: server, as: "coordinator")
+        #expect(proposed.output.hasSuffix("in queue agency-agreement; waiting for undp and unicef\n"), "\(proposed.output) \(proposed.error)")
+        let agreed = try await pbc(["act", deconfliction, "agree"], server: server, as: "unicef-liaison")
+        #expect(agreed.output.hasSuffix("in queue agency-agreement; unicef agreed; waiting for undp\n"), "\(agreed.output) \(agreed.error)")
+        let pending = try await pbc(["show", deconfliction], server: server, as: "coordinator")
+        #expect(pending.output.contains("agreement  unicef agreed; waiting for undp\n"), "\(pending.output)")
+        let objected = try await pbc(["act", deconfliction, "object", "--comment", "Let us decide it here"], server: server, as: "undp-liaison")
+        #expect(objected.output.hasSuffix("in queue pbso-deconfliction\n"), "\(objected.output)")
+        #expect(!(try await pbc(["show", deconfliction], server: server, as: "coordinator").output.contains("agreement  ")))
+        _ = try await pbc(["act", deconfliction, "dismiss", "--comment", "Decided directly"], server: server, as: "coordinator")
+
         // What a resolution needs is checked before anything is sent.
         let noLead = try await pbc(["resolve", id, "coordinate"], server: server, as: "coordinator")
         #expect(noLead.status == .exited(64))

@@ -870,6 +870,8 @@ import TestSupport
         let waiting = GuardFailure("actor_has_not_agreed", "unicef has agreed to this proposal already; waiting for undp")
         #expect(h.tasks.actionOptions(seen.task, agreed: seen.agreedAgencies, for: h.unicef).first { $0.name == "agree" }?.refusedBy == [waiting])
         #expect(h.tasks.actionOptions(seen.task, agreed: seen.agreedAgencies, for: h.undp).first { $0.name == "agree" }?.refusedBy == [])
+        // Everyone reading the case sees who agreed and who is awaited: the coordinator knows whom to ask.
+        #expect(h.tasks.agreement(of: try await h.tasks.detail(deconfliction.ref, as: h.coordinator)) == AgreementStanding(agreed: ["unicef"], awaiting: ["undp"]))
         let twice = await #expect(throws: StoreError.self) {
             _ = try await h.tasks.act(deconfliction.ref, action: "agree", expectedVersion: deconfliction.version, by: h.unicef)
         }
@@ -887,10 +889,13 @@ import TestSupport
         deconfliction = try await h.tasks.act(
             deconfliction.ref, action: "propose_resolution", expectedVersion: deconfliction.version,
             inputs: ActionInputs(comment: "Both go on, apart", fields: ["resolution": .string("distinct")]), by: h.coordinator)
+        #expect(h.tasks.agreement(of: try await h.tasks.detail(deconfliction.ref, as: h.unicef)) == AgreementStanding(agreed: [], awaiting: ["undp", "unicef"]))
         deconfliction = try await h.tasks.act(deconfliction.ref, action: "agree", expectedVersion: deconfliction.version, by: h.undp)
         #expect(deconfliction.state == "agreement_pending")
         deconfliction = try await h.tasks.act(deconfliction.ref, action: "agree", expectedVersion: deconfliction.version, by: h.unicef)
         #expect(deconfliction.state == "distinct")
+        // Decided, it waits for no one.
+        #expect(h.tasks.agreement(of: try await h.tasks.detail(deconfliction.ref, as: h.coordinator)) == nil)
         #expect(try await h.tasks.get(first.ref, as: h.undp).state == "technical_review")
         #expect(try await h.invariantViolations() == [])
     }

@@ -370,6 +370,7 @@ public struct Methods: Sendable {
         guard case .object(var object) = Wire.task(task) else { return .null }
         object["overlaps"] = .array(detail.overlaps.map(Wire.overlap))
         object["reports"] = .array(detail.reports.map(Wire.report))
+        if let agreement = tasks.agreement(of: detail) { object["agreement"] = Wire.agreement(agreement) }
         let options = tasks.actionOptions(task, agreed: detail.agreedAgencies, for: principal)
         object["allowedActions"] = .array(options.filter(\.refusedBy.isEmpty).map { .string($0.name) })
         object["blockedActions"] = .array(
@@ -422,7 +423,12 @@ public struct Methods: Sendable {
         let task = try await tasks.act(
             act.task, action: act.action, expectedVersion: act.expectedVersion,
             inputs: ActionInputs(comment: act.comment, fields: act.fields ?? [:]), lease: act.lease, by: principal)
-        return .object(["task": Wire.task(task)])
+        guard case .object(var object) = Wire.task(task) else { return .null }
+        // Left waiting for agreements (an agency agreed, a proposal was made): who agreed, who is awaited.
+        if tasks.waitsForAgreement(task), let agreement = tasks.agreement(of: try await tasks.detail(task.ref, as: principal)) {
+            object["agreement"] = Wire.agreement(agreement)
+        }
+        return .object(["task": .object(object)])
     }
 
     struct UpdateParams: MethodParams {

@@ -73,6 +73,10 @@ enum Wire {
     }
 
     /// A report due on a program, as `task.get` lists it.
+    static func agreement(_ agreement: AgreementStanding) -> JSONValue {
+        .object(["agreed": .array(agreement.agreed.map(JSONValue.string)), "awaiting": .array(agreement.awaiting.map(JSONValue.string))])
+    }
+
     static func report(_ report: ReportSummary) -> JSONValue {
         .object([
             "ref": .string(report.ref), "state": .string(report.state), "reportType": optional(report.reportType),

@@ -11,6 +11,17 @@ public struct ReportSummary: Sendable, Hashable {
     public var dueDate: String?
 }
 
+/// Where a proposal stands while a task waits for agencies to agree to it.
+public struct AgreementStanding: Sendable, Hashable {
+    public var agreed: [String]
+    public var awaiting: [String]
+
+    public init(agreed: [String], awaiting: [String]) {
+        self.agreed = agreed
+        self.awaiting = awaiting
+    }
+}
+
 /// A task with what is read beside it: its overlaps and, for a program, its reports.
 public struct TaskDetail: Sendable, Hashable {
     public var task: StoredTask
@@ -19,6 +30,23 @@ public struct TaskDetail: Sendable, Hashable {
     /// For a task whose workflow takes agreements: the agencies that agreed
     /// to its fields as last set.
     public var agreedAgencies: Set<String> = []
+}
+
+extension TaskStore {
+    /// Who has agreed to the task's proposal and who is still awaited, while
+    /// its state takes agreements (an action of its workflow with
+    /// `agreement: true` leaves it); nil otherwise.
+    public func agreement(of detail: TaskDetail) -> AgreementStanding? {
+        guard waitsForAgreement(detail.task) else { return nil }
+        return AgreementStanding(
+            agreed: detail.agreedAgencies.sorted(), awaiting: detail.task.record.awaitingAgreement(besides: detail.agreedAgencies))
+    }
+
+    /// The task's state takes agreements.
+    public func waitsForAgreement(_ task: StoredTask) -> Bool {
+        workflows.definition(task.workflow, version: task.workflowVersion)?.actions
+            .contains { $0.recordsAgreement && $0.from.contains(task.state) } == true
+    }
 }
 
 extension TaskStore {
