@@ -289,14 +289,15 @@ public struct TaskStore: Sendable {
         task.state = workflow.initialState.name
         // The fields a new task carries are its workflow's, of the kinds declared.
         let (accepted, fieldErrors) = workflow.creationFields(task.fields)
-        guard fieldErrors.isEmpty else { throw StoreError.validation(task.validationErrors() + fieldErrors) }
         task.fields = accepted
         let entered = now()
         let dueAt = workflow.initialState.dueAt(entered: entered, fields: task.fields)
         let queue = routing.route(workflow.initialState.queue, for: task)
-        if workflow.name == Self.caseWorkflow { try await prepareCase(&task, on: connection) }
-        if workflow.name == Self.reportWorkflow { try await prepareReport(&task, by: principal, on: connection) }
-        try await checkValues(&task, on: connection)
+        // A case's overlap and a report's project are read from fields of the right kinds.
+        if fieldErrors.isEmpty, workflow.name == Self.caseWorkflow { try await prepareCase(&task, on: connection) }
+        if fieldErrors.isEmpty, workflow.name == Self.reportWorkflow { try await prepareReport(&task, by: principal, on: connection) }
+        // Every bad value in one answer, the fields' with the task's own.
+        try await checkValues(&task, also: fieldErrors, on: connection)
 
         let fields = try PostgresJSONB(encoding: task.fields)
         let refs = try PostgresJSONB(encoding: task.externalRefs)
@@ -329,9 +330,11 @@ public struct TaskStore: Sendable {
     }
 
     /// Checks a task's values, its own and those that need the database
-    /// (country, agencies, sectors); the country is stored as alpha-3.
-    func checkValues(_ task: inout TaskRecord, on connection: PostgresConnection) async throws {
-        var errors = task.validationErrors()
+    /// (country, agencies, sectors), and refuses them with `earlier` (its
+    /// workflow fields' problems), all in one answer; the country is stored
+    /// as alpha-3.
+    func checkValues(_ task: inout TaskRecord, also earlier: [FieldError] = [], on connection: PostgresConnection) async throws {
+        var errors = task.validationErrors() + earlier
         let checkCountry = errors.allSatisfy({ $0.field != "country" }) ? task.country : nil
         let checkSectors = errors.allSatisfy({ !$0.field.hasPrefix("sectors") }) ? task.sectors : []
         // One round trip: the country's code, and the agencies and sectors that do not exist.
