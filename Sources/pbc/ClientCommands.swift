@@ -438,21 +438,23 @@ struct Report: AsyncParsableCommand {
             let keys = items.map { item in
                 [item["country"]?.text ?? "", item["sector"]?.text ?? "", item["agency"]?.text ?? "", item["entries"]?.text ?? ""]
             }
+            let names = items.map { $0["agencyName"]?.text ?? "" }
             if csv {
                 // A column of plain amounts per currency, so that a spreadsheet can sum them.
                 let currencies = Set(budgets.flatMap(\.keys)).sorted()
                 func field(_ text: String) -> String {
                     text.contains(where: { $0 == "," || $0 == "\"" || $0 == "\n" }) ? "\"" + text.replacingOccurrences(of: "\"", with: "\"\"") + "\"" : text
                 }
-                print((["country", "sector", "agency", "entries"] + currencies).map(field).joined(separator: ","))
-                for (key, budget) in zip(keys, budgets) {
-                    print((key + currencies.map { budget[$0] ?? "" }).map(field).joined(separator: ","))
+                print((["country", "sector", "agency", "entries"] + currencies + ["agency_name"]).map(field).joined(separator: ","))
+                for ((key, budget), name) in zip(zip(keys, budgets), names) {
+                    print((key + currencies.map { budget[$0] ?? "" } + [name]).map(field).joined(separator: ","))
                 }
             } else {
-                let rows = zip(keys, budgets).map { key, budget in
-                    key + [budget.keys.sorted().map { "\(budget[$0]!) \($0)" }.joined(separator: "; ")]
+                // The agency's name last: it is the longest, and an imported publisher's id says little.
+                let rows = zip(zip(keys, budgets), names).map { keyed, name in
+                    keyed.0 + [keyed.1.keys.sorted().map { "\(keyed.1[$0]!) \($0)" }.joined(separator: "; "), name]
                 }
-                print(table(["COUNTRY", "SECTOR", "AGENCY", "ENTRIES", "BUDGET"], rows), terminator: "")
+                print(table(["COUNTRY", "SECTOR", "AGENCY", "ENTRIES", "BUDGET", "NAME"], rows), terminator: "")
             }
         }
     }

@@ -95,9 +95,12 @@ import SystemPackage
         let report = try await pbc(["report", "--country", "BI"], server: server, as: "coordinator")
         #expect(report.output.split(separator: "\n").first?.hasPrefix("COUNTRY") == true)
         #expect(report.output.contains("400000.00 USD"))
+        #expect(report.output.split(separator: "\n").first?.hasSuffix("NAME") == true)
+        #expect(report.output.contains("United Nations Development Programme"), "\(report.output)")
         let csv = try await pbc(["report", "--csv"], server: server, as: "coordinator")
         // A column of plain amounts per currency, for spreadsheets.
-        #expect(csv.output == "country,sector,agency,entries,EUR,USD\nBDI,15153,undp,1,,400000.00\nSLE,15220,unicef,1,250000.00,\n")
+        #expect(csv.output == "country,sector,agency,entries,EUR,USD,agency_name\nBDI,15153,undp,1,,400000.00,United Nations Development Programme\n"
+            + "SLE,15220,unicef,1,250000.00,,United Nations Children's Fund\n")
         await server.stop()
     }
 

@@ -164,6 +164,9 @@ struct ImportTests {
         #expect(!liberia.isEmpty)
         #expect(liberia.allSatisfy { $0.country == "LBR" })
         #expect(liberia.reduce(0) { $0 + $1.entries } >= 30)
+        // Each row names its agency: GlobalGiving, not only the id made from its IATI identifier.
+        #expect(Set(liberia.filter { $0.agency == "us-ein-300108263" }.map(\.agencyName)) == ["GlobalGiving"])
+        #expect(burundi.allSatisfy { $0.agencyName == "United Nations Development Programme" })
         // After the task's end only entries with no end date (open-ended activities) remain.
         let future = try await h.tasks.whoWhatWhere(ReportFilter(from: CalendarDate(iso: "2030-01-01")), as: h.coordinator)
         #expect(!future.contains { $0.agency == "undp" && $0.country == "BDI" })

@@ -604,7 +604,7 @@ extension Methods {
         return .object(["items": .array(rows.map { row in
             .object([
                 "country": .string(row.country), "sector": .string(row.sector), "agency": .string(row.agency),
-                "entries": .integer(Int64(row.entries)),
+                "agencyName": .string(row.agencyName), "entries": .integer(Int64(row.entries)),
                 "budgets": .array(row.budgets.keys.sorted().map { .object(["currency": .string($0), "amount": .string(row.budgets[$0]!)]) }),
             ])
         })])

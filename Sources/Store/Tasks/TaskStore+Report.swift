@@ -7,6 +7,9 @@ public struct WhoWhatWhereRow: Sendable, Hashable {
     public var country: String
     public var sector: String
     public var agency: String
+    /// The agency's name: an imported publisher's id is made from its IATI
+    /// identifier ("us-ein-300108263"), which says little to a reader.
+    public var agencyName: String
     /// Tasks and activities counted.
     public var entries: Int
     /// Budget by currency, as decimal text with two decimals.
@@ -84,11 +87,11 @@ extension TaskStore {
                       AND (\(from)::date IS NULL OR finish IS NULL OR finish >= \(from))
                       AND (\(to)::date IS NULL OR start IS NULL OR start <= \(to))
                 )
-                SELECT country, sector, agency, count(DISTINCT id) AS entries, currency, round(sum(share), 2)::text AS budget,
-                       GROUPING(currency) = 1 AS total
-                FROM filtered
-                GROUP BY GROUPING SETS ((country, sector, agency, currency), (country, sector, agency))
-                ORDER BY country, sector, agency, GROUPING(currency) DESC, currency
+                SELECT f.country, f.sector, f.agency, min(a.name) AS agency_name, count(DISTINCT f.id) AS entries, f.currency,
+                       round(sum(f.share), 2)::text AS budget, GROUPING(f.currency) = 1 AS total
+                FROM filtered f JOIN agencies a ON a.id = f.agency
+                GROUP BY GROUPING SETS ((f.country, f.sector, f.agency, f.currency), (f.country, f.sector, f.agency))
+                ORDER BY f.country, f.sector, f.agency, GROUPING(f.currency) DESC, f.currency
                 """)
         }
         var result: [WhoWhatWhereRow] = []
@@ -103,7 +106,9 @@ extension TaskStore {
                 }
             } else {
                 // The grouping set without currency: the count of entries, whatever their currency.
-                result.append(WhoWhatWhereRow(country: key.0, sector: key.1, agency: key.2, entries: try row.decode(Int.self, "entries"), budgets: [:]))
+                result.append(WhoWhatWhereRow(
+                    country: key.0, sector: key.1, agency: key.2, agencyName: try row.decode(String.self, "agency_name"),
+                    entries: try row.decode(Int.self, "entries"), budgets: [:]))
             }
         }
         return result
