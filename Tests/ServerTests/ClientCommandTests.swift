@@ -410,7 +410,7 @@ import SystemPackage
             contentsOf: TestDatabase.migrationsDirectory.appendingPathComponent("0022_only_programs_are_screened_against.sql"), encoding: .utf8)
         let pool = PostgresPool(configuration: .init(target: server.target, maxConnections: 1))
         try await pool.withConnection { connection in
-            try await connection.query("UPDATE tasks SET workflow = 'progress-report', workflow_version = 3 WHERE ref = \(refs[1])")
+            try await connection.query("UPDATE tasks SET workflow = 'progress-report', workflow_version = (SELECT max(version) FROM workflow_definitions WHERE name = 'progress-report') WHERE ref = \(refs[1])")
             try await connection.withTransaction { try await $0.execute(unsafeSQL: migration) }
         }
         await pool.shutdown()

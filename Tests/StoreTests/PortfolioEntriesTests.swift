@@ -62,7 +62,7 @@ import TestSupport
         let overlap = try #require(overlaps.first)
         let opened = try await h.tasks.create(Harness.caseDraft(for: overlap.id), workflow: "deconfliction-case", by: h.coordinator)
         // The second, as an earlier version left a report: a portfolio row, screened against.
-        try await h.pool.query("UPDATE tasks SET workflow = 'progress-report', workflow_version = 3 WHERE id = \(other.id)")
+        try await h.pool.query("UPDATE tasks SET workflow = 'progress-report', workflow_version = (SELECT max(version) FROM workflow_definitions WHERE name = 'progress-report') WHERE id = \(other.id)")
         let untouched = try await h.pool.query("SELECT count(*) FROM portfolio").first!.decode(Int.self, at: 0)
         #expect(untouched == 2)
 

@@ -98,6 +98,23 @@ import TestSupport
             FieldError("fields.reportType", "must be one of semi-annual, annual, final, not weekly"),
         ])
         #expect(try await count(h) == before)
+        // A report says what it is from the start, and keeps it: submitting cannot turn the final report into another.
+        report.fields["reportType"] = nil
+        report.fields["dueDate"] = .string("2028-04-30")
+        let untyped = await #expect(throws: StoreError.self) { _ = try await h.tasks.create(report, workflow: "progress-report", by: h.undp) }
+        #expect(untyped?.fieldErrors == [FieldError("fields.reportType", "a progress report says what it is: one of semi-annual, annual, final")])
+        #expect(try await count(h) == before)
+        report.fields["reportType"] = .string("final")
+        var final = try await h.tasks.create(report, workflow: "progress-report", by: h.undp)
+        final = try await h.tasks.act(final.ref, action: "start_drafting", expectedVersion: final.version, by: h.undp)
+        let relabelled = await #expect(throws: StoreError.self) {
+            _ = try await h.tasks.act(
+                final.ref, action: "submit_report", expectedVersion: final.version,
+                inputs: ActionInputs(fields: ["reportType": .string("annual")]), by: h.undp)
+        }
+        #expect(relabelled?.refusal == .fieldNotSettable(action: "submit_report", field: "reportType", settable: []))
+        final = try await h.tasks.act(final.ref, action: "submit_report", expectedVersion: final.version, by: h.undp)
+        #expect(final.state == "under_review" && final.record.fields["reportType"] == .string("final"))
     }
 
     /// A case could agree on a resolution pbc cannot apply, and then stay

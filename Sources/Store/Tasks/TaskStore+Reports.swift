@@ -70,6 +70,10 @@ extension TaskStore {
         guard case .string(let key)? = task.fields["project"], !key.isEmpty else {
             throw StoreError.validation([FieldError("fields.project", "a progress report names the funded project it reports on (its ref)")])
         }
+        // It says what it is from the start: its type is what the project's list of reports counts on.
+        if let types = workflows.latest[Self.reportWorkflow]?.fields?["reportType"], task.fields["reportType"] == nil {
+            throw StoreError.validation([FieldError("fields.reportType", "a progress report says what it is: \(types)")])
+        }
         guard let project = try await load(key, visibleTo: principal, forUpdate: false, on: connection) else {
             throw StoreError.validation([FieldError("fields.project", "no task \(key)")])
         }
