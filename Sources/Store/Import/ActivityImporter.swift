@@ -81,6 +81,12 @@ struct MappedActivity: Codable, Equatable {
     /// reported dates show it ran, which screening uses (`reportedPeriod`).
     /// Nil when it states both, so the hash of such an activity is what it was.
     var reportedPeriod: ReportedPeriod? = nil
+    /// Its parent, children and siblings (IATI `related-activity` types 1
+    /// to 3), by identifier: with its own, the external identifiers that
+    /// make the same publisher's parts of one programme no overlap of each
+    /// other (`OverlapScoring.isDuplicate`). Nil when none, so the hash of
+    /// an activity without them is what it was.
+    var related: [String]? = nil
 
     struct ReportedPeriod: Codable, Equatable {
         var start: String
@@ -211,7 +217,8 @@ public struct ActivityImporter: Sendable {
                 countries: countries.map { .init(code: $0.code, percentage: $0.percentage) }, withRegions: !recipientRegions.isEmpty,
                 sectors: stated),
             genderMarker: activity.genderSignificance.flatMap(Int.init).flatMap { (0...3).contains($0) ? $0 : nil },
-            reportedPeriod: reported))
+            reportedPeriod: reported,
+            related: Optional(Array(Set(activity.related).subtracting([identifier])).sorted()).flatMap { $0.isEmpty ? nil : $0 }))
     }
 
     /// The period an activity that states no end, no start or neither is
@@ -631,7 +638,7 @@ public struct ActivityImporter: Sendable {
                            daterange(\(from), \(until), '[]'), \(activity.sectors + activity.otherSectors), \(categories), \(locations),
                            \(activity.title),
                            \(PortfolioScreener.body(title: activity.title, description: activity.description)),
-                           \(["\(activity.identifier)"]), \(active)
+                           \([activity.identifier] + (activity.related ?? [])), \(active)
                     FROM countries c WHERE c.alpha2 = ANY (\(activity.countries.map(\.code))) OR c.code = ANY (\(activity.countries.map(\.code)))
                     ON CONFLICT (activity_id, country) DO NOTHING
                     """)

@@ -59,6 +59,9 @@ public struct IATIActivity: Sendable, Hashable {
     public var transactionDates: ClosedRange<CalendarDate>?
     /// The day its record was last updated (`last-updated-datetime`).
     public var lastUpdated: String?
+    /// The identifiers of its parent, children and siblings (IATI
+    /// `related-activity` types 1, 2 and 3): parts of one programme.
+    public var related: [String] = []
 
     public static func == (lhs: IATIActivity, rhs: IATIActivity) -> Bool { lhs.line == rhs.line && lhs.identifier == rhs.identifier }
     public func hash(into hasher: inout Hasher) {
@@ -241,6 +244,8 @@ public enum IATIReader {
                 if let code = attributes["code"] { current?.transactionRegions.append(.init(code: code, vocabulary: attributes["vocabulary"])) }
             case "sector" where parent == "transaction":
                 if let code = attributes["code"] { current?.transactionSectors.append(.init(code: code, vocabulary: attributes["vocabulary"])) }
+            case "related-activity" where parent == "iati-activity":
+                if let ref = attributes["ref"], !ref.isEmpty, ["1", "2", "3"].contains(attributes["type"] ?? "") { current?.related.append(ref) }
             case "transaction-date" where parent == "transaction":
                 if let date = attributes["iso-date"].flatMap({ CalendarDate(iso: String($0.prefix(10))) }) {
                     let known = current?.transactionDates
