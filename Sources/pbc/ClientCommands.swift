@@ -446,13 +446,13 @@ struct Report: AsyncParsableCommand {
                     text.contains(where: { $0 == "," || $0 == "\"" || $0 == "\n" }) ? "\"" + text.replacingOccurrences(of: "\"", with: "\"\"") + "\"" : text
                 }
                 print((["country", "sector", "agency", "entries"] + currencies + ["agency_name"]).map(field).joined(separator: ","))
-                for ((key, budget), name) in zip(zip(keys, budgets), names) {
-                    print((key + currencies.map { budget[$0] ?? "" } + [name]).map(field).joined(separator: ","))
+                for index in items.indices {
+                    print((keys[index] + currencies.map { budgets[index][$0] ?? "" } + [names[index]]).map(field).joined(separator: ","))
                 }
             } else {
                 // The agency's name last: it is the longest, and an imported publisher's id says little.
-                let rows = zip(zip(keys, budgets), names).map { keyed, name in
-                    keyed.0 + [keyed.1.keys.sorted().map { "\(keyed.1[$0]!) \($0)" }.joined(separator: "; "), name]
+                let rows = items.indices.map { index in
+                    keys[index] + [budgets[index].keys.sorted().map { "\(budgets[index][$0]!) \($0)" }.joined(separator: "; "), names[index]]
                 }
                 print(table(["COUNTRY", "SECTOR", "AGENCY", "ENTRIES", "BUDGET", "NAME"], rows), terminator: "")
             }

@@ -425,7 +425,11 @@ public struct Methods: Sendable {
             inputs: ActionInputs(comment: act.comment, fields: act.fields ?? [:]), lease: act.lease, by: principal)
         guard case .object(var object) = Wire.task(task) else { return .null }
         // Left waiting for agreements (an agency agreed, a proposal was made): who agreed, who is awaited.
-        if tasks.waitsForAgreement(task), let agreement = tasks.agreement(of: try await tasks.detail(task.ref, as: principal)) {
+        // Read after the commit, and only to inform: the action is done, and a failed read must not turn
+        // its success into an error the caller would retry.
+        if tasks.waitsForAgreement(task), let detail = try? await tasks.detail(task.ref, as: principal),
+            let agreement = tasks.agreement(of: detail)
+        {
             object["agreement"] = Wire.agreement(agreement)
         }
         return .object(["task": .object(object)])

@@ -72,11 +72,12 @@ enum Wire {
         ])
     }
 
-    /// A report due on a program, as `task.get` lists it.
+    /// Who agreed to a task's proposal and who is awaited, as `task.get` and `task.act` give it.
     static func agreement(_ agreement: AgreementStanding) -> JSONValue {
         .object(["agreed": .array(agreement.agreed.map(JSONValue.string)), "awaiting": .array(agreement.awaiting.map(JSONValue.string))])
     }
 
+    /// A report due on a program, as `task.get` lists it.
     static func report(_ report: ReportSummary) -> JSONValue {
         .object([
             "ref": .string(report.ref), "state": .string(report.state), "reportType": optional(report.reportType),

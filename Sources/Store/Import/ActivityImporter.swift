@@ -155,6 +155,7 @@ public struct ActivityImporter: Sendable {
         let budgetEnds = activity.budgets.compactMap { $0.end.flatMap { CalendarDate(iso: String($0.prefix(10))) } }
         // Still in implementation (status 2) when its record was last updated: it ran until then.
         let updatedRunning = activity.status == "2" ? activity.lastUpdated.flatMap { CalendarDate(iso: String($0.prefix(10))) } : nil
+        let related = Set(activity.related).subtracting([identifier]).sorted()
         let reported = Self.reportedPeriod(
             start: startDate, end: endDate,
             earliest: budgetStarts + [activity.transactionDates?.lowerBound].compactMap { $0 },
@@ -218,7 +219,7 @@ public struct ActivityImporter: Sendable {
                 sectors: stated),
             genderMarker: activity.genderSignificance.flatMap(Int.init).flatMap { (0...3).contains($0) ? $0 : nil },
             reportedPeriod: reported,
-            related: Optional(Array(Set(activity.related).subtracting([identifier])).sorted()).flatMap { $0.isEmpty ? nil : $0 }))
+            related: related.isEmpty ? nil : related))
     }
 
     /// The period an activity that states no end, no start or neither is
