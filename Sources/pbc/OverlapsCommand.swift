@@ -115,14 +115,18 @@ struct ScanOutput {
             print("cluster \(clusters): \(cluster.country), \(Self.counted(cluster.members.count, "entry", "entries")), "
                 + Self.counted(cluster.overlaps, "overlap", "overlaps"))
             for member in cluster.members {
-                print("  \(member.ref)  [\(member.agency)] \(member.title)")
+                // The agency by name: an imported publisher's id (us-ein-300108263) says little to a reader.
+                print("  \(member.ref)  [\(member.agencyName)] \(member.title)")
             }
             return
         }
         let heading = try ClientOptions.prettyJSON(.object([
             "country": .string(cluster.country),
             "members": .array(cluster.members.map {
-                .object(["ref": .string($0.ref), "title": .string($0.title), "agency": .string($0.agency), "kind": .string($0.kind)])
+                .object([
+                    "ref": .string($0.ref), "title": .string($0.title), "agency": .string($0.agency), "agencyName": .string($0.agencyName),
+                    "kind": .string($0.kind),
+                ])
             }),
         ]))
         // The heading without its closing brace; "overlaps" sorts after "country" and "members".

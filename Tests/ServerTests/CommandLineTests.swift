@@ -216,6 +216,7 @@ import SystemPackage
         #expect(scan.status == .exited(0), "\(scan.standardError)")
         #expect(scan.standardOutput.hasPrefix("cluster 1: LBR, "))
         #expect(scan.standardOutput.contains("sector 1.00: same sector"))
+        #expect(scan.standardOutput.contains("  [GlobalGiving] "), "\(scan.standardOutput)")
         // It ends with the whole: clusters, overlaps and entries, as listed above.
         let lines = scan.standardOutput.split(separator: "\n")
         let clusters = lines.filter { $0.hasPrefix("cluster ") }.count

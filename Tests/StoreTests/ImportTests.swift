@@ -121,6 +121,8 @@ struct ImportTests {
         #expect(countries.isSuperset(of: ["LBR", "SLE"]), "\(countries)")
         let liberia = try #require(clusters.first { $0.heading.country == "LBR" }?.heading)
         #expect(liberia.members.count >= 5)
+        // Each member with its agency's name, for people: GlobalGiving, not only us-ein-300108263.
+        #expect(liberia.members.contains { $0.agency == "us-ein-300108263" && $0.agencyName == "GlobalGiving" })
         #expect(liberia.members.allSatisfy { $0.title.localizedCaseInsensitiveContains("ebola") || $0.title.localizedCaseInsensitiveContains("liberia") })
         for (heading, pairs) in clusters {
             // Each cluster's overlaps follow it, as many as it said, strongest first, each between two of its members.

@@ -17,6 +17,8 @@ public struct PortfolioScan: Sendable {
         public var ref: String
         public var title: String
         public var agency: String
+        /// The agency's name, for people: an imported publisher's id is made from its IATI identifier.
+        public var agencyName: String
         public var kind: String
     }
 
@@ -178,13 +180,15 @@ public struct PortfolioScan: Sendable {
             for (number, found) in clusters.enumerated() {
                 // An entry withdrawn while the scan ran is still named, as it was found.
                 let members = try await connection.query("""
-                    SELECT DISTINCT ON (ref) ref, title, agency, kind FROM portfolio
-                    WHERE country = \(found.country) AND ref = ANY(\(found.refs))
-                    ORDER BY ref, active DESC, id DESC
+                    SELECT DISTINCT ON (p.ref) p.ref, p.title, p.agency, a.name AS agency_name, p.kind
+                    FROM portfolio p JOIN agencies a ON a.id = p.agency
+                    WHERE p.country = \(found.country) AND p.ref = ANY(\(found.refs))
+                    ORDER BY p.ref, p.active DESC, p.id DESC
                     """).map {
                         Member(
                             ref: try $0.decode(String.self, "ref"), title: try $0.decode(String.self, "title"),
-                            agency: try $0.decode(String.self, "agency"), kind: try $0.decode(String.self, "kind"))
+                            agency: try $0.decode(String.self, "agency"), agencyName: try $0.decode(String.self, "agency_name"),
+                            kind: try $0.decode(String.self, "kind"))
                     }
                 try await cluster(Cluster(country: found.country, members: members.sorted { $0.ref < $1.ref }, overlaps: found.overlaps))
                 totals.entries += members.count
