@@ -209,6 +209,14 @@ struct Resolve: AsyncParsableCommand {
             if client.json { return try ClientOptions.printJSON(result) }
             let resolved = result["overlap"] ?? .null
             print("\(resolved["task"]?.text ?? "") ~ \(resolved["other"]?["ref"]?.text ?? ""): \(resolved["resolution"]?.text ?? resolution)")
+            // Where each task of the pair now stands, and what the coordinator may do next (deconflicted,
+            // once its last overlap is settled). The resolution is done: a failed read only leaves this out.
+            let tasks = [resolved["task"]?.text] + (resolved["other"]?["kind"]?.text == "task" ? [resolved["other"]?["ref"]?.text] : [])
+            for ref in tasks.compactMap({ $0 }) {
+                guard let task = try? await rpc.call("task.get", ["task": .string(ref)])["task"] else { continue }
+                let allowed = task["allowedActions"]?.text ?? ""
+                print("  \(ref) is \(task["state"]?.text ?? "")" + (allowed.isEmpty ? "" : "; you may \(allowed)"))
+            }
         }
     }
 }

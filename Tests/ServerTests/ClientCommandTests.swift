@@ -275,7 +275,10 @@ import SystemPackage
 
         let resolved = try await pbc(["resolve", id, "coordinate", "--lead-agency", "undp", "--comment", "UNDP leads"], server: server, as: "coordinator")
         #expect(resolved.status == .exited(0), "\(resolved.error)")
-        #expect(resolved.output == "\(second) ~ \(first): coordinate\n")
+        // With where each program now stands: the one held in deconfliction may go on.
+        #expect(
+            resolved.output == "\(second) ~ \(first): coordinate\n  \(second) is deconfliction; you may deconflicted, reject\n"
+                + "  \(first) is technical_review; you may request_revision, recommend, reject\n", "\(resolved.output)")
         let twice = try await pbc(["resolve", id, "distinct"], server: server, as: "coordinator")
         #expect(twice.status == .exited(4))
         #expect(try await pbc(["overlaps"], server: server, as: "coordinator").output == "no open overlaps\n")
