@@ -348,6 +348,11 @@ struct Tasks: AsyncParsableCommand {
             let result = try await rpc.call("task.list", params)
             if client.json { return try ClientOptions.printJSON(result) }
             guard case .array(let items)? = result["items"] else { return }
+            // A header over nothing reads as a broken listing.
+            if items.isEmpty, after == nil {
+                let filtered = [state, workflow, country, sector, agency, queue, text].contains { $0 != nil }
+                return print(filtered ? "no tasks match" : "no tasks")
+            }
             let rows = items.map { task in
                 [task["ref"]?.text ?? "", task["state"]?.text ?? "", task["queue"]?.text ?? "", task["leadAgency"]?.text ?? "",
                  task["country"]?.text ?? "", task["title"]?.text ?? ""]

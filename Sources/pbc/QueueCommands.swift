@@ -53,6 +53,8 @@ struct QueueCommand: AsyncParsableCommand {
                 let result = try await rpc.call("queue.tasks", params)
                 if client.json { return try ClientOptions.printJSON(result) }
                 guard case .array(let items)? = result["items"] else { return }
+                // A header over nothing reads as a broken listing.
+                if items.isEmpty, after == nil { return print("nothing waits in \(queue)") }
                 let rows = items.map { task in
                     [task["ref"]?.text ?? "", task["priority"]?.text ?? "", task["dueAt"]?.text.prefix(16).description ?? "",
                      task["assignee"]?["name"]?.text ?? "", task["state"]?.text ?? "", task["title"]?.text ?? ""]

@@ -201,6 +201,9 @@ import SystemPackage
         #expect(moved.output == "moved 1: \(refs[1])\n")
         let empty = try await pbc(["queue", "claim", "pbso-funding"], server: server, as: "coordinator")
         #expect(empty.output == "nothing to claim in pbso-funding\n")
+        // An empty listing says so, rather than printing a header over nothing.
+        #expect(try await pbc(["queue", "tasks", "pbso-funding"], server: server, as: "coordinator").output == "nothing waits in pbso-funding\n")
+        #expect(try await pbc(["tasks", "--state", "closed"], server: server, as: "coordinator").output == "no tasks match\n")
         let notMember = try await pbc(["queue", "claim", "pbso-review"], server: server, as: "approver")
         #expect(notMember.status == .exited(5))
         let overlaps = try await pbc(["overlaps"], server: server, as: "coordinator")
