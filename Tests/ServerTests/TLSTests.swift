@@ -59,7 +59,7 @@ import SystemPackage
             environment: .inherit.updating(["PBC_TOKEN": server.tokens["coordinator"]!, "PBC_SERVER": nil]),
             output: .string(limit: 1 << 16), error: .string(limit: 1 << 16))
         #expect(listed.terminationStatus == .exited(0), "\(listed.standardError)")
-        #expect(listed.standardOutput.hasPrefix("REF"))
+        #expect(listed.standardOutput == "no tasks\n", "\(listed.standardOutput)")  // served over TLS: the server has none yet
         await server.stop()
     }
 
