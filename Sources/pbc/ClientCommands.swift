@@ -454,6 +454,9 @@ struct Report: AsyncParsableCommand {
                 for index in items.indices {
                     print((keys[index] + currencies.map { budgets[index][$0] ?? "" } + [names[index]]).map(field).joined(separator: ","))
                 }
+            } else if items.isEmpty {
+                // A spreadsheet wants its header whatever comes; a person wants to be told.
+                print("nothing to report: no program or activity" + (country.map { " in \($0)" } ?? "") + " matches")
             } else {
                 // The agency's name last: it is the longest, and an imported publisher's id says little.
                 let rows = items.indices.map { index in

@@ -97,6 +97,7 @@ import SystemPackage
         #expect(report.output.contains("400000.00 USD"))
         #expect(report.output.split(separator: "\n").first?.hasSuffix("NAME") == true)
         #expect(report.output.contains("United Nations Development Programme"), "\(report.output)")
+        #expect(try await pbc(["report", "--country", "TD"], server: server, as: "coordinator").output == "nothing to report: no program or activity in TD matches\n")
         let csv = try await pbc(["report", "--csv"], server: server, as: "coordinator")
         // A column of plain amounts per currency, for spreadsheets.
         #expect(csv.output == "country,sector,agency,entries,EUR,USD,agency_name\nBDI,15153,undp,1,,400000.00,United Nations Development Programme\n"
