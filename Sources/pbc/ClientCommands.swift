@@ -151,6 +151,13 @@ func eventSummary(_ event: JSONValue) -> String {
 }
 
 /// The details of a task that `pbc submit` sets and `pbc edit` changes.
+/// `--participant AGENCY:ROLE` as the protocol takes it.
+func parseParticipant(_ text: String) throws -> JSONValue {
+    let parts = text.split(separator: ":")
+    guard parts.count == 2 else { throw ValidationError("--participant takes AGENCY:ROLE, not \(text)") }
+    return .object(["agency": .string(String(parts[0])), "role": .string(String(parts[1]))])
+}
+
 struct TaskDetails: ParsableArguments {
     @Option(help: "At most 500 characters.") var title: String?
     @Option(help: "What the task does, where and for whom; screening compares it with other programs' (at most 20,000 characters).") var description: String?
@@ -180,13 +187,7 @@ struct TaskDetails: ParsableArguments {
     func apply(to params: inout [String: JSONValue], currency defaultCurrency: String) throws {
         if let title { params["title"] = .string(title) }
         if let description { params["description"] = .string(description) }
-        if !participants.isEmpty {
-            params["participants"] = .array(try participants.map { text in
-                let parts = text.split(separator: ":")
-                guard parts.count == 2 else { throw ValidationError("--participant takes AGENCY:ROLE, not \(text)") }
-                return .object(["agency": .string(String(parts[0])), "role": .string(String(parts[1]))])
-            })
-        }
+        if !participants.isEmpty { params["participants"] = .array(try participants.map(parseParticipant)) }
         if let country { params["country"] = .string(country) }
         if !locations.isEmpty { params["locations"] = .array(locations.map(JSONValue.string)) }
         if !sectors.isEmpty { params["sectors"] = .array(sectors.map(JSONValue.string)) }

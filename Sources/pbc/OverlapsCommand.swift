@@ -7,7 +7,57 @@ import Store
 
 struct OverlapsCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "overlaps", abstract: "Overlaps across the portfolio.", subcommands: [List.self, Scan.self], defaultSubcommand: List.self)
+        commandName: "overlaps", abstract: "Overlaps across the portfolio.", subcommands: [List.self, Check.self, Scan.self],
+        defaultSubcommand: List.self)
+
+    /// The other entry of an overlap and the reasons, as `ls` and `check` print them under its heading line.
+    static func printDetails(of item: JSONValue) {
+        let other = item["other"] ?? .null
+        // Its period too: a coordinator settles an overlap by sequencing as often as by anything.
+        let period = other["period"].map { "\($0["start"]?.text ?? "") to \($0["end"]?.text ?? "")" } ?? ""
+        print("    \(other["title"]?.text ?? "") [\(other["leadAgency"]?.text ?? ""), \(other["country"]?.text ?? ""), \(period)]")
+        if case .array(let reasons)? = item["reasons"] { for reason in reasons { print("    - \(reason.text)") } }
+    }
+
+    struct Check: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "What a draft would overlap with, before it is submitted: screening as a submission runs it, storing nothing.")
+
+        @OptionGroup var client: ClientOptions
+        @Option(help: "At most 500 characters.") var title: String
+        @Option(help: "What the program does, where and for whom; screening compares it with other programs'.") var description: String?
+        @Option(name: .customLong("lead-agency"), help: "The agency that would lead it (default for a liaison: their own).") var leadAgency: String?
+        @Option(name: .customLong("participant"), help: "AGENCY:ROLE (funding, implementing, accountable); repeat for more.")
+        var participants: [String] = []
+        @Option(help: "ISO 3166 alpha-3 or alpha-2 code, such as BDI or BI.") var country: String
+        @Option(name: .customLong("location"), help: "Repeat for more.") var locations: [String] = []
+        @Option(name: .customLong("sector"), help: "A 5-digit purpose code; repeat for more.") var sectors: [String] = []
+        @Option(help: "Start of the period, YYYY-MM-DD.") var start: String
+        @Option(help: "End of the period, YYYY-MM-DD.") var end: String
+
+        func run() async throws {
+            var params: [String: JSONValue] = [
+                "title": .string(title), "country": .string(country), "period": .object(["start": .string(start), "end": .string(end)]),
+            ]
+            if let description { params["description"] = .string(description) }
+            if let leadAgency { params["leadAgency"] = .string(leadAgency) }
+            if !participants.isEmpty { params["participants"] = .array(try participants.map(parseParticipant)) }
+            if !locations.isEmpty { params["locations"] = .array(locations.map(JSONValue.string)) }
+            if !sectors.isEmpty { params["sectors"] = .array(sectors.map(JSONValue.string)) }
+            try await client.withSession { rpc in
+                let result = try await rpc.call("overlap.check", params)
+                if client.json { return try ClientOptions.printJSON(result) }
+                guard case .array(let items)? = result["overlaps"], !items.isEmpty else {
+                    return print("no overlap: a submission now would find none")
+                }
+                print("\(items.count == 1 ? "1 overlap" : "\(items.count) overlaps"), as a submission now would find them:")
+                for item in items {
+                    print("\(item["other"]?["ref"]?.text ?? "")  score \(item["score"]?.text ?? "")")
+                    OverlapsCommand.printDetails(of: item)
+                }
+            }
+        }
+    }
 
     struct List: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
@@ -38,10 +88,7 @@ struct OverlapsCommand: AsyncParsableCommand {
                         + (item["status"]?.text == "open"
                             ? (foundBy.isEmpty || foundBy == item["task"]?.text ? "" : "  found by \(foundBy)")
                             : "  \(item["status"]?.text ?? ""): \(resolutionText(item))"))
-                    // Its period too: a coordinator settles an overlap by sequencing as often as by anything.
-                    let period = other["period"].map { "\($0["start"]?.text ?? "") to \($0["end"]?.text ?? "")" } ?? ""
-                    print("    \(other["title"]?.text ?? "") [\(other["leadAgency"]?.text ?? ""), \(other["country"]?.text ?? ""), \(period)]")
-                    if case .array(let reasons)? = item["reasons"] { for reason in reasons { print("    - \(reason.text)") } }
+                    OverlapsCommand.printDetails(of: item)
                 }
                 if let more = morePages(result) { print(more) }
             }

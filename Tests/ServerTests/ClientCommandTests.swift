@@ -223,7 +223,15 @@ import SystemPackage
             #expect(submitted.status == .exited(0), "\(submitted.error)")
             return (try #require(submitted.output.split(separator: " ").first.map(String.init)), submitted.output)
         }
+        // Before submitting, a liaison asks what a draft would overlap with: nothing is stored.
+        let before = ["overlaps", "check", "--title", "Young women in Gitega local peace committees", "--country", "BI", "--location", "Gitega",
+                      "--sector", "15220", "--start", "2027-01-01", "--end", "2028-06-30"]
+        #expect(try await pbc(before, server: server, as: "unicef-liaison").output == "no overlap: a submission now would find none\n")
         let first = try await submit("Youth and women in local peace committees", lead: "undp", key: "first").ref
+        let checked = try await pbc(before, server: server, as: "unicef-liaison")
+        #expect(checked.output.hasPrefix("1 overlap, as a submission now would find them:\n\(first)  score 0."), "\(checked.output) \(checked.error)")
+        #expect(checked.output.contains("    Youth and women in local peace committees [undp, BDI, 2027-01-01 to 2028-06-30]\n"))
+        #expect(checked.output.contains("    - location 1.00: shared locations: gitega\n"))
         let second = try await submit("Young women in Gitega local peace committees", lead: "unicef", key: "second").ref
         // Submitting again with the same key shows the first answer, overlap included.
         let replayed = try await submit("Young women in Gitega local peace committees", lead: "unicef", key: "second").output
