@@ -53,6 +53,15 @@ public struct Participant: Sendable, Codable, Hashable {
         self.agency = agency
         self.role = role
     }
+
+    enum CodingKeys: String, CodingKey { case agency, role }
+
+    /// Agency ids are lowercase (`undp`): "UNDP" from a person means the same agency.
+    public init(from decoder: Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        self.agency = try container.decode(String.self, forKey: .agency).lowercased()
+        self.role = try container.decode(ParticipantRole.self, forKey: .role)
+    }
 }
 
 /// A calendar day, `YYYY-MM-DD`.

@@ -83,7 +83,8 @@ import SystemPackage
         let comment = try await pbc(["comment", ref, "Survey attached"], server: server, as: "undp-liaison")
         #expect(comment.output.hasPrefix("comment "))
         // A liaison's own agency leads what they submit unless they name another; a coordinator names it.
-        let chiefs = ["submit", "--title", "Mediation training for chiefs", "--country", "SLE", "--location", "Kailahun",
+        // Codes as people type them: a country in lower case, an agency in upper case.
+        let chiefs = ["submit", "--title", "Mediation training for chiefs", "--country", "sl", "--participant", "UNDP:implementing", "--location", "Kailahun",
              "--sector", "15220", "--start", "2027-01-01", "--end", "2027-12-31", "--budget", "250000.00", "--currency", "EUR",
              "--field", "genderMarker=1", "--field", "facility=IRF"]
         let unled = try await pbc(chiefs + ["--idempotency-key", "chiefs-0"], server: server, as: "coordinator")
@@ -92,6 +93,9 @@ import SystemPackage
         let euros = try await pbc(chiefs + ["--idempotency-key", "chiefs-1"], server: server, as: "unicef-liaison")
         #expect(euros.status == .exited(0), "\(euros.error)")
         #expect(euros.output.contains("lead       unicef\n"), "\(euros.output)")
+        #expect(euros.output.contains("with       undp (implementing)\ncountry    SLE\n"), "\(euros.output)")
+        let theirs = try await pbc(["tasks", "--agency", "UNICEF"], server: server, as: "coordinator")
+        #expect(theirs.output.contains("Mediation training for chiefs"), "\(theirs.output) \(theirs.error)")
         let report = try await pbc(["report", "--country", "BI"], server: server, as: "coordinator")
         #expect(report.output.split(separator: "\n").first?.hasPrefix("COUNTRY") == true)
         #expect(report.output.contains("400000.00 USD"))

@@ -128,16 +128,17 @@ extension Methods {
     func eventSubscribe(_ params: JSONValue?, _ principal: Principal, session: Session) async throws -> JSONValue {
         let subscribe = try ParamsDecoder.decode(SubscribeParams.self, from: params)
         if let since = subscribe.since, since < 0 { throw ParamsDecoder.invalid("since must be 0 or more", parameter: "since") }
-        if principal.role == .liaison, let agencies = subscribe.agencies, let other = agencies.first(where: { $0 != principal.agency }) {
+        let agencies = (subscribe.agencies ?? []).map { $0.lowercased() }  // ids are lowercase: "UNDP" means undp
+        if principal.role == .liaison, let other = agencies.first(where: { $0 != principal.agency }) {
             throw RPCError(code: .forbidden, message: "a liaison follows their own agency's events, not \(other)'s")
         }
         guard session.streams.count < Self.maxStreamsPerConnection else {
             throw RPCError(code: .conflict, message: "at most \(Self.maxStreamsPerConnection) subscriptions per connection")
         }
-        try await tasks.checkSubscriptionNames(queues: subscribe.queues ?? [], agencies: subscribe.agencies ?? [], types: subscribe.types ?? [])
+        try await tasks.checkSubscriptionNames(queues: subscribe.queues ?? [], agencies: agencies, types: subscribe.types ?? [])
         let filter = EventFilter(
             queues: subscribe.queues ?? [], tasks: try await tasks.taskIDs(subscribe.tasks ?? [], visibleTo: principal),
-            countries: try await tasks.countryCodes(subscribe.countries ?? []), agencies: subscribe.agencies ?? [],
+            countries: try await tasks.countryCodes(subscribe.countries ?? []), agencies: agencies,
             types: subscribe.types ?? [])
         let after: Int
         if let since = subscribe.since {

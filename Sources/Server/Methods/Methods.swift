@@ -323,7 +323,7 @@ public struct Methods: Sendable {
             TaskRecord(
                 state: "", title: title, description: description ?? "", leadAgency: try Methods.lead(leadAgency, of: principal),
                 participants: participants ?? [],
-                country: country, locations: locations ?? [], sectors: sectors ?? [], period: period?.period, budget: budget?.money,
+                country: country?.uppercased(), locations: locations ?? [], sectors: sectors ?? [], period: period?.period, budget: budget?.money,
                 fields: fields ?? [:], priority: priority ?? .normal, externalRefs: externalRefs ?? [:])
         }
     }
@@ -331,7 +331,8 @@ public struct Methods: Sendable {
     /// The agency that leads a new task or a draft: the one named, else a
     /// liaison's own (a liaison leads only their agency's tasks).
     static func lead(_ named: String?, of principal: Principal) throws -> String {
-        guard let lead = named ?? (principal.role == .liaison ? principal.agency : nil) else {
+        // Agency ids are lowercase: "UNDP" from a person means undp.
+        guard let lead = named?.lowercased() ?? (principal.role == .liaison ? principal.agency : nil) else {
             throw ParamsDecoder.invalid("missing parameter leadAgency: name the agency that leads (a liaison's own leads when none is named)", parameter: "leadAgency")
         }
         return lead
@@ -401,7 +402,7 @@ public struct Methods: Sendable {
         let list = try ParamsDecoder.decode(TaskListParams.self, from: params)
         if let limit = list.limit, !(1...500).contains(limit) { throw ParamsDecoder.invalid("limit must be between 1 and 500", parameter: "limit") }
         let filter = TaskFilter(
-            state: list.state, workflow: list.workflow, country: list.country, sector: list.sector, agency: list.agency,
+            state: list.state, workflow: list.workflow, country: list.country, sector: list.sector, agency: list.agency?.lowercased(),
             queue: list.queue, assignee: list.assignee, text: list.text, limit: list.limit ?? 50, cursor: list.cursor)
         let (items, next) = try await tasks.list(filter, as: principal)
         return .object(["items": .array(items.map(Wire.task)), "nextCursor": Wire.optional(next)])
@@ -459,7 +460,7 @@ public struct Methods: Sendable {
         var changes = TaskChanges()
         changes.title = update.title
         changes.description = update.description
-        changes.country = update.country
+        changes.country = update.country?.uppercased()
         changes.locations = update.locations
         changes.sectors = update.sectors
         changes.period = update.period?.period
@@ -522,7 +523,7 @@ extension Methods {
         let check = try ParamsDecoder.decode(CheckParams.self, from: params)
         let draft = TaskRecord(
             state: "", title: check.title, description: check.description ?? "", leadAgency: try Self.lead(check.leadAgency, of: principal),
-            participants: check.participants ?? [], country: check.country, locations: check.locations ?? [], sectors: check.sectors ?? [],
+            participants: check.participants ?? [], country: check.country.uppercased(), locations: check.locations ?? [], sectors: check.sectors ?? [],
             period: check.period.period, externalRefs: check.externalRefs ?? [:])
         let views = try await tasks.checkOverlaps(draft, as: principal)
         return .object(["overlaps": .array(views.map { view in
@@ -578,7 +579,7 @@ extension Methods {
         let resolution: Resolution
         switch resolve.resolution {
         case "distinct": resolution = .distinct
-        case "coordinate": resolution = .coordinate(lead: try required(resolve.leadAgency, "leadAgency"))
+        case "coordinate": resolution = .coordinate(lead: try required(resolve.leadAgency, "leadAgency").lowercased())
         case "merge": resolution = .merge(survivor: try required(resolve.survivor, "survivor"))
         case "sequence": resolution = .sequence(task: try required(resolve.task, "task"), period: try required(resolve.period, "period").period)
         case "withdraw": resolution = .withdraw(task: try required(resolve.task, "task"))
