@@ -13,7 +13,7 @@ final class ServerMetrics: Sendable {
     /// client cannot grow the registry by inventing names.
     static let knownMethods: Set<String> = [
         "ping", "session.hello", "agency.list", "country.list", "sector.list", "workflow.list", "workflow.get", "task.create",
-        "task.submit", "task.get", "task.list", "task.act", "task.update", "task.history", "task.comment", "overlap.check", "overlap.list",
+        "task.submit", "task.get", "task.list", "task.act", "task.update", "task.history", "task.comment", "activity.get", "overlap.check", "overlap.list",
         "overlap.resolve", "report.whoWhatWhere", "queue.list", "queue.tasks", "queue.claim", "task.assign", "task.release",
         "task.renew", "event.subscribe", "event.unsubscribe",
     ]

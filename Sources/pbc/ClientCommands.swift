@@ -36,6 +36,42 @@ func agreementText(_ agreement: JSONValue) -> String {
         .filter { !$0.isEmpty }.joined(separator: "; ")
 }
 
+/// An imported activity for people to read: as its publisher reported it,
+/// and the period screening meets it over where that is not the one stated.
+func describeActivity(_ activity: JSONValue) -> String {
+    var lines = ["\(activity["identifier"]?.text ?? "")  \(activity["title"]?.text ?? "")"]
+    func add(_ label: String, _ value: String) {
+        if !value.isEmpty { lines.append(label.padding(toLength: 11, withPad: " ", startingAt: 0) + value) }
+    }
+    add("imported", "activity from \(activity["source"]?.text ?? ""), updated \(activity["updatedAt"]?.text ?? "")")
+    add("publisher", "\(activity["publisher"]?["name"]?.text ?? "") (\(activity["publisher"]?["id"]?.text ?? ""))")
+    let statuses = ["1": "pipeline", "2": "implementation", "3": "finalisation", "4": "closed", "5": "cancelled", "6": "suspended"]
+    if let status = activity["status"]?.text, !status.isEmpty { add("status", "\(status) (\(statuses[status] ?? "unknown"))") }
+    func shares(_ key: String) -> String {
+        (activity[key]?.items ?? []).map { $0["code"]!.text + ($0["percentage"].map { $0 == .null ? "" : " \($0.text)%" } ?? "") }
+            .joined(separator: ", ")
+    }
+    add("countries", shares("countries"))
+    add("regions", shares("regions"))
+    add("locations", activity["locations"]?.text ?? "")
+    add("sectors", activity["sectors"]?.text ?? "")
+    let period = activity["period"] ?? .null
+    let start = period["start"].flatMap { $0 == .null ? nil : $0.text }
+    let end = period["end"].flatMap { $0 == .null ? nil : $0.text }
+    add("period", start == nil && end == nil ? "none stated" : "\(start ?? "no start") to \(end ?? "no end")")
+    for (index, row) in (activity["screened"]?.items ?? []).enumerated() {
+        let span = "\(row["start"]?.text ?? "") to \(row["end"]?.text ?? "")"
+        let stated = start != nil && end != nil ? "" : " (the dates it reports; docs/import.md)"
+        add(index == 0 ? "screened" : "", "\(row["country"]?.text ?? "") \(span)" + (row["active"] == .bool(false) ? ", cancelled: no candidate" : stated))
+    }
+    add("budget", (activity["budgets"]?.items ?? []).map { "\($0["amount"]?.text ?? "") \($0["currency"]?.text ?? "")" }.joined(separator: "; "))
+    add("with", (activity["participants"]?.items ?? []).map { "\($0["name"].flatMap { $0 == .null ? nil : $0.text } ?? $0["ref"]?.text ?? "") (\($0["role"]?.text ?? ""))" }
+        .joined(separator: ", "))
+    if let marker = activity["genderMarker"], marker != .null { add("gender", marker.text) }
+    if let description = activity["description"]?.text, !description.isEmpty { lines.append("\n" + description) }
+    return lines.joined(separator: "\n") + "\n"
+}
+
 /// A task for people to read.
 func describeTask(_ task: JSONValue) -> String {
     var lines = ["\(task["ref"]?.text ?? "")  \(task["title"]?.text ?? "")"]
@@ -289,15 +325,29 @@ struct Edit: AsyncParsableCommand {
 }
 
 struct Show: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Show a task, what you may do with it, and its history.")
+    static let configuration = CommandConfiguration(
+        abstract: "Show a task, what you may do with it, and its history; or an imported activity an overlap names.")
 
     @OptionGroup var client: ClientOptions
-    @Argument(help: "The task's ref or id.") var task: String
+    @Argument(help: "The task's ref or id, or an imported activity's identifier.") var task: String
     @Flag(help: "Also print the task's history.") var history = false
 
     func run() async throws {
         try await client.withSession { rpc in
-            let result = try await rpc.call("task.get", ["task": .string(task)])
+            let result: JSONValue
+            do {
+                result = try await rpc.call("task.get", ["task": .string(task)])
+            } catch let error as RPCError where error.code == .notFound && !history {
+                // An overlap names imported activities by their identifier: show one as a task is shown.
+                let found: JSONValue
+                do {
+                    found = try await rpc.call("activity.get", ["identifier": .string(task)])
+                } catch let missing as RPCError where missing.code == .notFound {
+                    throw ClientError(exitCode: ClientOptions.exitCode(for: .notFound), message: "no task or imported activity \(task)")
+                }
+                if client.json { return try ClientOptions.printJSON(found) }
+                return print((found["activities"]?.items ?? []).map(describeActivity).joined(separator: "\n"), terminator: "")
+            }
             // The whole history, a page at a time: it is the audit trail, and a
             // task with hundreds of overlaps has thousands of events.
             var events: [JSONValue]?

@@ -413,6 +413,32 @@ import SystemPackage
         await server.stop()
     }
 
+    /// An overlap names an imported activity by its identifier; `pbc show` shows it as a task is shown.
+    @Test func anImportedActivityIsShownByItsIdentifier() async throws {
+        let server = try await ServerHarness.start("cli_activity")
+        // Imported as an operator does, by `pbc import` against the server's database (a URL of the throwaway cluster).
+        guard let url = try await CommandLineTests.url(of: server.target) else { return await server.stop() }
+        let fixture = TestDatabase.repositoryRoot.appendingPathComponent("Tests/Fixtures/activities.csv").path
+        let imported = try await pbc(["import", "csv", fixture, "--database-url", url], server: server, as: nil)
+        #expect(imported.status == .exited(0), "\(imported.error)")
+        let shown = try await pbc(["show", "GAC-BDI-2027-01"], server: server, as: "undp-liaison")
+        #expect(shown.status == .exited(0), "\(shown.error)")
+        #expect(shown.output.hasPrefix("GAC-BDI-2027-01  Women, peace and security in Gitega\n"), "\(shown.output)")
+        for line in ["status     2 (implementation)", "countries  BI", "sectors    15170, 15220", "period     2027-01-01 to 2028-12-31",
+                     "screened   BDI 2027-01-01 to 2028-12-31", "budget     2500000.00 CAD", "with       unwomen (implementing)"] {
+            #expect(shown.output.contains(line + "\n"), "\(line) in \(shown.output)")
+        }
+        #expect(shown.output.contains("publisher  "))
+        let json = try await pbc(["show", "EU-LBR-2026-07", "--json"], server: server, as: "coordinator")
+        let parsed = try JSONSerialization.jsonObject(with: Data(json.output.utf8)) as? [String: Any]
+        let activity = (parsed?["activities"] as? [[String: Any]])?.first
+        #expect((activity?["screened"] as? [[String: Any]])?.compactMap { $0["country"] as? String } == ["LBR", "SLE"])
+        let missing = try await pbc(["show", "NO-SUCH-1"], server: server, as: "undp-liaison")
+        #expect(missing.status == .exited(3))
+        #expect(missing.error == "pbc: error: no task or imported activity NO-SUCH-1\n")
+        await server.stop()
+    }
+
     /// A pair sql/0022 closed because one side is no program reads so on both sides.
     @Test func aPairClosedAsNoProgramSaysSo() async throws {
         let server = try await ServerHarness.start("cli_not_program")
@@ -492,7 +518,10 @@ import SystemPackage
         let server = try await ServerHarness.start("cli_exit")
         let notFound = try await pbc(["show", "PBC-1999-000009"], server: server, as: "undp-liaison")
         #expect(notFound.status == .exited(3))
-        #expect(notFound.error == "pbc: error: no task PBC-1999-000009\n")
+        #expect(notFound.error == "pbc: error: no task or imported activity PBC-1999-000009\n")
+        let noHistory = try await pbc(["show", "PBC-1999-000009", "--history"], server: server, as: "undp-liaison")
+        #expect(noHistory.status == .exited(3))
+        #expect(noHistory.error == "pbc: error: no task PBC-1999-000009\n")  // only tasks have a history
         let noToken = try await pbc(["tasks"], server: server, as: nil)
         #expect(noToken.status == .exited(5))
         #expect(noToken.error.contains("no token: set PBC_TOKEN"))

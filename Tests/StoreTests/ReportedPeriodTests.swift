@@ -78,6 +78,12 @@ import TestSupport
             "XM-E-PIPELINE: none (stated 2026-01-01 -)",
             "XM-F-EARLY: none (stated 2026-05-01 -)",
         ])
+        // Read back as a coordinator deciding an overlap reads it: the period stated, and the one screening uses.
+        let running = try #require(try await h.tasks.activities(identifier: "XM-B-RUNNING", as: h.undp).first)
+        #expect(running.publisher == "undp" && running.start == "2025-01-01" && running.end == nil)
+        #expect(running.screened.map { "\($0.country) \($0.start) \($0.end) \($0.active)" } == ["BDI 2025-01-01 2027-03-01 true"])
+        #expect(try await h.tasks.activities(identifier: "XM-E-PIPELINE", as: h.undp).first?.screened == [])
+        #expect(try await h.tasks.activities(identifier: "XM-NONE", as: h.undp).isEmpty)
         // The same file again changes nothing.
         let again = try await h.importer.importIATI(files: [file.path])
         #expect(again.unchanged == 6)

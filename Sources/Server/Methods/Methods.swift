@@ -136,6 +136,7 @@ public struct Methods: Sendable {
         case "task.update": return try await taskUpdate(request.params, principal)
         case "task.history": return try await taskHistory(request.params, principal)
         case "task.comment": return try await taskComment(request.params, principal)
+        case "activity.get": return try await activityGet(request.params, principal)
         case "overlap.check": return try await overlapCheck(request.params, principal)
         case "overlap.list": return try await overlapList(request.params, principal)
         case "overlap.resolve": return try await overlapResolve(request.params, principal)
@@ -505,6 +506,20 @@ public struct Methods: Sendable {
 
 extension Methods {
     // MARK: Overlaps
+
+    struct ActivityGetParams: MethodParams {
+        static let names: Set<String> = ["identifier"]
+        let identifier: String
+    }
+
+    /// An imported activity, as an overlap names it (its identifier): what a
+    /// coordinator reads to decide the overlap.
+    func activityGet(_ params: JSONValue?, _ principal: Principal) async throws -> JSONValue {
+        let get = try ParamsDecoder.decode(ActivityGetParams.self, from: params)
+        let found = try await tasks.activities(identifier: get.identifier, as: principal)
+        guard !found.isEmpty else { throw RPCError(code: .notFound, message: "no imported activity \(get.identifier)") }
+        return .object(["activities": .array(found.map(Wire.activity))])
+    }
 
     struct CheckParams: MethodParams {
         static let names: Set<String> = ["title", "description", "leadAgency", "participants", "country", "locations", "sectors", "period", "externalRefs"]

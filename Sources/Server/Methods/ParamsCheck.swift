@@ -23,6 +23,7 @@ extension Methods {
         case "task.update": _ = try ParamsDecoder.decode(UpdateParams.self, from: params)
         case "task.history": _ = try ParamsDecoder.decode(HistoryParams.self, from: params)
         case "task.comment": _ = try ParamsDecoder.decode(CommentParams.self, from: params)
+        case "activity.get": _ = try ParamsDecoder.decode(ActivityGetParams.self, from: params)
         case "overlap.check": _ = try ParamsDecoder.decode(CheckParams.self, from: params)
         case "overlap.list": _ = try ParamsDecoder.decode(OverlapListParams.self, from: params)
         case "overlap.resolve": _ = try ParamsDecoder.decode(ResolveParams.self, from: params)

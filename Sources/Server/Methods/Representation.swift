@@ -72,6 +72,31 @@ enum Wire {
         ])
     }
 
+    /// An imported activity: what its publisher reported, and where and when screening meets it.
+    static func activity(_ activity: ImportedActivity) -> JSONValue {
+        func shares(_ list: [ImportedActivity.Share]) -> JSONValue {
+            .array(list.map { .object(["code": .string($0.code), "percentage": optional($0.percentage)]) })
+        }
+        return .object([
+            "identifier": .string(activity.identifier),
+            "publisher": .object(["id": .string(activity.publisher), "name": .string(activity.publisherName)]),
+            "title": .string(activity.title), "description": .string(activity.description), "status": optional(activity.status),
+            "countries": shares(activity.countries), "regions": shares(activity.regions),
+            "sectors": .array((activity.sectors + activity.otherSectors).map(JSONValue.string)),
+            "locations": .array(activity.locations.map(JSONValue.string)),
+            "participants": .array(activity.participants.map {
+                .object(["ref": optional($0.ref), "name": optional($0.name), "role": .string($0.role)])
+            }),
+            "period": .object(["start": optional(activity.start), "end": optional(activity.end)]),
+            "screened": .array(activity.screened.map {
+                .object(["country": .string($0.country), "start": .string($0.start), "end": .string($0.end), "active": .bool($0.active)])
+            }),
+            "budgets": .array(activity.budgets.map { .object(["currency": .string($0.currency), "amount": .string($0.amount)]) }),
+            "genderMarker": activity.genderMarker.map { .integer(Int64($0)) } ?? .null,
+            "source": .string(activity.source), "updatedAt": date(activity.updatedAt),
+        ])
+    }
+
     /// Who agreed to a task's proposal and who is awaited, as `task.get` and `task.act` give it.
     static func agreement(_ agreement: AgreementStanding) -> JSONValue {
         .object(["agreed": .array(agreement.agreed.map(JSONValue.string)), "awaiting": .array(agreement.awaiting.map(JSONValue.string))])
