@@ -9,7 +9,9 @@ import TestSupport
 
 /// Random sequences of what people do, over the wire: liaisons submit and
 /// edit, coordinators and approvers take whatever action a task allows,
-/// overlaps are resolved in every way and carried into deconfliction cases.
+/// overlaps are resolved in every way and carried into deconfliction cases,
+/// and now and then a program apart from the others is taken the whole way
+/// to funding, which schedules its reports.
 /// Then what must hold whatever the order: no answer is an internal error,
 /// every task is in the state its last step left it in, no overlap with a
 /// program that ended is open, and the two rows of a pair agree. Such a walk
@@ -56,6 +58,10 @@ import TestSupport
         // The walk did reach what it is about.
         #expect((walk.answers["overlap.resolve ok"] ?? 0) > 5, "\(walk.answers)")
         #expect((walk.answers["task.act ok"] ?? 0) > 10, "\(walk.answers)")
+        let funded = try await Self.reading(server) {
+            try await $0.query("SELECT count(*) FROM tasks WHERE workflow = 'pbf-project' AND fields ? 'firstTransferDate'")
+        }.first!.decode(Int.self, at: 0)
+        #expect(funded > 0, "no program was funded, so no report was scheduled")
         try await Self.expectWhole(server, after: [walk])
         await server.stop()
     }
@@ -193,6 +199,30 @@ import TestSupport
                                         }
                                         continue
                                     }
+                                    if walk.chance(10) {
+                                        // A program apart from the others (its own country and place), taken the whole way to
+                                        // funding: the others rarely get past deconfliction, and walks should schedule reports too.
+                                        let apart = try await walk.call(liaisons[agency]!, "task.submit", [
+                                            "idempotencyKey": .string("walk-\(seed)-\(step)"), "workflow": .string("pbf-project"),
+                                            "title": .string("Justice services in Bangui"), "description": .string("Mobile courts."),
+                                            "country": .string("CAF"), "locations": .array([.string("Bangui \(seed)-\(step)")]), "sectors": .array([.string("15130")]),
+                                            "period": walk.period(), "budget": .object(["amount": .string("100000"), "currency": .string("USD")]),
+                                            "fields": .object(["genderMarker": .integer(2), "facility": .string("IRF")]),
+                                        ])
+                                        guard case .string(let ref)? = apart["result"]?["task"]?["ref"] else { continue }
+                                        walk.acknowledged.append(ref)
+                                        let transfer = walk.pick(["2027-01-15", "2027-07-01", "2028-02-29"])
+                                        for (actor, action, fields) in [
+                                            (coordinator, "recommend", [:]), (approver, "approve", [:]),
+                                            (coordinator, "record_first_transfer", ["firstTransferDate": JSONValue.string(transfer)]),
+                                        ] {
+                                            guard let version = try await walk.call(actor, "task.get", ["task": .string(ref)])["result"]?["task"]?["version"] else { break }
+                                            _ = try await walk.call(actor, "task.act", [
+                                                "task": .string(ref), "action": .string(action), "expectedVersion": version, "fields": .object(fields),
+                                            ])
+                                        }
+                                        continue
+                                    }
                                     let submitted = try await walk.call(liaisons[agency]!, "task.submit", [
                                         "idempotencyKey": .string("walk-\(seed)-\(step)"), "workflow": .string("pbf-project"),
                                         "title": .string(walk.pick(["Youth peace committees", "Women mediators", "Land dialogue"]) + " " + walk.pick(["Gitega", "Ngozi", "Kailahun"])),
@@ -207,7 +237,11 @@ import TestSupport
                                     guard case .array(let tasks)? = try await walk.call(coordinator, "task.list", ["limit": .integer(500)])["result"]?["items"],
                                         !tasks.isEmpty
                                     else { continue }
-                                    let ref = walk.pick(tasks)["ref"] ?? .null
+                                    // Now and then one of the programs furthest along, or few would ever be funded and report.
+                                    let along = tasks.filter { task in
+                                        ["asg_approval", "jsc_approval", "approved", "funded", "implementing"].contains { task["state"] == .string($0) }
+                                    }
+                                    let ref = (!along.isEmpty && walk.chance(40) ? walk.pick(along) : walk.pick(tasks))["ref"] ?? .null
                                     // Whoever may act on it now, so that tasks go the whole way round.
                                     var chosen: (LineClient, JSONValue, [JSONValue])?
                                     for actor in [coordinator, approver, undp, unicef, wfp].shuffled(using: &walk.generator) {
@@ -231,6 +265,13 @@ import TestSupport
                                         fields["resolution"] = .string(walk.pick(["distinct", "coordinate", "merge", "sequence", "withdraw"]))
                                     }
                                     if action == .string("designate_lead") { fields["designatedAgency"] = .string(walk.pick(agencies)) }
+                                    // Funding and extensions, so that walks schedule, move and end progress reports.
+                                    if action == .string("record_first_transfer") {
+                                        fields["firstTransferDate"] = .string(walk.pick(["2027-01-15", "2027-07-01", "2028-02-29"]))
+                                    }
+                                    if action == .string("request_extension") {
+                                        fields["requestedEndDate"] = .string(walk.pick(["2029-06-30", "2030-12-31"]))
+                                    }
                                     _ = try await walk.call(actor, "task.act", [
                                         "task": ref, "action": action, "expectedVersion": task["version"] ?? .null, "comment": .string("walk"),
                                         "fields": .object(fields),
@@ -375,5 +416,14 @@ import TestSupport
                     AND (ph.categories && pe.categories OR ph.locations && pe.locations))
             """) == 0, "an overlap of two programs that an edit or an import moved apart is open")
         #expect(try await count("SELECT count(*) FROM task_overlaps WHERE status = 'closed'") > 0, "\(walks.map(\.answers))")
+        // Funding schedules a program's reports, its final one among them, and nothing ends that one
+        // (closing moves it, ending a program waives only the reports not yet due).
+        let funded = try await count("SELECT count(*) FROM tasks WHERE workflow = 'pbf-project' AND fields ? 'firstTransferDate'")
+        #expect(try await count("""
+            SELECT count(*) FROM tasks t
+            WHERE t.workflow = 'pbf-project' AND t.workflow_version >= 5 AND t.fields ? 'firstTransferDate'
+              AND NOT EXISTS (SELECT 1 FROM tasks r WHERE r.workflow = 'progress-report' AND r.fields->>'project' = t.ref
+                                                     AND r.fields->>'reportType' = 'final')
+            """) == 0, "a funded program has no final report (\(funded) funded)")
     }
 }
