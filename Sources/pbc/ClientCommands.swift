@@ -404,11 +404,12 @@ struct Tasks: AsyncParsableCommand {
                 let filtered = [state, workflow, country, sector, agency, queue, text].contains { $0 != nil }
                 return print(filtered ? "no tasks match" : "no tasks")
             }
+            // When each is due where it waits (a report by the end of its due date, a review by its deadline), as pbc queue tasks shows it.
             let rows = items.map { task in
-                [task["ref"]?.text ?? "", task["state"]?.text ?? "", task["queue"]?.text ?? "", task["leadAgency"]?.text ?? "",
-                 task["country"]?.text ?? "", task["title"]?.text ?? ""]
+                [task["ref"]?.text ?? "", task["state"]?.text ?? "", task["queue"]?.text ?? "", task["dueAt"]?.text.prefix(16).description ?? "",
+                 task["leadAgency"]?.text ?? "", task["country"]?.text ?? "", task["title"]?.text ?? ""]
             }
-            print(table(["REF", "STATE", "QUEUE", "LEAD", "COUNTRY", "TITLE"], rows), terminator: "")
+            print(table(["REF", "STATE", "QUEUE", "DUE", "LEAD", "COUNTRY", "TITLE"], rows), terminator: "")
             if let more = morePages(result) { print(more) }
         }
     }

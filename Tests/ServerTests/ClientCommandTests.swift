@@ -60,7 +60,10 @@ import SystemPackage
         #expect(!refused.error.contains("allowed:"))
 
         let tasks = try await pbc(["tasks", "--state", "technical_review"], server: server, as: "coordinator")
-        #expect(tasks.output.split(separator: "\n").first?.hasPrefix("REF") == true)
+        #expect(tasks.output.split(separator: "\n").first?.split(separator: " ") == ["REF", "STATE", "QUEUE", "DUE", "LEAD", "COUNTRY", "TITLE"])
+        // When it is due in review: 15 days from now, to the minute.
+        let due = try #require(tasks.output.split(separator: "\n").first { $0.hasPrefix(ref) }?.split(separator: " ")[3])
+        #expect(due.count == 16 && due.dropFirst(10).first == "T", "\(tasks.output)")
         #expect(tasks.output.contains(ref))
         // An action open to the caller but refused for what came with it says how to give it; one not open does not.
         let bare = try await pbc(["act", ref, "request_revision"], server: server, as: "coordinator")
