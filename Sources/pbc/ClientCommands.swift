@@ -383,7 +383,7 @@ struct Tasks: AsyncParsableCommand {
     @Option(help: "A workflow state, such as technical_review.") var state: String?
     @Option(help: "A workflow, such as pbf-project.") var workflow: String?
     @Option(help: "ISO 3166 alpha-3 or alpha-2 code.") var country: String?
-    @Option(help: "A 5-digit purpose code.") var sector: String?
+    @Option(help: "A 5-digit purpose code, or a 3-digit category (152: conflict, peace and security) for every code in it.") var sector: String?
     @Option(help: "Lead or participating agency.") var agency: String?
     @Option(help: "The queue the task waits in.") var queue: String?
     @Option(help: "Text in the title or description.") var text: String?

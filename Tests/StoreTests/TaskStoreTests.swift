@@ -299,6 +299,11 @@ import TestSupport
         #expect(try await h.tasks.list(TaskFilter(state: "approved", country: "LBR"), as: h.coordinator).items.isEmpty)
         #expect(try await h.tasks.list(TaskFilter(country: "bi"), as: h.coordinator).items.map(\.ref) == [task.ref])
         #expect(try await h.tasks.list(TaskFilter(country: "bdi", sector: "15220", agency: "undp"), as: h.coordinator).items.map(\.ref) == [task.ref])
+        // A DAC category takes every code in it: 152, conflict, peace and security, holds 15220; 311, agriculture, none of the task's.
+        #expect(try await h.tasks.list(TaskFilter(sector: "152"), as: h.coordinator).items.map(\.ref) == [task.ref])
+        #expect(try await h.tasks.list(TaskFilter(sector: "311"), as: h.coordinator).items.isEmpty)
+        let noCategory = await #expect(throws: StoreError.self) { _ = try await h.tasks.list(TaskFilter(sector: "999"), as: h.coordinator) }
+        #expect(noCategory?.fieldErrors.map(\.field) == ["sector"])
         let report = await #expect(throws: StoreError.self) { _ = try await h.tasks.whoWhatWhere(ReportFilter(country: "XX"), as: h.coordinator) }
         #expect(report?.fieldErrors.map(\.reason) == ["unknown country XX"])
     }

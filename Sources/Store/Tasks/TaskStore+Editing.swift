@@ -101,7 +101,8 @@ extension TaskStore {
                 WHERE (\(filter.state)::text IS NULL OR t.state = \(filter.state))
                   AND (\(filter.workflow)::text IS NULL OR t.workflow = \(filter.workflow))
                   AND (\(filter.country)::text IS NULL OR t.country = \(filter.country))
-                  AND (\(filter.sector)::text IS NULL OR \(filter.sector) = ANY (t.sectors))
+                  AND (\(filter.sector)::text IS NULL OR \(filter.sector) = ANY (t.sectors)
+                       OR (length(\(filter.sector)) = 3 AND EXISTS (SELECT 1 FROM unnest(t.sectors) AS s WHERE left(s, 3) = \(filter.sector))))
                   AND (\(filter.agency)::text IS NULL OR t.lead_agency = \(filter.agency)
                        OR t.id = ANY (ARRAY(SELECT p.task_id FROM task_participants p WHERE p.agency = \(filter.agency))))
                   AND (\(filter.queue)::text IS NULL OR t.queue = \(filter.queue))
@@ -139,13 +140,15 @@ extension TaskStore {
         }
         let row = try await connection.query("""
             SELECT (SELECT code FROM countries WHERE code = upper(\(country)) OR alpha2 = upper(\(country))),
-                   \(sector)::text IS NULL OR EXISTS (SELECT 1 FROM sectors WHERE code = \(sector)),
+                   \(sector)::text IS NULL OR EXISTS (SELECT 1 FROM sectors WHERE code = \(sector) OR (length(\(sector)) = 3 AND left(code, 3) = \(sector))),
                    \(agency)::text IS NULL OR EXISTS (SELECT 1 FROM agencies WHERE id = \(agency)),
                    \(queue)::text IS NULL OR EXISTS (SELECT 1 FROM queues WHERE name = \(queue))
             """).first!
         let code = try row.decode(String?.self, at: 0)
         if let country, code == nil { errors.append(FieldError("country", "unknown country \(country)")) }
-        if let sector, try !row.decode(Bool.self, at: 1) { errors.append(FieldError("sector", "unknown sector code \(sector)")) }
+        if let sector, try !row.decode(Bool.self, at: 1) {
+            errors.append(FieldError("sector", "unknown sector code or category \(sector) (a 5-digit purpose code, or its first 3 digits)"))
+        }
         if let agency, try !row.decode(Bool.self, at: 2) { errors.append(FieldError("agency", "unknown agency \(agency)")) }
         if let queue, try !row.decode(Bool.self, at: 3) { errors.append(FieldError("queue", "no queue \(queue)")) }
         guard errors.isEmpty else { throw StoreError.validation(errors) }
