@@ -205,9 +205,12 @@ public enum Engine {
             updated.period = Period(start: period.start, end: end)
         }
         if let field = action.joinsFrom {
-            guard case .string(let agency)? = updated.fields[field], !agency.isEmpty else {
+            guard case .string(let named)? = updated.fields[field], !named.isEmpty else {
                 return .failure(.guardsFailed(action: name, failures: [GuardFailure("joins(\(field))", "\(field) names no agency")]))
             }
+            // An agency id, kept as pbc spells ids (lowercase), however it was typed: "WFP" is wfp.
+            let agency = named.lowercased()
+            updated.fields[field] = .string(agency)
             if agency != updated.leadAgency, !updated.participants.contains(where: { $0.agency == agency }) {
                 updated.participants.append(Participant(agency: agency, role: .implementing))
             }

@@ -46,11 +46,12 @@ import TestSupport
                 inputs: ActionInputs(fields: ["designatedAgency": .string("unicfe")]), by: h.coordinator)
         }
         #expect(unknown?.fieldErrors == [FieldError("fields.designatedAgency", "unknown agency unicfe")])
-        // The designated agency takes part from now on; the call is over for the others.
+        // The designated agency takes part from now on; the call is over for the others. Its id is taken as typed ("UNICEF").
         task = try await h.tasks.act(
             task.ref, action: "designate_lead", expectedVersion: task.version,
-            inputs: ActionInputs(fields: ["designatedAgency": .string("unicef")]), by: h.coordinator)
+            inputs: ActionInputs(fields: ["designatedAgency": .string("UNICEF")]), by: h.coordinator)
         #expect(task.record.participants == [Participant(agency: "unicef", role: .implementing)])
+        #expect(task.record.fields["designatedAgency"] == .string("unicef"))
         await #expect(throws: StoreError.self) { _ = try await h.tasks.get(task.ref, as: h.wfp) }
         #expect(try await h.tasks.list(TaskFilter(workflow: "assistance-request"), as: h.wfp).items.isEmpty)
         // What follows the call is the request's own agencies' again.
