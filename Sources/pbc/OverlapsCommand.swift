@@ -64,7 +64,7 @@ struct OverlapsCommand: AsyncParsableCommand {
             commandName: "ls", abstract: "Overlaps of the tasks you can see (open ones unless --status says otherwise).")
 
         @OptionGroup var client: ClientOptions
-        @Option(help: "Only this task's overlaps.") var task: String?
+        @Option(help: "Only this task's overlaps, or those tasks have with this imported activity (its identifier).") var task: String?
         @Option(help: "open (the default), resolved, or closed (one of the programs ended first).") var status: String?
         @Option(help: "At most this many (1 to 500; default 100).") var limit: Int?
         @Option(help: "The next page: what the page before printed to continue with.") var after: String?

@@ -436,6 +436,17 @@ import SystemPackage
         let parsed = try JSONSerialization.jsonObject(with: Data(json.output.utf8)) as? [String: Any]
         let activity = (parsed?["activities"] as? [[String: Any]])?.first
         #expect((activity?["screened"] as? [[String: Any]])?.compactMap { $0["country"] as? String } == ["LBR", "SLE"])
+        // What overlaps it: a program planned where the Gitega activity works.
+        let planned = try await pbc(
+            ["submit", "--title", "Women, peace and security in Gitega", "--country", "BI", "--location", "Gitega", "--sector", "15220",
+             "--start", "2027-03-01", "--end", "2028-06-30", "--budget", "500000", "--field", "genderMarker=2", "--field", "facility=IRF"],
+            server: server, as: "undp-liaison")
+        let ref = try #require(planned.output.split(separator: " ").first.map(String.init), "\(planned.error)")
+        let withIt = try await pbc(["overlaps", "--task", "GAC-BDI-2027-01"], server: server, as: "coordinator")
+        #expect(withIt.output.contains("  \(ref) ~ GAC-BDI-2027-01  score "), "\(withIt.output) \(withIt.error)")
+        // A liaison sees those of the tasks they see: UNDP its own, WFP none.
+        #expect(try await pbc(["overlaps", "--task", "GAC-BDI-2027-01"], server: server, as: "undp-liaison").output.contains("\(ref) ~ GAC-BDI-2027-01"))
+        #expect(try await pbc(["overlaps", "--task", "GAC-BDI-2027-01"], server: server, as: "wfp-liaison").output == "no open overlaps\n")
         let missing = try await pbc(["show", "NO-SUCH-1"], server: server, as: "undp-liaison")
         #expect(missing.status == .exited(3))
         #expect(missing.error == "pbc: error: no task or imported activity NO-SUCH-1\n")

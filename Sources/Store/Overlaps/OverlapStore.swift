@@ -82,7 +82,9 @@ extension TaskStore {
     /// that names the caller's task is shown as the caller's task against
     /// the other. A pair that both tasks' screenings found is listed once,
     /// as first found. With `task`,
-    /// that task's overlaps in both directions, the task first. Pages in the
+    /// that task's overlaps in both directions, the task first; `task` may
+    /// also be an imported activity's identifier, for the overlaps tasks the
+    /// caller may see have with it. Pages in the
     /// order overlaps were found; `cursor` is the last overlap of the page before.
     public func listOverlaps(
         task key: String?, status: String?, limit: Int, cursor: UUID? = nil, as principal: Principal
@@ -91,11 +93,16 @@ extension TaskStore {
         let restricted = principal.role == .liaison
         return try await transaction(as: principal) { connection in
             var task: StoredTask?
+            // Or an imported activity, by its identifier: the overlaps tasks have with it.
+            var activity: String?
             if let key {
-                guard let found = try await load(key, visibleTo: principal, forUpdate: false, on: connection) else {
-                    throw StoreError(.notFound, "no task \(key)")
+                if let found = try await load(key, visibleTo: principal, forUpdate: false, on: connection) {
+                    task = found
+                } else if try await !connection.query("SELECT 1 FROM activities WHERE identifier = \(key) LIMIT 1").isEmpty {
+                    activity = key
+                } else {
+                    throw StoreError(.notFound, "no task or imported activity \(key)")
                 }
-                task = found
             }
             if let cursor, try await connection.query("SELECT 1 FROM task_overlaps WHERE id = \(cursor)").isEmpty {
                 throw StoreError.validation([FieldError("cursor", "no overlap \(cursor.uuidString.lowercased()) to continue after")])
@@ -106,7 +113,7 @@ extension TaskStore {
             // agency's few overlaps among many without testing every row
             // against row-level security; the policies still apply to the
             // rows read here.
-            let pagedForAgency = restricted && task == nil
+            let pagedForAgency = restricted && task == nil && activity == nil
             let rows = try await connection.query("""
                 SELECT o.id, o.other_ref, o.score, o.reasons, o.status, o.resolution, o.resolution_data, s.ref, s.kind, s.title, s.agency, s.country, s.sectors,
                        s.start::text, s.finish::text, f.flipped
@@ -115,6 +122,7 @@ extension TaskStore {
                                           ELSE NOT pbc_sees_task(o.task_id) END AS flipped) f
                 WHERE (NOT \(pagedForAgency) OR o.id = ANY (ARRAY(SELECT overlap_page_of_agency(\(status), \(cursor), \(limit + 1)::integer))))
                   AND (\(task?.id)::uuid IS NULL OR o.task_id = \(task?.id) OR o.other_ref = \(task?.ref))
+                  AND (\(activity)::text IS NULL OR o.other_ref = \(activity))
                   AND (\(status)::text IS NULL OR o.status = \(status))
                   AND (NOT \(restricted) OR pbc_sees_task(o.task_id) OR pbc_sees_task_ref(o.other_ref))
                   AND NOT overlap_twin_found_before(o.id)
