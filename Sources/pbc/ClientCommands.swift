@@ -28,6 +28,15 @@ func morePages(_ result: JSONValue) -> String? {
     return "(more: the same command with --after \(next.text))"
 }
 
+/// A score as people compare them, with two decimals, as `pbc overlaps scan` prints them ("0.64", not "0.637").
+func scoreText(_ score: JSONValue?) -> String {
+    switch score {
+    case .double(let value)?: String(format: "%.2f", value)
+    case .integer(let value)?: String(format: "%.2f", Double(value))
+    default: score?.text ?? ""
+    }
+}
+
 /// Who agreed to a proposal and who is awaited: "unicef agreed; waiting for undp".
 func agreementText(_ agreement: JSONValue) -> String {
     let agreed = agreement["agreed"]?.items?.map(\.text) ?? []
@@ -106,7 +115,7 @@ func describeTask(_ task: JSONValue) -> String {
             let state = overlap["status"]?.text == "open"
                 ? "open, overlap \(overlap["id"]?.text ?? "")" + (foundBy.isEmpty || foundBy == task["ref"]?.text ? "" : ", found by \(foundBy)")
                 : "\(overlap["status"]?.text ?? ""): \(resolutionText(overlap))"
-            add(index == 0 ? "overlaps" : "", "\(overlap["other"]?.text ?? "")  score \(overlap["score"]?.text ?? "")  \(state)")
+            add(index == 0 ? "overlaps" : "", "\(overlap["other"]?.text ?? "")  score \(scoreText(overlap["score"]))  \(state)")
         }
     }
     // A program's reports, by due date: what is owed and where each stands.
@@ -153,7 +162,7 @@ func eventSummary(_ event: JSONValue) -> String {
     var words: [String] = []
     switch event["type"]?.text {
     case "overlap.detected":
-        words = ["with \(value("other")), score \(value("score"))"]
+        words = ["with \(value("other")), score \(scoreText(data["score"]))"]
     case "overlap.resolved":
         words = ["\(value("resolution")) with \(value("other"))"]
         if !value("leadAgency").isEmpty { words.append("(\(value("leadAgency")) leads)") }

@@ -52,7 +52,7 @@ struct OverlapsCommand: AsyncParsableCommand {
                 }
                 print("\(items.count == 1 ? "1 overlap" : "\(items.count) overlaps"), as a submission now would find them:")
                 for item in items {
-                    print("\(item["other"]?["ref"]?.text ?? "")  score \(item["score"]?.text ?? "")")
+                    print("\(item["other"]?["ref"]?.text ?? "")  score \(scoreText(item["score"]))")
                     OverlapsCommand.printDetails(of: item)
                 }
             }
@@ -84,7 +84,7 @@ struct OverlapsCommand: AsyncParsableCommand {
                     let other = item["other"] ?? .null
                     // Open and found by the other task's screening: it holds back that task, not this one.
                     let foundBy = item["foundBy"]?.text ?? ""
-                    print("\(item["id"]?.text ?? "")  \(item["task"]?.text ?? "") ~ \(other["ref"]?.text ?? "")  score \(item["score"]?.text ?? "")"
+                    print("\(item["id"]?.text ?? "")  \(item["task"]?.text ?? "") ~ \(other["ref"]?.text ?? "")  score \(scoreText(item["score"]))"
                         + (item["status"]?.text == "open"
                             ? (foundBy.isEmpty || foundBy == item["task"]?.text ? "" : "  found by \(foundBy)")
                             : "  \(item["status"]?.text ?? ""): \(resolutionText(item))"))

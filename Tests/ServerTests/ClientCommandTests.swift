@@ -248,6 +248,9 @@ import SystemPackage
         let listed = try await pbc(["overlaps"], server: server, as: "coordinator")
         #expect(listed.status == .exited(0), "\(listed.error)")
         #expect(listed.output.contains("\(second) ~ \(first)"))
+        // Scores with two decimals, as the scan prints them: 0.83, not 0.827.
+        let scored = try #require(listed.output.split(separator: "\n").first)
+        #expect(scored.range(of: #"  score 0\.\d\d$"#, options: .regularExpression) != nil, "\(scored)")
         // The other program as the coordinator settles it: who leads it, where, and when (to sequence the two).
         #expect(listed.output.contains("    Youth and women in local peace committees [undp, BDI, 2027-01-01 to 2028-06-30]\n"), "\(listed.output)")
         #expect(listed.output.contains("- sector 1.00: same sector 15220"))
