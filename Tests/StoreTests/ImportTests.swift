@@ -178,11 +178,15 @@ struct ImportTests {
         // Each row names its agency: GlobalGiving, not only the id made from its IATI identifier.
         #expect(Set(liberia.filter { $0.agency == "us-ein-300108263" }.map(\.agencyName)) == ["GlobalGiving"])
         #expect(burundi.allSatisfy { $0.agencyName == "United Nations Development Programme" })
-        // After the task's end only entries with no end date (open-ended activities) remain.
+        // After the task's end nothing remains: the programs that state no end count up to the latest date
+        // they report, as screening takes them, not for ever. GlobalGiving's in Sierra Leone were in
+        // implementation when last updated, on 2019-09-28: in a report from September 2019, not from October.
         let future = try await h.tasks.whoWhatWhere(ReportFilter(from: CalendarDate(iso: "2030-01-01")), as: h.coordinator)
-        #expect(!future.contains { $0.agency == "undp" && $0.country == "BDI" })
-        let openEnded = try await h.pool.query("SELECT count(*) FROM activities WHERE period_end IS NULL").first!.decode(Int.self, at: 0)
-        #expect(future.isEmpty == (openEnded == 0))
+        #expect(future.isEmpty, "\(future)")
+        let september = try await h.tasks.whoWhatWhere(ReportFilter(country: "SL", from: CalendarDate(iso: "2019-09-01")), as: h.coordinator)
+        #expect(september.contains { $0.agency == "us-ein-300108263" }, "\(september)")
+        let october = try await h.tasks.whoWhatWhere(ReportFilter(country: "SL", from: CalendarDate(iso: "2019-10-01")), as: h.coordinator)
+        #expect(!october.contains { $0.agency == "us-ein-300108263" }, "\(october)")
         let reviewing = try await h.tasks.whoWhatWhere(ReportFilter(status: "technical_review"), as: h.coordinator)
         #expect(!reviewing.isEmpty && reviewing.allSatisfy { $0.country == "BDI" })
         let implementing = try await h.tasks.whoWhatWhere(ReportFilter(status: "2"), as: h.coordinator)

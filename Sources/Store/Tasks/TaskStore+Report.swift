@@ -68,11 +68,15 @@ extension TaskStore {
                            OR t.id = ANY (ARRAY(SELECT p.task_id FROM task_participants p WHERE p.agency = \(own))))
                     UNION ALL
                     -- An activity's, each of its currencies, as its publisher divides
-                    -- it (BudgetShares.swift).
+                    -- it (BudgetShares.swift); over the period it states, or, where it
+                    -- states no end or start, the one its reported dates show, as
+                    -- screening takes it (docs/import.md).
                     SELECT a.id, c.code, coalesce(s.value ->> 'code', 'none'), a.reporting_agency, b.value ->> 'currency',
                            (b.value ->> 'amount')::numeric * (rc.value ->> 'share')::numeric * coalesce((s.value ->> 'share')::numeric, 1),
-                           a.status, a.period_start, a.period_end
+                           a.status, coalesce(a.period_start, sp.start), coalesce(a.period_end, sp.finish)
                     FROM activities a
+                    LEFT JOIN LATERAL (SELECT min(lower(p.period)) AS start, max(upper(p.period)) - 1 AS finish
+                                       FROM portfolio p WHERE p.activity_id = a.id) AS sp ON true
                     JOIN LATERAL jsonb_array_elements(a.budget_shares -> 'countries') AS rc(value) ON true
                     JOIN countries c ON c.alpha2 = rc.value ->> 'code' OR c.code = rc.value ->> 'code'
                     LEFT JOIN LATERAL jsonb_array_elements(CASE WHEN jsonb_array_length(a.budget_shares -> 'sectors') = 0 THEN '[null]'
