@@ -38,10 +38,10 @@ import TestSupport
         let activities = [
             // Closed: its last transaction is the latest date it ran; the later update says nothing of that.
             Self.activity(
-                "XM-A-CLOSED", title: title, country: "BI", status: "4", lastUpdated: "2027-06-01", dates: ["2": "2024-01-01"],
+                "XM-A-CLOSED", title: title, country: "BI", status: "4", lastUpdated: "2026-10-01", dates: ["2": "2024-01-01"],
                 transactions: ["2024-02-01", "2024-11-30"]),
             // Still in implementation when its record was last updated.
-            Self.activity("XM-B-RUNNING", title: title, country: "BI", status: "2", lastUpdated: "2027-03-01", dates: ["2": "2025-01-01"]),
+            Self.activity("XM-B-RUNNING", title: title, country: "BI", status: "2", lastUpdated: "2026-11-01", dates: ["2": "2025-01-01"]),
             // No start: from its budget's period start.
             Self.activity(
                 "XM-C-NO-START", title: "Community policing", country: "LR", status: "2", lastUpdated: "2026-01-01", dates: ["3": "2028-12-31"],
@@ -54,6 +54,8 @@ import TestSupport
             Self.activity("XM-E-PIPELINE", title: "Land dialogue", country: "LR", status: "1", lastUpdated: "2026-03-01", dates: ["1": "2026-01-01"]),
             // Updated before it started: no span.
             Self.activity("XM-F-EARLY", title: "Land registry", country: "LR", status: "2", lastUpdated: "2026-02-01", dates: ["2": "2026-05-01"]),
+            // An update dated in 2099 cannot show it ran then: up to today at most.
+            Self.activity("XM-G-FUTURE", title: "Land courts", country: "LR", status: "2", lastUpdated: "2099-01-01", dates: ["2": "2025-06-01"]),
         ]
         let directory = Scratch.directory.appendingPathComponent("pbc-reported-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
@@ -62,8 +64,8 @@ import TestSupport
             .write(to: file, atomically: true, encoding: .utf8)
 
         let summary = try await h.importer.importIATI(files: [file.path])
-        #expect(summary.imported == 6)
-        #expect(summary.reportedPeriods == ["no end date": 2, "no start date": 1, "no start or end date": 1])
+        #expect(summary.imported == 7)
+        #expect(summary.reportedPeriods == ["no end date": 3, "no start date": 1, "no start or end date": 1])
         #expect(summary.unscreened == ["no end date, and no other date reported that shows when it ran": 2])
         let periods = try await h.pool.query("""
             SELECT a.identifier, coalesce((SELECT lower(p.period)::text || ' ' || (upper(p.period) - 1)::text FROM portfolio p WHERE p.activity_id = a.id), 'none'),
@@ -72,25 +74,27 @@ import TestSupport
             """).map { try "\($0.decode(String.self, at: 0)): \($0.decode(String.self, at: 1)) (stated \($0.decode(String.self, at: 2)))" }
         #expect(periods == [
             "XM-A-CLOSED: 2024-01-01 2024-11-30 (stated 2024-01-01 -)",
-            "XM-B-RUNNING: 2025-01-01 2027-03-01 (stated 2025-01-01 -)",
+            "XM-B-RUNNING: 2025-01-01 2026-11-01 (stated 2025-01-01 -)",
             "XM-C-NO-START: 2026-07-01 2028-12-31 (stated - 2028-12-31)",
             "XM-D-NO-DATES: 2026-01-15 2026-09-30 (stated - -)",
             "XM-E-PIPELINE: none (stated 2026-01-01 -)",
             "XM-F-EARLY: none (stated 2026-05-01 -)",
+            "XM-G-FUTURE: 2025-06-01 \(CalendarDate(Date()).iso) (stated 2025-06-01 -)",
         ])
         // Read back as a coordinator deciding an overlap reads it: the period stated, and the one screening uses.
         let running = try #require(try await h.tasks.activities(identifier: "XM-B-RUNNING", as: h.undp).first)
         #expect(running.publisher == "undp" && running.start == "2025-01-01" && running.end == nil)
-        #expect(running.screened.map { "\($0.country) \($0.start) \($0.end) \($0.active)" } == ["BDI 2025-01-01 2027-03-01 true"])
+        #expect(running.screened.map { "\($0.country) \($0.start) \($0.end) \($0.active)" } == ["BDI 2025-01-01 2026-11-01 true"])
         #expect(try await h.tasks.activities(identifier: "XM-E-PIPELINE", as: h.undp).first?.screened == [])
         #expect(try await h.tasks.activities(identifier: "XM-NONE", as: h.undp).isEmpty)
         // The same file again changes nothing.
         let again = try await h.importer.importIATI(files: [file.path])
-        #expect(again.unchanged == 6)
+        #expect(again.unchanged == 7)
         #expect(again.reportedPeriods == summary.reportedPeriods)
 
-        // A program planned where the running one works, from 2027, lands in deconfliction naming it;
-        // the closed one, whose last transaction was over two years before, is no overlap.
+        // A program planned where the running one works, from 2027 (61 days after its last update, within
+        // the tolerance of 90), lands in deconfliction naming it; the closed one, whose last transaction was
+        // over two years before, is no overlap.
         let (task, _, _) = try await h.tasks.submit(Harness.project(title: title), workflow: "pbf-project", idempotencyKey: "reported", by: h.undp)
         #expect(task.state == "deconfliction")
         let overlaps = try await h.tasks.detail(task.ref, as: h.coordinator).overlaps
