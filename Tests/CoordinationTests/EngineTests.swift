@@ -97,25 +97,13 @@ import Testing
         #expect(FieldType.date.refusal(of: .string(String(repeating: "y", count: 100)))
             == "must be a date, YYYY-MM-DD, not " + String(repeating: "y", count: 60) + "…")
         // A workflow that declares no fields takes any, but not any length, at creation or in an action.
-        let undeclared = try WorkflowParser.parse(yaml: """
-            name: sample
-            version: 1
-            states:
-              draft:
-                initial: true
-              done:
-                terminal: true
-            actions:
-              finish:
-                from: draft
-                to: done
-                roles: [coordinator]
-                fields: [note]
-            """, file: "sample.yaml").get()
+        let undeclared = try WorkflowParser.parse(
+            yaml: WorkflowValidationTests.base.replacingOccurrences(of: "    roles: [coordinator]", with: "    roles: [coordinator]\n    fields: [note]"),
+            file: "sample.yaml").get()
         #expect(undeclared.creationFields(["note": .string(long)]).errors == [FieldError("fields.note", "must be at most 10000 characters")])
         #expect(undeclared.creationFields(["note": .string(full)]).errors.isEmpty)
-        let draft = TaskRecord(state: "draft", title: "t", leadAgency: "undp")
-        #expect(try await decide(undeclared, draft, Fixtures.coordinator, "finish", inputs: ActionInputs(fields: ["note": .string(long)]))
+        let inReview = TaskRecord(state: "review", title: "t", leadAgency: "undp")
+        #expect(try await decide(undeclared, inReview, Fixtures.coordinator, "finish", inputs: ActionInputs(fields: ["note": .string(long)]))
             == .failure(.invalidFields(action: "finish", errors: [FieldError("fields.note", "must be at most 10000 characters")])))
         // External references name activities: each a name and a reference of 1 to 200 characters.
         var referenced = Fixtures.project()

@@ -94,6 +94,10 @@ import TestSupport
         ("a comment of 10,001 characters", #"{"jsonrpc":"2.0","id":1,"method":"task.comment","params":{"task":"PBC-1999-000001","comment":""#
             + String(repeating: "x", count: 10_001) + #""}}"#, -32022, true),
         ("an empty external reference", #"{"jsonrpc":"2.0","id":1,"method":"task.create","params":{"workflow":"pbf-project","title":"x","leadAgency":"undp","externalRefs":{"iati":""}}}"#, -32022, true),
+        ("an activity without its identifier", #"{"jsonrpc":"2.0","id":1,"method":"activity.get","params":{}}"#, -32602, true),
+        ("an activity identifier that is a number", #"{"jsonrpc":"2.0","id":1,"method":"activity.get","params":{"identifier":42}}"#, -32602, true),
+        ("an activity nothing was imported under", #"{"jsonrpc":"2.0","id":1,"method":"activity.get","params":{"identifier":"XM-NONE-1"}}"#, -32004, true),
+        ("an overlap check with a lower-case country pbc lacks", #"{"jsonrpc":"2.0","id":1,"method":"overlap.check","params":{"title":"x","country":"zz","period":{"start":"2027-01-01","end":"2027-12-31"}}}"#, -32022, true),
         ("second hello", #"{"jsonrpc":"2.0","id":1,"method":"session.hello","params":{"protocol":1,"token":"x"}}"#, -32600, true),
     ]
 

@@ -324,7 +324,7 @@ public struct Methods: Sendable {
             TaskRecord(
                 state: "", title: title, description: description ?? "", leadAgency: try Methods.lead(leadAgency, of: principal),
                 participants: participants ?? [],
-                country: country?.uppercased(), locations: locations ?? [], sectors: sectors ?? [], period: period?.period, budget: budget?.money,
+                country: country, locations: locations ?? [], sectors: sectors ?? [], period: period?.period, budget: budget?.money,
                 fields: fields ?? [:], priority: priority ?? .normal, externalRefs: externalRefs ?? [:])
         }
     }
@@ -461,7 +461,7 @@ public struct Methods: Sendable {
         var changes = TaskChanges()
         changes.title = update.title
         changes.description = update.description
-        changes.country = update.country?.uppercased()
+        changes.country = update.country
         changes.locations = update.locations
         changes.sectors = update.sectors
         changes.period = update.period?.period
@@ -538,7 +538,7 @@ extension Methods {
         let check = try ParamsDecoder.decode(CheckParams.self, from: params)
         let draft = TaskRecord(
             state: "", title: check.title, description: check.description ?? "", leadAgency: try Self.lead(check.leadAgency, of: principal),
-            participants: check.participants ?? [], country: check.country.uppercased(), locations: check.locations ?? [], sectors: check.sectors ?? [],
+            participants: check.participants ?? [], country: check.country, locations: check.locations ?? [], sectors: check.sectors ?? [],
             period: check.period.period, externalRefs: check.externalRefs ?? [:])
         let views = try await tasks.checkOverlaps(draft, as: principal)
         return .object(["overlaps": .array(views.map { view in

@@ -334,6 +334,8 @@ public struct TaskStore: Sendable {
     /// workflow fields' problems), all in one answer; the country is stored
     /// as alpha-3.
     func checkValues(_ task: inout TaskRecord, also earlier: [FieldError] = [], on connection: PostgresConnection) async throws {
+        // A country code in any case is the same country: "sl" is SL, stored below as SLE.
+        task.country = task.country?.uppercased()
         var errors = task.validationErrors() + earlier
         let checkCountry = errors.allSatisfy({ $0.field != "country" }) ? task.country : nil
         let checkSectors = errors.allSatisfy({ !$0.field.hasPrefix("sectors") }) ? task.sectors : []
