@@ -1,6 +1,6 @@
 import Coordination
 import Foundation
-import Store
+@testable import Store
 import Testing
 import TestSupport
 
@@ -54,8 +54,10 @@ import TestSupport
             Self.activity("XM-E-PIPELINE", title: "Land dialogue", country: "LR", status: "1", lastUpdated: "2026-03-01", dates: ["1": "2026-01-01"]),
             // Updated before it started: no span.
             Self.activity("XM-F-EARLY", title: "Land registry", country: "LR", status: "2", lastUpdated: "2026-02-01", dates: ["2": "2026-05-01"]),
-            // An update dated in 2099 cannot show it ran then: up to today at most.
-            Self.activity("XM-G-FUTURE", title: "Land courts", country: "LR", status: "2", lastUpdated: "2099-01-01", dates: ["2": "2025-06-01"]),
+            // A transaction and an update dated in 2099 show nothing of when it ran: up to its last transaction before.
+            Self.activity(
+                "XM-G-FUTURE", title: "Land courts", country: "LR", status: "2", lastUpdated: "2099-01-01", dates: ["2": "2025-06-01"],
+                transactions: ["2099-06-30", "2025-09-30"]),
         ]
         let directory = Scratch.directory.appendingPathComponent("pbc-reported-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
@@ -79,7 +81,7 @@ import TestSupport
             "XM-D-NO-DATES: 2026-01-15 2026-09-30 (stated - -)",
             "XM-E-PIPELINE: none (stated 2026-01-01 -)",
             "XM-F-EARLY: none (stated 2026-05-01 -)",
-            "XM-G-FUTURE: 2025-06-01 \(CalendarDate(Date()).iso) (stated 2025-06-01 -)",
+            "XM-G-FUTURE: 2025-06-01 2025-09-30 (stated 2025-06-01 -)",
         ])
         // Read back as a coordinator deciding an overlap reads it: the period stated, and the one screening uses.
         let running = try #require(try await h.tasks.activities(identifier: "XM-B-RUNNING", as: h.undp).first)
@@ -99,5 +101,28 @@ import TestSupport
         #expect(task.state == "deconfliction")
         let overlaps = try await h.tasks.detail(task.ref, as: h.coordinator).overlaps
         #expect(overlaps.map(\.other) == ["XM-B-RUNNING"])
+    }
+
+    /// A date after the day of the import shows nothing of when the activity
+    /// ran: it is left out, so the period screened does not move from one
+    /// day's import to the next's, and the same file is not an update each day.
+    @Test func aDateAfterTheImportIsLeftOutAndThePeriodHoldsFromDayToDay() throws {
+        var activity = IATIActivity(line: 1)
+        activity.version = "2.03"
+        activity.identifier = "XM-LATER"
+        activity.reportingOrg = .init(ref: "XM-DAC-41114")
+        activity.titles = [.init(text: "Land courts")]
+        activity.status = "2"
+        activity.dates = ["2": "2025-06-01"]
+        activity.lastUpdated = "2099-01-01T10:00:00Z"
+        activity.transactionDates = [CalendarDate(iso: "2026-11-30")!, CalendarDate(iso: "2026-12-15")!]
+        func screened(on day: String) throws -> String? {
+            let mapped = try ActivityImporter.map(activity, today: CalendarDate(iso: day)!).get()
+            return mapped.reportedPeriod.map { "\($0.start) \($0.end)" }
+        }
+        #expect(try screened(on: "2026-11-30") == "2025-06-01 2026-11-30")
+        #expect(try screened(on: "2026-12-01") == "2025-06-01 2026-11-30")
+        // The day a dated transaction is reached, it shows the program ran until then.
+        #expect(try screened(on: "2026-12-15") == "2025-06-01 2026-12-15")
     }
 }

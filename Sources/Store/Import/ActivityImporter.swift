@@ -128,7 +128,9 @@ public struct ActivityImporter: Sendable {
     }
 
     /// Maps one IATI activity, or says why it is skipped.
-    /// `today`: a transaction or an update dated later cannot show that the activity ran then.
+    /// `today`: a transaction or an update dated later shows nothing of when
+    /// the activity ran, and is left out (counted as today, it would move the
+    /// activity's screened period, and make each day's import an update).
     static func map(_ activity: IATIActivity, today: CalendarDate = CalendarDate(Date())) -> Result<MappedActivity, SkipReason> {
         guard let version = activity.version, !version.hasPrefix("1.") else {
             return .failure(SkipReason("IATI version \(activity.version ?? "unknown") is not 2.0x"))
@@ -157,11 +159,11 @@ public struct ActivityImporter: Sendable {
         // Still in implementation (status 2) when its record was last updated: it ran until then.
         let updatedRunning = activity.status == "2" ? activity.lastUpdated.flatMap { CalendarDate(iso: String($0.prefix(10))) } : nil
         let related = Set(activity.related).subtracting([identifier]).sorted()
-        // What happened is dated by today at the latest; a budget may plan ahead.
-        let happened = [activity.transactionDates?.upperBound, updatedRunning].compactMap { $0 }.map { min($0, today) }
+        // What happened is what is dated by today; a budget may plan ahead.
+        let happened = (activity.transactionDates + [updatedRunning].compactMap { $0 }).filter { $0 <= today }
         let reported = Self.reportedPeriod(
             start: startDate, end: endDate,
-            earliest: budgetStarts + [activity.transactionDates?.lowerBound].compactMap { $0 },
+            earliest: budgetStarts + [activity.transactionDates.min()].compactMap { $0 },
             latest: budgetEnds + happened)
         // Countries and regions, and sectors, are stated on the activity or
         // else on each of its transactions; those are taken once each, with

@@ -53,10 +53,10 @@ public struct IATIActivity: Sendable, Hashable {
     public var locations: [String] = []
     public var budgets: [Budget] = []
     public var genderSignificance: String?
-    /// The first and last of its transactions' dates (`transaction-date`),
-    /// those that are dates: with its budgets' periods and `lastUpdated`,
-    /// what shows when it ran if it states no end or no start.
-    public var transactionDates: ClosedRange<CalendarDate>?
+    /// Its transactions' dates (`transaction-date`), those that are dates:
+    /// with its budgets' periods and `lastUpdated`, what shows when it ran
+    /// if it states no end or no start.
+    public var transactionDates: [CalendarDate] = []
     /// The day its record was last updated (`last-updated-datetime`).
     public var lastUpdated: String?
     /// The identifiers of its parent, children and siblings (IATI
@@ -248,8 +248,7 @@ public enum IATIReader {
                 if let ref = attributes["ref"], !ref.isEmpty, ["1", "2", "3"].contains(attributes["type"] ?? "") { current?.related.append(ref) }
             case "transaction-date" where parent == "transaction":
                 if let date = attributes["iso-date"].flatMap({ CalendarDate(iso: String($0.prefix(10))) }) {
-                    let known = current?.transactionDates
-                    current?.transactionDates = min(known?.lowerBound ?? date, date)...max(known?.upperBound ?? date, date)
+                    current?.transactionDates.append(date)
                 }
             case "budget" where parent == "iati-activity":
                 budget = IATIActivity.Budget(amount: "", type: attributes["type"])
