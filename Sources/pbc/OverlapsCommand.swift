@@ -15,7 +15,9 @@ struct OverlapsCommand: AsyncParsableCommand {
         let other = item["other"] ?? .null
         // Its period too: a coordinator settles an overlap by sequencing as often as by anything.
         let period = other["period"].map { "\($0["start"]?.text ?? "") to \($0["end"]?.text ?? "")" } ?? ""
-        print("    \(other["title"]?.text ?? "") [\(other["leadAgency"]?.text ?? ""), \(other["country"]?.text ?? ""), \(period)]")
+        // The lead agency by name: an imported publisher's id (us-ein-300108263) says little to a reader.
+        let lead = other["leadAgencyName"]?.text ?? other["leadAgency"]?.text ?? ""
+        print("    \(other["title"]?.text ?? "") [\(lead), \(other["country"]?.text ?? ""), \(period)]")
         if case .array(let reasons)? = item["reasons"] { for reason in reasons { print("    - \(reason.text)") } }
     }
 

@@ -237,7 +237,7 @@ import SystemPackage
         let first = try await submit("Youth and women in local peace committees", lead: "undp", key: "first").ref
         let checked = try await pbc(before, server: server, as: "unicef-liaison")
         #expect(checked.output.hasPrefix("1 overlap, as a submission now would find them:\n\(first)  score 0."), "\(checked.output) \(checked.error)")
-        #expect(checked.output.contains("    Youth and women in local peace committees [undp, BDI, 2027-01-01 to 2028-06-30]\n"))
+        #expect(checked.output.contains("    Youth and women in local peace committees [United Nations Development Programme, BDI, 2027-01-01 to 2028-06-30]\n"))
         #expect(checked.output.contains("    - location 1.00: shared locations: gitega\n"))
         let second = try await submit("Young women in Gitega local peace committees", lead: "unicef", key: "second").ref
         // Submitting again with the same key shows the first answer, overlap included.
@@ -252,7 +252,7 @@ import SystemPackage
         let scored = try #require(listed.output.split(separator: "\n").first)
         #expect(scored.range(of: #"  score 0\.\d\d$"#, options: .regularExpression) != nil, "\(scored)")
         // The other program as the coordinator settles it: who leads it, where, and when (to sequence the two).
-        #expect(listed.output.contains("    Youth and women in local peace committees [undp, BDI, 2027-01-01 to 2028-06-30]\n"), "\(listed.output)")
+        #expect(listed.output.contains("    Youth and women in local peace committees [United Nations Development Programme, BDI, 2027-01-01 to 2028-06-30]\n"), "\(listed.output)")
         #expect(listed.output.contains("- sector 1.00: same sector 15220"))
         #expect(listed.output.contains("- location 1.00: shared locations: gitega"))
         let id = try #require(listed.output.split(separator: " ").first.map(String.init))
@@ -447,6 +447,8 @@ import SystemPackage
         let ref = try #require(planned.output.split(separator: " ").first.map(String.init), "\(planned.error)")
         let withIt = try await pbc(["overlaps", "--task", "GAC-BDI-2027-01"], server: server, as: "coordinator")
         #expect(withIt.output.contains("  \(ref) ~ GAC-BDI-2027-01  score "), "\(withIt.output) \(withIt.error)")
+        // Its publisher by name, as the reader knows it.
+        #expect(withIt.output.contains("    Women, peace and security in Gitega [Global Affairs Canada, BDI, 2027-01-01 to 2028-12-31]\n"), "\(withIt.output)")
         // A liaison sees those of the tasks they see: UNDP its own, WFP none.
         #expect(try await pbc(["overlaps", "--task", "GAC-BDI-2027-01"], server: server, as: "undp-liaison").output.contains("\(ref) ~ GAC-BDI-2027-01"))
         #expect(try await pbc(["overlaps", "--task", "GAC-BDI-2027-01"], server: server, as: "wfp-liaison").output == "no open overlaps\n")

@@ -133,6 +133,7 @@ enum Wire {
                 "kind": .string(view.other.kind),
                 "title": .string(view.other.title),
                 "leadAgency": .string(view.other.leadAgency),
+                "leadAgencyName": .string(view.other.leadAgencyName),
                 "country": .string(view.other.country),
                 "sectors": .array(view.other.sectors.map(JSONValue.string)),
                 "period": .object(["start": .string(view.other.start), "end": .string(view.other.end)]),

@@ -24,6 +24,8 @@ public struct OverlapView: Sendable, Hashable {
         public var kind: String
         public var title: String
         public var leadAgency: String
+        /// The lead agency's name: an imported publisher's id (us-ein-300108263) says little to a reader.
+        public var leadAgencyName: String
         public var country: String
         public var sectors: [String]
         public var start: String
@@ -116,7 +118,7 @@ extension TaskStore {
             let pagedForAgency = restricted && task == nil && activity == nil
             let rows = try await connection.query("""
                 SELECT o.id, o.other_ref, o.score, o.reasons, o.status, o.resolution, o.resolution_data, s.ref, s.kind, s.title, s.agency, s.country, s.sectors,
-                       s.start::text, s.finish::text, f.flipped
+                       s.start::text, s.finish::text, f.flipped, (SELECT a.name FROM agencies a WHERE a.id = s.agency) AS agency_name
                 FROM task_overlaps o, LATERAL overlap_subject(o.id) s,
                      LATERAL (SELECT CASE WHEN \(task?.id)::uuid IS NOT NULL THEN o.task_id <> \(task?.id)
                                           ELSE NOT pbc_sees_task(o.task_id) END AS flipped) f
@@ -134,7 +136,8 @@ extension TaskStore {
             for row in rows.prefix(limit) {
                 let subject = OverlapView.OtherEntry(
                     ref: try row.decode(String.self, "ref"), kind: try row.decode(String.self, "kind"), title: try row.decode(String.self, "title"),
-                    leadAgency: try row.decode(String.self, "agency"), country: try row.decode(String?.self, "country") ?? "",
+                    leadAgency: try row.decode(String.self, "agency"), leadAgencyName: try row.decode(String?.self, "agency_name") ?? "",
+                    country: try row.decode(String?.self, "country") ?? "",
                     sectors: try row.decode([String].self, "sectors"), start: try row.decode(String?.self, "start") ?? "",
                     end: try row.decode(String?.self, "finish") ?? "")
                 let otherRef = try row.decode(String.self, "other_ref")
@@ -162,13 +165,15 @@ extension TaskStore {
     /// transaction may make).
     private func otherEntry(_ ref: String, country: String, on connection: PostgresConnection) async throws -> OverlapView.OtherEntry? {
         let rows = try await connection.query("""
-            SELECT ref, kind, title, agency, country, sectors, start::text, finish::text FROM overlap_peer(\(ref), \(country))
+            SELECT p.ref, p.kind, p.title, p.agency, p.country, p.sectors, p.start::text, p.finish::text, a.name
+            FROM overlap_peer(\(ref), \(country)) p LEFT JOIN agencies a ON a.id = p.agency
             """)
         guard let row = rows.first else { return nil }
         return OverlapView.OtherEntry(
             ref: try row.decode(String.self, at: 0), kind: try row.decode(String.self, at: 1), title: try row.decode(String.self, at: 2),
-            leadAgency: try row.decode(String.self, at: 3), country: try row.decode(String.self, at: 4),
-            sectors: try row.decode([String].self, at: 5), start: try row.decode(String.self, at: 6), end: try row.decode(String.self, at: 7))
+            leadAgency: try row.decode(String.self, at: 3), leadAgencyName: try row.decode(String?.self, at: 8) ?? "",
+            country: try row.decode(String.self, at: 4), sectors: try row.decode([String].self, at: 5), start: try row.decode(String.self, at: 6),
+            end: try row.decode(String.self, at: 7))
     }
 
     /// Resolves an open overlap, with its effects, in one transaction. A
@@ -290,7 +295,7 @@ extension TaskStore {
         let views = try await connection.query("SELECT o.score, o.reasons, t.country, t.ref FROM task_overlaps o JOIN tasks t ON t.id = o.task_id WHERE o.id = \(id)")
         let view = views.first!
         let other = try await otherEntry(otherRef, country: try view.decode(String?.self, at: 2) ?? "", on: connection)
-            ?? OverlapView.OtherEntry(ref: otherRef, kind: "unknown", title: "", leadAgency: "", country: "", sectors: [], start: "", end: "")
+            ?? OverlapView.OtherEntry(ref: otherRef, kind: "unknown", title: "", leadAgency: "", leadAgencyName: "", country: "", sectors: [], start: "", end: "")
         return OverlapView(
             id: id, taskRef: taskRef, other: other, score: try view.decode(Double.self, at: 0),
             reasons: try view.decode(PostgresJSONB.self, at: 1).decode([String].self), status: "resolved", resolution: resolution.name,
