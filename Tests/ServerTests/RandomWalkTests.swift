@@ -265,6 +265,7 @@ import TestSupport
                                         fields["resolution"] = .string(walk.pick(["distinct", "coordinate", "merge", "sequence", "withdraw"]))
                                     }
                                     if action == .string("designate_lead") { fields["designatedAgency"] = .string(walk.pick(agencies)) }
+                                    if action == .string("submit_report") { fields["document"] = .string("https://mptf.undp.org/reports/walk") }
                                     // Funding and extensions, so that walks schedule, move and end progress reports.
                                     if action == .string("record_first_transfer") {
                                         fields["firstTransferDate"] = .string(walk.pick(["2027-01-15", "2027-07-01", "2028-02-29"]))

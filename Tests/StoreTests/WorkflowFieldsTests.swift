@@ -110,11 +110,38 @@ import TestSupport
         let relabelled = await #expect(throws: StoreError.self) {
             _ = try await h.tasks.act(
                 final.ref, action: "submit_report", expectedVersion: final.version,
-                inputs: ActionInputs(fields: ["reportType": .string("annual")]), by: h.undp)
+                inputs: ActionInputs(comment: "Committees met monthly", fields: ["reportType": .string("annual")]), by: h.undp)
         }
-        #expect(relabelled?.refusal == .fieldNotSettable(action: "submit_report", field: "reportType", settable: []))
-        final = try await h.tasks.act(final.ref, action: "submit_report", expectedVersion: final.version, by: h.undp)
+        #expect(relabelled?.refusal == .fieldNotSettable(action: "submit_report", field: "reportType", settable: ["document"]))
+        let submitted = ActionInputs(
+            comment: "Committees met monthly in all 12 communes", fields: ["document": .string("https://mptf.undp.org/reports/final-1")])
+        final = try await h.tasks.act(final.ref, action: "submit_report", expectedVersion: final.version, inputs: submitted, by: h.undp)
         #expect(final.state == "under_review" && final.record.fields["reportType"] == .string("final"))
+        #expect(final.record.fields["document"] == .string("https://mptf.undp.org/reports/final-1"))
+    }
+
+    /// A report goes to review with the report: where it is, and what it says
+    /// in brief. Under version 4 it went with nothing for the reviewer to read.
+    @Test func aReportIsSubmittedWithTheReport() async throws {
+        let h = try await Harness("fields_report_document", screener: { _, _ in NoOverlaps() })
+        let project = try await h.fund(Harness.project(), key: "p")
+        var report = try await h.tasks.create(Harness.report(on: project, type: "annual", due: "2028-01-31"), workflow: "progress-report", by: h.undp)
+        report = try await h.tasks.act(report.ref, action: "start_drafting", expectedVersion: report.version, by: h.undp)
+        let empty = await #expect(throws: StoreError.self) {
+            _ = try await h.tasks.act(report.ref, action: "submit_report", expectedVersion: report.version, by: h.undp)
+        }
+        #expect(empty?.refusal == .commentRequired(action: "submit_report"))
+        let unlinked = await #expect(throws: StoreError.self) {
+            _ = try await h.tasks.act(
+                report.ref, action: "submit_report", expectedVersion: report.version, inputs: ActionInputs(comment: "Done"), by: h.undp)
+        }
+        #expect(unlinked?.refusal.map { "\($0)" } == "submit_report refused by field_present(document): the field document is required")
+        let unchanged = try await h.tasks.detail(report.ref, as: h.undp).task
+        #expect(unchanged.state == "drafting" && unchanged.version == report.version)
+        report = try await h.tasks.act(
+            report.ref, action: "submit_report", expectedVersion: report.version,
+            inputs: ActionInputs(comment: "Done", fields: ["document": .string("MPTF-00119422 annual 2027")]), by: h.undp)
+        #expect(report.state == "under_review" && report.record.fields["document"] == .string("MPTF-00119422 annual 2027"))
     }
 
     /// A case could agree on a resolution pbc cannot apply, and then stay
