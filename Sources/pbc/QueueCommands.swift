@@ -13,7 +13,8 @@ func age(seconds: Int64) -> String {
 
 struct QueueCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "queue", abstract: "The queues you work: what waits, and the next task to take.", subcommands: [List.self, Tasks.self, Claim.self])
+        commandName: "queue", abstract: "The queues you work: what waits, and the next task to take.", subcommands: [List.self, Tasks.self, Claim.self],
+        defaultSubcommand: List.self)
 
     struct List: AsyncParsableCommand {
         static let configuration = CommandConfiguration(commandName: "ls", abstract: "Your queues: depth, claimed, oldest, breached, due within a day.")

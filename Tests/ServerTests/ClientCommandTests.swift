@@ -177,6 +177,8 @@ import SystemPackage
         let bdi = try #require(lines.first { $0.hasPrefix("pbso-review-BDI ") })
         #expect(bdi.split(separator: " ", omittingEmptySubsequences: true).prefix(3) == ["pbso-review-BDI", "2", "0"])
         #expect(!queues.output.contains("asg-approval"))
+        // `pbc queue` alone is the same list.
+        #expect(try await pbc(["queue"], server: server, as: "coordinator").output == queues.output)
 
         let claimed = try await pbc(["queue", "claim", "pbso-review-BDI"], server: server, as: "coordinator")
         #expect(claimed.status == .exited(0), "\(claimed.error)")
