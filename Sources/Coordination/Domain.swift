@@ -46,6 +46,13 @@ public enum ParticipantRole: String, Sendable, Codable, CaseIterable, NameSet {
     case funding, implementing, accountable
 }
 
+/// Agency ids are lowercase (`undp`), and people type them as they write
+/// the name (`UNDP`): every agency id a caller gives goes through this, so
+/// that "UNDP" means undp wherever it is given.
+public enum AgencyID {
+    public static func normalized(_ typed: String) -> String { typed.lowercased() }
+}
+
 public struct Participant: Sendable, Codable, Hashable {
     public var agency: String
     public var role: ParticipantRole
@@ -56,10 +63,9 @@ public struct Participant: Sendable, Codable, Hashable {
 
     enum CodingKeys: String, CodingKey { case agency, role }
 
-    /// Agency ids are lowercase (`undp`): "UNDP" from a person means the same agency.
     public init(from decoder: Decoder) throws {
         let container = try decoder.container(keyedBy: CodingKeys.self)
-        self.agency = try container.decode(String.self, forKey: .agency).lowercased()
+        self.agency = AgencyID.normalized(try container.decode(String.self, forKey: .agency))
         self.role = try container.decode(ParticipantRole.self, forKey: .role)
     }
 }

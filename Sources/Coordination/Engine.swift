@@ -208,8 +208,7 @@ public enum Engine {
             guard case .string(let named)? = updated.fields[field], !named.isEmpty else {
                 return .failure(.guardsFailed(action: name, failures: [GuardFailure("joins(\(field))", "\(field) names no agency")]))
             }
-            // An agency id, kept as pbc spells ids (lowercase), however it was typed: "WFP" is wfp.
-            let agency = named.lowercased()
+            let agency = AgencyID.normalized(named)
             updated.fields[field] = .string(agency)
             if agency != updated.leadAgency, !updated.participants.contains(where: { $0.agency == agency }) {
                 updated.participants.append(Participant(agency: agency, role: .implementing))

@@ -128,7 +128,7 @@ extension Methods {
     func eventSubscribe(_ params: JSONValue?, _ principal: Principal, session: Session) async throws -> JSONValue {
         let subscribe = try ParamsDecoder.decode(SubscribeParams.self, from: params)
         if let since = subscribe.since, since < 0 { throw ParamsDecoder.invalid("since must be 0 or more", parameter: "since") }
-        let agencies = (subscribe.agencies ?? []).map { $0.lowercased() }  // ids are lowercase: "UNDP" means undp
+        let agencies = (subscribe.agencies ?? []).map(AgencyID.normalized)
         if principal.role == .liaison, let other = agencies.first(where: { $0 != principal.agency }) {
             throw RPCError(code: .forbidden, message: "a liaison follows their own agency's events, not \(other)'s")
         }

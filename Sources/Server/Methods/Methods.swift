@@ -333,7 +333,7 @@ public struct Methods: Sendable {
     /// liaison's own (a liaison leads only their agency's tasks).
     static func lead(_ named: String?, of principal: Principal) throws -> String {
         // Agency ids are lowercase: "UNDP" from a person means undp.
-        guard let lead = named?.lowercased() ?? (principal.role == .liaison ? principal.agency : nil) else {
+        guard let lead = named.map(AgencyID.normalized) ?? (principal.role == .liaison ? principal.agency : nil) else {
             throw ParamsDecoder.invalid("missing parameter leadAgency: name the agency that leads (a liaison's own leads when none is named)", parameter: "leadAgency")
         }
         return lead
@@ -403,7 +403,7 @@ public struct Methods: Sendable {
         let list = try ParamsDecoder.decode(TaskListParams.self, from: params)
         if let limit = list.limit, !(1...500).contains(limit) { throw ParamsDecoder.invalid("limit must be between 1 and 500", parameter: "limit") }
         let filter = TaskFilter(
-            state: list.state, workflow: list.workflow, country: list.country, sector: list.sector, agency: list.agency?.lowercased(),
+            state: list.state, workflow: list.workflow, country: list.country, sector: list.sector, agency: list.agency.map(AgencyID.normalized),
             queue: list.queue, assignee: list.assignee, text: list.text, limit: list.limit ?? 50, cursor: list.cursor)
         let (items, next) = try await tasks.list(filter, as: principal)
         return .object(["items": .array(items.map(Wire.task)), "nextCursor": Wire.optional(next)])
@@ -594,7 +594,7 @@ extension Methods {
         let resolution: Resolution
         switch resolve.resolution {
         case "distinct": resolution = .distinct
-        case "coordinate": resolution = .coordinate(lead: try required(resolve.leadAgency, "leadAgency").lowercased())
+        case "coordinate": resolution = .coordinate(lead: AgencyID.normalized(try required(resolve.leadAgency, "leadAgency")))
         case "merge": resolution = .merge(survivor: try required(resolve.survivor, "survivor"))
         case "sequence": resolution = .sequence(task: try required(resolve.task, "task"), period: try required(resolve.period, "period").period)
         case "withdraw": resolution = .withdraw(task: try required(resolve.task, "task"))
