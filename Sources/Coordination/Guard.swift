@@ -63,7 +63,8 @@ public enum Guard: Sendable, Hashable, CustomStringConvertible {
         case .openOverlaps:
             return context.openOverlaps > 0 ? nil : "the task has no open overlaps"
         case .noOpenOverlaps:
-            return context.openOverlaps == 0 ? nil : "the task has \(context.openOverlaps) open overlap(s) to resolve first"
+            let count = context.openOverlaps
+            return count == 0 ? nil : "the task has \(count) open overlap\(count == 1 ? "" : "s") to resolve first"
         case .budgetPresent:
             return task.budget == nil ? "the task has no budget" : nil
         case .budgetAtMost(let cap, let currency), .budgetAbove(let cap, let currency):
@@ -90,7 +91,9 @@ public enum Guard: Sendable, Hashable, CustomStringConvertible {
         case .daysBeforeEnd(let days):
             guard let period = task.period else { return "the task has no period" }
             let left = period.end.daysSinceEpoch - CalendarDate(context.now).daysSinceEpoch
-            return left >= days ? nil : "only \(left) day(s) remain before the period ends on \(period.end); at least \(days) are needed"
+            if left >= days { return nil }
+            if left < 0 { return "the period ended on \(period.end); this is asked at least \(days) days before its end" }
+            return "only \(left) day\(left == 1 ? " remains" : "s remain") before the period ends on \(period.end); at least \(days) are needed"
         case .actorInTaskAgencies:
             guard actor.role == .system || actor.agency.map(task.agencies.contains) == true else {
                 return "the actor's agency is neither the lead nor a participant"

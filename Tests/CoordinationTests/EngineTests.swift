@@ -123,7 +123,7 @@ import Testing
         var held = Fixtures.project()
         held.state = "deconfliction"
         #expect(Engine.options(workflow, task: held, actor: Fixtures.coordinator, context: Fixtures.context(openOverlaps: 1)) == [
-            ActionOption(name: "deconflicted", refusedBy: [GuardFailure("no_open_overlaps", "the task has 1 open overlap(s) to resolve first")]),
+            ActionOption(name: "deconflicted", refusedBy: [GuardFailure("no_open_overlaps", "the task has 1 open overlap to resolve first")]),
             ActionOption(name: "reject", refusedBy: []),
         ])
         #expect(Engine.availableActions(workflow, task: held, actor: Fixtures.coordinator, context: Fixtures.context()) == ["deconflicted", "reject"])
@@ -170,7 +170,15 @@ import Testing
         #expect(try await decide(workflow, implementing, Fixtures.liaison, "request_extension", inputs: inputs, context: Fixtures.context("2026-12-01")).get().finalState == "extension_requested")
         #expect(try await decide(workflow, implementing, Fixtures.liaison, "request_extension", inputs: inputs, context: Fixtures.context("2027-01-15"))
             == .failure(.guardsFailed(action: "request_extension", failures: [
-                GuardFailure("days_before_end(90)", "only 45 day(s) remain before the period ends on 2027-03-01; at least 90 are needed"),
+                GuardFailure("days_before_end(90)", "only 45 days remain before the period ends on 2027-03-01; at least 90 are needed"),
+            ])))
+        #expect(try await decide(workflow, implementing, Fixtures.liaison, "request_extension", inputs: inputs, context: Fixtures.context("2027-02-28"))
+            == .failure(.guardsFailed(action: "request_extension", failures: [
+                GuardFailure("days_before_end(90)", "only 1 day remains before the period ends on 2027-03-01; at least 90 are needed"),
+            ])))
+        #expect(try await decide(workflow, implementing, Fixtures.liaison, "request_extension", inputs: inputs, context: Fixtures.context("2027-04-01"))
+            == .failure(.guardsFailed(action: "request_extension", failures: [
+                GuardFailure("days_before_end(90)", "the period ended on 2027-03-01; this is asked at least 90 days before its end"),
             ])))
         // Only the lead agency asks.
         guard case .failure(.guardsFailed(_, let failures)) = try await decide(

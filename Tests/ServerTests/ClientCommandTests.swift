@@ -264,7 +264,7 @@ import SystemPackage
         #expect(shown.output.contains("overlaps   \(first)  score 0."), "\(shown.output)")
         #expect(shown.output.contains("  open, overlap \(id)\n"), "\(shown.output)")
         // It is not offered as ready for review while the overlap is open, and says why.
-        #expect(shown.output.contains("you may    reject\nnot now    deconflicted: the task has 1 open overlap(s) to resolve first\n"), "\(shown.output)")
+        #expect(shown.output.contains("you may    reject\nnot now    deconflicted: the task has 1 open overlap to resolve first\n"), "\(shown.output)")
 
         // Put to the agencies in a case: who agreed and who is awaited, in the answer and on the case's page.
         let opened = try await pbc(

@@ -350,7 +350,7 @@ import TestSupport
         let open = await #expect(throws: StoreError.self) {
             _ = try await h.tasks.act(task.ref, action: "deconflicted", expectedVersion: task.version, by: h.coordinator)
         }
-        #expect(open?.refusal?.description.contains("2 open overlap(s)") == true)
+        #expect(open?.refusal?.description.contains("2 open overlaps to resolve first") == true)
         #expect(try await h.invariantViolations() == [])
     }
 
