@@ -294,10 +294,12 @@ struct Submit: AsyncParsableCommand {
                     message: "\(error.message); nothing was created: submit again with what it asks for (workflow fields go with --field NAME=VALUE)")
             }
             if client.json { return try ClientOptions.printJSON(result) }
-            // The overlaps come beside the task; shown as task.get's are.
+            // Shown as `pbc show` shows it, with what the submitter may do next;
+            // if that read fails, as the submission's answer has it (the overlaps come beside the task).
             guard case .object(var task)? = result["task"] else { return }
             task["overlaps"] = result["overlaps"]
-            var text = describeTask(.object(task))
+            let shown = try? await rpc.call("task.get", ["task": task["ref"] ?? .null])["task"]
+            var text = describeTask(shown ?? .object(task))
             if result["replayed"] == .bool(true) { text += "(already submitted with this key: nothing new was created)\n" }
             print(text, terminator: "")
         }

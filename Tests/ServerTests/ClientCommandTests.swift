@@ -41,6 +41,8 @@ import SystemPackage
         #expect(submit.status == .exited(0), "\(submit.error)")
         #expect(submit.output.contains("state      technical_review (version 2)"))
         #expect(submit.output.contains("with       unesco (implementing)"))
+        // And what the submitter may do next, as `pbc show` says it.
+        #expect(submit.output.contains("you may    withdraw\n"), "\(submit.output)")
         let ref = try #require(submit.output.split(separator: " ").first.map(String.init))
         #expect(ref.hasPrefix("PBC-"))
         let again = try await pbc(
