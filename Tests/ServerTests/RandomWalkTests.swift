@@ -288,7 +288,15 @@ import TestSupport
                                     switch resolution {
                                     case "coordinate": params["leadAgency"] = .string(walk.pick(agencies))
                                     case "merge": params["survivor"] = walk.pick(pair)
-                                    case "sequence": params["task"] = walk.pick(pair); params["period"] = walk.period()
+                                    case "sequence":
+                                        // Mostly after the other program, as sequencing means; else any period, which is refused when it still overlaps.
+                                        if walk.chance(70), case .string(let end)? = overlap["other"]?["period"]?["end"], let last = CalendarDate(iso: end) {
+                                            params["task"] = overlap["task"] ?? .null
+                                            params["period"] = .object(["start": .string(CalendarDate(last.endOfDayUTC).iso), "end": .string("2031-12-31")])
+                                        } else {
+                                            params["task"] = walk.pick(pair)
+                                            params["period"] = walk.period()
+                                        }
                                     case "withdraw": params["task"] = walk.pick(pair)
                                     default: break
                                     }

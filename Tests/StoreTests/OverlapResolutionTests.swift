@@ -478,7 +478,18 @@ import TestSupport
 
     @Test func sequenceMovesAPeriodAndScreensAgain() async throws {
         let h = try await Harness("overlap_sequence")
-        let (_, second, overlap) = try await h.twoOverlapping()
+        let (first, second, overlap) = try await h.twoOverlapping()
+        // A period that still shares days with the other's does not sequence them: refused, and nothing moves.
+        let before = try await h.tasks.get(second.ref, as: h.coordinator)
+        let still = Period(start: CalendarDate(iso: "2028-06-30")!, end: CalendarDate(iso: "2029-06-30")!)
+        let refused = await #expect(throws: StoreError.self) {
+            _ = try await h.tasks.resolveOverlap(overlap.id, as: .sequence(task: second.ref, period: still), comment: nil, by: h.coordinator)
+        }
+        let otherPeriod = "\(first.record.period!.start.iso) to \(first.record.period!.end.iso)"
+        #expect(refused?.fieldErrors == [FieldError(
+            "period", "2028-06-30 to 2029-06-30 still shares days with \(first.ref) (\(otherPeriod)): sequenced programs follow each other, one ending before the other starts")])
+        #expect(try await h.tasks.get(second.ref, as: h.coordinator) == before)
+        #expect(try await h.tasks.listOverlaps(task: second.ref, status: "open", limit: 10, as: h.coordinator).items.map(\.id) == [overlap.id])
         let later = Period(start: CalendarDate(iso: "2029-01-01")!, end: CalendarDate(iso: "2029-12-31")!)
         _ = try await h.tasks.resolveOverlap(overlap.id, as: .sequence(task: second.ref, period: later), comment: nil, by: h.coordinator)
         let moved = try await h.tasks.get(second.ref, as: h.coordinator)
@@ -912,6 +923,24 @@ import TestSupport
         // Nothing moved: the case waits for agreement, the overlap is open.
         #expect(try await h.tasks.get(deconfliction.ref, as: h.coordinator).state == "agreement_pending")
         #expect(try await h.tasks.listOverlaps(task: nil, status: "open", limit: 10, as: h.coordinator).items.map(\.id).contains(overlap.id))
+    }
+
+    /// Agreed on sequencing the two programs with periods that still share
+    /// days: the last agreement is refused with the reason, and nothing moves.
+    @Test func aCaseAgreedOnASequenceThatStillOverlapsIsRefused() async throws {
+        let h = try await Harness("overlap_case_sequence")
+        let (first, second, overlap) = try await h.twoOverlapping()
+        let proposal: [String: FieldValue] = [
+            "resolution": .string("sequence"), "task": .string(second.ref), "periodStart": .string("2028-01-01"), "periodEnd": .string("2028-12-31"),
+        ]
+        var deconfliction = try await caseAwaitingAgreement(h, on: overlap, proposing: proposal, comment: "UNICEF's starts later")
+        deconfliction = try await h.tasks.act(deconfliction.ref, action: "agree", expectedVersion: deconfliction.version, by: h.undp)
+        let refused = await #expect(throws: StoreError.self) {
+            _ = try await h.tasks.act(deconfliction.ref, action: "agree", expectedVersion: deconfliction.version, by: h.unicef)
+        }
+        #expect(refused?.fieldErrors.first?.reason.hasPrefix("2028-01-01 to 2028-12-31 still shares days with \(first.ref)") == true)
+        #expect(try await h.tasks.get(deconfliction.ref, as: h.coordinator).state == "agreement_pending")
+        #expect(try await h.tasks.get(second.ref, as: h.coordinator).record.period == second.record.period)
     }
 }
 

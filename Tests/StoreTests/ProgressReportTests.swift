@@ -151,11 +151,12 @@ import TestSupport
         func listed() async throws -> [String] {
             try await h.tasks.detail(funded.ref, as: h.undp).reports.map { "\($0.reportType ?? "") \($0.dueDate ?? "") \($0.state)" }
         }
-        let moved = Period(start: CalendarDate(iso: "2027-01-01")!, end: CalendarDate(iso: "2028-12-31")!)
+        // Sequenced to follow the later program (which ends on 2028-06-30).
+        let moved = Period(start: CalendarDate(iso: "2028-07-01")!, end: CalendarDate(iso: "2029-06-30")!)
         _ = try await h.tasks.resolveOverlap(try await later("a"), as: .sequence(task: funded.ref, period: moved), comment: "UNDP runs on", by: h.coordinator)
         #expect(try await listed() == [
             "semi-annual 2027-06-15 scheduled", "annual 2027-11-15 scheduled", "semi-annual 2028-06-15 scheduled", "annual 2028-11-15 scheduled",
-            "final 2029-03-31 scheduled",
+            "semi-annual 2029-06-15 scheduled", "final 2029-09-28 scheduled",
         ])
 
         h.clock.set("2027-08-01")
@@ -163,7 +164,7 @@ import TestSupport
         #expect(try await h.tasks.get(funded.ref, as: h.undp).state == "withdrawn")
         #expect(try await listed() == [
             "semi-annual 2027-06-15 scheduled", "final 2027-10-30 scheduled", "annual 2027-11-15 waived", "semi-annual 2028-06-15 waived",
-            "annual 2028-11-15 waived",
+            "annual 2028-11-15 waived", "semi-annual 2029-06-15 waived",
         ])
         #expect(try await h.invariantViolations() == [])
     }

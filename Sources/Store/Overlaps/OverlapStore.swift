@@ -252,6 +252,17 @@ extension TaskStore {
                 throw StoreError.validation([FieldError("task", "must be the task \(taskRef)\(otherRef.hasPrefix("PBC-") ? " or \(otherRef)" : "")")])
             }
             guard period.start <= period.end else { throw StoreError.validation([FieldError("period", "end is before start")]) }
+            // Sequenced programs follow each other: the new period may not share a day with the other's.
+            let other = ref == taskRef ? otherRef : taskRef
+            if let row = try await connection.query(
+                "SELECT lower(period)::text, (upper(period) - 1)::text FROM portfolio WHERE ref = \(other) LIMIT 1").first {
+                let (start, end) = (try row.decode(String.self, at: 0), try row.decode(String.self, at: 1))
+                if period.start.iso <= end && start <= period.end.iso {
+                    throw StoreError.validation([FieldError(
+                        "period", "\(period.start.iso) to \(period.end.iso) still shares days with \(other) (\(start) to \(end)): "
+                            + "sequenced programs follow each other, one ending before the other starts")])
+                }
+            }
             try await connection.query("""
                 UPDATE tasks SET period_start = \(PostgresDate(iso: period.start.iso)!), period_end = \(PostgresDate(iso: period.end.iso)!),
                     version = version + 1, updated_at = now() WHERE id = \(task.id)
