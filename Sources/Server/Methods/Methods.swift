@@ -332,7 +332,6 @@ public struct Methods: Sendable {
     /// The agency that leads a new task or a draft: the one named, else a
     /// liaison's own (a liaison leads only their agency's tasks).
     static func lead(_ named: String?, of principal: Principal) throws -> String {
-        // Agency ids are lowercase: "UNDP" from a person means undp.
         guard let lead = named.map(AgencyID.normalized) ?? (principal.role == .liaison ? principal.agency : nil) else {
             throw ParamsDecoder.invalid("missing parameter leadAgency: name the agency that leads (a liaison's own leads when none is named)", parameter: "leadAgency")
         }
