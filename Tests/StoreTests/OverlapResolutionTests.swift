@@ -911,35 +911,58 @@ import TestSupport
         #expect(try await h.invariantViolations() == [])
     }
 
-    @Test func aCaseThatEndsWithoutWhatItsResolutionNeedsIsRefusedWholly() async throws {
-        let h = try await Harness("overlap_case_refused")
-        let (_, _, overlap) = try await h.twoOverlapping()
-        var deconfliction = try await caseAwaitingAgreement(h, on: overlap, proposing: ["resolution": .string("merge")], comment: "Merge them")
-        deconfliction = try await h.tasks.act(deconfliction.ref, action: "agree", expectedVersion: deconfliction.version, by: h.undp)
-        let refused = await #expect(throws: StoreError.self) {
-            _ = try await h.tasks.act(deconfliction.ref, action: "agree", expectedVersion: deconfliction.version, by: h.unicef)
+    /// A proposal pbc could not apply is refused when it is made, naming
+    /// the field: the agencies are never asked to agree to it.
+    @Test func aCaseProposesOnlyWhatPBCCanApply() async throws {
+        let h = try await Harness("overlap_case_proposal")
+        let (first, second, overlap) = try await h.twoOverlapping()
+        let draft = Harness.caseDraft(for: overlap.id, title: "Peace committees in Gitega: how they go on")
+        var deconfliction = try await h.tasks.create(draft, workflow: "deconfliction-case", by: h.coordinator)
+        deconfliction = try await h.tasks.act(deconfliction.ref, action: "start_consultation", expectedVersion: deconfliction.version, by: h.coordinator)
+        let proposals: [([String: FieldValue], FieldError)] = [
+            (["resolution": .string("merge")], FieldError("fields.survivor", "resolution merge needs it")),
+            (["resolution": .string("merge"), "survivor": .string("PBC-1999-000001")],
+             FieldError("fields.survivor", "must be \(second.ref) or \(first.ref)")),
+            (["resolution": .string("coordinate"), "leadAgency": .string("WFP")],
+             FieldError("fields.leadAgency", "wfp takes part in neither \(second.ref) nor \(first.ref); one of undp, unicef, unwomen leads")),
+            (["resolution": .string("sequence"), "task": .string(second.ref), "periodStart": .string("2028-01-01"), "periodEnd": .string("2028-12-31")],
+             FieldError("fields.periodStart", "2028-01-01 to 2028-12-31 still shares days with \(first.ref) (2027-01-01 to 2028-06-30): "
+                 + "sequenced programs follow each other, one ending before the other starts")),
+        ]
+        for (fields, expected) in proposals {
+            let refused = await #expect(throws: StoreError.self) {
+                _ = try await h.tasks.act(
+                    deconfliction.ref, action: "propose_resolution", expectedVersion: deconfliction.version,
+                    inputs: ActionInputs(comment: "Proposed", fields: fields), by: h.coordinator)
+            }
+            #expect(refused?.fieldErrors == [expected], "\(fields)")
+            let unchanged = try await h.tasks.get(deconfliction.ref, as: h.coordinator)
+            #expect(unchanged.state == "consultation" && unchanged.version == deconfliction.version)
         }
-        #expect(refused?.fieldErrors.first?.field == "fields.survivor")
-        // Nothing moved: the case waits for agreement, the overlap is open.
-        #expect(try await h.tasks.get(deconfliction.ref, as: h.coordinator).state == "agreement_pending")
-        #expect(try await h.tasks.listOverlaps(task: nil, status: "open", limit: 10, as: h.coordinator).items.map(\.id).contains(overlap.id))
     }
 
-    /// Agreed on sequencing the two programs with periods that still share
-    /// days: the last agreement is refused with the reason, and nothing moves.
-    @Test func aCaseAgreedOnASequenceThatStillOverlapsIsRefused() async throws {
-        let h = try await Harness("overlap_case_sequence")
+    /// The last agreement checks the resolution again, since the programs
+    /// may have changed after the proposal: refused with the reason, and
+    /// nothing moves.
+    @Test func aCaseWhoseResolutionNoLongerFitsIsRefusedWholly() async throws {
+        let h = try await Harness("overlap_case_refused")
         let (first, second, overlap) = try await h.twoOverlapping()
         let proposal: [String: FieldValue] = [
-            "resolution": .string("sequence"), "task": .string(second.ref), "periodStart": .string("2028-01-01"), "periodEnd": .string("2028-12-31"),
+            "resolution": .string("sequence"), "task": .string(second.ref), "periodStart": .string("2028-07-01"), "periodEnd": .string("2029-06-30"),
         ]
-        var deconfliction = try await caseAwaitingAgreement(h, on: overlap, proposing: proposal, comment: "UNICEF's starts later")
+        var deconfliction = try await caseAwaitingAgreement(h, on: overlap, proposing: proposal, comment: "UNICEF's starts after UNDP's")
         deconfliction = try await h.tasks.act(deconfliction.ref, action: "agree", expectedVersion: deconfliction.version, by: h.undp)
+        // Meanwhile UNDP's program is extended into the proposed period.
+        var longer = TaskChanges()
+        longer.period = Period(start: CalendarDate(iso: "2027-01-01")!, end: CalendarDate(iso: "2028-12-31")!)
+        _ = try await h.tasks.update(first.ref, expectedVersion: try await h.tasks.get(first.ref, as: h.undp).version, changes: longer, by: h.undp)
         let refused = await #expect(throws: StoreError.self) {
             _ = try await h.tasks.act(deconfliction.ref, action: "agree", expectedVersion: deconfliction.version, by: h.unicef)
         }
-        #expect(refused?.fieldErrors.first?.reason.hasPrefix("2028-01-01 to 2028-12-31 still shares days with \(first.ref)") == true)
+        #expect(refused?.fieldErrors.first?.reason.hasPrefix("2028-07-01 to 2029-06-30 still shares days with \(first.ref) (2027-01-01 to 2028-12-31)") == true)
+        // Nothing moved: the case waits for agreement, the overlap is open, UNICEF's period is as it was.
         #expect(try await h.tasks.get(deconfliction.ref, as: h.coordinator).state == "agreement_pending")
+        #expect(try await h.tasks.listOverlaps(task: nil, status: "open", limit: 10, as: h.coordinator).items.map(\.id).contains(overlap.id))
         #expect(try await h.tasks.get(second.ref, as: h.coordinator).record.period == second.record.period)
     }
 }

@@ -208,6 +208,7 @@ extension TaskStore {
         if let open = try await openCase(for: Array(statuses.keys), on: connection) {
             throw StoreError(.conflict, "overlap \(id.uuidString.lowercased()) is being settled in deconfliction case \(open); decide it there, or dismiss the case first")
         }
+        try await checkResolution(resolution, between: taskRef, and: otherRef, on: connection)
         let pair = [taskRef, otherRef]
         var data: [String: String] = [:]
         var ended: StoredTask?
@@ -215,28 +216,12 @@ extension TaskStore {
         case .distinct:
             break
         case .coordinate(let lead):
-            // A known agency, and one of the two programs' own, not a third party.
-            let lookup = try await connection.query("""
-                SELECT EXISTS (SELECT 1 FROM agencies WHERE id = \(lead)),
-                       ARRAY(SELECT DISTINCT a FROM portfolio, unnest(agencies) AS a WHERE ref = ANY (\(pair)) ORDER BY a)
-                """).first!
-            guard try lookup.decode(Bool.self, at: 0) else {
-                throw StoreError.validation([FieldError("leadAgency", "unknown agency \(lead)")])
-            }
-            let involved = try lookup.decode([String].self, at: 1)
-            guard involved.contains(lead) else {
-                throw StoreError.validation([FieldError(
-                    "leadAgency", "\(lead) takes part in neither \(taskRef) nor \(otherRef); one of \(involved.joined(separator: ", ")) leads")])
-            }
             data["leadAgency"] = lead
         case .merge(let survivor):
-            guard pair.contains(survivor) else {
-                throw StoreError.validation([FieldError("survivor", "must be \(taskRef) or \(otherRef)")])
-            }
             let absorbed = survivor == taskRef ? otherRef : taskRef
-            guard let from = try await load(absorbed, visibleTo: nil, forUpdate: true, on: connection),
-                let into = try await load(survivor, visibleTo: nil, forUpdate: true, on: connection)
-            else { throw StoreError.validation([FieldError("survivor", "both sides of a merge must be tasks")]) }
+            // Both tasks, as checked above.
+            let from = try await load(absorbed, visibleTo: nil, forUpdate: true, on: connection)!
+            let into = try await load(survivor, visibleTo: nil, forUpdate: true, on: connection)!
             let moved = Set(from.record.participants + [Participant(agency: from.record.leadAgency, role: .implementing)])
                 .filter { !into.record.participants.contains($0) && $0.agency != into.record.leadAgency }
             for participant in moved.sorted(by: { ($0.agency, $0.role.rawValue) < ($1.agency, $1.role.rawValue) }) {
@@ -248,21 +233,7 @@ extension TaskStore {
             data["survivor"] = survivor
             data["absorbed"] = absorbed
         case .sequence(let ref, let period):
-            guard pair.contains(ref), var task = try await load(ref, visibleTo: nil, forUpdate: true, on: connection) else {
-                throw StoreError.validation([FieldError("task", "must be the task \(taskRef)\(otherRef.hasPrefix("PBC-") ? " or \(otherRef)" : "")")])
-            }
-            guard period.start <= period.end else { throw StoreError.validation([FieldError("period", "end is before start")]) }
-            // Sequenced programs follow each other: the new period may not share a day with the other's.
-            let other = ref == taskRef ? otherRef : taskRef
-            if let row = try await connection.query(
-                "SELECT lower(period)::text, (upper(period) - 1)::text FROM portfolio WHERE ref = \(other) LIMIT 1").first {
-                let (start, end) = (try row.decode(String.self, at: 0), try row.decode(String.self, at: 1))
-                if period.start.iso <= end && start <= period.end.iso {
-                    throw StoreError.validation([FieldError(
-                        "period", "\(period.start.iso) to \(period.end.iso) still shares days with \(other) (\(start) to \(end)): "
-                            + "sequenced programs follow each other, one ending before the other starts")])
-                }
-            }
+            var task = try await load(ref, visibleTo: nil, forUpdate: true, on: connection)!
             try await connection.query("""
                 UPDATE tasks SET period_start = \(PostgresDate(iso: period.start.iso)!), period_end = \(PostgresDate(iso: period.end.iso)!),
                     version = version + 1, updated_at = now() WHERE id = \(task.id)
@@ -277,9 +248,7 @@ extension TaskStore {
             data["task"] = ref
             data["period"] = "\(period.start.iso)/\(period.end.iso)"
         case .withdraw(let ref):
-            guard pair.contains(ref), let task = try await load(ref, visibleTo: nil, forUpdate: true, on: connection) else {
-                throw StoreError.validation([FieldError("task", "must be the task \(taskRef)\(otherRef.hasPrefix("PBC-") ? " or \(otherRef)" : "")")])
-            }
+            let task = try await load(ref, visibleTo: nil, forUpdate: true, on: connection)!
             ended = try await end(task, as: "withdrawn", action: "withdraw", comment: comment, by: principal, on: connection)
             data["task"] = ref
         }
@@ -311,6 +280,61 @@ extension TaskStore {
             id: id, taskRef: taskRef, other: other, score: try view.decode(Double.self, at: 0),
             reasons: try view.decode(PostgresJSONB.self, at: 1).decode([String].self), status: "resolved", resolution: resolution.name,
             resolutionData: data, foundBy: try view.decode(String.self, at: 3))
+    }
+
+    /// Refuses a resolution pbc could not apply to the pair `taskRef` and
+    /// `otherRef`, naming the parameter, and changes nothing: what a
+    /// coordinator's resolution, and a case's proposal, are checked against.
+    func checkResolution(_ resolution: Resolution, between taskRef: String, and otherRef: String, on connection: PostgresConnection) async throws {
+        let pair = [taskRef, otherRef]
+        /// One of the pair that is a task (an imported activity is not pbc's to move or end).
+        func pairTask(_ ref: String, _ parameter: String) async throws -> StoredTask {
+            guard pair.contains(ref), let task = try await load(ref, visibleTo: nil, forUpdate: false, on: connection) else {
+                throw StoreError.validation([FieldError(parameter, "must be the task \(taskRef)\(otherRef.hasPrefix("PBC-") ? " or \(otherRef)" : "")")])
+            }
+            return task
+        }
+        switch resolution {
+        case .distinct:
+            break
+        case .coordinate(let lead):
+            // A known agency, and one of the two programs' own, not a third party.
+            let lookup = try await connection.query("""
+                SELECT EXISTS (SELECT 1 FROM agencies WHERE id = \(lead)),
+                       ARRAY(SELECT DISTINCT a FROM portfolio, unnest(agencies) AS a WHERE ref = ANY (\(pair)) ORDER BY a)
+                """).first!
+            guard try lookup.decode(Bool.self, at: 0) else {
+                throw StoreError.validation([FieldError("leadAgency", "unknown agency \(lead)")])
+            }
+            let involved = try lookup.decode([String].self, at: 1)
+            guard involved.contains(lead) else {
+                throw StoreError.validation([FieldError(
+                    "leadAgency", "\(lead) takes part in neither \(taskRef) nor \(otherRef); one of \(involved.joined(separator: ", ")) leads")])
+            }
+        case .merge(let survivor):
+            guard pair.contains(survivor) else {
+                throw StoreError.validation([FieldError("survivor", "must be \(taskRef) or \(otherRef)")])
+            }
+            for ref in pair where try await load(ref, visibleTo: nil, forUpdate: false, on: connection) == nil {
+                throw StoreError.validation([FieldError("survivor", "both sides of a merge must be tasks; \(ref) is an imported activity")])
+            }
+        case .sequence(let ref, let period):
+            _ = try await pairTask(ref, "task")
+            guard period.start <= period.end else { throw StoreError.validation([FieldError("period", "end is before start")]) }
+            // Sequenced programs follow each other: the new period may not share a day with the other's.
+            let other = ref == taskRef ? otherRef : taskRef
+            if let row = try await connection.query(
+                "SELECT lower(period)::text, (upper(period) - 1)::text FROM portfolio WHERE ref = \(other) LIMIT 1").first {
+                let (start, end) = (try row.decode(String.self, at: 0), try row.decode(String.self, at: 1))
+                if period.start.iso <= end && start <= period.end.iso {
+                    throw StoreError.validation([FieldError(
+                        "period", "\(period.start.iso) to \(period.end.iso) still shares days with \(other) (\(start) to \(end)): "
+                            + "sequenced programs follow each other, one ending before the other starts")])
+                }
+            }
+        case .withdraw(let ref):
+            _ = try await pairTask(ref, "task")
+        }
     }
 
     /// The pair an overlap belongs to, with the status of each of its
@@ -386,29 +410,55 @@ extension TaskStore {
     /// When a case ends in a resolution state, that resolution applies to its
     /// overlap, in the same transaction, with the parameters in the case's fields.
     func resolveCase(_ task: StoredTask, comment: String?, by principal: Principal, on connection: PostgresConnection) async throws {
-        guard task.workflow == Self.caseWorkflow, case .string(let text)? = task.record.fields["overlap"], let id = UUID(uuidString: text) else { return }
-        func field(_ name: String) throws -> String {
-            guard case .string(let value)? = task.record.fields[name], !value.isEmpty else {
-                throw StoreError.validation([FieldError("fields.\(name)", "resolution \(task.state) needs it")])
+        guard task.workflow == Self.caseWorkflow, Self.resolutionNames.contains(task.state),
+              let (id, resolution) = try caseResolution(task, named: task.state)
+        else { return }
+        // The agreed resolution touches the other agency's task too: pbc applies it.
+        try await Scope.widen(on: connection)
+        _ = try await applyResolution(id, resolution, comment: comment ?? "decided in \(task.ref)", by: principal, on: connection)
+    }
+
+    /// A case's proposal (`propose_resolution`, or an approver's `decide`) is
+    /// checked as its resolution will be when it ends: the agencies are not
+    /// asked to agree to what pbc would then refuse to apply. The final step
+    /// checks again, since the programs may change meanwhile.
+    func checkCaseProposal(_ task: StoredTask, on connection: PostgresConnection) async throws {
+        guard task.workflow == Self.caseWorkflow, !hasEnded(task), case .string(let name)? = task.record.fields["resolution"],
+              let (id, resolution) = try caseResolution(task, named: name),
+              let row = try await connection.query("SELECT t.ref, o.other_ref FROM task_overlaps o JOIN tasks t ON t.id = o.task_id WHERE o.id = \(id)").first
+        else { return }
+        do {
+            try await checkResolution(resolution, between: try row.decode(String.self, at: 0), and: try row.decode(String.self, at: 1), on: connection)
+        } catch let error as StoreError where error.code == .validation {
+            // Named as the case's fields that carry them.
+            throw StoreError.validation(error.fieldErrors.map { FieldError("fields." + ($0.field == "period" ? "periodStart" : $0.field), $0.reason) })
+        }
+    }
+
+    static let resolutionNames: Set<String> = ["distinct", "coordinate", "merge", "sequence", "withdraw"]
+
+    /// The overlap a case names and the resolution `name` with the case's
+    /// fields as its parameters; refused, naming the field, when one is missing.
+    private func caseResolution(_ task: StoredTask, named name: String) throws -> (UUID, Resolution)? {
+        guard case .string(let text)? = task.record.fields["overlap"], let id = UUID(uuidString: text) else { return nil }
+        func field(_ field: String) throws -> String {
+            guard case .string(let value)? = task.record.fields[field], !value.isEmpty else {
+                throw StoreError.validation([FieldError("fields.\(field)", "resolution \(name) needs it")])
             }
             return value
         }
-        let resolution: Resolution
-        switch task.state {
-        case "distinct": resolution = .distinct
-        case "coordinate": resolution = .coordinate(lead: try field("leadAgency"))
-        case "merge": resolution = .merge(survivor: try field("survivor"))
+        switch name {
+        case "distinct": return (id, .distinct)
+        case "coordinate": return (id, .coordinate(lead: AgencyID.normalized(try field("leadAgency"))))
+        case "merge": return (id, .merge(survivor: try field("survivor")))
         case "sequence":
             guard let start = CalendarDate(iso: try field("periodStart")), let end = CalendarDate(iso: try field("periodEnd")) else {
                 throw StoreError.validation([FieldError("fields.periodStart", "periodStart and periodEnd are YYYY-MM-DD")])
             }
-            resolution = .sequence(task: try field("task"), period: Period(start: start, end: end))
-        case "withdraw": resolution = .withdraw(task: try field("task"))
-        default: return
+            return (id, .sequence(task: try field("task"), period: Period(start: start, end: end)))
+        case "withdraw": return (id, .withdraw(task: try field("task")))
+        default: return nil
         }
-        // The agreed resolution touches the other agency's task too: pbc applies it.
-        try await Scope.widen(on: connection)
-        _ = try await applyResolution(id, resolution, comment: comment ?? "decided in \(task.ref)", by: principal, on: connection)
     }
 
     /// Ends a task outside its workflow's actions (merged or withdrawn by a
