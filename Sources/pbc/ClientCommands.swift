@@ -126,6 +126,14 @@ func describeTask(_ task: JSONValue) -> String {
             .filter { !$0.isEmpty }.joined(separator: "  "))
     }
     if let agreement = task["agreement"], agreement != .null { add("agreement", agreementText(agreement)) }
+    // While open to all agencies: what each said in reply (an assistance request's offers), what a coordinator designates from.
+    if let replies = task["replies"]?.items {
+        if replies.isEmpty { add("replies", "(none yet)") }
+        for (index, reply) in replies.enumerated() {
+            let when = String((reply["at"]?.text ?? "").prefix(10))
+            add(index == 0 ? "replies" : "", "\(reply["agency"]?.text ?? "") \(reply["action"]?.text ?? "") (\(reply["by"]?.text ?? ""), \(when)): \(reply["comment"]?.text ?? "")")
+        }
+    }
     if let allowed = task["allowedActions"] { add("you may", allowed.text.isEmpty ? "(nothing now)" : allowed.text) }
     // What the role may do in this state but a guard refuses now, and why: what to change first.
     for (index, option) in (task["blockedActions"]?.items ?? []).enumerated() {

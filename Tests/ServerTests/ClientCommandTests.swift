@@ -463,6 +463,24 @@ import SystemPackage
         await server.stop()
     }
 
+    /// A coordinator designates from the offers, which the request's page lists.
+    @Test func aCallForOffersListsTheOffersMade() async throws {
+        let server = try await ServerHarness.start("cli_offers")
+        let asked = try await pbc(
+            ["submit", "--workflow", "assistance-request", "--title", "Two land mediators for Gitega", "--country", "BI", "--location", "Gitega"],
+            server: server, as: "undp-liaison")
+        let ref = try #require(asked.output.split(separator: " ").first.map(String.init), "\(asked.error)")
+        #expect(try await pbc(["act", ref, "open_offers"], server: server, as: "coordinator").status == .exited(0))
+        #expect(try await pbc(["show", ref], server: server, as: "coordinator").output.contains("replies    (none yet)\n"))
+        let offered = try await pbc(["act", ref, "offer", "--comment", "Two mediators from our Gitega office"], server: server, as: "unicef-liaison")
+        #expect(offered.status == .exited(0), "\(offered.error)")
+        let shown = try await pbc(["show", ref], server: server, as: "coordinator").output
+        let reply = try #require(shown.split(separator: "\n").first { $0.hasPrefix("replies    ") }, "\(shown)")
+        #expect(reply.hasPrefix("replies    unicef offer ("), "\(reply)")
+        #expect(reply.hasSuffix("): Two mediators from our Gitega office"), "\(reply)")
+        await server.stop()
+    }
+
     /// A pair sql/0022 closed because one side is no program reads so on both sides.
     @Test func aPairClosedAsNoProgramSaysSo() async throws {
         let server = try await ServerHarness.start("cli_not_program")

@@ -31,6 +31,9 @@ import TestSupport
         task = try await h.tasks.act(task.ref, action: "offer", expectedVersion: task.version, inputs: ActionInputs(comment: "Two mediators from Bujumbura"), by: h.unicef)
         task = try await h.tasks.act(task.ref, action: "offer", expectedVersion: task.version, inputs: ActionInputs(comment: "One land surveyor"), by: h.wfp)
         #expect(try await h.tasks.history(task.ref, as: h.unicef).filter { $0.action == "offer" }.map(\.actor) == ["kofi (unicef)", "lena (wfp)"])
+        // The coordinator's page lists the offers, what they designate from.
+        let offers = try await h.tasks.detail(task.ref, as: h.coordinator).replies?.map { "\($0.agency) \($0.action): \($0.comment)" }
+        #expect(offers == ["unicef offer: Two mediators from Bujumbura", "wfp offer: One land surveyor"])
 
         // The call was announced to every agency's stream, with the offers made to it.
         func streamed(to principal: Principal) async throws -> [String] {
@@ -52,6 +55,8 @@ import TestSupport
             inputs: ActionInputs(fields: ["designatedAgency": .string("UNICEF")]), by: h.coordinator)
         #expect(task.record.participants == [Participant(agency: "unicef", role: .implementing)])
         #expect(task.record.fields["designatedAgency"] == .string("unicef"))
+        // Past the call, the page lists no replies.
+        #expect(try await h.tasks.detail(task.ref, as: h.coordinator).replies == nil)
         await #expect(throws: StoreError.self) { _ = try await h.tasks.get(task.ref, as: h.wfp) }
         #expect(try await h.tasks.list(TaskFilter(workflow: "assistance-request"), as: h.wfp).items.isEmpty)
         // What follows the call is the request's own agencies' again.

@@ -372,6 +372,7 @@ public struct Methods: Sendable {
         object["overlaps"] = .array(detail.overlaps.map(Wire.overlap))
         object["reports"] = .array(detail.reports.map(Wire.report))
         if let agreement = tasks.agreement(of: detail) { object["agreement"] = Wire.agreement(agreement) }
+        if let replies = detail.replies { object["replies"] = .array(replies.map(Wire.reply)) }
         let options = tasks.actionOptions(task, agreed: detail.agreedAgencies, for: principal)
         object["allowedActions"] = .array(options.filter(\.refusedBy.isEmpty).map { .string($0.name) })
         object["blockedActions"] = .array(

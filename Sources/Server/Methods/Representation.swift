@@ -98,6 +98,13 @@ enum Wire {
     }
 
     /// Who agreed to a task's proposal and who is awaited, as `task.get` and `task.act` give it.
+    static func reply(_ reply: AgencyReply) -> JSONValue {
+        .object([
+            "agency": .string(reply.agency), "by": .string(reply.by), "at": date(reply.at), "action": .string(reply.action),
+            "comment": .string(reply.comment),
+        ])
+    }
+
     static func agreement(_ agreement: AgreementStanding) -> JSONValue {
         .object(["agreed": .array(agreement.agreed.map(JSONValue.string)), "awaiting": .array(agreement.awaiting.map(JSONValue.string))])
     }

@@ -11,6 +11,16 @@ public struct ReportSummary: Sendable, Hashable {
     public var dueDate: String?
 }
 
+/// What an agency said in reply while a task is open to all agencies (an
+/// assistance request's offers): an action that kept it in its state.
+public struct AgencyReply: Sendable, Hashable {
+    public var agency: String
+    public var by: String
+    public var at: Date
+    public var action: String
+    public var comment: String
+}
+
 /// Where a proposal stands while a task waits for agencies to agree to it.
 public struct AgreementStanding: Sendable, Hashable {
     public var agreed: [String]
@@ -30,6 +40,10 @@ public struct TaskDetail: Sendable, Hashable {
     /// For a task whose workflow takes agreements: the agencies that agreed
     /// to its fields as last set.
     public var agreedAgencies: Set<String> = []
+    /// While its state is open to all agencies: their replies since it
+    /// entered that state, oldest first (what a coordinator designates
+    /// from); nil in any other state.
+    public var replies: [AgencyReply]? = nil
 }
 
 extension TaskStore {

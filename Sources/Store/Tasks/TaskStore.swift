@@ -199,7 +199,26 @@ public struct TaskStore: Sendable {
             }
             return TaskDetail(
                 task: task, overlaps: try await storedOverlaps(of: task, on: connection), reports: try await reports(of: task, on: connection),
-                agreedAgencies: try await agreedAgencies(task, on: connection))
+                agreedAgencies: try await agreedAgencies(task, on: connection), replies: try await replies(to: task, on: connection))
+        }
+    }
+
+    /// The agencies' replies to a task open to all agencies: the actions that
+    /// kept it in its state (`offer`), since it last entered that state.
+    private func replies(to task: StoredTask, on connection: PostgresConnection) async throws -> [AgencyReply]? {
+        guard workflows.definition(task.workflow, version: task.workflowVersion)?.state(task.state)?.openToAllAgencies == true else { return nil }
+        return try await connection.query("""
+            SELECT p.agency, e.actor_name, e.at, e.action, coalesce(e.comment, '')
+            FROM events e JOIN principals p ON p.id = e.actor
+            WHERE e.task_id = \(task.id) AND e.type = 'task.transitioned' AND e.from_state = \(task.state) AND e.to_state = \(task.state)
+              AND p.agency IS NOT NULL
+              AND e.seq > coalesce((SELECT max(s.seq) FROM events s WHERE s.task_id = \(task.id) AND s.type = 'task.transitioned'
+                                                                       AND s.to_state = \(task.state) AND s.from_state <> \(task.state)), 0)
+            ORDER BY e.seq
+            """).map {
+            AgencyReply(
+                agency: try $0.decode(String.self, at: 0), by: try $0.decode(String.self, at: 1), at: try $0.decode(Date.self, at: 2),
+                action: try $0.decode(String.self, at: 3), comment: try $0.decode(String.self, at: 4))
         }
     }
 
