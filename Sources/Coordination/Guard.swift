@@ -17,6 +17,9 @@ public enum Guard: Sendable, Hashable, CustomStringConvertible {
     /// The actor belongs to the lead or a participating agency.
     case actorInTaskAgencies
     case actorIsLeadAgency
+    /// The actor's agency neither leads the task nor takes part in it: it
+    /// answers another agency's call (an offer).
+    case actorOutsideTaskAgencies
     /// Every participating agency has agreed (an action with `agreement:
     /// true`) to the task's fields as last set.
     case allAgenciesAgreed
@@ -27,7 +30,7 @@ public enum Guard: Sendable, Hashable, CustomStringConvertible {
     public static let names = [
         "open_overlaps", "no_open_overlaps", "budget_present", "budget_at_most", "budget_above", "period_present",
         "field_present", "field_in_range", "field_equals", "days_before_end", "actor_in_task_agencies", "actor_is_lead_agency",
-        "all_agencies_agreed", "actor_has_not_agreed",
+        "actor_outside_task_agencies", "all_agencies_agreed", "actor_has_not_agreed",
     ]
 
     public var description: String {
@@ -44,6 +47,7 @@ public enum Guard: Sendable, Hashable, CustomStringConvertible {
         case .daysBeforeEnd(let days): "days_before_end(\(days))"
         case .actorInTaskAgencies: "actor_in_task_agencies"
         case .actorIsLeadAgency: "actor_is_lead_agency"
+        case .actorOutsideTaskAgencies: "actor_outside_task_agencies"
         case .allAgenciesAgreed: "all_agencies_agreed"
         case .actorHasNotAgreed: "actor_has_not_agreed"
         }
@@ -104,6 +108,9 @@ public enum Guard: Sendable, Hashable, CustomStringConvertible {
                 return "only the lead agency (\(task.leadAgency)) may do this"
             }
             return nil
+        case .actorOutsideTaskAgencies:
+            guard let agency = actor.agency, task.agencies.contains(agency) else { return nil }
+            return "\(agency) \(agency == task.leadAgency ? "leads" : "takes part in") the task already; this is for the other agencies"
         case .allAgenciesAgreed:
             let waiting = task.awaitingAgreement(besides: context.agreedAgencies)
             return waiting.isEmpty ? nil : "waiting for \(waiting.joined(separator: " and ")) to agree"

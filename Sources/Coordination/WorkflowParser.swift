@@ -347,6 +347,7 @@ public enum WorkflowParser {
             case "period_present": return argument == nil ? .periodPresent : bad("no arguments")
             case "actor_in_task_agencies": return argument == nil ? .actorInTaskAgencies : bad("no arguments")
             case "actor_is_lead_agency": return argument == nil ? .actorIsLeadAgency : bad("no arguments")
+            case "actor_outside_task_agencies": return argument == nil ? .actorOutsideTaskAgencies : bad("no arguments")
             case "all_agencies_agreed": return argument == nil ? .allAgenciesAgreed : bad("no arguments")
             case "actor_has_not_agreed": return argument == nil ? .actorHasNotAgreed : bad("no arguments")
             case "budget_at_most", "budget_above":

@@ -162,6 +162,25 @@ import Testing
         #expect(unknownRate.contains { $0.contains("no exchange rate between GBP and USD") })
     }
 
+    /// Offers to a call come from the other agencies: neither the one that
+    /// asks nor one already taking part offers to its own request.
+    @Test func anOfferComesFromAnotherAgency() async throws {
+        let workflow = try Fixtures.workflow("assistance-request")
+        var call = TaskRecord(state: "offers_open", leadAgency: "undp", participants: [Participant(agency: "unicef", role: .implementing)])
+        let inputs = ActionInputs(comment: "Two mediators")
+        let wfp = Actor(principal: "lena", role: .liaison, agency: "wfp")
+        #expect(try await decide(workflow, call, wfp, "offer", inputs: inputs).get().finalState == "offers_open")
+        for (actor, reason) in [
+            (Fixtures.liaison, "undp leads the task already; this is for the other agencies"),
+            (Fixtures.otherLiaison, "unicef takes part in the task already; this is for the other agencies"),
+        ] {
+            #expect(try await decide(workflow, call, actor, "offer", inputs: inputs)
+                == .failure(.guardsFailed(action: "offer", failures: [GuardFailure("actor_outside_task_agencies", reason)])))
+        }
+        call.participants = []
+        #expect(try await decide(workflow, call, Fixtures.otherLiaison, "offer", inputs: inputs).get().finalState == "offers_open")
+    }
+
     @Test func anExtensionNeedsNinetyDaysBeforeTheEnd() async throws {
         let workflow = try Fixtures.workflow("pbf-project")
         var implementing = Fixtures.project(end: "2027-03-01")

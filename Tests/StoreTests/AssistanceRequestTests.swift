@@ -28,6 +28,13 @@ import TestSupport
         // Any agency sees it, in its list too, and may offer.
         #expect(try await h.tasks.get(task.ref, as: h.wfp).id == task.id)
         #expect(try await h.tasks.list(TaskFilter(workflow: "assistance-request"), as: h.unicef).items.map(\.ref) == [task.ref])
+        // The requesting agency does not offer to its own request (version 4).
+        let own = await #expect(throws: StoreError.self) {
+            _ = try await h.tasks.act(task.ref, action: "offer", expectedVersion: task.version, inputs: ActionInputs(comment: "Ourselves"), by: h.undp)
+        }
+        #expect(own?.refusal == .guardsFailed(action: "offer", failures: [
+            GuardFailure("actor_outside_task_agencies", "undp leads the task already; this is for the other agencies"),
+        ]))
         task = try await h.tasks.act(task.ref, action: "offer", expectedVersion: task.version, inputs: ActionInputs(comment: "Two mediators from Bujumbura"), by: h.unicef)
         task = try await h.tasks.act(task.ref, action: "offer", expectedVersion: task.version, inputs: ActionInputs(comment: "One land surveyor"), by: h.wfp)
         #expect(try await h.tasks.history(task.ref, as: h.unicef).filter { $0.action == "offer" }.map(\.actor) == ["kofi (unicef)", "lena (wfp)"])
