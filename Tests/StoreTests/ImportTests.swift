@@ -92,6 +92,20 @@ struct ImportTests {
         let overlaps = try await h.tasks.detail(task.ref, as: h.coordinator).overlaps
         #expect(overlaps.contains { $0.other == identifier }, "\(overlaps.map(\.other))")
         #expect(overlaps.allSatisfy { !$0.reasons.isEmpty })
+        // An imported activity is not pbc's to end or move: resolutions that would are refused, naming why.
+        let withActivity = try #require(overlaps.first { $0.other == identifier })
+        let refusals: [(Resolution, FieldError)] = [
+            (.merge(survivor: task.ref), FieldError("survivor", "both sides of a merge must be tasks; \(identifier) is an imported activity")),
+            (.withdraw(task: identifier), FieldError("task", "must be the task \(task.ref)")),
+            (.sequence(task: identifier, period: duplicate.period!), FieldError("task", "must be the task \(task.ref)")),
+        ]
+        for (resolution, expected) in refusals {
+            let refused = await #expect(throws: StoreError.self) {
+                _ = try await h.tasks.resolveOverlap(withActivity.id, as: resolution, comment: nil, by: h.coordinator)
+            }
+            #expect(refused?.fieldErrors == [expected], "\(resolution)")
+        }
+        #expect(try await h.tasks.detail(task.ref, as: h.coordinator).overlaps.first { $0.id == withActivity.id }?.status == "open")
         // One that shares nothing with the portfolio goes to review.
         var unrelated = Harness.project(title: "Judicial reform in Bujumbura")
         unrelated.sectors = ["15130"]

@@ -348,10 +348,7 @@ extension TaskStore {
     /// again), then both overlap rows, in id order. Two transactions on one
     /// pair, from either side, wait for each other instead of deadlocking.
     func lockPair(of id: UUID, on connection: PostgresConnection) async throws -> (taskRef: String, otherRef: String, statuses: [UUID: String])? {
-        guard let row = try await connection.query(
-            "SELECT t.ref, o.other_ref FROM task_overlaps o JOIN tasks t ON t.id = o.task_id WHERE o.id = \(id)").first
-        else { return nil }
-        let (taskRef, otherRef) = (try row.decode(String.self, at: 0), try row.decode(String.self, at: 1))
+        guard let (taskRef, otherRef) = try await pair(of: id, on: connection) else { return nil }
         try await connection.query("SELECT 1 FROM tasks WHERE ref = ANY (\([taskRef, otherRef])) ORDER BY length(ref), ref FOR NO KEY UPDATE")
         // Keys before overlap rows, as every change takes them: a withdrawal
         // or a merge ends one of the two, which takes its keys.
@@ -364,6 +361,14 @@ extension TaskStore {
         var statuses: [UUID: String] = [:]
         for row in locked { statuses[try row.decode(UUID.self, at: 0)] = try row.decode(String.self, at: 1) }
         return (taskRef, otherRef, statuses)
+    }
+
+    /// The two entries of an overlap: the task whose row it is, and the other.
+    private func pair(of id: UUID, on connection: PostgresConnection) async throws -> (taskRef: String, otherRef: String)? {
+        guard let row = try await connection.query(
+            "SELECT t.ref, o.other_ref FROM task_overlaps o JOIN tasks t ON t.id = o.task_id WHERE o.id = \(id)").first
+        else { return nil }
+        return (try row.decode(String.self, at: 0), try row.decode(String.self, at: 1))
     }
 
     /// The workflow that carries an overlap the agencies must agree on.
@@ -424,11 +429,10 @@ extension TaskStore {
     /// checks again, since the programs may change meanwhile.
     func checkCaseProposal(_ task: StoredTask, on connection: PostgresConnection) async throws {
         guard task.workflow == Self.caseWorkflow, !hasEnded(task), case .string(let name)? = task.record.fields["resolution"],
-              let (id, resolution) = try caseResolution(task, named: name),
-              let row = try await connection.query("SELECT t.ref, o.other_ref FROM task_overlaps o JOIN tasks t ON t.id = o.task_id WHERE o.id = \(id)").first
+              let (id, resolution) = try caseResolution(task, named: name), let (taskRef, otherRef) = try await pair(of: id, on: connection)
         else { return }
         do {
-            try await checkResolution(resolution, between: try row.decode(String.self, at: 0), and: try row.decode(String.self, at: 1), on: connection)
+            try await checkResolution(resolution, between: taskRef, and: otherRef, on: connection)
         } catch let error as StoreError where error.code == .validation {
             // Named as the case's fields that carry them.
             throw StoreError.validation(error.fieldErrors.map { FieldError("fields." + ($0.field == "period" ? "periodStart" : $0.field), $0.reason) })

@@ -484,9 +484,8 @@ public struct TaskStore: Sendable {
             // A change of dates is screened again (SPEC section 4), unless the step just did.
             if !decision.screened { try await rescreen(task, on: connection) }
         }
-        if decision.transitions.contains(where: { workflow.action($0.action)?.fields.contains("resolution") == true }) {
-            try await checkCaseProposal(task, on: connection)
-        }
+        // Fields a person set on a case are its proposal.
+        if !inputs.fields.isEmpty { try await checkCaseProposal(task, on: connection) }
         try await resolveCase(task, comment: inputs.comment, by: principal, on: connection)
         // Funding schedules the project's reports; a new end date may add some and moves the final one.
         if periodChanged || decision.transitions.contains(where: { workflow.state($0.to)?.scheduleReportsFrom != nil }) {
